@@ -1,0 +1,5 @@
+import sys
+
+from genlab.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,39 @@
+"""genlab info RUN: what a run is, how far it got, and its latest figures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+from genlab.config import config_to_dict
+from genlab.training.checkpoint import list_checkpoints
+from genlab.training.run import read_run
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("info", help="describe a run folder", description=__doc__)
+    p.add_argument("run", help="run folder")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    run_dir, config, spec = read_run(args.run)
+    print(f"run:         {run_dir}")
+    print(f"data:        {spec.name} {list(spec.shape)}")
+    checkpoints = list_checkpoints(run_dir / "checkpoints")
+    print(f"checkpoints: {len(checkpoints)}" + (f", latest {checkpoints[-1].name}" if checkpoints else ""))
+    stats_file = Path(run_dir) / "stats.jsonl"
+    if stats_file.is_file() and (lines := stats_file.read_text().splitlines()):
+        last = json.loads(lines[-1])
+        print(f"progress:    {last['kimg']:g} of {config.train.kimg:g} kimg")
+        print("latest stats: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("kimg", "iteration")))
+    metrics_file = Path(run_dir) / "metrics.jsonl"
+    if metrics_file.is_file():
+        for line in metrics_file.read_text().splitlines():
+            print(f"metrics:     {line}")
+    print("config:")
+    print("  " + yaml.safe_dump(config_to_dict(config), sort_keys=False).replace("\n", "\n  ").rstrip())
+    return 0

@@ -1,0 +1,40 @@
+"""genlab train CONFIG [--set key=value ...] [--resume RUN] [--dry-run]"""
+
+from __future__ import annotations
+
+import argparse
+
+import yaml
+
+from genlab.api import train
+from genlab.cli.common import add_data_root, data_root_override, load_cli_config, with_overrides
+from genlab.config import config_to_dict
+from genlab.errors import ConfigError
+from genlab.training.run import read_run
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a model from a YAML config", description=__doc__)
+    p.add_argument("config", nargs="?", help="YAML config, e.g. configs/quickstart.yaml")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.kimg=50")
+    p.add_argument("--resume", metavar="RUN", help="continue this run folder exactly from its latest checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--stop-after-kimg", type=float, metavar="KIMG", help="stop (with a checkpoint) after this many kimg")
+    add_data_root(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.config:
+        config = load_cli_config(args.config, args)
+    elif args.resume:
+        config = with_overrides(read_run(args.resume)[1], list(args.set or []) + data_root_override(args))
+    else:
+        raise ConfigError("give a config file (genlab train configs/quickstart.yaml) or --resume RUN")
+    if args.dry_run:
+        print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="")
+        return 0
+    run_dir = train(config, resume=args.resume, stop_after_kimg=args.stop_after_kimg)
+    print(f"run folder: {run_dir}")
+    print(f"images:     {run_dir / 'samples'}")
+    return 0

@@ -1,0 +1,227 @@
+"""Typed run configuration: dataclasses are the single source of defaults.
+
+A run config has four registered sections and one fixed one::
+
+    name: quickstart
+    data:      {name: sprites, ...}      # DATASETS entry
+    model:     {name: conv_vae, ...}     # MODELS entry
+    objective: {name: vae, ...}          # OBJECTIVES entry (loss + optimisers)
+    train:     {batch_size: 64, ...}     # TrainConfig, shared by every family
+
+Loading is strict: an unknown key fails with the nearest valid key, a wrong type
+names the key and the type it expects. Overrides use dotted keys
+(``train.batch_size=128``) parsed as YAML scalars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Union
+
+import yaml
+
+from genlab.errors import ConfigError
+from genlab.registry import DATASETS, MODELS, OBJECTIVES, Registry, UnknownNameError
+
+
+@dataclass
+class DataConfig:
+    """Base of every dataset's config; subclasses add their own keys."""
+
+    name: str
+    registry: ClassVar[Registry] = DATASETS
+
+
+@dataclass
+class ModelConfig:
+    """Base of every model's config. ``family`` says which objectives can train it."""
+
+    name: str
+    registry: ClassVar[Registry] = MODELS
+    family: ClassVar[str] = ""
+
+
+@dataclass
+class ObjectiveConfig:
+    """Base of every objective's config (losses, optimisers, step schedule)."""
+
+    name: str
+    registry: ClassVar[Registry] = OBJECTIVES
+    family: ClassVar[str] = ""
+
+
+@dataclass
+class TrainConfig:
+    """What the one training loop needs, whatever the model family."""
+
+    kimg: float = 100.0  # training length in thousands of real images seen
+    batch_size: int = 64  # per process; the global batch is batch_size * world size
+    seed: int = 0
+    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = autocast for forward passes
+    grad_clip: float = 0.0  # max global gradient norm per optimiser step; 0 disables
+    log_every_kimg: float = 1.0
+    snapshot_every_kimg: float = 10.0
+    checkpoint_every_kimg: float = 10.0
+    keep_checkpoints: int = 3
+    out_dir: str = "runs"
+    tensorboard: bool = True
+    progress_bar: bool = True
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+
+
+@dataclass
+class Config:
+    name: str
+    data: DataConfig
+    model: ModelConfig
+    objective: ObjectiveConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config, apply ``key=value`` overrides and validate everything."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist; see configs/ for examples")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+    return config_from_dict(apply_overrides(raw, overrides or []), source=str(path))
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    config = _build(Config, raw, prefix="", source=source)
+    if config.model.family != config.objective.family:
+        raise ConfigError(
+            f"{source}: objective {config.objective.name!r} trains {config.objective.family} models "
+            f"but model {config.model.name!r} is a {config.model.family} model; pick an objective "
+            f"of family {config.model.family!r}"
+        )
+    return config
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with dotted ``key=value`` overrides applied."""
+    result = _deep_copy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        node = result
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def dump_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+# ----------------------------------------------------------------------------- internals
+
+
+def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
+    where = prefix.rstrip(".") or "the top level"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {where} must be a mapping, got {raw!r}")
+    registry = getattr(cls, "registry", None)
+    if isinstance(registry, Registry):
+        if "name" not in raw:
+            raise ConfigError(
+                f"{source}: {where} needs a 'name'; one of: {', '.join(registry.names())}"
+            )
+        try:
+            cls = registry.get(str(raw["name"])).config_cls
+        except UnknownNameError as err:
+            raise ConfigError(f"{source}: {prefix}name: {err}") from None
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.5)
+            hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"{source}: unknown key {prefix}{key!r}{hint} Valid keys: {', '.join(fields)}"
+            )
+    values = {}
+    for name, f in fields.items():
+        if name in raw:
+            values[name] = _coerce(hints[name], raw[name], f"{prefix}{name}", source)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{source}: missing required key {prefix}{name}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{source}: {where}: {err}") from None
+
+
+def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key + ".", source)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, key, source)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0])
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: {key} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+        item_type = args[0] if args else Any
+        items = [_coerce(item_type, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" as a string; accept it as the number it means
+            return float(value)
+        except ValueError:
+            pass
+    if tp in (int, float, str, bool) and type(value) is tp:
+        return value
+    raise ConfigError(f"{source}: {key} must be {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def _deep_copy(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _deep_copy(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_deep_copy(v) for v in node]
+    return node

@@ -1,0 +1,21 @@
+"""Datasets: real image sets, procedural sprites, image folders and toy mixtures.
+
+Importing this package registers every dataset with ``genlab.registry.DATASETS``.
+"""
+
+from __future__ import annotations
+
+from genlab.config import DataConfig
+from genlab.data import folder, sprites, standard, toy  # noqa: F401  (registers datasets)
+from genlab.data.base import TensorDataset
+from genlab.registry import DATASETS
+
+
+def load_dataset(cfg: DataConfig, split: str = "train") -> TensorDataset:
+    """Build the ``split`` ("train" or "test") of the dataset ``cfg`` describes."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return DATASETS.get(cfg.name).builder(cfg, split)
+
+
+__all__ = ["TensorDataset", "load_dataset"]

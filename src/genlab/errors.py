@@ -1,0 +1,24 @@
+"""Errors meant for people: each message names what went wrong and how to fix it.
+
+The CLI prints these without a traceback; anything else is a bug and keeps its traceback.
+"""
+
+
+class GenlabError(Exception):
+    """Base of every user-facing error."""
+
+
+class ConfigError(GenlabError, ValueError):
+    """A config file, key or value is wrong."""
+
+
+class DataError(GenlabError):
+    """Data files are missing, corrupt or of the wrong kind."""
+
+
+class RunError(GenlabError):
+    """A run folder or checkpoint is missing or unusable."""
+
+
+class TrainingDiverged(GenlabError):
+    """A loss became NaN or Inf; the last good checkpoint is kept."""

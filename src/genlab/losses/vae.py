@@ -1,0 +1,69 @@
+"""VAE objective terms as pure functions. Every term is per example: shape ``[N]``, in nats.
+
+Kingma & Welling (2014): ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || N(0, I)), with the KL in
+closed form for a diagonal Gaussian q. beta-VAE (Higgins et al. 2017) weights the KL by beta.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) in closed form. mu, logvar: [N, D] -> [N]."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+
+def bernoulli_log_likelihood(logits: Tensor, target: Tensor) -> Tensor:
+    """log p(x|z) for pixel probabilities sigmoid(logits) and grey-level targets in [0, 1].
+
+    logits, target: [N, ...] -> [N]. Grey levels are used as soft targets (the convention of
+    the widely used PyTorch VAE example), so this is minus the summed binary cross-entropy.
+    """
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return -bce.flatten(1).sum(dim=1)
+
+
+def gaussian_log_likelihood(mean: Tensor, log_sigma: Tensor, target: Tensor) -> Tensor:
+    """log N(target; mean, sigma^2 I) summed over pixels. mean, target: [N, ...] -> [N]."""
+    log_sigma = log_sigma.expand_as(mean)
+    per_pixel = -0.5 * (((target - mean) / log_sigma.exp()).pow(2) + LOG_2PI) - log_sigma
+    return per_pixel.flatten(1).sum(dim=1)
+
+
+def log_normal_diag(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mu, diag(exp(logvar))) over the last dim. [..., D] -> [...]."""
+    return -0.5 * ((z - mu).pow(2) / logvar.exp() + logvar + LOG_2PI).sum(dim=-1)
+
+
+def log_standard_normal(z: Tensor) -> Tensor:
+    """log N(z; 0, I) over the last dim. [..., D] -> [...]."""
+    return -0.5 * (z.pow(2) + LOG_2PI).sum(dim=-1)
+
+
+def elbo(log_px_given_z: Tensor, kl: Tensor, beta: float = 1.0) -> Tensor:
+    """The (beta-weighted) evidence lower bound per example: log p(x|z) - beta * KL. [N]."""
+    return log_px_given_z - beta * kl
+
+
+def decoder_log_likelihood(
+    likelihood: str, params: Tensor, x: Tensor, log_sigma: Tensor | None = None
+) -> Tensor:
+    """log p(x|z) for a decoder output ``params`` and images ``x`` in [-1, 1]. [N, ...] -> [N].
+
+    "bernoulli": params are logits of pixel intensities rescaled to [0, 1].
+    "gaussian": params are means in the [-1, 1] scale with a learned global ``log_sigma``.
+    """
+    if likelihood == "bernoulli":
+        return bernoulli_log_likelihood(params, (x + 1.0) * 0.5)
+    if likelihood == "gaussian":
+        if log_sigma is None:
+            raise ValueError("the gaussian likelihood needs log_sigma")
+        return gaussian_log_likelihood(params, log_sigma, x)
+    raise ValueError(f"unknown likelihood {likelihood!r}; use 'bernoulli' or 'gaussian'")

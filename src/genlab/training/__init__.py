@@ -1,0 +1,1 @@
+"""The one training loop, the step seam, checkpoints and run folders."""

@@ -1,0 +1,253 @@
+"""The one training loop. Every model family plugs in through a ``Step`` (see step.py).
+
+``train()`` owns batches, phase repeats, autocast, backward, gradient clipping, NaN
+checks, logging, snapshots, checkpoints, exact resume, signals and DDP wrapping.
+Progress is counted in real images seen (all processes together), so the batch size
+and the number of GPUs do not change the schedule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from genlab import distributed
+from genlab.config import Config, config_to_dict
+from genlab.data import load_dataset
+from genlab.errors import ConfigError, TrainingDiverged
+from genlab.images import make_grid, save_grid, to_model
+from genlab.models import build_model
+from genlab.registry import OBJECTIVES
+from genlab.training import checkpoint as ckpt
+from genlab.training.batches import BatchStream
+from genlab.training.run import create_run_dir, read_run, write_run_files
+from genlab.training.stats import Meter, RunLogger
+from genlab.training.step import Batch, Step
+
+VERSION = 1  # of the training-state layout
+SNAPSHOT_SIZE = 64  # real examples kept fixed for reconstructions / conditioning
+# Keys that may change when resuming without breaking exactness.
+RESUMABLE_CHANGES = {"kimg", "log_every_kimg", "snapshot_every_kimg", "checkpoint_every_kimg", "keep_checkpoints", "progress_bar", "tensorboard"}
+
+
+def build_step(config: Config, data, device: torch.device) -> Step:
+    """Modules of ``config.model`` on ``device``, wrapped in the objective's Step."""
+    modules = {name: m.to(device) for name, m in build_model(config.model, data).items()}
+    return OBJECTIVES.get(config.objective.name).builder(config.objective, modules, data, config.train)
+
+
+def train(config: Config | None = None, resume: str | Path | None = None, stop_after_kimg: float | None = None) -> Path:
+    """Train ``config`` in a new run folder, or continue the run folder ``resume`` exactly.
+
+    ``stop_after_kimg`` stops early (with a checkpoint) once that many thousand images
+    have been seen, as Ctrl-C or SIGTERM do; ``--resume`` continues from there.
+    Returns the run folder.
+    """
+    if resume is not None:
+        config = _resume_config(Path(resume), config)
+    elif config is None:
+        raise ConfigError("train() needs a config or a run folder to resume")
+    tc = config.train
+    if tc.threads > 0:
+        torch.set_num_threads(tc.threads)
+    device = distributed.resolve_device(tc.device)
+    dist = distributed.init_from_env(device)
+    torch.manual_seed(tc.seed * 1000 + dist.rank)  # model init is synced by DDP; data order is not the RNG's
+
+    data = load_dataset(config.data, "train")
+    step = build_step(config, data, device)
+    if dist.world_size > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        step.wrap(lambda m: nn.parallel.DistributedDataParallel(m, device_ids=ids))
+    stream = BatchStream(data, tc.batch_size, tc.seed, device, dist.rank, dist.world_size)
+    fixed_x = data.x[:SNAPSHOT_SIZE]
+    fixed = Batch(to_model(fixed_x) if fixed_x.dtype == torch.uint8 else fixed_x,
+                  None if data.y is None else data.y[:SNAPSHOT_SIZE]).to(device)
+
+    images_seen = iteration = 0
+    if resume is not None:
+        run_dir = Path(resume)
+        latest = ckpt.latest_checkpoint(run_dir)
+        ckpt.load_modules(latest, step.modules)
+        state = ckpt.load_training_state(latest)
+        for name, opt in step.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        stream.load_state_dict(state["data"][dist.rank])
+        ckpt.restore_rng(state["rng"][dist.rank])
+        images_seen, iteration = state["images_seen"], state["iteration"]
+    else:
+        run_dir = create_run_dir(tc.out_dir, config.name) if dist.is_main else None
+        run_dir = Path(distributed.broadcast_object(str(run_dir)))
+        if dist.is_main:
+            write_run_files(run_dir, config, data)
+    logger = RunLogger(run_dir, tc.tensorboard, enabled=dist.is_main)
+    logger.message(f"{'resuming' if resume else 'training'} {run_dir} at {images_seen / 1000:.1f} kimg on {device}"
+                   f"{f' x{dist.world_size}' if dist.world_size > 1 else ''}")
+
+    total = int(tc.kimg * 1000)
+    stop_at = total if stop_after_kimg is None else min(total, int(stop_after_kimg * 1000))
+    phases = step.phases()
+    meter = Meter()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
+    progress = _progress_bar(tc.progress_bar and dist.is_main, images_seen, total)
+    window_start, window_images = time.perf_counter(), images_seen
+    stop_requested = False
+
+    def save() -> Path:
+        state = {
+            "version": VERSION,
+            "images_seen": images_seen,
+            "iteration": iteration,
+            "optimizers": {name: opt.state_dict() for name, opt in step.optimizers.items()},
+            "data": _gather(stream.state_dict()),
+            "rng": _gather(ckpt.capture_rng()),
+        }
+        path = None
+        if dist.is_main:
+            path = ckpt.save_checkpoint(run_dir / "checkpoints", images_seen, step.modules, state, tc.keep_checkpoints)
+        distributed.barrier()
+        return path
+
+    with _stop_signals() as stop_flag:
+        while images_seen < stop_at and not stop_requested:
+            before = images_seen
+            batch = None
+            for phase in phases:
+                optimizer = step.optimizers[phase.optimizer]
+                params = [p for group in optimizer.param_groups for p in group["params"]]
+                for _ in range(phase.repeats):
+                    if phase.fresh_batch or batch is None:
+                        batch = next(stream)
+                        images_seen += len(batch) * dist.world_size
+                    optimizer.zero_grad(set_to_none=True)
+                    with autocast:
+                        out = phase.loss(batch)
+                    if not torch.isfinite(out.loss):
+                        raise TrainingDiverged(
+                            f"{phase.name} loss became {out.loss.item()} at iteration {iteration} "
+                            f"({images_seen / 1000:.1f} kimg); the last good checkpoint in {run_dir / 'checkpoints'} "
+                            "is kept. Lower the learning rate or enable train.grad_clip."
+                        )
+                    out.loss.backward()
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else math.inf)
+                    optimizer.step()
+                    if phase.after_step is not None:
+                        phase.after_step()
+                    meter.add(phase.name, {"loss": out.loss.detach(), **out.stats, "grad_norm": grad_norm})
+            iteration += 1
+            progress.update(images_seen - before)
+            stop_requested = distributed.any_rank(stop_flag.is_set) or images_seen >= stop_at
+
+            if _crossed(before, images_seen, tc.log_every_kimg) or images_seen >= stop_at:
+                now = time.perf_counter()
+                record = {"kimg": images_seen / 1000, "iteration": iteration, **meter.averages(),
+                          "images_per_sec": (images_seen - window_images) / max(now - window_start, 1e-9)}
+                window_start, window_images = now, images_seen
+                logger.stats(record, images_seen)
+                progress.set_postfix_str(_summary(record), refresh=False)
+                for warning in step.check_health(record, iteration):
+                    logger.warning(f"iteration {iteration} ({images_seen / 1000:.1f} kimg): {warning}", images_seen)
+            if dist.is_main and (_crossed(before, images_seen, tc.snapshot_every_kimg) or images_seen >= total):
+                _write_snapshots(step, fixed, tc.seed, run_dir, images_seen, logger)
+            if _crossed(before, images_seen, tc.checkpoint_every_kimg) or stop_requested:
+                save()
+    progress.close()
+    if images_seen < total:
+        logger.message(f"stopped at {images_seen / 1000:.1f} of {tc.kimg:g} kimg; continue with: genlab train --resume {run_dir}")
+    else:
+        logger.message(f"finished {images_seen / 1000:.1f} kimg; samples in {run_dir / 'samples'}")
+    logger.close()
+    return run_dir
+
+
+def _resume_config(run_dir: Path, given: Config | None) -> Config:
+    _, saved, _ = read_run(run_dir)
+    if given is None:
+        return saved
+    old, new = _flatten(config_to_dict(saved)), _flatten(config_to_dict(given))
+    allowed = {f"train.{key}" for key in RESUMABLE_CHANGES}
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in allowed)
+    if changed:
+        raise ConfigError(
+            f"cannot resume {run_dir} with a different {', '.join(changed)}: exact resume needs the same "
+            f"config (only train.{', train.'.join(sorted(RESUMABLE_CHANGES))} may change)"
+        )
+    return dataclasses.replace(saved, train=given.train)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _crossed(before: int, after: int, every_kimg: float) -> bool:
+    every = every_kimg * 1000
+    return every > 0 and int(after // every) > int(before // every)
+
+
+def _gather(obj) -> list:
+    """``obj`` from every rank, in rank order (rank states for an exact multi-process resume)."""
+    if not torch.distributed.is_initialized():
+        return [obj]
+    out = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def _write_snapshots(step: Step, fixed: Batch, seed: int, run_dir: Path, images_seen: int, logger: RunLogger) -> None:
+    for name, grid in step.snapshots(fixed, seed).items():
+        save_grid(grid.images, run_dir / "samples" / f"{name}-{images_seen // 1000:06d}kimg.png", nrow=grid.nrow)
+        save_grid(grid.images, run_dir / "samples" / f"{name}-latest.png", nrow=grid.nrow)
+        logger.image(name, make_grid(grid.images, nrow=grid.nrow), images_seen)
+
+
+def _summary(record: dict[str, float]) -> str:
+    keys = [k for k in record if k.endswith("/loss")][:3]
+    return " ".join(f"{k.split('/')[0]}={record[k]:.3g}" for k in keys)
+
+
+def _progress_bar(enabled: bool, start: int, total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, unit="img", unit_scale=True, disable=not enabled, dynamic_ncols=True)
+
+
+class _Flag:
+    is_set = False
+
+
+@contextmanager
+def _stop_signals():
+    """Ctrl-C / SIGTERM ask the loop to stop after the current iteration and checkpoint.
+
+    A second Ctrl-C interrupts at once. Only the main thread may install handlers.
+    """
+    flag = _Flag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag.is_set and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag.is_set = True
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,6 @@
+"""Objectives: one Step per model family. Importing registers them."""
+
+from __future__ import annotations
+
+from genlab.training.objectives import gan, vae  # noqa: F401  (registers objectives)
+from genlab.training.objectives import classifier  # noqa: F401  (registers the classifier objective)
