@@ -32,10 +32,12 @@ def iwae_log_likelihood(vae, x: Tensor, k: int, generator: torch.Generator | Non
     """Importance-weighted estimate of log p(x) with ``k`` samples. x: [N, ...] -> [N] nats."""
     mu, logvar = vae.encode(x)
     std = (0.5 * logvar).exp()
+    # All noise drawn up front (k * N * D numbers are small) so ``chunk`` cannot change it.
+    eps_all = torch.randn((k, *mu.shape), generator=generator).to(mu)
     log_weights = []
     for start in range(0, k, chunk):
-        count = min(chunk, k - start)
-        eps = torch.randn((count, *mu.shape), generator=generator).to(mu)
+        eps = eps_all[start : start + chunk]
+        count = eps.shape[0]
         z = mu + eps * std  # [count, N, D]
         params = vae.decode_params(z.flatten(0, 1))  # [count * N, C, H, W]
         x_rep = x.expand(count, *x.shape).flatten(0, 1)
