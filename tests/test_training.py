@@ -166,3 +166,21 @@ def test_vae_trains_on_real_mnist(tmp_path, mnist_root):
     assert records[-1]["vae/loss"] < 250
     vae = genlab.load(run_dir)
     assert vae.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 1, 28, 28)
+
+
+def test_torchrun_trains_one_run_across_two_processes(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "name: ddp\ndata: {name: sprites, image_size: 28, n_train: 512, n_test: 64}\n"
+        "model: {name: conv_vae, latent_dim: 4, channels: 8}\nobjective: {name: vae}\n"
+        f"train: {{kimg: 0.256, batch_size: 16, out_dir: {tmp_path / 'runs'}, log_every_kimg: 0.128, "
+        "checkpoint_every_kimg: 0.128, progress_bar: false, tensorboard: false, threads: 1}\n"
+    )
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517"]
+    done = subprocess.run([*torchrun, "-m", "genlab", "train", str(config)], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "00000-ddp"  # one folder, made by rank 0 alone
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["00000-ddp"]
+    state = final_state(run_dir)[1]
+    assert state["images_seen"] == 256  # 8 iterations x 16 images x 2 processes
+    assert len(state["data"]) == len(state["rng"]) == 2  # every rank's position, for exact resume

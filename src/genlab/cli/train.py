@@ -9,6 +9,7 @@ import yaml
 from genlab.api import train
 from genlab.cli.common import add_data_root, data_root_override, load_cli_config, with_overrides
 from genlab.config import config_to_dict
+from genlab.distributed import print0
 from genlab.errors import ConfigError
 from genlab.training.run import read_run
 
@@ -35,6 +36,6 @@ def run(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="")
         return 0
     run_dir = train(config, resume=args.resume, stop_after_kimg=args.stop_after_kimg)
-    print(f"run folder: {run_dir}")
-    print(f"images:     {run_dir / 'samples'}")
+    print0(f"run folder: {run_dir}")
+    print0(f"images:     {run_dir / 'samples'}")
     return 0
