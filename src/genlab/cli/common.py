@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,8 +14,12 @@ def add_data_root(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", metavar="DIR", help="where data sets live (default: $GENLAB_DATA or ~/.cache/genlab/data)")
 
 
-def data_root_override(args: argparse.Namespace) -> list[str]:
-    return [f"data.root={args.data_root}"] if getattr(args, "data_root", None) else []
+def with_data_root(config: Config, args: argparse.Namespace) -> Config:
+    """``--data-root`` replaces ``data.root`` for datasets read from files (not the sprites)."""
+    root = getattr(args, "data_root", None)
+    if not root or "root" not in {f.name for f in dataclasses.fields(config.data)}:
+        return config
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, root=root))
 
 
 def with_overrides(config: Config, overrides: list[str]) -> Config:
@@ -24,7 +29,7 @@ def with_overrides(config: Config, overrides: list[str]) -> Config:
 
 
 def load_cli_config(path: str, args: argparse.Namespace) -> Config:
-    return load_config(path, list(args.set or []) + data_root_override(args))
+    return with_data_root(load_config(path, list(args.set or [])), args)
 
 
 def write_json(record: dict, path: str | Path | None) -> None:

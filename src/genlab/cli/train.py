@@ -7,7 +7,7 @@ import argparse
 import yaml
 
 from genlab.api import train
-from genlab.cli.common import add_data_root, data_root_override, load_cli_config, with_overrides
+from genlab.cli.common import add_data_root, load_cli_config, with_data_root, with_overrides
 from genlab.config import config_to_dict
 from genlab.distributed import print0
 from genlab.errors import ConfigError
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if args.config:
         config = load_cli_config(args.config, args)
     elif args.resume:
-        config = with_overrides(read_run(args.resume)[1], list(args.set or []) + data_root_override(args))
+        config = with_data_root(with_overrides(read_run(args.resume)[1], list(args.set or [])), args)
     else:
         raise ConfigError("give a config file (genlab train configs/quickstart.yaml) or --resume RUN")
     if args.dry_run:

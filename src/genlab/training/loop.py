@@ -35,7 +35,8 @@ from genlab.training.step import Batch, Step
 VERSION = 1  # of the training-state layout
 SNAPSHOT_SIZE = 64  # real examples kept fixed for reconstructions / conditioning
 # Keys that may change when resuming without breaking exactness.
-RESUMABLE_CHANGES = {"kimg", "log_every_kimg", "snapshot_every_kimg", "checkpoint_every_kimg", "keep_checkpoints", "progress_bar", "tensorboard"}
+RESUMABLE_CHANGES = {"data.root"} | {f"train.{key}" for key in (
+    "kimg", "log_every_kimg", "snapshot_every_kimg", "checkpoint_every_kimg", "keep_checkpoints", "progress_bar", "tensorboard")}
 
 
 def build_step(config: Config, data, device: torch.device) -> Step:
@@ -173,14 +174,13 @@ def _resume_config(run_dir: Path, given: Config | None) -> Config:
     if given is None:
         return saved
     old, new = _flatten(config_to_dict(saved)), _flatten(config_to_dict(given))
-    allowed = {f"train.{key}" for key in RESUMABLE_CHANGES}
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in allowed)
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
     if changed:
         raise ConfigError(
             f"cannot resume {run_dir} with a different {', '.join(changed)}: exact resume needs the same "
-            f"config (only train.{', train.'.join(sorted(RESUMABLE_CHANGES))} may change)"
+            f"config (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)"
         )
-    return dataclasses.replace(saved, train=given.train)
+    return dataclasses.replace(saved, data=given.data, train=given.train)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

@@ -1,0 +1,155 @@
+"""A folder of the user's own images, decoded once into memory.
+
+Files are found recursively in sorted order, so a folder always gives the same dataset.
+Each image is resized so its shorter side is ``image_size`` and centre-cropped to a square.
+A file that is not a readable image is skipped with one warning naming it, so that one bad
+file among thousands does not stop a run. Images in sub-folders are labelled by sub-folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from genlab.config import DataConfig
+from genlab.data.base import TensorDataset
+from genlab.errors import ConfigError, DataError
+from genlab.registry import register_dataset
+
+
+@dataclass
+class FolderConfig(DataConfig):
+    """Keys of the ``image_folder`` dataset."""
+
+    path: str
+    image_size: int = 64  # output height = width: shorter side resized, then centre-cropped
+    channels: int = 3  # 1 = grey, 3 = RGB
+    test_fraction: float = 0.1  # share of files held out for the test split, chosen by file name
+    max_pixels: int = 89_478_485  # PIL's default; larger images are refused (decompression bombs)
+
+    def __post_init__(self) -> None:
+        if self.image_size < 1:
+            raise ConfigError(f"image_folder image_size must be positive, got {self.image_size}")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"image_folder channels must be 1 or 3, got {self.channels}")
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ConfigError(
+                f"image_folder test_fraction must be in [0, 1), got {self.test_fraction}"
+            )
+        if self.max_pixels < 1:
+            raise ConfigError(f"image_folder max_pixels must be positive, got {self.max_pixels}")
+
+
+@register_dataset("image_folder", FolderConfig)
+def build(cfg: FolderConfig, split: str) -> TensorDataset:
+    """Decode the split: x uint8 [N, channels, image_size, image_size]; y int64 [N] or None."""
+    root = Path(cfg.path).expanduser()
+    files = list_files(root)
+    classes = class_names(root, files)
+    chosen = [
+        f
+        for f in files
+        if in_test_split(f.relative_to(root), cfg.test_fraction) == (split == "test")
+    ]
+    images, labels = [], []
+    for file in chosen:
+        folder = file.relative_to(root).parts[0]
+        if classes and folder not in classes:
+            warnings.warn(
+                f"image_folder: skipping {file}: it lies outside the class sub-folders {classes}",
+                stacklevel=2,
+            )
+            continue
+        image = _decode(file, cfg.image_size, cfg.channels, cfg.max_pixels)
+        if image is not None:
+            images.append(image)
+            labels += [classes.index(folder)] if classes else []
+    if not images:
+        raise DataError(
+            f"image_folder: no readable images for the {split} split in {root} ({len(files)} "
+            f"files in all, {len(chosen)} in this split; see the warnings for skipped files). "
+            f"Point data.path at a folder of PNG/JPEG images, or change data.test_fraction "
+            f"(now {cfg.test_fraction})."
+        )
+    x = torch.from_numpy(np.stack(images))
+    x = x[:, None] if cfg.channels == 1 else x.permute(0, 3, 1, 2).contiguous()  # HWC -> CHW
+    y = torch.tensor(labels, dtype=torch.int64) if classes else None
+    return TensorDataset("image_folder", x, y, tuple(classes), num_classes=len(classes))
+
+
+def list_files(root: Path) -> list[Path]:
+    """Every visible file under root, recursively, in sorted order."""
+    if not root.is_dir():
+        raise DataError(
+            f"image_folder: {root} is not a folder; set data.path to a folder of images"
+        )
+    # Hidden entries (.DS_Store, .git, ...) are never images a user meant to train on.
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    if not files:
+        raise DataError(f"image_folder: {root} is empty; put images (PNG, JPEG, ...) in it")
+    return files
+
+
+def class_names(root: Path, files: list[Path]) -> list[str]:
+    """Sorted names of the sub-folders holding images when no image lies at the top; else [].
+
+    Judged by file extension only, so that a README next to the class folders does not
+    turn labels off.
+    """
+    extensions = Image.registered_extensions()
+    parts = [f.relative_to(root).parts for f in files if f.suffix.lower() in extensions]
+    if not parts or any(len(p) == 1 for p in parts):
+        return []
+    return sorted({p[0] for p in parts})
+
+
+def in_test_split(relative: Path, test_fraction: float) -> bool:
+    """Whether a file belongs to the test split: a hash of its relative path, so a file's
+    split never changes when other files are added or removed."""
+    digest = hashlib.sha256(relative.as_posix().encode()).digest()
+    return int.from_bytes(digest[:8], "big") < test_fraction * 2**64
+
+
+class _TooLarge(Exception):
+    """An image over the pixel limit, refused before decoding."""
+
+
+def _decode(file: Path, size: int, channels: int, max_pixels: int) -> np.ndarray | None:
+    """uint8 [size, size] (grey) or [size, size, 3], or None after one warning naming the file."""
+    try:
+        return _read_image(file, size, "L" if channels == 1 else "RGB", max_pixels)
+    except _TooLarge as err:
+        reason = (
+            f"{err} pixels is over max_pixels={max_pixels} (possible decompression bomb); "
+            f"raise data.max_pixels if you trust it"
+        )
+    # Broken files make decoders raise almost anything (OSError, SyntaxError, struct.error,
+    # DecompressionBombError, ...); each means "not a usable image".
+    except Exception as err:  # noqa: BLE001
+        reason = f"not a readable image ({type(err).__name__}: {err})"
+    warnings.warn(f"image_folder: skipping {file}: {reason}", stacklevel=3)
+    return None
+
+
+def _read_image(file: Path, size: int, mode: str, max_pixels: int) -> np.ndarray:
+    with warnings.catch_warnings():
+        # Our own limit applies; PIL's global one would warn a second time about the same file.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(file) as image:
+            if image.width * image.height > max_pixels:  # checked from the header, before decoding
+                raise _TooLarge(f"{image.width}x{image.height}")
+            image.draft(mode, (size, size))  # JPEG decodes at a reduced scale: much faster
+            image = ImageOps.exif_transpose(image).convert(mode)
+            return np.asarray(
+                ImageOps.fit(image, (size, size), method=Image.Resampling.LANCZOS), dtype=np.uint8
+            )
