@@ -14,6 +14,8 @@ COMMANDS = (
     "genlab.cli.sample",
     "genlab.cli.evaluate",
     "genlab.cli.info",
+    "genlab.cli.classifier",
+    "genlab.cli.theory",
 )
 
 

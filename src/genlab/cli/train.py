@@ -37,5 +37,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     run_dir = train(config, resume=args.resume, stop_after_kimg=args.stop_after_kimg)
     print0(f"run folder: {run_dir}")
-    print0(f"images:     {run_dir / 'samples'}")
+    if (run_dir / "samples").is_dir():
+        print0(f"images:     {run_dir / 'samples'}")
     return 0

@@ -8,6 +8,7 @@ from genlab.config import ModelConfig
 from genlab.data.base import TensorDataset
 from genlab.models import dcgan, gan_mlp, vae  # noqa: F401  (registers models)
 from genlab.models import classifier  # noqa: F401  (registers the metrics' digit classifier)
+from genlab.models import toy  # noqa: F401  (registers the toy-data GAN)
 from genlab.registry import MODELS
 
 

@@ -164,7 +164,8 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
     if images_seen < total:
         logger.message(f"stopped at {images_seen / 1000:.1f} of {tc.kimg:g} kimg; continue with: genlab train --resume {run_dir}")
     else:
-        logger.message(f"finished {images_seen / 1000:.1f} kimg; samples in {run_dir / 'samples'}")
+        shown = f"; images in {run_dir / 'samples'}" if (run_dir / "samples").is_dir() else ""
+        logger.message(f"finished {images_seen / 1000:.1f} kimg{shown}")
     logger.close()
     return run_dir
 

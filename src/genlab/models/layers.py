@@ -1,0 +1,132 @@
+"""Blocks shared by the GAN models: a generator base with ``sample``, maxout, initialisers,
+spectral-norm wrapping and the residual blocks of SNGAN (Miyato et al. 2018)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+Noise = Literal["normal", "uniform"]
+
+
+class Generator(nn.Module):
+    """Base of every GAN generator: ``forward(z: [N, latent_dim]) -> [N, C, H, W] in [-1, 1]``.
+
+    Subclasses set ``latent_dim`` and ``image_shape`` and implement ``forward``.
+    """
+
+    latent_dim: int
+    image_shape: tuple[int, ...]
+    noise: Noise = "normal"
+
+    def latents(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n latent vectors [n, latent_dim] on this module's device, with unit variance.
+
+        With a ``generator`` (a CPU generator) they are drawn on the CPU and moved, so a seed
+        gives the same latents on every device; without one, from the global RNG on the device.
+        """
+        device = next(self.parameters()).device
+        draw_on = torch.device("cpu") if generator is not None else device
+        if self.noise == "uniform":  # U(-sqrt 3, sqrt 3): the 2014 code's unit-variance option
+            z = (torch.rand(n, self.latent_dim, generator=generator, device=draw_on) * 2 - 1) * 3**0.5
+        else:
+            z = torch.randn(n, self.latent_dim, generator=generator, device=draw_on)
+        return z.to(device)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n images [n, C, H, W] in [-1, 1], in the module's current train/eval mode."""
+        return self(self.latents(n, generator))
+
+
+class Maxout(nn.Module):
+    """Goodfellow et al. 2013: ``units`` outputs, each the max over ``pieces`` affine maps.
+
+    x: [N, in_features] -> [N, units].
+    """
+
+    def __init__(self, in_features: int, units: int, pieces: int) -> None:
+        super().__init__()
+        self.units, self.pieces = units, pieces
+        self.linear = nn.Linear(in_features, units * pieces)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x).view(x.shape[0], self.units, self.pieces).amax(dim=2)
+
+
+def init_uniform(module: nn.Module, irange: float) -> None:
+    """pylearn2's ``irange`` init: weights U(-irange, irange), biases zero."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.uniform_(m.weight, -irange, irange)
+            nn.init.zeros_(m.bias)
+
+
+def init_dcgan(module: nn.Module) -> None:
+    """Radford et al.: conv weights N(0, 0.02), batch-norm scales N(1, 0.02), biases zero."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def maybe_sn(layer: nn.Module, enabled: bool) -> nn.Module:
+    """Spectral normalisation (Miyato et al.): one power iteration per training forward."""
+    return spectral_norm(layer) if enabled else layer
+
+
+# ------------------------------------------------------------- SNGAN residual blocks
+
+
+class UpBlock(nn.Module):
+    """Generator block: BN-ReLU-upsample-conv3-BN-ReLU-conv3 plus an upsampled 1x1 shortcut.
+
+    x: [N, C_in, H, W] -> [N, C_out, 2H, 2W].
+    """
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.bn1, self.bn2 = nn.BatchNorm2d(c_in), nn.BatchNorm2d(c_out)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, 1, 1)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1)
+        self.shortcut = nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.interpolate(F.relu(self.bn1(x)), scale_factor=2.0, mode="nearest")
+        h = self.conv2(F.relu(self.bn2(self.conv1(h))))
+        return h + self.shortcut(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class DownBlock(nn.Module):
+    """Discriminator block: (ReLU)-conv3-ReLU-conv3-(avgpool) plus a 1x1 shortcut, all SN.
+
+    ``first=True`` is SNGAN's "optimised" input block: no ReLU on the raw image, and the
+    shortcut pools before its 1x1 conv. x: [N, C_in, H, W] -> [N, C_out, H/2 or H, ...].
+    """
+
+    def __init__(self, c_in: int, c_out: int, down: bool, first: bool = False) -> None:
+        super().__init__()
+        self.down, self.first = down, first
+        self.conv1 = spectral_norm(nn.Conv2d(c_in, c_out, 3, 1, 1))
+        self.conv2 = spectral_norm(nn.Conv2d(c_out, c_out, 3, 1, 1))
+        # Identity shortcut when nothing changes shape, as in the reference implementation.
+        self.shortcut = spectral_norm(nn.Conv2d(c_in, c_out, 1)) if (down or c_in != c_out) else None
+
+    def _pool(self, x: Tensor) -> Tensor:
+        return F.avg_pool2d(x, 2) if self.down else x
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv1(x if self.first else F.relu(x))
+        h = self._pool(self.conv2(F.relu(h)))
+        if self.shortcut is None:
+            return h + x
+        skip = self.shortcut(self._pool(x)) if self.first else self._pool(self.shortcut(x))
+        return h + skip

@@ -1,0 +1,121 @@
+"""GAN health checks: pure rules over the loop's averaged stats, each returning plain warnings.
+
+The stats are the loop's per-window averages keyed ``<phase>/<stat>``: ``D/loss``,
+``D/D(x)``, ``D/D(G(z))``, ``G/loss``, ``G/grad_norm``, ``G/diversity`` (see
+``genlab.training.objectives.gan``). A warning gives the values it saw and what to try,
+because its reader is watching a run, not reading this file. The loop prefixes each
+warning with the iteration and kimg at which it was raised.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+# A probability-type D "wins outright" beyond these mean outputs (the PyTorch DCGAN
+# example's failure shows D(x) = 1.00 and G loss ~ 40, i.e. D(G(z)) ~ e^-40).
+WIN_REAL, WIN_FAKE = 0.99, 0.01
+# Non-saturating G loss -E[log D(G(z))] in nats: above 10, the geometric mean of D(G(z)) is
+# below e^-10 ~ 5e-5. Healthy 28-pixel DCGAN and 2014 MLP runs stay below 4; the PyTorch
+# example's failure climbs to ~40.
+G_LOSS_REJECT = 10.0
+# Hinge margins are +-1: past both, D's loss is exactly zero and it ignores G's samples.
+HINGE_MARGIN = 1.0
+# LSGAN's D loss near its floor of zero: D(x) ~ 1 and D(G(z)) ~ 0 on every example.
+LSGAN_WIN = 0.01
+VANISH_RATIO = 1e-3  # G's gradient norm this far below its first logged value
+DIVERGE_RATIO = 100.0  # a loss this many times its first logged magnitude (at least 1)
+COLLAPSE_DIVERSITY = 0.1  # fakes' mean pairwise distance relative to the real batch's
+NEVER_SPREAD_WINDOWS = 5  # a G this many windows old that never reached diverse samples
+
+ADVICE = (
+    "Try a lower objective.lr_d or a higher lr_g, fewer n_critic, model.spectral_norm=true, or "
+    "objective.loss=hinge (or nonsaturating instead of minimax)"
+)
+
+
+@dataclass
+class HealthHistory:
+    """What the relative rules compare against: the first window and the best diversity so far."""
+
+    baseline: dict[str, float] = field(default_factory=dict)
+    peak_diversity: float = 0.0
+    windows: int = 0
+
+
+def d_wins(loss: str, stats: dict[str, float]) -> str | None:
+    """The evidence that D separates real from fake completely, by the measures its loss allows, or None."""
+    dx, dgz = stats.get("D/D(x)", math.nan), stats.get("D/D(G(z))", math.nan)
+    if loss in ("minimax", "nonsaturating") and dx > WIN_REAL and dgz < WIN_FAKE:
+        return f"D(x) = {dx:.3f}, D(G(z)) = {dgz:.3g}"
+    g_loss = stats.get("G/loss", 0.0)
+    if loss == "nonsaturating" and g_loss > G_LOSS_REJECT:
+        # G's loss -E[log D(G(z))] is minus the log of the geometric mean of D(G(z)): it shows a D
+        # that is certain about most fakes where the arithmetic mean is lifted by a few.
+        return f"D(x) = {dx:.3f} and the geometric mean of D(G(z)) is e^-{g_loss:.3g} (arithmetic mean {dgz:.3g})"
+    if loss == "hinge" and dx > HINGE_MARGIN and dgz < -HINGE_MARGIN:
+        return f"mean scores D(x) = {dx:.3g} and D(G(z)) = {dgz:.3g} beyond both hinge margins"
+    if loss == "lsgan" and stats.get("D/loss", math.inf) < LSGAN_WIN:
+        return f"D loss = {stats['D/loss']:.3g} (D(x) = {dx:.3g}, D(G(z)) = {dgz:.3g})"
+    return None  # a Wasserstein critic has no winning point: its scores are unbounded
+
+
+def gan_warnings(loss: str, stats: dict[str, float], history: HealthHistory) -> list[str]:
+    """Warnings for one window of stats, given the history before it."""
+    warnings = []
+    g_loss, g_norm = stats.get("G/loss", math.nan), stats.get("G/grad_norm", math.nan)
+    evidence = d_wins(loss, stats)
+    if evidence:
+        warnings.append(
+            f"D wins outright: {evidence}; G loss = {g_loss:.3g}, G grad norm = {g_norm:.3g}; "
+            f"G learns little from a D this sure. {ADVICE}"
+        )
+    g_norm0 = history.baseline.get("G/grad_norm", 0.0)
+    if g_norm0 > 0 and g_norm < VANISH_RATIO * g_norm0:
+        warnings.append(
+            f"G's gradients vanish: grad norm {g_norm:.3g}, was {g_norm0:.3g} at the start "
+            f"(G loss = {g_loss:.3g}). {ADVICE}"
+        )
+    for key in ("D/loss", "G/loss"):
+        value, start = stats.get(key), history.baseline.get(key)
+        if value is not None and start is not None and not abs(value) <= DIVERGE_RATIO * max(abs(start), 1.0):
+            warnings.append(
+                f"{key} diverges: {value:.3g}, was {start:.3g} at the start; "
+                "lower the learning rates or check the loss and its penalty weights"
+            )
+    warnings += _collapse(stats.get("G/diversity"), history)
+    return warnings
+
+
+def _collapse(diversity: float | None, history: HealthHistory) -> list[str]:
+    # An untrained G often maps all noise to nearly one image; that is only a problem once G
+    # had spread out and fell back, or never spreads out at all.
+    if diversity is None or diversity >= COLLAPSE_DIVERSITY:
+        return []
+    measured = f"the samples' mean pairwise distance is {diversity:.1%} of a real batch's"
+    if history.peak_diversity >= 2 * COLLAPSE_DIVERSITY:
+        return [f"samples collapse to near-duplicates (mode collapse): {measured}, down from "
+                f"{history.peak_diversity:.0%}. {ADVICE}"]
+    if history.windows >= NEVER_SPREAD_WINDOWS:
+        return [f"samples are near-duplicates after {history.windows} logging windows: {measured}; "
+                "check G's learning rate and initialisation"]
+    return []
+
+
+class GANHealth:
+    """The monitor a GANStep calls at each log: remembers the history the rules compare with.
+
+    The history is not checkpointed: after a resume it restarts from the first window after it.
+    """
+
+    def __init__(self, loss: str) -> None:
+        self.loss = loss
+        self.history = HealthHistory()
+
+    def __call__(self, stats: dict[str, float]) -> list[str]:
+        if not self.history.baseline:
+            self.history.baseline = {k: v for k, v in stats.items() if math.isfinite(v)}
+        warnings = gan_warnings(self.loss, stats, self.history)
+        self.history.windows += 1
+        self.history.peak_diversity = max(self.history.peak_diversity, stats.get("G/diversity", 0.0))
+        return warnings

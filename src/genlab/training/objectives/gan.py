@@ -1,0 +1,208 @@
+"""The GAN family's step: k discriminator updates, then one generator update.
+
+Phases per iteration: ``D`` ``n_critic`` times, each on a fresh real batch with detached
+fakes, then ``G`` once on the last batch with D frozen. Separate optimisers and learning
+rates (two time-scale, Heusel et al. 2017). An optional EMA copy of G (``G_ema``) is what
+snapshots show and what ``genlab.load`` returns.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from genlab.config import ObjectiveConfig, TrainConfig
+from genlab.data.base import TensorDataset
+from genlab.errors import ConfigError
+from genlab.losses import gan as L
+from genlab.models.layers import Generator
+from genlab.registry import register_objective
+from genlab.training.health import GANHealth
+from genlab.training.step import Batch, Grid, LossOutput, Phase, Step
+
+Loss = Literal["minimax", "nonsaturating", "lsgan", "wgan", "wgan_gp", "hinge"]
+
+# loss name -> (D's loss from real and fake outputs, G's loss from fake outputs)
+LOSSES: dict[str, tuple[Callable[[Tensor, Tensor], Tensor], Callable[[Tensor], Tensor]]] = {
+    "minimax": (L.d_minimax, L.g_saturating),
+    "nonsaturating": (L.d_minimax, L.g_nonsaturating),
+    "lsgan": (L.d_lsgan, L.g_lsgan),
+    "wgan": (L.d_wasserstein, L.g_wasserstein),
+    "wgan_gp": (L.d_wasserstein, L.g_wasserstein),
+    "hinge": (L.d_hinge, L.g_hinge),
+}
+PROBABILITY_LOSSES = ("minimax", "nonsaturating")  # D's output is the logit of a probability
+
+
+@dataclass
+class GANObjectiveConfig(ObjectiveConfig):
+    name: str = "gan"
+    family: ClassVar[str] = "gan"
+    loss: Loss = "nonsaturating"
+    n_critic: int = 1  # D updates per G update (k in Goodfellow et al.; 5 for WGAN)
+    lr_d: float = 2e-4
+    lr_g: float = 2e-4
+    optimizer: Literal["adam", "rmsprop"] = "adam"  # rmsprop for WGAN's weight clipping
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam's
+    clip: float = 0.01  # wgan: D's weights are clipped to [-clip, clip]
+    gp_weight: float = 10.0  # wgan_gp: lambda of the gradient penalty
+    r1_weight: float = 0.0  # gamma of the R1 penalty on real data (any loss); 0 disables
+    ema_decay: float = 0.999  # per G update; 0 exports G itself instead of an EMA copy
+
+    def __post_init__(self) -> None:
+        if self.n_critic < 1:
+            raise ConfigError(f"objective.n_critic is the number of D steps per G step, at least 1; got {self.n_critic}")
+        if self.lr_d <= 0 or self.lr_g <= 0:
+            raise ConfigError(f"objective.lr_d and lr_g must be positive, got {self.lr_d} and {self.lr_g}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"objective.ema_decay must be in [0, 1) (0 turns the EMA off), got {self.ema_decay}")
+        if self.loss == "wgan" and self.clip <= 0:
+            raise ConfigError("objective.loss=wgan bounds the critic by weight clipping: set objective.clip > 0")
+        if self.loss == "wgan_gp" and self.gp_weight <= 0:
+            raise ConfigError("objective.loss=wgan_gp needs objective.gp_weight > 0 (10 in Gulrajani et al.)")
+        if self.r1_weight < 0:
+            raise ConfigError(f"objective.r1_weight must be >= 0, got {self.r1_weight}")
+
+
+def make_optimizer(cfg: GANObjectiveConfig, params, lr: float) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=cfg.betas)
+    return torch.optim.RMSprop(params, lr=lr)
+
+
+def make_ema(G: nn.Module) -> nn.Module:
+    """A frozen copy of G in eval mode, counting its updates in a checkpointed buffer."""
+    ema = copy.deepcopy(G).requires_grad_(False).eval()
+    ema.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+    return ema
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- d * ema + (1 - d) * model for parameters; buffers (BN statistics) are copied.
+
+    d = min(decay, (1 + t) / (10 + t)) after t updates: a young average follows G closely
+    instead of dragging its random initialisation along for ~1 / (1 - decay) updates.
+    """
+    t = ema.ema_updates.float()  # a tensor, so that no update waits for the device
+    weight = 1.0 - torch.clamp((1 + t) / (10 + t), max=decay)
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, weight.to(e.dtype))
+    own = dict(ema.named_buffers())
+    for name, b in model.named_buffers():
+        own[name].copy_(b)
+    ema.ema_updates += 1
+
+
+@torch.no_grad()
+def batch_diversity(fake: Tensor, real: Tensor, n: int = 64) -> Tensor:
+    """Mean pairwise L2 distance of up to ``n`` fakes over that of as many reals (~1 healthy, ~0 collapsed)."""
+    return _mean_pairwise_distance(fake[:n]) / _mean_pairwise_distance(real[:n]).clamp_min(1e-8)
+
+
+def _mean_pairwise_distance(x: Tensor) -> Tensor:
+    return torch.pdist(x.flatten(1).float()).mean()
+
+
+class GANStep(Step):
+    def __init__(self, cfg: GANObjectiveConfig, G: Generator, D: nn.Module) -> None:
+        self.cfg = cfg
+        self.d_loss_fn, self.g_loss_fn = LOSSES[cfg.loss]
+        self.modules = {"G": G, "D": D}
+        if cfg.ema_decay > 0:
+            self.modules["G_ema"] = make_ema(G)
+        self.export_name = "G_ema" if cfg.ema_decay > 0 else "G"
+        self.optimizers = {
+            "D": make_optimizer(cfg, D.parameters(), cfg.lr_d),
+            "G": make_optimizer(cfg, G.parameters(), cfg.lr_g),
+        }
+        self.health = GANHealth(cfg.loss)
+
+    def phases(self) -> list[Phase]:
+        clip = self._clip_d if self.cfg.loss == "wgan" else None
+        return [
+            Phase("D", "D", self.d_loss, repeats=self.cfg.n_critic, after_step=clip),
+            Phase("G", "G", self.g_loss, fresh_batch=False, after_step=self._after_g_step),
+        ]
+
+    def _scores(self, logits: Tensor) -> Tensor:
+        """Mean D output as logged: a probability for the minimax losses, else the raw score."""
+        return (logits.sigmoid() if self.cfg.loss in PROBABILITY_LOSSES else logits).mean().detach()
+
+    def d_loss(self, batch: Batch) -> LossOutput:
+        G, D = self.nets["G"], self.nets["D"]
+        self.modules["D"].requires_grad_(True)
+        with torch.no_grad():  # D's step never reaches G: fakes are constants here
+            fake = G(self.modules["G"].latents(len(batch)))
+        real = batch.x.detach().requires_grad_(self.cfg.r1_weight > 0)
+        real_logits, fake_logits = D(real).float(), D(fake).float()
+        loss = self.d_loss_fn(real_logits, fake_logits)
+        stats: dict[str, Tensor | float] = {  # the loop adds "loss" (with penalties) and "grad_norm"
+            "D(x)": self._scores(real_logits),
+            "D(G(z))": self._scores(fake_logits),
+        }
+        if self.cfg.loss in ("wgan", "wgan_gp"):
+            stats["wasserstein"] = L.wasserstein_estimate(real_logits, fake_logits).detach()
+        if self.cfg.loss == "wgan_gp":
+            gp = L.gradient_penalty(D, real, fake)
+            loss = loss + self.cfg.gp_weight * gp
+            stats["gp"] = gp.detach()
+        if self.cfg.r1_weight > 0:
+            r1 = L.r1_penalty(real_logits, real)
+            loss = loss + 0.5 * self.cfg.r1_weight * r1  # gamma/2 as in Mescheder et al.
+            stats["r1"] = r1.detach()
+        return LossOutput(loss, stats)
+
+    def g_loss(self, batch: Batch) -> LossOutput:
+        # Frozen D: the backward pass still flows through D to G but fills no D gradients.
+        self.modules["D"].requires_grad_(False)
+        fake = self.nets["G"](self.modules["G"].latents(len(batch)))
+        loss = self.g_loss_fn(self.nets["D"](fake).float())
+        return LossOutput(loss, {"diversity": batch_diversity(fake, batch.x)})
+
+    def _clip_d(self) -> None:
+        L.clip_weights(self.modules["D"], self.cfg.clip)
+
+    def _after_g_step(self) -> None:
+        self.modules["D"].requires_grad_(True)
+        if "G_ema" in self.modules:
+            ema_update(self.modules["G_ema"], self.modules["G"], self.cfg.ema_decay)
+
+    @torch.no_grad()
+    def snapshots(self, fixed: Batch, seed: int) -> dict[str, Grid]:
+        """64 samples of the exported generator from latents fixed by ``seed`` (and of raw G when an EMA exists).
+
+        Toy generators of points (not images) have no grid to show: none is returned.
+        """
+        if fixed.x.dim() != 4:
+            return {}
+        names = {"samples": self.export_name} | ({"samples_G": "G"} if self.export_name != "G" else {})
+        grids = {}
+        for key, name in names.items():
+            G = self.modules[name]
+            was_training = G.training
+            G.eval()
+            grids[key] = Grid(G.sample(64, generator=torch.Generator().manual_seed(seed)), 8)
+            G.train(was_training)
+        return grids
+
+    def check_health(self, stats: dict[str, float], step: int) -> list[str]:
+        return self.health(stats)  # the loop prefixes each warning with the iteration and kimg
+
+
+def _has_batch_norm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+@register_objective("gan", GANObjectiveConfig)
+def build_gan_step(cfg: GANObjectiveConfig, modules: dict[str, nn.Module], data: TensorDataset, train: TrainConfig) -> GANStep:
+    if (cfg.loss == "wgan_gp" or cfg.r1_weight > 0) and _has_batch_norm(modules["D"]):
+        raise ConfigError(
+            "gradient penalties (objective.loss=wgan_gp, objective.r1_weight > 0) are per-example and "
+            "invalid under batch norm in D; set model.d_norm=none or model.spectral_norm=true"
+        )
+    return GANStep(cfg, modules["G"], modules["D"])
