@@ -1,0 +1,113 @@
+"""Minimal line and scatter plots drawn with PIL, for figures without a plotting library.
+
+A :class:`Panel` maps data coordinates into a pixel box of a shared ``PIL.Image`` and
+draws curves, points, axes and a legend. Colours are RGB tuples.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+Color = tuple[int, int, int]
+BLACK: Color = (0, 0, 0)
+GREY: Color = (150, 150, 150)
+
+
+def font(size: int = 14) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has only its fixed bitmap font
+        return ImageFont.load_default()
+
+
+def nice_ticks(lo: float, hi: float, count: int = 5) -> np.ndarray:
+    """About ``count`` round tick values (steps of 1, 2 or 5 x 10^k) inside [lo, hi]."""
+    raw = (hi - lo) / max(count, 1)
+    magnitude = 10 ** np.floor(np.log10(raw))
+    step = magnitude * min((1, 2, 5, 10), key=lambda m: abs(np.log(m * magnitude / raw)))
+    ticks = np.arange(np.ceil(lo / step), np.floor(hi / step) + 1) * step
+    return ticks + 0.0  # no "-0" labels
+
+
+class Panel:
+    """One plot: a pixel ``box`` (left, top, right, bottom) showing ``xlim`` x ``ylim``."""
+
+    def __init__(
+        self, image: Image.Image, box: tuple[int, int, int, int], xlim: tuple[float, float],
+        ylim: tuple[float, float], title: str = "",
+    ) -> None:
+        self.draw = ImageDraw.Draw(image)
+        self.box, self.xlim, self.ylim, self.title = box, xlim, ylim, title
+        self.font = font(14)
+
+    def to_pixels(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        left, top, right, bottom = self.box
+        u = left + (np.asarray(x, dtype=float) - self.xlim[0]) / (self.xlim[1] - self.xlim[0]) * (right - left)
+        v = bottom - (np.asarray(y, dtype=float) - self.ylim[0]) / (self.ylim[1] - self.ylim[0]) * (bottom - top)
+        return u, v
+
+    def line(self, x: np.ndarray, y: np.ndarray, color: Color, width: int = 2, dash: int = 0) -> None:
+        """A polyline through (x, y); ``dash`` > 0 draws dashes of that many pixels. Clipped to the box."""
+        u, v = self.to_pixels(x, np.clip(y, *self.ylim))
+        inside = (np.asarray(x) >= self.xlim[0]) & (np.asarray(x) <= self.xlim[1])
+        u, v = u[inside], v[inside]
+        if dash <= 0:
+            self.draw.line(list(zip(u, v)), fill=color, width=width, joint="curve")
+            return
+        # Dashes follow the curve's arc length, so they stay even on steep parts.
+        arc = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(u), np.diff(v)))])
+        on = (arc // dash) % 2 == 0
+        for i in range(len(u) - 1):
+            if on[i]:
+                self.draw.line([(u[i], v[i]), (u[i + 1], v[i + 1])], fill=color, width=width)
+
+    def points(self, x: np.ndarray, y: np.ndarray, color: Color, radius: float = 1.5, filled: bool = True) -> None:
+        """Dots of ``radius`` pixels at (x, y), or rings when not ``filled``; those outside the box are skipped."""
+        u, v = self.to_pixels(x, y)
+        left, top, right, bottom = self.box
+        keep = (u >= left) & (u <= right) & (v >= top) & (v <= bottom)
+        for a, b in zip(u[keep], v[keep]):
+            box = [a - radius, b - radius, a + radius, b + radius]
+            if filled:
+                self.draw.ellipse(box, fill=color)
+            else:
+                self.draw.ellipse(box, outline=color, width=1)
+
+    def axes(self, xlabel: str = "", ylabel: str = "", xticks: Sequence[float] | None = None,
+             yticks: Sequence[float] | None = None) -> None:
+        """Frame, ticks with labels, axis labels and the title."""
+        left, top, right, bottom = self.box
+        self.draw.rectangle(self.box, outline=BLACK, width=1)
+        for t in nice_ticks(*self.xlim) if xticks is None else xticks:
+            u, _ = self.to_pixels(np.array([t]), np.array([self.ylim[0]]))
+            self.draw.line([(u[0], bottom), (u[0], bottom + 4)], fill=BLACK)
+            self.draw.text((u[0], bottom + 6), f"{t:g}", fill=BLACK, font=self.font, anchor="mt")
+        for t in nice_ticks(*self.ylim) if yticks is None else yticks:
+            _, v = self.to_pixels(np.array([self.xlim[0]]), np.array([t]))
+            self.draw.line([(left - 4, v[0]), (left, v[0])], fill=BLACK)
+            self.draw.text((left - 6, v[0]), f"{t:g}", fill=BLACK, font=self.font, anchor="rm")
+        if xlabel:
+            self.draw.text(((left + right) / 2, bottom + 24), xlabel, fill=BLACK, font=self.font, anchor="mt")
+        if ylabel:
+            self.draw.text((left, top - 4), ylabel, fill=BLACK, font=self.font, anchor="ld")
+        if self.title:
+            self.draw.text(((left + right) / 2, top - 22), self.title, fill=BLACK, font=self.font, anchor="md")
+
+    def legend(self, items: Sequence[tuple[str, Color, int]], corner: str = "right") -> None:
+        """Entries (label, colour, dash) stacked in the top ``corner`` ("left" or "right") of the box."""
+        left, top, right, _ = self.box
+        x0 = left + 8 if corner == "left" else right - 150
+        # A white card, so that curves passing under the legend do not cross its text.
+        self.draw.rectangle([x0 - 4, top + 2, x0 + 142, top + 18 * len(items) + 2], fill=(255, 255, 255), outline=GREY)
+        for i, (label, color, dash) in enumerate(items):
+            y = top + 10 + 18 * i
+            xs = np.linspace(x0, x0 + 28, 15)
+            if dash:
+                for a, b in zip(xs[::2][:-1], xs[1::2]):
+                    self.draw.line([(a, y), (b, y)], fill=color, width=2)
+            else:
+                self.draw.line([(x0, y), (x0 + 28, y)], fill=color, width=2)
+            self.draw.text((x0 + 34, y), label, fill=BLACK, font=self.font, anchor="lm")
