@@ -1,31 +1,39 @@
-"""genlab eval RUN: likelihood figures of a trained VAE on its test split.
+"""genlab eval RUN [--metrics fid,kid,is,pr,parzen,nll,nn,modes] [--n 10000] [--features inception|mnist]
 
-Prints and writes JSON (``metrics.jsonl`` in the run folder gets one line per call).
+Evaluates a trained run. VAE runs default to nll (test-set ELBO and importance-weighted
+NLL with its k); other runs to fid,kid,is,pr. Feature metrics use the MNIST classifier
+for MNIST runs and Inception-v3 otherwise. Appends one line to the run's metrics.jsonl,
+writes an eval card (card.json, card.md) and PNGs into RUN/eval/<features>-n<N>-seed<S>/,
+and prints the results as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
-import torch
-
 from genlab.api import load
-from genlab.cli.common import add_data_root, data_root_override, with_overrides, write_json
-from genlab.data import load_dataset
-from genlab.errors import ConfigError
-from genlab.images import to_model
-from genlab.metrics.likelihood import evaluate_likelihood
+from genlab.cli.common import add_data_root, with_data_root, write_json
+from genlab.metrics.evaluate import METRICS, EvalSettings, evaluate
 from genlab.models.vae import VAE
 from genlab.training.run import read_run
 
+DIGIT_DATASETS = ("mnist",)  # where the MNIST classifier's feature space is the default
+
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("eval", help="evaluate a trained run", description=__doc__)
+    p = subparsers.add_parser("eval", help="evaluate a trained run", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="run folder")
-    p.add_argument("--k", type=int, default=1000, help="importance samples for the IW log-likelihood")
-    p.add_argument("--n", type=int, default=0, help="test images to use (0 = all)")
+    p.add_argument("--metrics", help=f"comma-separated, from {','.join(METRICS)} (default: nll for VAEs, else fid,kid,is,pr)")
+    p.add_argument("--n", type=int, default=10_000, help="generated samples; nll uses at most this many test images (default: %(default)s)")
+    p.add_argument("--features", choices=["inception", "mnist"], help="feature space of fid/kid/is/pr/nn (default: mnist for MNIST runs)")
+    p.add_argument("--reference", choices=["train", "test"], default="train", help="real split for fid/kid/pr (default: %(default)s)")
+    p.add_argument("--inception-weights", metavar="PATH", help="pt_inception-2015-12-05-6726825d.pth (default: the torch hub cache)")
+    p.add_argument("--classifier", metavar="RUN", help="MNIST classifier run (default: the newest from genlab train-classifier)")
+    p.add_argument("--k", type=int, default=1000, help="importance samples for the IW log-likelihood (nll)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("-o", "--output", help="also write the JSON here")
@@ -35,15 +43,37 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     run_dir, config, _ = read_run(args.run)
+    config = with_data_root(config, args)
     model = load(run_dir, device=args.device)
-    if not isinstance(model, VAE):
-        raise ConfigError(f"{run_dir} holds a {config.model.name}; likelihoods need a VAE run")
-    test = load_dataset(with_overrides(config, data_root_override(args)).data, "test")
-    images = test.x[: args.n or None]
+    metrics = args.metrics.split(",") if args.metrics else (["nll"] if isinstance(model, VAE) else ["fid", "kid", "is", "pr"])
+    settings = EvalSettings(
+        metrics=tuple(m.strip() for m in metrics if m.strip()),
+        n=args.n,
+        features=args.features or ("mnist" if config.data.name in DIGIT_DATASETS else "inception"),
+        reference_split=args.reference,
+        seed=args.seed,
+        device=args.device,
+        inception_weights=args.inception_weights,
+        classifier=args.classifier,
+        iw_k=args.k,
+    )
+    out_dir = run_dir / "eval" / f"{settings.features}-n{settings.n}-seed{settings.seed}"
     start = time.perf_counter()
-    record = {"run": str(run_dir), "split": "test", **evaluate_likelihood(model, to_model(images).to(args.device), args.k, seed=args.seed)}
-    record["seconds"] = round(time.perf_counter() - start, 2)
+    results, card = evaluate(model, config, settings, out_dir, run=str(run_dir))
+    record = {
+        "run": str(run_dir),
+        "metrics": list(settings.metrics),
+        "features": settings.features,
+        "n": settings.n,
+        "reference_split": settings.reference_split,
+        "seed": settings.seed,
+        **results,
+        "card": str(out_dir / "card.json"),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
     write_json(record, args.output)
+    for warning in card["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0

@@ -1,0 +1,62 @@
+"""Stacked MNIST (Metz et al. 2017): three MNIST digits as the R, G and B channels.
+
+1000 modes (one per digit triple), the mode-collapse benchmark of VEEGAN (Srivastava et
+al. 2017) and PacGAN (Lin et al. 2018). Built from the MNIST files of ``standard.py``;
+which digits are stacked is fixed by the seed. Labels are the mode ``100 r + 10 g + b``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from genlab.data import standard
+from genlab.data.base import TensorDataset
+from genlab.errors import ConfigError
+from genlab.registry import register_dataset
+
+NUM_MODES = 1000
+
+
+@dataclass
+class StackedMNISTConfig(standard.StandardConfig):
+    """The ``mnist`` keys (``channels`` must stay 0: the set is RGB by construction), plus sizes and seed."""
+
+    n_train: int = 60000
+    n_test: int = 10000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.channels not in (0, 3):
+            raise ConfigError("stacked_mnist is RGB by construction; leave data.channels at 0")
+        if self.n_train < 1 or self.n_test < 1:
+            raise ConfigError(f"stacked_mnist n_train and n_test must be positive, got {self.n_train}, {self.n_test}")
+
+
+def stacked_modes(channel_classes: Tensor) -> Tensor:
+    """Mode index ``100 r + 10 g + b`` from per-channel digit classes ``[N, 3]``."""
+    if channel_classes.dim() != 2 or channel_classes.shape[1] != 3:
+        raise ValueError(f"need per-channel classes [N, 3], got {tuple(channel_classes.shape)}")
+    return channel_classes.long() @ torch.tensor([100, 10, 1])
+
+
+def stack_digits(images: Tensor, labels: Tensor, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """``n`` images whose R, G, B channels are random digits of ``images``.
+
+    images: uint8 ``[M, 1, H, W]``; labels: ``[M]``. Returns uint8 ``[n, 3, H, W]`` and the
+    mode index ``[n]`` of each.
+    """
+    pick = torch.randint(len(images), (n, 3), generator=torch.Generator().manual_seed(seed))
+    return images[pick, 0], stacked_modes(labels[pick])
+
+
+@register_dataset("stacked_mnist", StackedMNISTConfig)
+def build(cfg: StackedMNISTConfig, split: str) -> TensorDataset:
+    """x uint8 [N, 3, S, S], y int64 [N] mode index in 0..999."""
+    mnist = standard.build(standard.StandardConfig("mnist", cfg.root, cfg.download, cfg.image_size, 1, cfg.limit), split)
+    n = cfg.n_train if split == "train" else cfg.n_test
+    images, modes = stack_digits(mnist.x, mnist.y, n, seed=cfg.seed * 2 + (split == "test"))
+    return TensorDataset("stacked_mnist", images, modes, tuple(f"{m:03d}" for m in range(NUM_MODES)), NUM_MODES)

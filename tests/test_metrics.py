@@ -1,0 +1,357 @@
+"""Metrics against independent references: numpy/scipy formulas, closed forms, brute force.
+
+None of these needs the Inception weights or the network.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.special
+import scipy.stats
+import torch
+
+from genlab.metrics import fid as fid_mod
+from genlab.metrics.fid import fid, fid_from_statistics, fid_statistics
+from genlab.metrics.inception_score import inception_score
+from genlab.metrics.kid import kid
+from genlab.data.stacked import stack_digits, stacked_modes
+from genlab.metrics.coverage import mode_coverage, mode_histogram
+from genlab.metrics.nearest_neighbours import distance_report, nearest
+from genlab.metrics.parzen import parzen_log_likelihoods, parzen_window, select_sigma
+from genlab.metrics.precision_recall import precision_recall
+
+
+def _features(n: int, d: int, seed: int, shift: float = 0.0) -> torch.Tensor:
+    """``n`` draws from one fixed correlated Gaussian in ``d`` dimensions, moved by ``shift``."""
+    mixing = torch.randn(d, d, generator=torch.Generator().manual_seed(d)) / math.sqrt(d)
+    x = torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+    return (x @ mixing + shift).float()
+
+
+# ----------------------------------------------------------------------------- FID
+
+
+def test_fid_of_a_set_with_itself_is_zero():
+    f = _features(2000, 64, seed=0)
+    assert abs(fid(f, f)["fid"]) < 1e-6
+
+
+def test_fid_equals_scipy_sqrtm_formula():
+    a, b = _features(1500, 32, seed=1), _features(1200, 32, seed=2, shift=0.3)
+    x, y = a.double().numpy(), b.double().numpy()
+    mu1, mu2 = x.mean(0), y.mean(0)
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    expected = float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+    assert fid(a, b)["fid"] == pytest.approx(expected, rel=1e-8, abs=1e-8)
+
+
+def test_fid_of_two_gaussians_matches_closed_form():
+    # Exact statistics: diagonal covariances commute, so the trace term is
+    # sum (sqrt(a_i) - sqrt(b_i))^2.
+    rng = np.random.default_rng(0)
+    mu1, mu2 = rng.normal(size=16), rng.normal(size=16)
+    var1, var2 = rng.uniform(0.5, 2.0, 16), rng.uniform(0.5, 2.0, 16)
+    closed = float(((mu1 - mu2) ** 2).sum() + ((np.sqrt(var1) - np.sqrt(var2)) ** 2).sum())
+    stats1 = {"mu": mu1, "sigma": np.diag(var1)}
+    stats2 = {"mu": mu2, "sigma": np.diag(var2)}
+    assert fid_from_statistics(stats1, stats2)["fid"] == pytest.approx(closed, rel=1e-10)
+    # From samples, general (non-commuting) covariances: converges to the closed form
+    # ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2).
+    a, b = rng.normal(size=(4, 4)), rng.normal(size=(4, 4))
+    s1, s2 = a @ a.T + np.eye(4), b @ b.T + np.eye(4)
+    r1 = scipy.linalg.sqrtm(s1).real
+    closed = float(((mu1[:4] - mu2[:4]) ** 2).sum() + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(r1 @ s2 @ r1).real))
+    x = torch.from_numpy(rng.multivariate_normal(mu1[:4], s1, size=200_000))
+    y = torch.from_numpy(rng.multivariate_normal(mu2[:4], s2, size=200_000))
+    assert fid(x, y)["fid"] == pytest.approx(closed, rel=0.02)
+
+
+def test_fid_statistics_are_float64_whatever_the_input():
+    stats = fid_statistics(_features(100, 8, seed=3))
+    assert stats["mu"].dtype == np.float64 and stats["sigma"].shape == (8, 8)
+
+
+def test_fid_small_sample_warning():
+    assert fid_mod.fid_small_sample_warning(50_000, 10_000, 2048) is None
+    assert "biased" in fid_mod.fid_small_sample_warning(5_000, 10_000, 128)
+    assert "singular" in fid_mod.fid_small_sample_warning(100, 10_000, 2048)
+
+
+# ----------------------------------------------------------------------------- KID
+
+
+def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
+    d = x.shape[1]
+    kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3), ((y @ y.T / d + 1) ** 3), ((x @ y.T / d + 1) ** 3)
+    m = len(x)
+    return float(
+        (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+        + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+        - 2 * kxy.mean()
+    )
+
+
+def test_kid_equals_numpy_unbiased_mmd():
+    a, b = _features(300, 16, seed=4), _features(300, 16, seed=5, shift=0.5)
+    expected = _mmd2_unbiased(a.double().numpy(), b.double().numpy())
+    # One subset of the full size is a permutation of each set; MMD^2 ignores order.
+    result = kid(a, b, subsets=1, subset_size=300)
+    assert result["kid_mean"] == pytest.approx(expected, rel=1e-9)
+    assert result["kid_std"] == 0.0
+
+
+def test_kid_is_near_zero_for_one_distribution_and_clips_subset_size():
+    a, b = _features(400, 16, seed=6), _features(400, 16, seed=7)
+    same = kid(a, b, subsets=5, subset_size=1000)  # 1000 > 400: clipped, still runs
+    far = kid(a, b + 1.0, subsets=5, subset_size=1000)
+    assert abs(same["kid_mean"]) < 0.02 < far["kid_mean"]
+
+
+# ----------------------------------------------------------------------------- IS, PR
+
+
+def test_inception_score_bounds():
+    confident = torch.eye(10).repeat(100, 1) * 50.0  # every class equally, certain
+    uniform = torch.zeros(1000, 10)
+    # One split: the class marginal is exactly uniform, so IS reaches its maximum K.
+    assert inception_score(confident, splits=1)["is_mean"] == pytest.approx(10.0, rel=1e-6)
+    assert 9.0 < inception_score(confident)["is_mean"] < 10.0
+    assert inception_score(uniform)["is_mean"] == pytest.approx(1.0, rel=1e-9)
+
+
+def test_precision_recall_of_identical_and_disjoint_sets():
+    a = _features(500, 8, seed=8)
+    assert precision_recall(a, a)["precision"] == 1.0
+    disjoint = precision_recall(a + 100.0, a)
+    assert disjoint["precision"] == 0.0 and disjoint["recall"] == 0.0
+
+
+def test_precision_recall_does_not_depend_on_batch_size():
+    a, b = _features(700, 8, seed=9), _features(600, 8, seed=10, shift=0.4)
+    assert precision_recall(a, b, batch_size=10_000) == precision_recall(a, b, batch_size=97)
+
+
+# ----------------------------------------------------------------------------- Parzen
+
+
+def test_parzen_equals_brute_force_scipy():
+    rng = np.random.default_rng(1)
+    samples, test = rng.uniform(size=(60, 5)), rng.uniform(size=(25, 5))
+    sigma = 0.2
+    log_pdf = np.stack(
+        [scipy.stats.multivariate_normal(mean=m, cov=sigma**2).logpdf(test) for m in samples]
+    )  # [N, M]
+    expected = scipy.special.logsumexp(log_pdf, axis=0) - np.log(len(samples))
+    ours = parzen_log_likelihoods(torch.from_numpy(samples), torch.from_numpy(test), [sigma])[0]
+    np.testing.assert_allclose(ours.numpy(), expected, rtol=1e-10)
+
+
+def test_parzen_does_not_depend_on_batch_size_and_picks_the_best_sigma():
+    gen = torch.Generator().manual_seed(2)
+    samples, valid, test = (torch.rand(n, 20, generator=gen) for n in (300, 90, 110))
+    sigmas = [0.05, 0.1, 0.2, 0.4, 0.8]
+    full = parzen_log_likelihoods(samples, valid, sigmas, batch_size=1000)
+    torch.testing.assert_close(parzen_log_likelihoods(samples, valid, sigmas, batch_size=7), full, rtol=1e-12, atol=1e-9)
+    sigma, means = select_sigma(samples, valid, sigmas)
+    assert sigma == sigmas[int(full.mean(1).argmax())] and means.shape == (5,)
+    result = parzen_window(samples, valid, test, sigmas)
+    ll = parzen_log_likelihoods(samples, test, [sigma])[0].numpy()
+    assert result == pytest.approx(
+        {"parzen_ll": ll.mean(), "parzen_ll_se": ll.std() / math.sqrt(len(ll)), "parzen_sigma": sigma}
+    )
+
+
+# ----------------------------------------------------------------------------- nearest neighbours
+
+
+def test_nearest_matches_scipy_cdist_and_batch_size():
+    import scipy.spatial
+
+    gen = torch.Generator().manual_seed(3)
+    q, r = torch.rand(40, 12, generator=gen), torch.rand(300, 12, generator=gen)
+    d, i = nearest(q, r, k=3, batch_size=7)
+    full = scipy.spatial.distance.cdist(q.double().numpy(), r.double().numpy())
+    np.testing.assert_array_equal(i.numpy(), np.argsort(full, axis=1)[:, :3])
+    np.testing.assert_allclose(d.numpy(), np.sort(full, axis=1)[:, :3], rtol=1e-9)
+    assert torch.equal(nearest(q, r, k=3, batch_size=1000)[1], i)
+
+
+def test_distance_report_flags_copies():
+    baseline = torch.linspace(1.0, 2.0, 100)
+    copies = distance_report(torch.zeros(10), baseline, prefix="nn_pixel_")
+    assert copies["nn_pixel_near_copy_fraction"] == 1.0 and copies["nn_pixel_median_ratio"] == 0.0
+    fresh = distance_report(baseline, baseline, prefix="")
+    assert fresh["near_copy_fraction"] < 0.02 and fresh["median_ratio"] == 1.0
+
+
+# ----------------------------------------------------------------------------- mode coverage
+
+
+def test_class_coverage_on_hand_made_predictions():
+    uniform = mode_coverage(mode_histogram(torch.arange(10).repeat(30), 10))
+    assert uniform == {"modes_covered": 10, "num_modes": 10, "kl_to_uniform": pytest.approx(0.0, abs=1e-12)}
+    # Half the samples are 0s, the rest split over 1..4: 5 classes covered.
+    preds = torch.tensor([0] * 8 + [1, 2, 3, 4] * 2)
+    hist = mode_histogram(preds, 10)
+    assert hist.tolist() == [8, 2, 2, 2, 2, 0, 0, 0, 0, 0]
+    p = np.array([0.5, 0.125, 0.125, 0.125, 0.125])
+    result = mode_coverage(hist)
+    assert result["modes_covered"] == 5
+    assert result["kl_to_uniform"] == pytest.approx(float((p * np.log(p * 10)).sum()), rel=1e-12)
+    assert mode_coverage(torch.zeros(10).index_fill_(0, torch.tensor([3]), 7))["kl_to_uniform"] == pytest.approx(math.log(10))
+    assert mode_coverage(hist, min_count=3)["modes_covered"] == 1
+
+
+def test_stacked_mnist_modes():
+    assert stacked_modes(torch.tensor([[1, 2, 3], [9, 9, 9], [0, 0, 7]])).tolist() == [123, 999, 7]
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous()
+    x, modes = stack_digits(images, torch.arange(10), n=5000, seed=0)
+    assert x.shape == (5000, 3, 2, 2)
+    # The pixel values are the digits, so the modes can be read back from the channels.
+    assert torch.equal(stacked_modes(x[:, :, 0, 0]), modes)
+    assert mode_coverage(mode_histogram(modes, 1000))["modes_covered"] > 990
+
+
+def test_stacked_mnist_dataset_stacks_real_digits(mnist_root):
+    from genlab.data import load_dataset
+    from genlab.data.stacked import StackedMNISTConfig
+
+    data = load_dataset(StackedMNISTConfig("stacked_mnist", root=str(mnist_root), n_train=2000), "train")
+    assert data.x.shape == (2000, 3, 28, 28) and data.num_classes == 1000
+    assert data.y.min() >= 0 and data.y.max() < 1000 and data.y.unique().numel() > 800
+
+
+# ----------------------------------------------------------------------------- feature extractors
+
+
+def test_missing_inception_weights_message(tmp_path, monkeypatch):
+    from genlab.errors import DataError
+    from genlab.metrics.features import find_inception_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(DataError) as err:
+        find_inception_weights(download=False)
+    message = str(err.value)
+    assert "pt_inception-2015-12-05-6726825d.pth" in message
+    assert str(tmp_path / "torch" / "hub" / "checkpoints") in message and "--inception-weights" in message
+    with pytest.raises(DataError, match="does not exist.*pt_inception-2015-12-05"):
+        find_inception_weights(tmp_path / "nope.pth")
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory, mnist_root):
+    """A briefly trained classifier and VAE on 512 MNIST digits (mechanics, not quality)."""
+    from genlab.api import train
+    from genlab.config import config_from_dict
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("runs")
+    common = {"data": {"name": "mnist", "root": str(mnist_root), "limit": 512},
+              "train": {"kimg": 0.512, "batch_size": 128, "out_dir": str(out), "progress_bar": False, "tensorboard": False}}
+    classifier = train(config_from_dict({"name": "clf", "model": {"name": "mnist_classifier"}, "objective": {"name": "classifier"}, **common}))
+    vae = train(config_from_dict({"name": "vae", "model": {"name": "vae_mlp", "hidden": 64, "latent_dim": 4}, "objective": {"name": "vae"}, **common}))
+    return classifier, vae
+
+
+class _Images(torch.utils.data.Dataset):
+    """uint8 [3, H, W] items, the form torch-fidelity reads datasets in."""
+
+    def __init__(self, x):
+        self.x = x.expand(-1, 3, -1, -1)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i]
+
+
+def test_mnist_extractor_is_a_torch_fidelity_feature_extractor(tiny_runs, mnist_root):
+    import torch_fidelity
+
+    from genlab.data import load_dataset
+    from genlab.data.standard import StandardConfig
+    from genlab.metrics.features import extract_features, mnist_extractor
+
+    classifier_run, _ = tiny_runs
+    train = load_dataset(StandardConfig(name="mnist", root=str(mnist_root), limit=600), "train").x
+    a, b = train[:300], train[300:600]
+    ext = mnist_extractor(classifier_run)
+    ours_a, ours_b = extract_features(ext, a, batch_size=64), extract_features(ext, b, batch_size=300)
+    theirs = torch_fidelity.calculate_metrics(
+        input1=_Images(a), input2=_Images(b), feature_extractor="genlab-mnist",
+        feature_extractor_weights_path=str(classifier_run), fid=True, kid=True, kid_subset_size=300, kid_subsets=1,
+        cuda=False, cache=False, verbose=False, save_cpu_ram=True, batch_size=100,
+    )
+    assert theirs["frechet_inception_distance"] == pytest.approx(fid(ours_a["features"], ours_b["features"])["fid"], rel=1e-5)
+    # torch-fidelity sums the kernels in the features' float32; MMD^2 is a small difference of
+    # large sums, so its value differs from genlab's float64 one in the third digit.
+    assert theirs["kernel_inception_distance_mean"] == pytest.approx(
+        kid(ours_a["features"], ours_b["features"], subsets=1, subset_size=300)["kid_mean"], rel=1e-2)
+    # Per-image features: the batch size changes nothing beyond float rounding.
+    torch.testing.assert_close(extract_features(ext, a, batch_size=7)["features"], ours_a["features"], rtol=1e-5, atol=1e-5)
+
+
+def test_eval_cli_writes_every_metric_and_a_card(tiny_runs, tmp_path, monkeypatch, capsys):
+    import json
+
+    from genlab.cli.main import main
+
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))  # reference features cached here
+    classifier_run, vae_run = tiny_runs
+    args = ["eval", str(vae_run), "--metrics", "fid,kid,is,pr,parzen,nll,nn,modes", "--n", "200", "--k", "5",
+            "--classifier", str(classifier_run)]
+    assert main(args) == 0
+    record = json.loads((vae_run / "metrics.jsonl").read_text().splitlines()[-1])
+    for key in ("fid", "kid_mean", "is_mean", "precision", "recall", "parzen_ll", "parzen_ll_se", "parzen_sigma",
+                "elbo_nats", "iw_nll_nats", "nn_pixel_median_ratio", "nn_feature_median_ratio", "modes_covered", "kl_to_uniform"):
+        assert isinstance(record[key], (int, float)), key
+    out_dir = vae_run / "eval" / "mnist-n200-seed0"
+    card = json.loads((out_dir / "card.json").read_text())
+    assert card["feature_extractor"]["weights_sha256"] and card["feature_extractor"]["resize"].startswith("none")
+    assert card["n_generated"] == 200 and card["reference_split"] == "train" and card["versions"]["torch-fidelity"]
+    assert any("biased" in w for w in card["warnings"]) and any("variance" in w for w in card["warnings"])
+    assert (out_dir / "card.md").is_file() and (out_dir / "nn_pixel.png").is_file() and (out_dir / "nn_features.png").is_file()
+    assert len(list((tmp_path / "cache" / "reference").glob("*.safetensors"))) == 2  # train and test features
+    # A second eval reuses the cached reference features and gives the same numbers.
+    assert main(args) == 0
+    again = json.loads((vae_run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert again["fid"] == record["fid"] and again["parzen_ll"] == record["parzen_ll"]
+    capsys.readouterr()
+    # Inception requested without weights: a message for people, exit status 2.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert main(["eval", str(vae_run), "--metrics", "fid", "--n", "50", "--features", "inception",
+                 "--inception-weights", str(tmp_path / "missing.pth")]) == 2
+    assert "pt_inception-2015-12-05-6726825d.pth" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the classifier's training
+
+
+def test_classifier_cosine_schedule_resumes_exactly(tmp_path, mnist_root):
+    from safetensors.torch import load_file
+
+    from genlab.api import train
+    from genlab.config import config_from_dict
+    from genlab.training import checkpoint as ckpt
+
+    def config(out):
+        return config_from_dict({
+            "name": "clf", "data": {"name": "mnist", "root": str(mnist_root), "limit": 256},
+            "model": {"name": "mnist_classifier", "channels": 4, "feature_dim": 16}, "objective": {"name": "classifier"},
+            "train": {"kimg": 0.512, "batch_size": 64, "out_dir": str(out), "checkpoint_every_kimg": 0.256,
+                      "progress_bar": False, "tensorboard": False},
+        })
+
+    straight = train(config(tmp_path / "a"))
+    resumed = train(resume=train(config(tmp_path / "b"), stop_after_kimg=0.192))
+    a, b = (ckpt.latest_checkpoint(r) for r in (straight, resumed))
+    wa, wb = load_file(a / ckpt.MODULES_FILE), load_file(b / ckpt.MODULES_FILE)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    groups = ckpt.load_training_state(a)["optimizers"]["classifier"]["param_groups"]
+    assert groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # 8 of 8 steps: the cosine has reached 0
