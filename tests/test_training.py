@@ -65,8 +65,8 @@ def test_run_folder_describes_itself(tmp_path):
     records = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
     assert records[-1]["kimg"] == pytest.approx(0.256)
     assert {"vae/loss", "vae/kl", "vae/recon_nll", "vae/grad_norm", "images_per_sec"} <= records[-1].keys()
-    for name in ("samples", "reconstructions", "traversal"):
-        assert (run_dir / "samples" / f"{name}-latest.png").is_file(), name
+    for name in ("samples-latest", "reconstructions-latest", "traversal-latest", "samples-progress"):
+        assert (run_dir / "samples" / f"{name}.png").is_file(), name
     assert len(ckpt.list_checkpoints(run_dir / "checkpoints")) == 1
     assert genlab.train(sprites_config(tmp_path, kimg=0.064)).name == "00001-tiny"
 

@@ -28,6 +28,7 @@ from genlab.models import build_model
 from genlab.registry import OBJECTIVES
 from genlab.training import checkpoint as ckpt
 from genlab.training.batches import BatchStream
+from genlab.training.progress import progress_strip
 from genlab.training.run import create_run_dir, read_run, write_run_files
 from genlab.training.stats import Meter, RunLogger
 from genlab.training.step import Batch, Step
@@ -209,10 +210,13 @@ def _gather(obj) -> list:
 
 
 def _write_snapshots(step: Step, fixed: Batch, seed: int, run_dir: Path, images_seen: int, logger: RunLogger) -> None:
-    for name, grid in step.snapshots(fixed, seed).items():
+    grids = step.snapshots(fixed, seed)
+    for name, grid in grids.items():
         save_grid(grid.images, run_dir / "samples" / f"{name}-{images_seen // 1000:06d}kimg.png", nrow=grid.nrow)
         save_grid(grid.images, run_dir / "samples" / f"{name}-latest.png", nrow=grid.nrow)
         logger.image(name, make_grid(grid.images, nrow=grid.nrow), images_seen)
+    if "samples" in grids:  # the fixed latents' first row at every snapshot, oldest on top
+        progress_strip(run_dir, "samples", nrow=grids["samples"].nrow)
 
 
 def _summary(record: dict[str, float]) -> str:

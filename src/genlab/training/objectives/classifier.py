@@ -20,6 +20,7 @@ from genlab.config import ObjectiveConfig, TrainConfig
 from genlab.data.base import TensorDataset
 from genlab.errors import ConfigError
 from genlab.registry import register_objective
+from genlab.training.optim import adam
 from genlab.training.step import Batch, Grid, LossOutput, Phase, Step
 
 
@@ -40,7 +41,7 @@ class ClassifierStep(Step):
         self.cfg, self.total_steps = cfg, max(1, total_steps)
         self.modules = {"classifier": classifier}
         self.optimizers = {
-            "classifier": torch.optim.Adam(classifier.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+            "classifier": adam(classifier.parameters(), cfg.lr, cfg.betas, cfg.weight_decay)
         }
 
     def phases(self) -> list[Phase]:

@@ -22,6 +22,7 @@ from genlab.losses import gan as L
 from genlab.models.layers import Generator
 from genlab.registry import register_objective
 from genlab.training.health import GANHealth
+from genlab.training.optim import adam
 from genlab.training.step import Batch, Grid, LossOutput, Phase, Step
 
 Loss = Literal["minimax", "nonsaturating", "lsgan", "wgan", "wgan_gp", "hinge"]
@@ -70,7 +71,7 @@ class GANObjectiveConfig(ObjectiveConfig):
 
 def make_optimizer(cfg: GANObjectiveConfig, params, lr: float) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=cfg.betas)
+        return adam(params, lr, cfg.betas)
     return torch.optim.RMSprop(params, lr=lr)
 
 

@@ -14,6 +14,7 @@ from genlab.latent.traverse import traversal_grid
 from genlab.losses.vae import decoder_log_likelihood, elbo, kl_divergence
 from genlab.models.vae import VAE
 from genlab.registry import register_objective
+from genlab.training.optim import adam
 from genlab.training.step import Batch, Grid, LossOutput, Phase, Step
 
 
@@ -34,7 +35,7 @@ class VAEStep(Step):
         self.cfg = cfg
         self.modules = {"vae": vae}
         self.optimizers = {
-            "vae": torch.optim.Adam(vae.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+            "vae": adam(vae.parameters(), cfg.lr, cfg.betas, cfg.weight_decay)
         }
 
     def phases(self) -> list[Phase]:
