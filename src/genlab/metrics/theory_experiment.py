@@ -183,12 +183,7 @@ def _play(cfg: TheoryConfig, mixture: GaussianMixture, G: MonotoneGenerator, D: 
             trajectory.append(_track(step, mixture, G, D))
         if step == cfg.gan_steps:
             break
-        real = _real(mixture, cfg.batch_size, rng)
-        with torch.no_grad():
-            fake = G.sample(cfg.batch_size, gen)
-        opt_d.zero_grad()
-        d_minimax(D(real), D(fake)).backward()
-        opt_d.step()
+        _d_step(opt_d, D, G, _real(mixture, cfg.batch_size, rng), gen)
         opt_g.zero_grad()
         g_loss(D(G.sample(cfg.batch_size, gen))).backward()  # D's grads are cleared before its next step
         opt_g.step()
@@ -201,13 +196,17 @@ def _converge_d(cfg: TheoryConfig, mixture: GaussianMixture, G: MonotoneGenerato
     opt = torch.optim.Adam(D.parameters(), cfg.d_lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.d_steps)
     for _ in range(cfg.d_steps):
-        real = _real(mixture, cfg.d_batch_size, rng)
-        with torch.no_grad():
-            fake = G.sample(cfg.d_batch_size, gen)
-        opt.zero_grad()
-        d_minimax(D(real), D(fake)).backward()
-        opt.step()
+        _d_step(opt, D, G, _real(mixture, cfg.d_batch_size, rng), gen)
         schedule.step()
+
+
+def _d_step(opt: torch.optim.Optimizer, D: nn.Module, G: MonotoneGenerator, real: torch.Tensor, gen: torch.Generator) -> None:
+    """One ascent step of D on V(D, G) with as many fresh fakes as ``real`` has points."""
+    with torch.no_grad():
+        fake = G.sample(len(real), gen)
+    opt.zero_grad()
+    d_minimax(D(real), D(fake)).backward()
+    opt.step()
 
 
 def _approach(cfg: TheoryConfig, mixture: GaussianMixture, rng: np.random.Generator) -> list[dict[str, float]]:
