@@ -80,6 +80,9 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
         latest = ckpt.latest_checkpoint(run_dir)
         ckpt.load_modules(latest, step.modules)
         state = ckpt.load_training_state(latest)
+        if len(state["data"]) != dist.world_size:
+            raise ConfigError(f"{latest} was written by {len(state['data'])} processes; resume it with as many "
+                              f"(got {dist.world_size}) so that every process continues its own data order")
         for name, opt in step.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         stream.load_state_dict(state["data"][dist.rank])
