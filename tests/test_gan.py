@@ -152,6 +152,14 @@ def test_wgan_clips_the_critic_after_each_step():
     assert max(p.abs().max().item() for p in step.modules["D"].parameters()) <= 0.01
 
 
+def test_sgd_uses_the_configured_momentum_and_rates():
+    step, _ = small_step(optimizer="sgd", lr_d=0.1, lr_g=0.05, momentum=0.7)
+    for name, lr in (("D", 0.1), ("G", 0.05)):
+        opt = step.optimizers[name]
+        assert isinstance(opt, torch.optim.SGD)
+        assert (opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"]) == (lr, 0.7)
+
+
 def test_ema_is_exported_warms_up_and_is_optional():
     step, _ = small_step(ema_decay=0.999)
     assert step.export_name == "G_ema"
@@ -187,6 +195,8 @@ def test_user_mistakes_raise_config_errors():
         GANObjectiveConfig(n_critic=0)
     with pytest.raises(ConfigError, match="ema_decay"):
         GANObjectiveConfig(ema_decay=1.0)
+    with pytest.raises(ConfigError, match="momentum"):
+        GANObjectiveConfig(optimizer="sgd", momentum=1.0)
     data = TensorDataset("example", torch.zeros(4, 1, 28, 28, dtype=torch.uint8))
     modules = MODELS.get("dcgan").builder(MODELS.get("dcgan").config_cls(), data)  # batch norm in D
     with pytest.raises(ConfigError, match="d_norm=none"):

@@ -47,8 +47,9 @@ class GANObjectiveConfig(ObjectiveConfig):
     n_critic: int = 1  # D updates per G update (k in Goodfellow et al.; 5 for WGAN)
     lr_d: float = 2e-4
     lr_g: float = 2e-4
-    optimizer: Literal["adam", "rmsprop"] = "adam"  # rmsprop for WGAN's weight clipping
+    optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"  # rmsprop for WGAN's weight clipping
     betas: tuple[float, float] = (0.5, 0.999)  # Adam's
+    momentum: float = 0.5  # sgd's (Goodfellow et al. 2014: 0.5, raised to 0.7 over training)
     clip: float = 0.01  # wgan: D's weights are clipped to [-clip, clip]
     gp_weight: float = 10.0  # wgan_gp: lambda of the gradient penalty
     r1_weight: float = 0.0  # gamma of the R1 penalty on real data (any loss); 0 disables
@@ -59,6 +60,8 @@ class GANObjectiveConfig(ObjectiveConfig):
             raise ConfigError(f"objective.n_critic is the number of D steps per G step, at least 1; got {self.n_critic}")
         if self.lr_d <= 0 or self.lr_g <= 0:
             raise ConfigError(f"objective.lr_d and lr_g must be positive, got {self.lr_d} and {self.lr_g}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"objective.momentum (sgd) must be in [0, 1), got {self.momentum}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"objective.ema_decay must be in [0, 1) (0 turns the EMA off), got {self.ema_decay}")
         if self.loss == "wgan" and self.clip <= 0:
@@ -72,6 +75,8 @@ class GANObjectiveConfig(ObjectiveConfig):
 def make_optimizer(cfg: GANObjectiveConfig, params, lr: float) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return adam(params, lr, cfg.betas)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum)
     return torch.optim.RMSprop(params, lr=lr)
 
 
