@@ -95,6 +95,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     weights = load_file(latest / ckpt.MODULES_FILE)
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
     assert not list((run_dir / "checkpoints").glob(".tmp-*"))
+    assert "ERROR: vae loss became nan at iteration 10" in (run_dir / "log.txt").read_text()
 
 
 def test_resume_refuses_a_config_that_would_break_exactness(tmp_path):

@@ -100,13 +100,14 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
     total = int(tc.kimg * 1000)
     stop_at = total if stop_after_kimg is None else min(total, int(stop_after_kimg * 1000))
     phases = step.phases()
+    params = {phase.name: [p for g in step.optimizers[phase.optimizer].param_groups for p in g["params"]] for phase in phases}
     meter = Meter()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
     progress = _progress_bar(tc.progress_bar and dist.is_main, images_seen, total)
     window_start, window_images = time.perf_counter(), images_seen
     stop_requested = False
 
-    def save() -> Path:
+    def save() -> None:
         state = {
             "version": VERSION,
             "images_seen": images_seen,
@@ -115,11 +116,9 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
             "data": _gather(stream.state_dict()),
             "rng": _gather(ckpt.capture_rng()),
         }
-        path = None
         if dist.is_main:
-            path = ckpt.save_checkpoint(run_dir / "checkpoints", images_seen, step.modules, state, tc.keep_checkpoints)
+            ckpt.save_checkpoint(run_dir / "checkpoints", images_seen, step.modules, state, tc.keep_checkpoints)
         distributed.barrier()
-        return path
 
     with _stop_signals() as stop_flag:
         while images_seen < stop_at and not stop_requested:
@@ -127,7 +126,6 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
             batch = None
             for phase in phases:
                 optimizer = step.optimizers[phase.optimizer]
-                params = [p for group in optimizer.param_groups for p in group["params"]]
                 for _ in range(phase.repeats):
                     if phase.fresh_batch or batch is None:
                         batch = next(stream)
@@ -136,13 +134,13 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
                     with autocast:
                         out = phase.loss(batch)
                     if not torch.isfinite(out.loss):
-                        raise TrainingDiverged(
-                            f"{phase.name} loss became {out.loss.item()} at iteration {iteration} "
-                            f"({images_seen / 1000:.1f} kimg); the last good checkpoint in {run_dir / 'checkpoints'} "
-                            "is kept. Lower the learning rate or enable train.grad_clip."
-                        )
+                        message = (f"{phase.name} loss became {out.loss.item()} at iteration {iteration} "
+                                   f"({images_seen / 1000:.1f} kimg); the last good checkpoint in {run_dir / 'checkpoints'} "
+                                   "is kept. Lower the learning rate or enable train.grad_clip.")
+                        logger.message(f"ERROR: {message}", echo=False)
+                        raise TrainingDiverged(message)
                     out.loss.backward()
-                    grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else math.inf)
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params[phase.name], tc.grad_clip if tc.grad_clip > 0 else math.inf)
                     optimizer.step()
                     if phase.after_step is not None:
                         phase.after_step()
