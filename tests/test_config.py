@@ -82,3 +82,12 @@ def test_dry_run_prints_the_resolved_config(tmp_path, capsys):
     resolved = yaml.safe_load(capsys.readouterr().out)
     assert resolved["train"]["kimg"] == 7 and resolved["model"]["latent_dim"] == 10
     assert resolved["data"]["image_size"] == 32  # defaults filled in from the dataclasses
+
+
+def test_api_applies_overrides_to_a_config_object_too(tmp_path):
+    from genlab.config import override_config
+
+    config = load_config(write(tmp_path, BASE))
+    assert override_config(config, ["train.kimg=3"]).train.kimg == 3
+    with pytest.raises(ConfigError, match="did you mean train.'kimg'"):
+        override_config(config, ["train.kimgs=3"])

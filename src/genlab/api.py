@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from genlab.config import Config, load_config
+from genlab.config import Config, load_config, override_config
 from genlab.training import checkpoint as ckpt
 from genlab.training.loop import build_step, train as _train
 from genlab.training.run import read_run
@@ -15,9 +15,11 @@ from genlab.training.run import read_run
 
 def train(config: Config | str | Path | None = None, overrides: list[str] | None = None, resume: str | Path | None = None,
           stop_after_kimg: float | None = None) -> Path:
-    """Train from a Config or a YAML path (with ``key=value`` overrides); returns the run folder."""
+    """Train from a Config or a YAML path, with ``key=value`` overrides; returns the run folder."""
     if isinstance(config, (str, Path)):
         config = load_config(config, overrides)
+    elif config is not None:
+        config = override_config(config, overrides or [])
     return _train(config, resume=resume, stop_after_kimg=stop_after_kimg)
 
 

@@ -134,6 +134,13 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return result
 
 
+def override_config(config: Config, overrides: list[str]) -> Config:
+    """``config`` with dotted ``key=value`` overrides applied and everything validated again."""
+    if not overrides:
+        return config
+    return config_from_dict(apply_overrides(config_to_dict(config), overrides), source="overrides")
+
+
 def config_to_dict(config: Config) -> dict[str, Any]:
     return dataclasses.asdict(config)
 

@@ -44,6 +44,10 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
 def is_main() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
 

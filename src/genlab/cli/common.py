@@ -7,7 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from genlab.config import Config, apply_overrides, config_from_dict, config_to_dict, load_config
+from genlab.config import Config, load_config
 
 
 def add_data_root(parser: argparse.ArgumentParser) -> None:
@@ -20,12 +20,6 @@ def with_data_root(config: Config, args: argparse.Namespace) -> Config:
     if not root or "root" not in {f.name for f in dataclasses.fields(config.data)}:
         return config
     return dataclasses.replace(config, data=dataclasses.replace(config.data, root=root))
-
-
-def with_overrides(config: Config, overrides: list[str]) -> Config:
-    if not overrides:
-        return config
-    return config_from_dict(apply_overrides(config_to_dict(config), overrides), source="--set")
 
 
 def load_cli_config(path: str, args: argparse.Namespace) -> Config:

@@ -7,8 +7,8 @@ import argparse
 import yaml
 
 from genlab.api import train
-from genlab.cli.common import add_data_root, load_cli_config, with_data_root, with_overrides
-from genlab.config import config_to_dict
+from genlab.cli.common import add_data_root, load_cli_config, with_data_root
+from genlab.config import config_to_dict, override_config
 from genlab.distributed import print0
 from genlab.errors import ConfigError
 from genlab.training.run import read_run
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if args.config:
         config = load_cli_config(args.config, args)
     elif args.resume:
-        config = with_data_root(with_overrides(read_run(args.resume)[1], list(args.set or [])), args)
+        config = with_data_root(override_config(read_run(args.resume)[1], list(args.set or [])), args)
     else:
         raise ConfigError("give a config file (genlab train configs/quickstart.yaml) or --resume RUN")
     if args.dry_run:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab import distributed
 from genlab.config import ObjectiveConfig, TrainConfig
 from genlab.data.base import TensorDataset
 from genlab.errors import ConfigError
@@ -70,5 +71,6 @@ def build_classifier_step(
 ) -> ClassifierStep:
     if data.y is None or data.y.dim() != 1:
         raise ConfigError(f"objective 'classifier' needs class labels, but {data.name} has none")
-    # Steps of one process; under DDP the run takes fewer and ends before the cosine reaches 0.
-    return ClassifierStep(cfg, modules["classifier"], total_steps=round(train.kimg * 1000 / train.batch_size))
+    # Optimiser steps of one process: every process takes batch_size of the images counted.
+    steps = round(train.kimg * 1000 / (train.batch_size * distributed.world_size()))
+    return ClassifierStep(cfg, modules["classifier"], total_steps=steps)
