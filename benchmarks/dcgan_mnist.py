@@ -71,7 +71,8 @@ def summarise(run_dir: Path, wall: float) -> dict:
 
 def sample_quality(run_dir: Path, n: int) -> dict:
     """FID (digit-classifier features, train split) and class coverage of the exported G."""
-    from genlab.metrics.evaluate import EvalSettings, evaluate
+    from genlab.metrics.evaluate import evaluate
+    from genlab.metrics.settings import EvalSettings
 
     _, config, _ = read_run(run_dir)
     try:

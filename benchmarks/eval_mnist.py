@@ -28,21 +28,25 @@ from genlab.api import load
 from genlab.data import load_dataset
 from genlab.data.standard import StandardConfig
 from genlab.errors import DataError
-from genlab.metrics import features as feat
 from genlab.metrics import coverage, fid, inception_score, kid, parzen, precision_recall
-from genlab.metrics.evaluate import EvalSettings, evaluate
+from genlab.metrics.classifier_features import classifier_accuracy, mnist_extractor
+from genlab.metrics.evaluate import evaluate
+from genlab.metrics.features import Extractor, extract_features
+from genlab.metrics.inception import INCEPTION, inception_extractor, inception_resize_mode
+from genlab.metrics.reference import reference_features
+from genlab.metrics.settings import EvalSettings
 from genlab.training.run import read_run
 
 
-def extraction_speed(extractor: feat.Extractor, images: torch.Tensor, batch_size: int) -> float:
+def extraction_speed(extractor: Extractor, images: torch.Tensor, batch_size: int) -> float:
     """Images per second through ``extractor`` (after one warm-up batch)."""
-    feat.extract_features(extractor, images[:batch_size], batch_size)
+    extract_features(extractor, images[:batch_size], batch_size)
     start = time.perf_counter()
-    feat.extract_features(extractor, images, batch_size)
+    extract_features(extractor, images, batch_size)
     return len(images) / (time.perf_counter() - start)
 
 
-def random_inception() -> feat.Extractor:
+def random_inception() -> Extractor:
     """torch-fidelity's Inception-v3 with its initial random weights: the same compute, for timing."""
     from unittest import mock
 
@@ -50,14 +54,14 @@ def random_inception() -> feat.Extractor:
 
     with mock.patch.object(inception, "load_state_dict_from_url", return_value={}), \
             mock.patch.object(inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None):
-        module = inception.FeatureExtractorInceptionV3(feat.INCEPTION, ["2048", "logits_unbiased"])
-    return feat.Extractor(feat.INCEPTION, module, Path("(random)"), "", {"fid": "2048"})
+        module = inception.FeatureExtractorInceptionV3(INCEPTION, ["2048", "logits_unbiased"])
+    return Extractor(INCEPTION, module, Path("(random)"), "", {"fid": "2048"}, inception_resize_mode)
 
 
-def floor(clf: feat.Extractor, train: torch.Tensor, test: torch.Tensor, seed: int) -> None:
+def floor(clf: Extractor, train: torch.Tensor, test: torch.Tensor, seed: int) -> None:
     t0 = time.perf_counter()
-    ref = feat.reference_features(clf, train, "mnist", "train")["features"]
-    real = feat.reference_features(clf, test, "mnist", "test")
+    ref = reference_features(clf, train, "mnist", "train")["features"]
+    real = reference_features(clf, test, "mnist", "test")
     pick = torch.randperm(len(ref), generator=torch.Generator().manual_seed(seed))[: len(test)]
     print(f"\n== Floor: real test set (10,000) vs real train set (60,000), classifier features  [{time.perf_counter() - t0:.1f} s incl. extraction]")
     print(f"FID-MNIST  {fid.fid(real['features'], ref)['fid']:.4f}")
@@ -112,19 +116,19 @@ def main() -> None:
 
     data = StandardConfig(name="mnist", root=args.data_root)
     train, test = load_dataset(data, "train"), load_dataset(data, "test")
-    clf = feat.mnist_extractor(args.classifier)
+    clf = mnist_extractor(args.classifier)
     print(f"classifier {clf.module.run_dir}  sha256 {clf.weights_sha256[:16]}  "
-          f"test accuracy {feat.classifier_accuracy(clf, test.x, test.y):.4f}   threads {args.threads}")
-    print(f"feature extraction, classifier: {extraction_speed(clf, test.x, 250):.0f} images/s (batch 250, 10,000 test images)")
+          f"test accuracy {classifier_accuracy(clf, test['image'], test['label']):.4f}   threads {args.threads}")
+    print(f"feature extraction, classifier: {extraction_speed(clf, test['image'], 250):.0f} images/s (batch 250, 10,000 test images)")
     try:
-        inception, note = feat.inception_extractor(download=False), "FID weights"
+        inception, note = inception_extractor(download=False), "FID weights"
     except DataError:
         inception, note = random_inception(), "random weights: the FID weights are not here offline; speed only"
-    print(f"feature extraction, Inception-v3: {extraction_speed(inception, test.x[:100], 25):.1f} images/s "
+    print(f"feature extraction, Inception-v3: {extraction_speed(inception, test['image'][:100], 25):.1f} images/s "
           f"(batch 25, 28 -> 299 px, {note})")
 
-    floor(clf, train.x, test.x, args.seed)
-    parzen_real(train.x, test.x)
+    floor(clf, train["image"], test["image"], args.seed)
+    parzen_real(train["image"], test["image"])
     for run in args.runs:
         evaluate_run(run, args)
 

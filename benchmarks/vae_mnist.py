@@ -40,7 +40,7 @@ def run(precision: str, epochs: int, data_root: str, k: int, threads: int) -> di
     records = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
     epoch_seconds = [60_000 / r["images_per_sec"] for r in records]
     vae = genlab.load(run_dir)
-    test = to_model(load_dataset(config.data, "test").x)
+    test = to_model(load_dataset(config.data, "test")["image"])
     with torch.no_grad():
         test_loss = -elbo(vae, test, torch.Generator().manual_seed(0)).mean().item()
     result = {

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from genlab.config import DataConfig, _build
+from genlab.data import base as spec
 from genlab.data import load_dataset, standard
 from genlab.data.folder import FolderConfig
 from genlab.data.sprites import FACTORS, SHAPES, SpritesConfig
@@ -61,11 +62,11 @@ def sprites(**keys) -> SpritesConfig:
 
 def test_sprites_are_deterministic_per_seed_and_split():
     a, b = load_dataset(sprites(seed=3)), load_dataset(sprites(seed=3))
-    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["factors"], b["factors"])
     other = load_dataset(sprites(seed=4))
-    assert not torch.equal(a.x, other.x)
+    assert not torch.equal(a["image"], other["image"])
     test = load_dataset(sprites(seed=3), "test")
-    assert len(test) == 100 and not torch.equal(a.y[:100], test.y)
+    assert len(test) == 100 and not torch.equal(a["factors"][:100], test["factors"])
 
 
 @pytest.mark.parametrize("size", [28, 32, 64])
@@ -73,37 +74,37 @@ def test_sprites_are_deterministic_per_seed_and_split():
 def test_sprites_shapes_and_factor_ranges(size, color):
     ds = load_dataset(sprites(image_size=size, color=color, shapes=4))
     channels = 3 if color else 1
-    assert ds.x.shape == (500, channels, size, size) and ds.x.dtype == torch.uint8
-    assert ds.y.shape == (500, 6 if color else 5) and ds.y.dtype == torch.float32
-    assert ds.y_names == FACTORS + (("hue",) if color else ()) and ds.num_classes == 0
-    shape, scale, rotation, pos = ds.y[:, 0], ds.y[:, 1], ds.y[:, 2], ds.y[:, 3:5]
+    assert ds["image"].shape == (500, channels, size, size) and ds["image"].dtype == torch.uint8
+    assert ds["factors"].shape == (500, 6 if color else 5) and ds["factors"].dtype == torch.float32
+    assert ds.spec["factors"] == spec.Factors(FACTORS + (("hue",) if color else ())) and "label" not in ds.spec
+    shape, scale, rotation, pos = ds["factors"][:, 0], ds["factors"][:, 1], ds["factors"][:, 2], ds["factors"][:, 3:5]
     assert set(shape.unique().tolist()) == set(range(len(SHAPES)))
     assert scale.min() >= 0.5 and scale.max() <= 1.0
     assert rotation.min() >= 0 and rotation.max() < np.pi / 2
     assert pos.min() >= 0 and pos.max() <= 1
-    assert (ds.x.flatten(1).amax(1) == 255).all(), "every sprite is drawn, with solid pixels"
+    assert (ds["image"].flatten(1).amax(1) == 255).all(), "every sprite is drawn, with solid pixels"
 
 
 def test_sprite_labels_describe_the_pixels():
     ds = load_dataset(sprites(n_train=1000))
-    ink = ds.x[:, 0].float()
+    ink = ds["image"][:, 0].float()
     coords = torch.arange(32.0)
     mass = ink.sum((1, 2))
     centroid_x = (ink.sum(1) * coords).sum(1) / mass
     centroid_y = (ink.sum(2) * coords).sum(1) / mass
     # Shapes are not centrally symmetric (heart), so allow a little spread, not a lot.
-    assert np.corrcoef(centroid_x, ds.y[:, 3])[0, 1] > 0.98
-    assert np.corrcoef(centroid_y, ds.y[:, 4])[0, 1] > 0.98
+    assert np.corrcoef(centroid_x, ds["factors"][:, 3])[0, 1] > 0.98
+    assert np.corrcoef(centroid_y, ds["factors"][:, 4])[0, 1] > 0.98
     for shape in range(3):  # area grows with scale squared, for each shape
-        rows = ds.y[:, 0] == shape
-        assert np.corrcoef(mass[rows], ds.y[rows, 1] ** 2)[0, 1] > 0.95
+        rows = ds["factors"][:, 0] == shape
+        assert np.corrcoef(mass[rows], ds["factors"][rows, 1] ** 2)[0, 1] > 0.95
 
 
 def test_sprites_render_20k_in_seconds():
     start = time.perf_counter()
     ds = load_dataset(SpritesConfig(name="sprites"))
     elapsed = time.perf_counter() - start
-    assert ds.x.shape == (20000, 1, 32, 32)
+    assert ds["image"].shape == (20000, 1, 32, 32)
     assert elapsed < 10.0, f"20k sprites took {elapsed:.1f} s"  # ~1 s on one core; slack for load
 
 
@@ -117,7 +118,7 @@ def test_sprites_bad_keys_are_config_errors():
 def test_load_dataset_through_the_config_registry():
     cfg = _build(DataConfig, {"name": "sprites", "n_train": 64, "color": True}, "data.", "test")
     assert isinstance(cfg, SpritesConfig)
-    assert load_dataset(cfg).x.shape == (64, 3, 32, 32)
+    assert load_dataset(cfg)["image"].shape == (64, 3, 32, 32)
     with pytest.raises(ValueError, match="split"):
         load_dataset(cfg, "valid")
 
@@ -133,20 +134,20 @@ def test_mnist_reads_the_official_files_as_is(mnist_root, offline):
     before = _snapshot(mnist_root)
     train = load_dataset(StandardConfig(name="mnist", root=str(mnist_root)))
     test = load_dataset(StandardConfig(name="mnist", root=str(mnist_root)), "test")
-    assert train.x.shape == (60000, 1, 28, 28) and test.x.shape == (10000, 1, 28, 28)
-    assert train.x.dtype == torch.uint8 and train.y.dtype == torch.int64
-    assert train.y.min() == 0 and train.y.max() == 9 and train.num_classes == 10
-    assert len(train.y_names) == 10
-    assert train.x.float().mean().item() == pytest.approx(33.318, abs=0.01)  # the known MNIST mean
-    assert torch.bincount(test.y).tolist()[:2] == [980, 1135]  # known test counts of 0s and 1s
+    assert train["image"].shape == (60000, 1, 28, 28) and test["image"].shape == (10000, 1, 28, 28)
+    assert train["image"].dtype == torch.uint8 and train["label"].dtype == torch.int64
+    assert train["label"].min() == 0 and train["label"].max() == 9 and train.spec["label"].num_classes == 10
+    assert train.spec == {"image": spec.Image(1, 28, 28), "label": spec.Classes(tuple("0123456789"))}
+    assert train["image"].float().mean().item() == pytest.approx(33.318, abs=0.01)  # the known MNIST mean
+    assert torch.bincount(test["label"]).tolist()[:2] == [980, 1135]  # known test counts of 0s and 1s
     assert _snapshot(mnist_root) == before, "nothing may be written into the user's data root"
 
 
 def test_mnist_resize_channels_limit_and_env_root(mnist_root, offline, monkeypatch):
     monkeypatch.setenv(standard.DATA_ENV, str(mnist_root))
     ds = load_dataset(StandardConfig(name="mnist", image_size=32, channels=3, limit=100), "test")
-    assert ds.x.shape == (100, 3, 32, 32) and ds.x.dtype == torch.uint8 and len(ds.y) == 100
-    assert torch.equal(ds.x[:, 0], ds.x[:, 2])  # grey replicated
+    assert ds["image"].shape == (100, 3, 32, 32) and ds["image"].dtype == torch.uint8 and len(ds["label"]) == 100
+    assert torch.equal(ds["image"][:, 0], ds["image"][:, 2])  # grey replicated
     start = time.perf_counter()
     load_dataset(StandardConfig(name="mnist", image_size=32, channels=3, limit=100), "test")
     assert time.perf_counter() - start < 0.05, "a second load in the same process comes from memory"
@@ -254,12 +255,12 @@ def test_cifar10_binary_from_folder_or_unextracted_tar(tmp_path, offline, packed
         (tmp_path / "cifar-10-batches-bin" / "test_batch.bin").write_bytes(blob)
     before = _snapshot(tmp_path)
     ds = load_dataset(StandardConfig(name="cifar10", root=str(tmp_path)), "test")
-    assert ds.x.shape == (10000, 3, 32, 32) and torch.equal(ds.x, torch.from_numpy(images))
-    assert torch.equal(ds.y, torch.from_numpy(labels).long()) and ds.y_names[0] == "airplane"
+    assert ds["image"].shape == (10000, 3, 32, 32) and torch.equal(ds["image"], torch.from_numpy(images))
+    assert torch.equal(ds["label"], torch.from_numpy(labels).long()) and ds.spec["label"].names[0] == "airplane"
     grey = load_dataset(
         StandardConfig(name="cifar10", root=str(tmp_path), channels=1, image_size=16), "test"
     )
-    assert grey.x.shape == (10000, 1, 16, 16)
+    assert grey["image"].shape == (10000, 1, 16, 16)
     assert _snapshot(tmp_path) == before
 
 
@@ -303,10 +304,10 @@ def test_image_folder_labels_from_subfolders_and_skips_bad_files(tmp_path):
     for bad in (corrupt, truncated, notes):
         assert len(_warnings_naming(record, bad)) == 1, bad
     assert len(record) == 3
-    assert ds.x.shape == (6, 3, 16, 16) and ds.x.dtype == torch.uint8
-    assert ds.y_names == ("cats", "dogs") and ds.num_classes == 2
-    assert ds.y.tolist() == [0, 0, 0, 1, 1, 1]
-    assert (ds.x[:3, 0] == 255).all() and (ds.x[3:, 2] > 250).all()  # red cats, blue (JPEG) dogs
+    assert ds["image"].shape == (6, 3, 16, 16) and ds["image"].dtype == torch.uint8
+    assert ds.spec["label"] == spec.Classes(("cats", "dogs"))
+    assert ds["label"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert (ds["image"][:3, 0] == 255).all() and (ds["image"][3:, 2] > 250).all()  # red cats, blue (JPEG) dogs
 
 
 def test_image_folder_centre_crops_and_grey(tmp_path):
@@ -318,15 +319,15 @@ def test_image_folder_centre_crops_and_grey(tmp_path):
     ds = load_dataset(
         FolderConfig(name="image_folder", path=str(tmp_path), image_size=8, test_fraction=0.0)
     )
-    assert ds.y is None and ds.num_classes == 0
+    assert list(ds.spec) == ["image"]
     # Only the green middle survives; the resampling filter may bleed a little at the edges.
-    assert (ds.x[0, 1] > 224).all() and (ds.x[0, [0, 2]] < 32).all()
+    assert (ds["image"][0, 1] > 224).all() and (ds["image"][0, [0, 2]] < 32).all()
     grey = load_dataset(
         FolderConfig(
             name="image_folder", path=str(tmp_path), image_size=8, channels=1, test_fraction=0.0
         )
     )
-    assert grey.x.shape == (1, 1, 8, 8)
+    assert grey["image"].shape == (1, 1, 8, 8)
 
 
 def test_image_folder_refuses_images_over_max_pixels(tmp_path):
@@ -346,9 +347,9 @@ def test_image_folder_split_is_a_stable_partition(tmp_path):
     cfg = FolderConfig(name="image_folder", path=str(tmp_path), image_size=8, test_fraction=0.3)
     train, test = load_dataset(cfg), load_dataset(cfg, "test")
     assert len(train) + len(test) == 40 and 4 <= len(test) <= 20
-    seen = sorted(train.x[:, 0, 0, 0].tolist() + test.x[:, 0, 0, 0].tolist())
+    seen = sorted(train["image"][:, 0, 0, 0].tolist() + test["image"][:, 0, 0, 0].tolist())
     assert seen == list(range(40))
-    assert torch.equal(load_dataset(cfg, "test").x, test.x)
+    assert torch.equal(load_dataset(cfg, "test")["image"], test["image"])
 
 
 def test_image_folder_empty_or_unreadable_is_a_data_error(tmp_path):
@@ -381,15 +382,15 @@ def test_toy_modes_match_the_protocol():
 def test_toy_points_come_from_their_labelled_mode(cfg):
     ds = load_dataset(dataclasses.replace(cfg, n_train=20000))
     centers, sigma = mixture_modes(cfg)
-    assert ds.x.dtype == torch.float32 and ds.x.shape == (20000, 2)
-    assert ds.y.dtype == torch.int64 and ds.num_classes == len(centers) == len(ds.y_names)
-    distance = np.linalg.norm(ds.x.numpy() - centers[ds.y.numpy()], axis=1)
+    assert ds["points"].dtype == torch.float32 and ds["points"].shape == (20000, 2)
+    assert ds["label"].dtype == torch.int64 and ds.spec["label"].num_classes == len(centers)
+    distance = np.linalg.norm(ds["points"].numpy() - centers[ds["label"].numpy()], axis=1)
     assert distance.max() < 6 * sigma
-    share = np.bincount(ds.y.numpy(), minlength=len(centers)) / len(ds)
+    share = np.bincount(ds["label"].numpy(), minlength=len(centers)) / len(ds)
     assert np.allclose(share, 1 / len(centers), atol=0.015)
     again = load_dataset(dataclasses.replace(cfg, n_train=20000))
-    assert torch.equal(ds.x, again.x)
-    assert not torch.equal(load_dataset(dataclasses.replace(cfg, n_train=20000, seed=1)).x, ds.x)
+    assert torch.equal(ds["points"], again["points"])
+    assert not torch.equal(load_dataset(dataclasses.replace(cfg, n_train=20000, seed=1))["points"], ds["points"])
 
 
 def test_toy_1d_density_is_exact_and_matches_samples():
@@ -403,9 +404,9 @@ def test_toy_1d_density_is_exact_and_matches_samples():
     at_3 = (0.75 + 0.25 * 2 * np.exp(-50)) / np.sqrt(2 * np.pi)  # both components at x = 3
     assert density_1d(cfg, np.array(3.0)) == pytest.approx(at_3, rel=1e-12)
     ds = load_dataset(dataclasses.replace(cfg, n_train=50000))
-    assert ds.x.shape == (50000, 1) and ds.num_classes == 2
-    assert (ds.y == 1).float().mean().item() == pytest.approx(0.75, abs=0.01)
-    hist, edges = np.histogram(ds.x.numpy()[:, 0], bins=60, range=(-5, 7), density=True)
+    assert ds["points"].shape == (50000, 1) and ds.spec["label"].num_classes == 2
+    assert (ds["label"] == 1).float().mean().item() == pytest.approx(0.75, abs=0.01)
+    hist, edges = np.histogram(ds["points"].numpy()[:, 0], bins=60, range=(-5, 7), density=True)
     centres = (edges[:-1] + edges[1:]) / 2
     assert np.abs(hist - density_1d(cfg, centres)).max() < 0.03
     gaussian = _build(DataConfig, {"name": "toy_gaussian_1d", "mean": 1, "std": 2}, "data.", "test")

@@ -13,16 +13,16 @@ from torch import nn
 
 import genlab
 from genlab.config import TrainConfig, load_config
-from genlab.data.base import TensorDataset
+from genlab.data.base import Image, TensorDataset
 from genlab.errors import ConfigError
 from genlab.losses import gan as L
 from genlab.registry import MODELS, OBJECTIVES
 from genlab.training import checkpoint as ckpt
 from genlab.training.health import GANHealth, HealthHistory, gan_warnings
-from genlab.training.loop import train
+from genlab.models import build_modules
+from genlab.training.loop import _training_only, train
 from genlab.training.objectives.gan import GANObjectiveConfig, batch_diversity
 from genlab.training.progress import progress_strip
-from genlab.training.step import Batch
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GAN_CONFIGS = ["gan2014_mnist.yaml", "dcgan_mnist.yaml", "wgan_gp_mnist.yaml", "hinge_sn_cifar10.yaml"]
@@ -107,33 +107,38 @@ def test_r1_penalty_and_weight_clipping():
 # ----------------------------------------------------------------------------- the step
 
 
+GREY28 = {"image": Image(1, 28, 28)}
+
+
 def small_step(loss: str = "nonsaturating", model: str = "dcgan", **objective):
-    data = TensorDataset("example", torch.randint(0, 256, (32, 1, 28, 28), dtype=torch.uint8))
+    data = TensorDataset("example", GREY28, {"image": torch.randint(0, 256, (32, 1, 28, 28), dtype=torch.uint8)})
     torch.manual_seed(0)
     kwargs = {"d_norm": "none"} if model == "dcgan" else {}
-    modules = MODELS.get(model).builder(MODELS.get(model).config_cls(name=model, **kwargs), data)
+    modules = build_modules(MODELS.get(model).config_cls(name=model, **kwargs), data.spec)
     cfg = GANObjectiveConfig(loss=loss, **objective)
-    return OBJECTIVES.get("gan").builder(cfg, modules, data, TrainConfig()), Batch(data.x[:16].float() / 127.5 - 1)
+    return OBJECTIVES.get("gan").builder(cfg, modules, data.spec, TrainConfig()), data.batch(slice(0, 16))
 
 
 @pytest.mark.parametrize("loss", ["minimax", "nonsaturating", "lsgan", "wgan", "wgan_gp", "hinge"])
 def test_d_phase_leaves_g_alone_and_g_phase_leaves_d_alone(loss):
     step, batch = small_step(loss, r1_weight=1.0 if loss == "hinge" else 0.0)
     d_phase, g_phase = step.phases()
-    assert (d_phase.name, d_phase.fresh_batch, g_phase.name, g_phase.fresh_batch) == ("D", True, "G", False)
-    out = d_phase.loss(batch)
-    out.loss.backward()
+    assert (d_phase.name, d_phase.trains, d_phase.reuse_batch) == ("D", ("D",), False)
+    assert (g_phase.name, g_phase.trains, g_phase.reuse_batch) == ("G", ("G",), True)
+    with _training_only(step, d_phase, wrapped={}):
+        out = d_phase.loss(batch)
+        out.loss.backward()
     assert all(p.grad is None for p in step.modules["G"].parameters())  # fakes are detached
     assert all(p.grad is not None for p in step.modules["D"].parameters())
     expected = {"D(x)", "D(G(z))"} | ({"wasserstein"} if loss.startswith("wgan") else set())
     assert expected <= set(out.stats) and ("gp" in out.stats) == (loss == "wgan_gp") and ("r1" in out.stats) == (loss == "hinge")
     step.modules["D"].zero_grad(set_to_none=True)
-    out = g_phase.loss(batch)
-    out.loss.backward()
+    with _training_only(step, g_phase, wrapped={}):
+        out = g_phase.loss(batch)
+        out.loss.backward()
     assert all(p.grad is None for p in step.modules["D"].parameters())  # D frozen in G's phase
     assert all(p.grad is not None for p in step.modules["G"].parameters())
-    g_phase.after_step()
-    assert all(p.requires_grad for p in step.modules["D"].parameters())
+    assert all(p.requires_grad for p in step.modules["D"].parameters())  # and unfrozen after it
     assert 0 < float(out.stats["diversity"]) < 10
 
 
@@ -162,16 +167,16 @@ def test_sgd_uses_the_configured_momentum_and_rates():
 
 def test_ema_is_exported_warms_up_and_is_optional():
     step, _ = small_step(ema_decay=0.999)
-    assert step.export_name == "G_ema"
+    assert step.export == ("G_ema", "G")
     G, ema = step.modules["G"], step.modules["G_ema"]
     with torch.no_grad():
         for p in G.parameters():
             p.add_(1.0)
     step.phases()[1].after_step()  # first update: weight 1 - 1/10 on G's new parameters
     p0, e0 = next(G.parameters()), next(ema.parameters())
-    assert torch.allclose(e0, p0 - 0.1, atol=1e-6) and int(ema.ema_updates) == 1
+    assert torch.allclose(e0, p0 - 0.1, atol=1e-6) and step.state_dict()["ema_updates"] == 1
     assert not any(p.requires_grad for p in ema.parameters())
-    assert small_step(ema_decay=0.0)[0].export_name == "G"
+    assert small_step(ema_decay=0.0)[0].export == ("G", "G")
 
 
 def test_snapshots_are_seeded_and_leave_the_global_rng_alone():
@@ -197,13 +202,11 @@ def test_user_mistakes_raise_config_errors():
         GANObjectiveConfig(ema_decay=1.0)
     with pytest.raises(ConfigError, match="momentum"):
         GANObjectiveConfig(optimizer="sgd", momentum=1.0)
-    data = TensorDataset("example", torch.zeros(4, 1, 28, 28, dtype=torch.uint8))
-    modules = MODELS.get("dcgan").builder(MODELS.get("dcgan").config_cls(), data)  # batch norm in D
+    modules = build_modules(MODELS.get("dcgan").config_cls(), GREY28)  # batch norm in D
     with pytest.raises(ConfigError, match="d_norm=none"):
-        OBJECTIVES.get("gan").builder(GANObjectiveConfig(loss="wgan_gp"), modules, data, TrainConfig())
-    odd = TensorDataset("example", torch.zeros(4, 1, 48, 48, dtype=torch.uint8))
+        OBJECTIVES.get("gan").builder(GANObjectiveConfig(loss="wgan_gp"), modules, GREY28, TrainConfig())
     with pytest.raises(ConfigError, match="28, 32, 64"):
-        MODELS.get("dcgan").builder(MODELS.get("dcgan").config_cls(), odd)
+        build_modules(MODELS.get("dcgan").config_cls(), {"image": Image(1, 48, 48)})
 
 
 # ----------------------------------------------------------------------------- health

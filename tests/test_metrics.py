@@ -6,6 +6,7 @@ None of these needs the Inception weights or the network.
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from genlab.metrics.fid import fid, fid_from_statistics, fid_statistics
 from genlab.metrics.inception_score import inception_score
 from genlab.metrics.kid import kid
 from genlab.data.stacked import stack_digits, stacked_modes
+from genlab.images import to_uint8
 from genlab.metrics.coverage import mode_coverage, mode_histogram
 from genlab.metrics.nearest_neighbours import distance_report, nearest
 from genlab.metrics.parzen import parzen_log_likelihoods, parzen_window, select_sigma
@@ -222,8 +224,96 @@ def test_stacked_mnist_dataset_stacks_real_digits(mnist_root):
     from genlab.data.stacked import StackedMNISTConfig
 
     data = load_dataset(StackedMNISTConfig("stacked_mnist", root=str(mnist_root), n_train=2000), "train")
-    assert data.x.shape == (2000, 3, 28, 28) and data.num_classes == 1000
-    assert data.y.min() >= 0 and data.y.max() < 1000 and data.y.unique().numel() > 800
+    assert data["image"].shape == (2000, 3, 28, 28) and data.spec["label"].num_classes == 1000
+    assert data["label"].min() >= 0 and data["label"].max() < 1000 and data["label"].unique().numel() > 800
+
+
+# ----------------------------------------------------------------------------- the metric registry and its needs
+
+
+class _Sampler(torch.nn.Module):
+    """A LatentSampler of 8x8 grey images (no encoder): what evaluation sees of a GAN."""
+
+    latent_dim = 3
+
+    def __init__(self):
+        super().__init__()
+        self.to_image = torch.nn.Linear(3, 64)
+
+    def latents(self, n, generator=None, truncation=None):
+        return torch.randn(n, 3, generator=generator)
+
+    def decode(self, z, labels=None):
+        return torch.tanh(self.to_image(z)).view(-1, 1, 8, 8)
+
+    @torch.no_grad()
+    def sample(self, n, generator=None, labels=None, truncation=None):
+        return self.decode(self.latents(n, generator))
+
+
+class _WithEncoder(_Sampler):
+    def encode(self, x, labels=None):
+        return x.flatten(1)[:, :3], x.flatten(1)[:, :3]
+
+
+_CONFIG = types.SimpleNamespace(data=types.SimpleNamespace(name="mnist"))  # all evaluate() reads before metrics run
+
+
+def test_metric_names_and_unknown_names():
+    from genlab.errors import ConfigError
+    from genlab.metrics.registry import metric_names
+    from genlab.metrics.settings import EvalSettings
+
+    assert metric_names()[:8] == ["fid", "kid", "is", "pr", "parzen", "nll", "nn", "modes"]
+    with pytest.raises(ConfigError, match="unknown metric 'fdi' \\(did you mean 'fid'\\?\\); choose from fid, kid"):
+        EvalSettings(metrics=("fdi",))
+
+
+def test_default_metrics_and_features_follow_capabilities():
+    from genlab.metrics.settings import default_features, default_metrics
+
+    assert default_metrics(_WithEncoder()) == ("nll",)
+    assert default_metrics(_Sampler()) == ("fid", "kid", "is", "pr")
+    assert default_features("mnist") == "mnist" and default_features("cifar10") == "inception"
+
+
+def test_unmet_needs_fail_before_anything_is_computed(tmp_path, monkeypatch):
+    from genlab.errors import ConfigError
+    from genlab.metrics.evaluate import evaluate
+    from genlab.metrics.settings import EvalSettings
+
+    # No classifier in this cache: had fid's feature network been loaded first, that would fail instead.
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "eval"
+    with pytest.raises(ConfigError, match="metric 'nll' needs a model with an encoder.*_Sampler"):
+        evaluate(_Sampler(), _CONFIG, EvalSettings(metrics=("fid", "nll")), out)
+    with pytest.raises(ConfigError, match="metric 'parzen' needs a model that generates samples.*Linear"):
+        evaluate(torch.nn.Linear(2, 2), _CONFIG, EvalSettings(metrics=("parzen",)), out)
+    assert not out.exists()
+
+
+def test_a_new_metric_needs_only_its_decorator(tmp_path, monkeypatch):
+    from genlab.metrics import registry
+    from genlab.metrics.evaluate import evaluate
+    from genlab.metrics.settings import EvalSettings
+
+    registry.metric_names()  # the built-in metrics register first, into the table the test copies
+    monkeypatch.setattr(registry, "_METRICS", dict(registry._METRICS))  # what the test registers goes with it
+
+    @registry.register_metric("mean_pixel", needs=("samples",))
+    def _mean_pixel(ctx):
+        return {"mean_pixel": ctx.samples.double().mean().item()}
+
+    model = _Sampler()
+    results, card = evaluate(model, _CONFIG, EvalSettings(metrics=("mean_pixel",), n=10, seed=3), tmp_path)
+    expected = to_uint8(model.sample(10, torch.Generator().manual_seed(3))).double().mean().item()
+    assert results == card["results"] == {"mean_pixel": expected}
+    assert (tmp_path / "card.md").is_file() and card["feature_extractor"] is None
+    assert "mean_pixel" in registry.metric_names()
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register_metric("mean_pixel")(_mean_pixel)
+    with pytest.raises(ValueError, match="unknown needs \\['gpu'\\]"):
+        registry.register_metric("other", needs=("gpu",))
 
 
 # ----------------------------------------------------------------------------- feature extractors
@@ -231,7 +321,7 @@ def test_stacked_mnist_dataset_stacks_real_digits(mnist_root):
 
 def test_missing_inception_weights_message(tmp_path, monkeypatch):
     from genlab.errors import DataError
-    from genlab.metrics.features import find_inception_weights
+    from genlab.metrics.inception import find_inception_weights
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(DataError) as err:
@@ -276,10 +366,11 @@ def test_mnist_extractor_is_a_torch_fidelity_feature_extractor(tiny_runs, mnist_
 
     from genlab.data import load_dataset
     from genlab.data.standard import StandardConfig
-    from genlab.metrics.features import extract_features, mnist_extractor
+    from genlab.metrics.classifier_features import mnist_extractor
+    from genlab.metrics.features import extract_features
 
     classifier_run, _ = tiny_runs
-    train = load_dataset(StandardConfig(name="mnist", root=str(mnist_root), limit=600), "train").x
+    train = load_dataset(StandardConfig(name="mnist", root=str(mnist_root), limit=600), "train")["image"]
     a, b = train[:300], train[300:600]
     ext = mnist_extractor(classifier_run)
     ours_a, ours_b = extract_features(ext, a, batch_size=64), extract_features(ext, b, batch_size=300)
@@ -345,7 +436,7 @@ def test_classifier_cosine_schedule_resumes_exactly(tmp_path, mnist_root):
             "name": "clf", "data": {"name": "mnist", "root": str(mnist_root), "limit": 256},
             "model": {"name": "mnist_classifier", "channels": 4, "feature_dim": 16}, "objective": {"name": "classifier"},
             "train": {"kimg": 0.512, "batch_size": 64, "out_dir": str(out), "checkpoint_every_kimg": 0.256,
-                      "progress_bar": False, "tensorboard": False},
+                      "progress_bar": False, "tensorboard": False, "lr_schedule": {"kind": "cosine"}},
         })
 
     straight = train(config(tmp_path / "a"))
@@ -354,4 +445,5 @@ def test_classifier_cosine_schedule_resumes_exactly(tmp_path, mnist_root):
     wa, wb = load_file(a / ckpt.MODULES_FILE), load_file(b / ckpt.MODULES_FILE)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     groups = ckpt.load_training_state(a)["optimizers"]["classifier"]["param_groups"]
-    assert groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # 8 of 8 steps: the cosine has reached 0
+    # The 8th and last step ran at the rate for 448 of 512 images: the cosine's last value before 0.
+    assert groups[0]["lr"] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 448 / 512)))

@@ -1,5 +1,6 @@
-"""The 2014 GAN theory (metrics/theory.py, the 1-D experiment, `genlab theory`) and the
-PacGAN mode-coverage protocol (metrics/modes.py), against closed forms and hand-made cases."""
+"""The 2014 GAN theory (metrics/theory.py, the 1-D experiment in experiments/theory.py,
+`genlab theory`) and the PacGAN mode-coverage protocol (metrics/modes.py), against closed
+forms and hand-made cases."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ from scipy import integrate, stats
 
 from genlab.cli import theory as cli_theory
 from genlab.cli.main import main
-from genlab.data.base import TensorDataset
+from genlab.data.base import Image, Points
 from genlab.data.toy import mixture_modes
 from genlab.errors import ConfigError
 from genlab.losses.gan import minimax_value
 from genlab.metrics import theory as th
 from genlab.metrics.modes import mean_and_stderr, mixture_mode_coverage, nearest_modes
-from genlab.metrics.theory_experiment import TheoryConfig, run_theory
-from genlab.models import build_model
+from genlab.experiments.theory import TheoryConfig, run_theory
+from genlab.models import build_modules
 from genlab.models.toy import ToyMLPConfig
 
 X = np.linspace(-30.0, 30.0, 60_001)  # fine enough that the trapezoid rule is exact to ~1e-9 here
@@ -182,10 +183,9 @@ def test_mean_and_standard_error():
 
 
 def test_toy_gan_model_builds_for_points_and_refuses_images():
-    data = TensorDataset("toy_ring", torch.zeros(16, 2))
-    nets = build_model(ToyMLPConfig(), data)
+    nets = build_modules(ToyMLPConfig(), {"points": Points(2)})
     points = nets["G"].sample(5, generator=torch.Generator().manual_seed(0))
     assert points.shape == (5, 2) and points.dtype == torch.float32
     assert nets["D"](points).shape == (5,)
     with pytest.raises(ConfigError, match="toy points"):
-        build_model(ToyMLPConfig(), TensorDataset("mnist", torch.zeros(4, 1, 28, 28, dtype=torch.uint8)))
+        build_modules(ToyMLPConfig(), {"image": Image(1, 28, 28)})

@@ -128,6 +128,10 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
     assert "continue with: genlab train --resume" in output
     images = final_state(run_dir)[1]["images_seen"]
     assert 0 < images < 1_000_000
+    # The checkpoint it left resumes: a few more images, then a clean finish.
+    target_kimg = (images + 128) / 1000
+    assert main(["train", "--resume", str(run_dir), "--set", f"train.kimg={target_kimg}"]) == 0
+    assert final_state(run_dir)[1]["images_seen"] == images + 128
 
 
 def test_cli_train_sample_info_eval_on_sprites(tmp_path, capsys):
@@ -169,11 +173,18 @@ def test_vae_trains_on_real_mnist(tmp_path, mnist_root):
     assert vae.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 1, 28, 28)
 
 
-def test_torchrun_trains_one_run_across_two_processes(tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["vae", "gan"])
+def test_torchrun_trains_one_run_across_two_processes(family, tmp_path):
+    model, objective = {
+        "vae": ("{name: conv_vae, latent_dim: 4, channels: 8}", "{name: vae}"),
+        # A GAN with k = 2: D and G phases each synchronise only the module they train.
+        "gan": ("{name: dcgan, latent_dim: 8, g_channels: 8, d_channels: 8}", "{name: gan, n_critic: 2}"),
+    }[family]
     config = tmp_path / "c.yaml"
     config.write_text(
-        "name: ddp\ndata: {name: sprites, image_size: 28, n_train: 512, n_test: 64}\n"
-        "model: {name: conv_vae, latent_dim: 4, channels: 8}\nobjective: {name: vae}\n"
+        f"name: ddp\ndata: {{name: sprites, image_size: 28, n_train: 512, n_test: 64}}\n"
+        f"model: {model}\nobjective: {objective}\n"
         f"train: {{kimg: 0.256, batch_size: 16, out_dir: {tmp_path / 'runs'}, log_every_kimg: 0.128, "
         "checkpoint_every_kimg: 0.128, progress_bar: false, tensorboard: false, threads: 1}\n"
     )
@@ -183,5 +194,7 @@ def test_torchrun_trains_one_run_across_two_processes(tmp_path):
     run_dir = tmp_path / "runs" / "00000-ddp"  # one folder, made by rank 0 alone
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["00000-ddp"]
     state = final_state(run_dir)[1]
-    assert state["images_seen"] == 256  # 8 iterations x 16 images x 2 processes
+    assert state["images_seen"] == 256  # 8 iterations x 16 images x 2 processes (GAN: 4 iterations x 2 D batches)
     assert len(state["data"]) == len(state["rng"]) == 2  # every rank's position, for exact resume
+    model = genlab.load(run_dir)
+    assert model.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 1, 28, 28)

@@ -1,4 +1,4 @@
-"""The Python API: ``genlab.train(config)`` and ``genlab.load(run_dir)``."""
+"""The Python API: ``genlab.train(config)``, ``genlab.load(run_dir)`` and ``genlab.load_step(run_dir)``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from genlab.config import Config, load_config, override_config
+from genlab.config import Config, load_config, model_config_from_dict, override_config
+from genlab.data.base import spec_from_json
+from genlab.errors import RunError
+from genlab.models import build_model
 from genlab.training import checkpoint as ckpt
 from genlab.training.loop import build_step, train as _train
 from genlab.training.run import read_run
@@ -24,15 +27,22 @@ def train(config: Config | str | Path | None = None, overrides: list[str] | None
 
 
 def load(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str | Path | None = None) -> nn.Module:
-    """The exported model of a run (a VAE, or a GAN's EMA generator) in eval mode.
+    """The exported model of a run (a VAE, a GAN's EMA generator, a classifier) in eval mode.
 
-    Loads the latest checkpoint unless ``checkpoint`` names one. The model has
-    ``sample(n, generator=...)``; VAEs also ``encode``, ``decode`` and ``reconstruct``.
+    Builds only that model from the checkpoint's ``model.yaml`` and ``model.safetensors``
+    (no discriminator, no optimiser), from the latest checkpoint unless ``checkpoint`` names
+    one. Samplers have ``sample(n, generator=..., labels=...)``; VAEs also ``encode`` and
+    ``decode`` (see ``genlab.models.protocols``).
     """
-    step = load_step(run_dir, device, checkpoint)
-    model = step.modules[step.export_name]
-    model.eval()
-    return model
+    path = Path(checkpoint) if checkpoint else ckpt.latest_checkpoint(Path(run_dir))
+    info, weights = ckpt.read_export(path)
+    cfg = model_config_from_dict(info["model"], source=str(path / ckpt.EXPORT_INFO))
+    model = build_model(cfg, spec_from_json(info["data"]["spec"]))[info["role"]]()
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise RunError(f"{path / ckpt.EXPORT_WEIGHTS} does not fit the model its {ckpt.EXPORT_INFO} describes: {err}") from None
+    return model.to(device).eval()
 
 
 def load_step(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str | Path | None = None):

@@ -39,7 +39,12 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Base of every model's config. ``family`` says which objectives can train it."""
+    """Base of every model's config. ``family`` says which objectives can train it.
+
+    A config may set ``example_spec`` (a small data spec the model supports) and
+    ``example_variants`` (config overrides, e.g. ``{"conditional": True}``) for the shared
+    model tests; see ``genlab.models.examples``.
+    """
 
     name: str
     registry: ClassVar[Registry] = MODELS
@@ -53,6 +58,28 @@ class ObjectiveConfig:
     name: str
     registry: ClassVar[Registry] = OBJECTIVES
     family: ClassVar[str] = ""
+
+
+@dataclass
+class ScheduleConfig:
+    """A learning-rate schedule, as a factor of each optimiser's base rate over the run.
+
+    ``constant``; ``linear``: constant until ``decay_start_kimg``, then linear to
+    ``final_fraction`` at the end (CycleGAN: decay over the second half); ``cosine``:
+    from 1 to ``final_fraction`` along a half cosine. Any kind can start with a linear
+    warm-up over ``warmup_kimg``. Counted in images seen, so resume continues it exactly.
+    """
+
+    kind: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_kimg: float = 0.0
+    decay_start_kimg: float = 0.0  # linear only
+    final_fraction: float = 0.0  # of the base rate, at the end of linear and cosine decays
+
+    def __post_init__(self) -> None:
+        if self.warmup_kimg < 0 or self.decay_start_kimg < 0:
+            raise ConfigError("lr_schedule warmup_kimg and decay_start_kimg must be >= 0")
+        if not 0.0 <= self.final_fraction <= 1.0:
+            raise ConfigError(f"lr_schedule final_fraction must be in [0, 1], got {self.final_fraction}")
 
 
 @dataclass
@@ -73,6 +100,8 @@ class TrainConfig:
     tensorboard: bool = True
     progress_bar: bool = True
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    lr_schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # for every optimiser
+    lr_schedules: dict[str, ScheduleConfig] = field(default_factory=dict)  # per optimiser name, e.g. {D: ..., G: ...}
 
 
 @dataclass
@@ -141,6 +170,11 @@ def override_config(config: Config, overrides: list[str]) -> Config:
     return config_from_dict(apply_overrides(config_to_dict(config), overrides), source="overrides")
 
 
+def model_config_from_dict(raw: dict[str, Any], source: str) -> ModelConfig:
+    """The ``model`` section alone, validated as in a full config (an exported model's model.yaml)."""
+    return _build(ModelConfig, raw, prefix="model.", source=source)
+
+
 def config_to_dict(config: Config) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
@@ -206,6 +240,10 @@ def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
         if value not in args:
             raise ConfigError(f"{source}: {key} must be one of {list(args)}, got {value!r}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
+        return {str(k): _coerce(args[1], v, f"{key}.{k}", source) for k, v in value.items()}
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{source}: {key} must be a list, got {value!r}")

@@ -22,3 +22,11 @@ class RunError(GenlabError):
 
 class TrainingDiverged(GenlabError):
     """A loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+class DownloadError(DataError, OSError):
+    """A file could not be fetched or failed its checksum.
+
+    Also an OSError, as network failures (urllib's URLError, timeouts) are, so that code
+    trying mirrors in turn catches it like any other I/O failure.
+    """

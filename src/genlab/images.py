@@ -6,9 +6,17 @@ Datasets and files hold uint8 ``[N, C, H, W]`` in 0..255; models see float in [-
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+
+class Grid(NamedTuple):
+    """Images meant to be seen together, e.g. a snapshot or a traversal."""
+
+    images: Tensor  # [N, C, H, W] float in [-1, 1]
+    nrow: int  # images per row in the saved PNG
 
 
 def to_model(images: Tensor) -> Tensor:

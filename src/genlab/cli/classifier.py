@@ -12,7 +12,7 @@ import json
 from genlab.api import train
 from genlab.cli.common import add_data_root, load_cli_config, write_json
 from genlab.data import load_dataset
-from genlab.metrics.features import classifier_accuracy, classifier_dir, mnist_extractor
+from genlab.metrics.classifier_features import classifier_accuracy, classifier_dir, mnist_extractor
 
 TARGET_ACCURACY = 0.99
 
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_cli_config(args.config, args)
     run_dir = train(config)
     test = load_dataset(config.data, "test")
-    accuracy = classifier_accuracy(mnist_extractor(run_dir), test.x, test.y)
+    accuracy = classifier_accuracy(mnist_extractor(run_dir), test["image"], test["label"])
     record = {"run": str(run_dir), "split": "test", "n_images": len(test), "accuracy": accuracy}
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")

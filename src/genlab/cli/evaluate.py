@@ -1,10 +1,10 @@
-"""genlab eval RUN [--metrics fid,kid,is,pr,parzen,nll,nn,modes] [--n 10000] [--features inception|mnist]
+"""genlab eval RUN [--metrics NAME,...] [--n 10000] [--features inception|mnist]
 
-Evaluates a trained run. VAE runs default to nll (test-set ELBO and importance-weighted
-NLL with its k); other runs to fid,kid,is,pr. Feature metrics use the MNIST classifier
-for MNIST runs and Inception-v3 otherwise. Appends one line to the run's metrics.jsonl,
-writes an eval card (card.json, card.md) and PNGs into RUN/eval/<features>-n<N>-seed<S>/,
-and prints the results as JSON.
+Evaluates a trained run. Runs of models with an encoder (VAEs) default to nll (test-set
+ELBO and importance-weighted NLL with its k); other runs to fid,kid,is,pr. Feature metrics
+use the MNIST classifier for MNIST runs and Inception-v3 otherwise. Appends one line to
+the run's metrics.jsonl, writes an eval card (card.json, card.md) and PNGs into
+RUN/eval/<features>-n<N>-seed<S>/, and prints the results as JSON.
 """
 
 from __future__ import annotations
@@ -16,20 +16,21 @@ import time
 
 from genlab.api import load
 from genlab.cli.common import add_data_root, with_data_root, write_json
-from genlab.metrics.evaluate import METRICS, EvalSettings, evaluate
-from genlab.models.vae import VAE
+from genlab.metrics.evaluate import evaluate
+from genlab.metrics.registry import metric_names
+from genlab.metrics.settings import (ENCODER_METRICS, FEATURE_SPACES, SAMPLE_METRICS, EvalSettings, default_features,
+                                     default_metrics)
 from genlab.training.run import read_run
-
-DIGIT_DATASETS = ("mnist",)  # where the MNIST classifier's feature space is the default
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a trained run", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="run folder")
-    p.add_argument("--metrics", help=f"comma-separated, from {','.join(METRICS)} (default: nll for VAEs, else fid,kid,is,pr)")
+    p.add_argument("--metrics", help=f"comma-separated, from {','.join(metric_names())} (default: "
+                   f"{','.join(ENCODER_METRICS)} for models with an encoder, else {','.join(SAMPLE_METRICS)})")
     p.add_argument("--n", type=int, default=10_000, help="generated samples; nll uses at most this many test images (default: %(default)s)")
-    p.add_argument("--features", choices=["inception", "mnist"], help="feature space of fid/kid/is/pr/nn (default: mnist for MNIST runs)")
+    p.add_argument("--features", choices=FEATURE_SPACES, help="feature space of fid/kid/is/pr/nn (default: mnist for MNIST runs)")
     p.add_argument("--reference", choices=["train", "test"], default="train", help="real split for fid/kid/pr (default: %(default)s)")
     p.add_argument("--inception-weights", metavar="PATH", help="pt_inception-2015-12-05-6726825d.pth (default: the torch hub cache)")
     p.add_argument("--classifier", metavar="RUN", help="MNIST classifier run (default: the newest from genlab train-classifier)")
@@ -45,11 +46,11 @@ def run(args: argparse.Namespace) -> int:
     run_dir, config, _ = read_run(args.run)
     config = with_data_root(config, args)
     model = load(run_dir, device=args.device)
-    metrics = args.metrics.split(",") if args.metrics else (["nll"] if isinstance(model, VAE) else ["fid", "kid", "is", "pr"])
+    metrics = args.metrics.split(",") if args.metrics else default_metrics(model)
     settings = EvalSettings(
         metrics=tuple(m.strip() for m in metrics if m.strip()),
         n=args.n,
-        features=args.features or ("mnist" if config.data.name in DIGIT_DATASETS else "inception"),
+        features=args.features or default_features(config.data.name),
         reference_split=args.reference,
         seed=args.seed,
         device=args.device,

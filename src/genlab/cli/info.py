@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from genlab.config import config_to_dict
+from genlab.data.base import describe
 from genlab.training.checkpoint import list_checkpoints
 from genlab.training.run import read_run
 
@@ -22,7 +23,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     run_dir, config, spec = read_run(args.run)
     print(f"run:         {run_dir}")
-    print(f"data:        {spec.name} {list(spec.shape)}")
+    print(f"data:        {config.data.name} ({describe(spec)})")
     checkpoints = list_checkpoints(run_dir / "checkpoints")
     print(f"checkpoints: {len(checkpoints)}" + (f", latest {checkpoints[-1].name}" if checkpoints else ""))
     stats_file = Path(run_dir) / "stats.jsonl"

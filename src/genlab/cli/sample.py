@@ -1,4 +1,8 @@
-"""genlab sample RUN -n 64 -o grid.png: draw samples from a trained run."""
+"""genlab sample RUN -n 64 -o grid.png [--class K] [--truncation T]: draw samples from a trained run.
+
+Conditional models draw every sample of class K with --class, else uniform classes.
+--truncation T redraws latent values beyond +-T (BigGAN's trick: fidelity for variety).
+"""
 
 from __future__ import annotations
 
@@ -8,22 +12,36 @@ import math
 import torch
 
 from genlab.api import load
+from genlab.errors import ConfigError
 from genlab.images import save_grid
+from genlab.models.protocols import LatentSampler, is_conditional
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("sample", help="write a grid of samples from a run", description=__doc__)
+    p = subparsers.add_parser("sample", help="write a grid of samples from a run", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="run folder, e.g. runs/00000-quickstart")
     p.add_argument("-n", type=int, default=64, help="number of samples")
     p.add_argument("-o", "--output", default="samples.png", help="PNG to write")
+    p.add_argument("--class", dest="label", type=int, metavar="K", help="class of every sample (conditional models)")
+    p.add_argument("--truncation", type=float, metavar="T", help="redraw latent values beyond +-T")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.n < 1:
+        raise ConfigError(f"-n is the number of samples, at least 1; got {args.n}")
     model = load(args.run, device=args.device)
-    images = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed))
+    if not isinstance(model, LatentSampler):
+        raise ConfigError(f"{args.run} exports a {type(model).__name__}, which does not generate samples")
+    if args.label is not None and not is_conditional(model):
+        raise ConfigError(f"{args.run} is not class-conditional; sample it without --class")
+    labels = None if args.label is None else torch.full((args.n,), args.label)
+    images = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed), labels=labels,
+                          truncation=args.truncation)
     path = save_grid(images, args.output, nrow=max(1, round(math.sqrt(args.n))))
-    print(f"wrote {args.n} samples to {path}")
+    shown = "" if args.label is None else f" of class {args.label}"
+    print(f"wrote {args.n} samples{shown} to {path}")
     return 0

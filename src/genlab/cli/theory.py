@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from genlab.metrics.theory_experiment import TheoryConfig, TheoryResult, draw_figure, run_theory
+from genlab.experiments.theory import TheoryConfig, TheoryResult, run_theory
+from genlab.plotting import draw_theory_figure
 
 
 def add_parser(subparsers) -> None:
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_theory(cfg)
     elapsed = time.perf_counter() - start
     stem = Path(args.out) / f"theory-{args.data}-seed{args.seed}"
-    png = draw_figure(result, stem.with_suffix(".png"))
+    png = draw_theory_figure(result, stem.with_suffix(".png"))
     stem.with_suffix(".json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     print(format_report(result, elapsed))
     print(f"wrote {png} and {stem.with_suffix('.json')}")

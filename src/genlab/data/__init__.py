@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from genlab.config import DataConfig
 from genlab.data import folder, sprites, stacked, standard, toy  # noqa: F401  (registers datasets)
-from genlab.data.base import TensorDataset
+from genlab.data.base import Batch, Classes, Factors, Image, Points, Spec, TensorDataset
 from genlab.registry import DATASETS
 
 
@@ -18,4 +18,4 @@ def load_dataset(cfg: DataConfig, split: str = "train") -> TensorDataset:
     return DATASETS.get(cfg.name).builder(cfg, split)
 
 
-__all__ = ["TensorDataset", "load_dataset"]
+__all__ = ["Batch", "Classes", "Factors", "Image", "Points", "Spec", "TensorDataset", "load_dataset"]

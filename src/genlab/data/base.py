@@ -1,41 +1,199 @@
-"""What every dataset builder returns: the whole split in memory as tensors."""
+"""What a dataset is to the rest of genlab: named, typed fields held in memory.
+
+A *spec* names the fields of one example and says what each one is, e.g.
+``{"image": Image(1, 28, 28), "label": Classes(("0", ..., "9"))}`` for MNIST,
+``{"image": Image(...), "factors": Factors(("shape", "scale", ...))}`` for sprites, or
+``{"points": Points(2), "label": Classes(...)}`` for a toy mixture. Models are built from
+the spec alone (never from the data), and run folders store it in ``data.json``, so a
+saved run is rebuilt without loading or faking any data.
+
+Storage types are fixed per kind: Image uint8 ``[N, C, H, W]`` in 0..255, Classes int64
+``[N]``, Factors float32 ``[N, K]``, Points float32 ``[N, D]``. :meth:`TensorDataset.batch`
+is the one place where image fields become float in [-1, 1].
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any, Union
 
 import torch
 from torch import Tensor
 
+from genlab.errors import ConfigError
+from genlab.images import to_model
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image field: uint8 ``[C, H, W]`` per example, [-1, 1] float in batches."""
+
+    channels: int
+    height: int
+    width: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+
+@dataclass(frozen=True)
+class Classes:
+    """A class label: int64 in ``0 .. len(names) - 1``."""
+
+    names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
+class Factors:
+    """Ground-truth factors of variation: float32 ``[K]`` per example, one per name."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Points:
+    """A point of a toy distribution: float32 ``[dim]``."""
+
+    dim: int
+
+
+Field = Union[Image, Classes, Factors, Points]
+Spec = dict[str, Field]
+_KINDS: dict[str, type] = {"image": Image, "classes": Classes, "factors": Factors, "points": Points}
+_DTYPES: dict[type, torch.dtype] = {Image: torch.uint8, Classes: torch.int64, Factors: torch.float32, Points: torch.float32}
+
+
+def field_shape(field: Field) -> tuple[int, ...]:
+    """Shape of one example of ``field``."""
+    if isinstance(field, Image):
+        return field.shape
+    if isinstance(field, Factors):
+        return (len(field.names),)
+    if isinstance(field, Points):
+        return (field.dim,)
+    return ()
+
+
+def spec_to_json(spec: Spec) -> dict[str, dict[str, Any]]:
+    kind_of = {cls: kind for kind, cls in _KINDS.items()}
+    return {name: {"kind": kind_of[type(f)], **{k: list(v) if isinstance(v, tuple) else v for k, v in vars(f).items()}}
+            for name, f in spec.items()}
+
+
+def spec_from_json(raw: dict[str, dict[str, Any]]) -> Spec:
+    spec: Spec = {}
+    for name, entry in raw.items():
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items() if k != "kind"}
+        spec[name] = _KINDS[entry["kind"]](**values)
+    return spec
+
+
+def describe(spec: Spec) -> str:
+    """A one-line summary for messages, e.g. ``image: Image(1, 28, 28), label: 10 classes``."""
+    parts = []
+    for name, f in spec.items():
+        if isinstance(f, Classes):
+            parts.append(f"{name}: {f.num_classes} classes")
+        else:
+            parts.append(f"{name}: {type(f).__name__}{field_shape(f)}")
+    return ", ".join(parts)
+
+
+# ----------------------------------------------------------------------------- what models read
+
+
+def image_field(spec: Spec, model: str, sizes: list[int] | None = None, key: str = "image") -> Image:
+    """The image field ``key`` a model is built for, checked to be square and of a supported size."""
+    field = spec.get(key)
+    ok = isinstance(field, Image) and (sizes is None or (field.height == field.width and field.height in sizes))
+    if not ok:
+        wanted = f"square {key!r} images of {sizes} pixels" if sizes else f"an {key!r} image field"
+        raise ConfigError(f"{model} needs {wanted}; the data has {describe(spec)}. "
+                          "Set data.image_size to a supported size or pick another model")
+    return field  # type: ignore[return-value]
+
+
+def class_field(spec: Spec, key: str = "label") -> Classes | None:
+    """The class-label field, or None when the data has none."""
+    field = spec.get(key)
+    return field if isinstance(field, Classes) else None
+
+
+def sample_field(spec: Spec) -> str:
+    """The field an unconditional generative model learns: the data's one image or points field."""
+    found = [name for name, f in spec.items() if isinstance(f, (Image, Points))]
+    if len(found) != 1:
+        raise ConfigError(f"expected exactly one image or points field, the data has {describe(spec)}")
+    return found[0]
+
+
+# ----------------------------------------------------------------------------- datasets and batches
+
+
+class Batch(Mapping[str, Tensor]):
+    """One minibatch as models see it: field name -> tensor, images float in [-1, 1]."""
+
+    def __init__(self, fields: Mapping[str, Tensor]) -> None:
+        self._fields = dict(fields)
+
+    def __getitem__(self, key: str) -> Tensor:
+        try:
+            return self._fields[key]
+        except KeyError:
+            raise KeyError(f"this batch has no field {key!r}; it has {', '.join(self._fields)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        """Number of examples (not of fields)."""
+        return next(iter(self._fields.values())).shape[0]
+
+    def to(self, device: torch.device) -> "Batch":
+        return Batch({k: v.to(device, non_blocking=True) for k, v in self._fields.items()})
+
+    def head(self, n: int) -> "Batch":
+        return Batch({k: v[:n] for k, v in self._fields.items()})
+
 
 @dataclass(frozen=True)
 class TensorDataset:
-    """A whole split held in memory (no per-sample decoding in the training loop).
-
-    x: images uint8 ``[N, C, H, W]`` in 0..255, or toy points float32 ``[N, D]``.
-    y: class labels int64 ``[N]``, ground-truth factor values float32 ``[N, K]``, or None.
-    y_names: class names (labels) or factor names (factors), in column order.
-    num_classes: number of classes when ``y`` holds class labels, else 0.
-    """
+    """A whole split held in memory as named fields (no per-sample decoding while training)."""
 
     name: str
-    x: Tensor
-    y: Tensor | None = None
-    y_names: tuple[str, ...] = ()
-    num_classes: int = 0
+    spec: Spec
+    fields: dict[str, Tensor]
 
     def __post_init__(self) -> None:
-        if self.y is not None and self.y.shape[0] != self.x.shape[0]:
-            raise ValueError(f"{self.name}: {self.x.shape[0]} inputs but {self.y.shape[0]} labels")
+        if self.spec.keys() != self.fields.keys():
+            raise ValueError(f"{self.name}: spec fields {list(self.spec)} differ from data fields {list(self.fields)}")
+        sizes = {name: t.shape[0] for name, t in self.fields.items()}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"{self.name}: fields hold different numbers of examples: {sizes}")
+        for name, field in self.spec.items():
+            t = self.fields[name]
+            if t.dtype != _DTYPES[type(field)] or tuple(t.shape[1:]) != field_shape(field):
+                raise ValueError(f"{self.name}: field {name!r} is {t.dtype} {tuple(t.shape[1:])}, "
+                                 f"expected {_DTYPES[type(field)]} {field_shape(field)} for {field}")
 
     def __len__(self) -> int:
-        return self.x.shape[0]
+        return next(iter(self.fields.values())).shape[0]
 
-    @property
-    def is_image(self) -> bool:
-        return self.x.dtype == torch.uint8 and self.x.dim() == 4
+    def __getitem__(self, key: str) -> Tensor:
+        if key not in self.fields:
+            raise ConfigError(f"{self.name} has no field {key!r}; it has {describe(self.spec)}")
+        return self.fields[key]
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape of one example, e.g. (1, 28, 28) or (2,)."""
-        return tuple(self.x.shape[1:])
+    def batch(self, index: Tensor | slice, device: torch.device | str = "cpu") -> Batch:
+        """The examples at ``index`` on ``device``; image fields converted uint8 -> [-1, 1] here only."""
+        out = {}
+        for name, field in self.spec.items():
+            t = self.fields[name][index].to(device, non_blocking=True)
+            out[name] = to_model(t) if isinstance(field, Image) else t
+        return Batch(out)

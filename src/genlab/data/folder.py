@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageOps
 
 from genlab.config import DataConfig
-from genlab.data.base import TensorDataset
+from genlab.data import base
 from genlab.errors import ConfigError, DataError
 from genlab.registry import register_dataset
 
@@ -47,8 +47,8 @@ class FolderConfig(DataConfig):
 
 
 @register_dataset("image_folder", FolderConfig)
-def build(cfg: FolderConfig, split: str) -> TensorDataset:
-    """Decode the split: x uint8 [N, channels, image_size, image_size]; y int64 [N] or None."""
+def build(cfg: FolderConfig, split: str) -> base.TensorDataset:
+    """Decode the split: ``image`` uint8 [N, channels, image_size, image_size], ``label`` int64 [N] with class folders."""
     root = Path(cfg.path).expanduser()
     files = list_files(root)
     classes = class_names(root, files)
@@ -79,8 +79,11 @@ def build(cfg: FolderConfig, split: str) -> TensorDataset:
         )
     x = torch.from_numpy(np.stack(images))
     x = x[:, None] if cfg.channels == 1 else x.permute(0, 3, 1, 2).contiguous()  # HWC -> CHW
-    y = torch.tensor(labels, dtype=torch.int64) if classes else None
-    return TensorDataset("image_folder", x, y, tuple(classes), num_classes=len(classes))
+    spec: base.Spec = {"image": base.Image(cfg.channels, cfg.image_size, cfg.image_size)}
+    fields = {"image": x}
+    if classes:
+        spec["label"], fields["label"] = base.Classes(tuple(classes)), torch.tensor(labels, dtype=torch.int64)
+    return base.TensorDataset("image_folder", spec, fields)
 
 
 def list_files(root: Path) -> list[Path]:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from genlab.config import DataConfig
-from genlab.data.base import TensorDataset
+from genlab.data.base import Factors, Image, TensorDataset
 from genlab.errors import ConfigError
 from genlab.registry import register_dataset
 
@@ -64,12 +64,14 @@ class SpritesConfig(DataConfig):
 
 @register_dataset("sprites", SpritesConfig)
 def build(cfg: SpritesConfig, split: str) -> TensorDataset:
-    """Render the split: x uint8 [N, C, S, S] (C = 3 if cfg.color else 1), y float32 [N, K]."""
+    """Render the split: ``image`` uint8 [N, C, S, S] (C = 3 if cfg.color else 1), ``factors`` float32 [N, K]."""
     n = cfg.n_train if split == "train" else cfg.n_test
     rng = np.random.default_rng([cfg.seed, _SPLIT_STREAM[split]])
     factors = torch.from_numpy(sample_factors(rng, n, cfg.shapes, cfg.color))
     images = render_sprites(factors, cfg.image_size)
-    return TensorDataset("sprites", images, factors, COLOR_FACTORS if cfg.color else FACTORS)
+    spec = {"image": Image(images.shape[1], cfg.image_size, cfg.image_size),
+            "factors": Factors(COLOR_FACTORS if cfg.color else FACTORS)}
+    return TensorDataset("sprites", spec, {"image": images, "factors": factors})
 
 
 def sample_factors(

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from genlab.data import standard
-from genlab.data.base import TensorDataset
+from genlab.data.base import Classes, Image, TensorDataset
 from genlab.errors import ConfigError
 from genlab.registry import register_dataset
 
@@ -55,8 +55,9 @@ def stack_digits(images: Tensor, labels: Tensor, n: int, seed: int = 0) -> tuple
 
 @register_dataset("stacked_mnist", StackedMNISTConfig)
 def build(cfg: StackedMNISTConfig, split: str) -> TensorDataset:
-    """x uint8 [N, 3, S, S], y int64 [N] mode index in 0..999."""
+    """``image`` uint8 [N, 3, S, S], ``label`` int64 [N]: the mode index in 0..999."""
     mnist = standard.build(standard.StandardConfig("mnist", cfg.root, cfg.download, cfg.image_size, 1, cfg.limit), split)
     n = cfg.n_train if split == "train" else cfg.n_test
-    images, modes = stack_digits(mnist.x, mnist.y, n, seed=cfg.seed * 2 + (split == "test"))
-    return TensorDataset("stacked_mnist", images, modes, tuple(f"{m:03d}" for m in range(NUM_MODES)), NUM_MODES)
+    images, modes = stack_digits(mnist["image"], mnist["label"], n, seed=cfg.seed * 2 + (split == "test"))
+    spec = {"image": Image(*images.shape[1:]), "label": Classes(tuple(f"{m:03d}" for m in range(NUM_MODES)))}
+    return TensorDataset("stacked_mnist", spec, {"image": images, "label": modes})

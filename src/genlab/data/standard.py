@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import http.client
 import os
 import tarfile
 import tempfile
-import urllib.request
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from genlab.config import DataConfig
-from genlab.data.base import TensorDataset
+from genlab.data.base import Classes, Image, TensorDataset
+from genlab.download import download
 from genlab.errors import ConfigError, DataError
 from genlab.registry import register_dataset
 
@@ -204,13 +203,14 @@ SOURCES: dict[str, Source] = {
 
 
 def build(cfg: StandardConfig, split: str) -> TensorDataset:
-    """Load a split: x uint8 [N, C, H, W], y int64 [N] in 0..9, y_names = class names."""
+    """Load a split: ``image`` uint8 [N, C, H, W], ``label`` int64 [N] in 0..9."""
     source = SOURCES[cfg.name]
     root, ours = resolve_root(cfg.root)
     images, labels = _load_adapted(
         cfg.name, str(root), ours and cfg.download, split, cfg.limit, cfg.image_size, cfg.channels
     )
-    return TensorDataset(cfg.name, images, labels, source.classes, num_classes=len(source.classes))
+    spec = {"image": Image(*images.shape[1:]), "label": Classes(tuple(source.classes))}
+    return TensorDataset(cfg.name, spec, {"image": images, "label": labels})
 
 
 for _name in SOURCES:
@@ -341,23 +341,8 @@ def _download(name: str, source: Source, root: Path, names: list[str]) -> None:
 
 
 def _fetch(url: str, path: Path, md5: str) -> None:
-    """Stream url to a temporary file next to path, check its md5, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        digest = hashlib.md5()
-        with (
-            os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response,
-        ):
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != md5:
-            raise ValueError(f"md5 {digest.hexdigest()} does not match the official {md5}")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Download url to path, verified by its official md5 (a DownloadError, an OSError, if not)."""
+    download(url, path, md5=md5, timeout_s=_TIMEOUT_S)
 
 
 def _extract(archive: Path, root: Path, members: list[str]) -> None:

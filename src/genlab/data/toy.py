@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from genlab.config import DataConfig
-from genlab.data.base import TensorDataset
+from genlab.data.base import Classes, Points, TensorDataset
 from genlab.errors import ConfigError
 from genlab.registry import register_dataset
 
@@ -143,20 +143,15 @@ CONFIGS: dict[str, type[ToyConfig]] = {
 
 
 def build(cfg: ToyConfig, split: str) -> TensorDataset:
-    """Sample the split: x float32 [N, D], y int64 [N] = component index."""
+    """Sample the split: ``points`` float32 [N, D], ``label`` int64 [N] = mixture component."""
     mixture = cfg.mixture()
     n = cfg.n_train if split == "train" else cfg.n_test
     points, component = mixture.sample(np.random.default_rng([cfg.seed, _SPLIT_STREAM[split]]), n)
     # Rounded so that cos(pi/2) = 6e-17 reads as 0; + 0.0 turns -0 into 0.
     centers = np.round(mixture.centers, 6) + 0.0
     names = tuple("(" + ", ".join(f"{c:.3g}" for c in center) + ")" for center in centers)
-    return TensorDataset(
-        cfg.name,
-        torch.from_numpy(points),
-        torch.from_numpy(component),
-        names,
-        num_classes=len(names),
-    )
+    spec = {"points": Points(points.shape[1]), "label": Classes(names)}
+    return TensorDataset(cfg.name, spec, {"points": torch.from_numpy(points), "label": torch.from_numpy(component)})
 
 
 for _name, _cls in CONFIGS.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from genlab.training.step import Grid
+from genlab.images import Grid
 
 
 @torch.no_grad()

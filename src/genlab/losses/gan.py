@@ -101,3 +101,17 @@ def d_hinge(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
 
 def g_hinge(fake_logits: Tensor) -> Tensor:
     return -fake_logits.mean()
+
+
+def orthogonal_penalty(module: nn.Module) -> Tensor:
+    """BigGAN's orthogonal regularisation (Brock et al. 2019, eq. 3): sum over weight matrices
+    W of ||W W^T * (1 - I)||_F^2, pushing filters towards orthogonality without fixing their
+    norms. Each conv or linear weight counts as a matrix of [out, in * k * k]; biases,
+    gains and embeddings (1-D, or not of a conv/linear layer) are left alone, as in the paper."""
+    total = torch.zeros(())
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            w = m.weight.flatten(1)
+            gram = w @ w.t()
+            total = total.to(gram) + (gram * (1 - torch.eye(gram.shape[0], device=gram.device))).square().sum()
+    return total

@@ -14,17 +14,15 @@ import time
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from genlab.metrics import features as feat
+from genlab.metrics.features import Extractor
 from genlab.metrics.fid import fid_small_sample_warning
-
-if TYPE_CHECKING:
-    from genlab.metrics.evaluate import EvalSettings
+from genlab.metrics.registry import get_metric
+from genlab.metrics.settings import EvalSettings
 
 CARD_VERSION = 1
 _LIBRARIES = ("genlab", "torch", "torchvision", "torch-fidelity", "numpy", "scipy")
-_FEATURE_METRICS = ("fid", "kid", "is", "pr", "nn")
 
 
 def library_versions() -> dict[str, str]:
@@ -37,31 +35,18 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def describe_extractor(extractor: feat.Extractor, image_shape: tuple[int, ...]) -> dict[str, Any]:
-    info = {
+def describe_extractor(extractor: Extractor, image_shape: tuple[int, ...]) -> dict[str, Any]:
+    return {
         "name": extractor.name,
         "weights": str(extractor.weights),
         "weights_sha256": extractor.weights_sha256,
         "layers": extractor.layers,
         "resize": extractor.resize_mode(image_shape),
+        **extractor.provenance,
     }
-    if extractor.name == feat.MNIST:
-        info["classifier_run"] = str(extractor.module.run_dir)
-        info["classifier_test_accuracy"] = _classifier_accuracy(extractor.module.run_dir)
-    return info
 
 
-def _classifier_accuracy(run_dir: Path) -> float | None:
-    """The test accuracy ``genlab train-classifier`` recorded for this run, if any."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    found = [r["accuracy"] for r in records if "accuracy" in r]
-    return found[-1] if found else None
-
-
-def card_warnings(settings: "EvalSettings", results: dict, image_shape: tuple[int, ...] | None,
+def card_warnings(settings: EvalSettings, results: dict, image_shape: tuple[int, ...] | None,
                   n_reference: int | None, feature_dim: int | None) -> list[str]:
     warnings = []
     if "fid" in results and n_reference is not None and feature_dim is not None:
@@ -69,7 +54,7 @@ def card_warnings(settings: "EvalSettings", results: dict, image_shape: tuple[in
         if warning:
             warnings.append(warning)
     if settings.features == "inception" and image_shape is not None and image_shape[-1] < 64 and any(
-        m in settings.metrics for m in _FEATURE_METRICS
+        "features" in get_metric(m).needs for m in settings.metrics
     ):
         warnings.append(
             f"Inception-v3 features of {image_shape[-2]}x{image_shape[-1]} images upsampled to 299x299 fit "
@@ -88,8 +73,8 @@ def card_warnings(settings: "EvalSettings", results: dict, image_shape: tuple[in
     return warnings
 
 
-def build_card(*, run: str, dataset: str, settings: "EvalSettings", results: dict, image_shape: tuple[int, ...] | None,
-               extractor: feat.Extractor | None, feature_dim: int | None, n_reference: int | None,
+def build_card(*, run: str, dataset: str, settings: EvalSettings, results: dict, image_shape: tuple[int, ...] | None,
+               extractor: Extractor | None, feature_dim: int | None, n_reference: int | None,
                notes: list[str]) -> dict[str, Any]:
     """The card as a JSON-ready dict. ``None`` marks what the chosen metrics did not use."""
     extractor_info = describe_extractor(extractor, image_shape) if extractor and image_shape else None

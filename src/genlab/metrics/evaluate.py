@@ -1,61 +1,37 @@
 """One evaluation of a trained run: samples, real splits and features computed once,
 shared by every requested metric, and summarised in an eval card.
 
-Metric names (``genlab eval --metrics``): fid, kid, is, pr (in the chosen feature space),
-parzen (pixel space), nll (VAEs: ELBO and importance-weighted NLL), nn (memorisation),
-modes (class coverage via the digit classifier; the 1000 modes of ``stacked_mnist`` runs).
+The metrics (``genlab eval --metrics``), each registered with what it needs: fid, kid, is,
+pr (in the chosen feature space), parzen (pixel space), nll (models with an encoder: ELBO
+and importance-weighted NLL), nn (memorisation), modes (class coverage via the digit
+classifier; the 1000 modes of ``stacked_mnist`` runs).
 """
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Literal
 
 import torch
 from torch import Tensor, nn
 
 from genlab.config import Config
 from genlab.data import load_dataset, stacked
-from genlab.data.base import TensorDataset
 from genlab.errors import ConfigError
 from genlab.images import to_model, to_uint8
 from genlab.metrics import card as card_mod
-from genlab.metrics import features as feat
 from genlab.metrics import coverage, fid, inception_score, kid, nearest_neighbours, parzen, precision_recall
+from genlab.metrics.classifier_features import mnist_extractor
+from genlab.metrics.features import Extractor, extract_features
+from genlab.metrics.inception import inception_extractor
+from genlab.metrics.likelihood import evaluate_likelihood
+from genlab.metrics.reference import reference_features
+from genlab.metrics.registry import NEEDS, get_metric, register_metric
+from genlab.metrics.settings import EvalSettings
 
-METRICS = ("fid", "kid", "is", "pr", "parzen", "nll", "nn", "modes")
 SAMPLE_BATCH = 500  # images drawn per model call; fixed so that a seed always gives the same samples
 NN_SAMPLES = 1000  # samples (and test images) in the memorisation check
 NN_PNG_ROWS = 16
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    metrics: tuple[str, ...]
-    n: int = 10_000  # generated samples (and at most this many test images for nll)
-    features: Literal["inception", "mnist"] = "mnist"
-    reference_split: Literal["train", "test"] = "train"
-    seed: int = 0
-    batch_size: int = 250  # feature extraction
-    device: str = "cpu"
-    inception_weights: str | None = None
-    classifier: str | None = None  # classifier run folder; None: the newest in the cache
-    iw_k: int = 1000  # importance samples for nll
-
-    def __post_init__(self) -> None:
-        for name in self.metrics:
-            if name not in METRICS:
-                close = difflib.get_close_matches(name, METRICS, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"unknown metric {name!r}{hint}; choose from {', '.join(METRICS)}")
-        if self.n < 2:
-            raise ConfigError(f"--n must be at least 2, got {self.n}")
-        if self.features not in ("inception", "mnist") or self.reference_split not in ("train", "test"):
-            raise ConfigError(f"features must be inception or mnist and the reference split train or test, "
-                              f"got {self.features!r} and {self.reference_split!r}")
 
 
 def sample_images(model: nn.Module, n: int, seed: int) -> Tensor:
@@ -80,34 +56,36 @@ class EvalContext:
         return sample_images(self.model, self.settings.n, self.settings.seed)
 
     @cached_property
-    def train(self) -> TensorDataset:
-        return load_dataset(self.config.data, "train")
+    def train(self) -> Tensor:
+        """The training split's images, uint8 ``[N, C, H, W]``."""
+        return load_dataset(self.config.data, "train")["image"]
 
     @cached_property
-    def test(self) -> TensorDataset:
-        return load_dataset(self.config.data, "test")
+    def test(self) -> Tensor:
+        """The test split's images, uint8 ``[N, C, H, W]``."""
+        return load_dataset(self.config.data, "test")["image"]
 
     @cached_property
-    def reference(self) -> TensorDataset:
+    def reference(self) -> Tensor:
         return self.train if self.settings.reference_split == "train" else self.test
 
     @cached_property
-    def extractor(self) -> feat.Extractor:
+    def extractor(self) -> Extractor:
         if self.settings.features == "inception":
-            return feat.inception_extractor(self.settings.inception_weights)
+            return inception_extractor(self.settings.inception_weights)
         return self.classifier
 
     @cached_property
-    def classifier(self) -> feat.Extractor:
-        return feat.mnist_extractor(self.settings.classifier)
+    def classifier(self) -> Extractor:
+        return mnist_extractor(self.settings.classifier)
 
     @cached_property
     def sample_features(self) -> dict[str, Tensor]:
-        return feat.extract_features(self.extractor, self.samples, self.settings.batch_size, self.settings.device)
+        return extract_features(self.extractor, self.samples, self.settings.batch_size, self.settings.device)
 
-    def real_features(self, data: TensorDataset, split: str) -> dict[str, Tensor]:
-        return feat.reference_features(self.extractor, data.x, self.config.data.name, split, self.settings.batch_size,
-                                       self.settings.device)
+    def real_features(self, images: Tensor, split: str) -> dict[str, Tensor]:
+        return reference_features(self.extractor, images, self.config.data.name, split, self.settings.batch_size,
+                                  self.settings.device)
 
     @cached_property
     def reference_features(self) -> dict[str, Tensor]:
@@ -121,23 +99,67 @@ class EvalContext:
         return name in self.__dict__
 
 
+def check_needs(ctx: EvalContext) -> None:
+    """Raise for the first requested metric the run cannot give, before any is computed.
+
+    The model's capabilities are checked first; a feature network that cannot be loaded
+    raises its own DataError.
+    """
+    for need, requirement in NEEDS.items():
+        for name in ctx.settings.metrics:
+            if need in get_metric(name).needs and not requirement.met(ctx):
+                raise ConfigError(f"metric {name!r} needs {requirement.description}, which this "
+                                  f"{type(ctx.model).__name__} run does not have")
+
+
+def evaluate(model: nn.Module, config: Config, settings: EvalSettings, out_dir: Path, run: str = "") -> tuple[dict, dict]:
+    """Run ``settings.metrics`` on ``model`` (trained with ``config``; ``run`` names it in the card).
+
+    Writes PNGs and the eval card (card.json, card.md) into ``out_dir``.
+    Returns (flat results under constant keys, the card).
+    """
+    ctx = EvalContext(model, config, settings, out_dir)
+    check_needs(ctx)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict = {}
+    for name in settings.metrics:
+        results |= get_metric(name).compute(ctx)
+    card = card_mod.build_card(
+        run=run,
+        dataset=config.data.name,
+        settings=settings,
+        results=results,
+        image_shape=tuple(ctx.samples.shape[1:]) if ctx.computed("samples") else None,
+        extractor=ctx.extractor if ctx.computed("extractor") else None,
+        feature_dim=ctx.sample_features[ctx.layer("fid")].shape[1] if ctx.computed("sample_features") else None,
+        n_reference=len(ctx.reference) if ctx.computed("reference_features") else None,
+        notes=ctx.notes,
+    )
+    card_mod.write_card(card, out_dir)
+    return results, card
+
+
 # ----------------------------------------------------------------------------- metrics
 
 
+@register_metric("fid", needs=("samples", "features"))
 def _fid(ctx: EvalContext) -> dict:
     layer = ctx.layer("fid")
     return fid.fid(ctx.sample_features[layer], ctx.reference_features[layer])
 
 
+@register_metric("kid", needs=("samples", "features"))
 def _kid(ctx: EvalContext) -> dict:
     layer = ctx.layer("kid")
     return kid.kid(ctx.sample_features[layer], ctx.reference_features[layer], seed=ctx.settings.seed)
 
 
+@register_metric("is", needs=("samples", "features"))
 def _is(ctx: EvalContext) -> dict:
     return inception_score.inception_score(ctx.sample_features[ctx.layer("is")], seed=ctx.settings.seed)
 
 
+@register_metric("pr", needs=("samples", "features"))
 def _pr(ctx: EvalContext) -> dict:
     # Equal set sizes, as in Kynkäänniemi et al.: the k-NN radii depend on the density of points.
     layer = ctx.layer("pr")
@@ -147,8 +169,9 @@ def _pr(ctx: EvalContext) -> dict:
     return precision_recall.precision_recall(ctx.sample_features[layer], real[pick])
 
 
+@register_metric("parzen", needs=("samples",))
 def _parzen(ctx: EvalContext) -> dict:
-    train = ctx.train.x
+    train = ctx.train
     # The 2014 protocol: sigma chosen on 1,000 images of the last 10,000 training images.
     start = max(0, len(train) - 10_000)
     valid = train[start : start + parzen.PROTOCOL_VALID_SIZE]
@@ -157,23 +180,20 @@ def _parzen(ctx: EvalContext) -> dict:
         f"chosen on training images {start}..{start + len(valid) - 1}; scored on all {len(ctx.test)} test images"
     )
     return parzen.parzen_window(
-        parzen.to_parzen_space(ctx.samples), parzen.to_parzen_space(valid), parzen.to_parzen_space(ctx.test.x)
+        parzen.to_parzen_space(ctx.samples), parzen.to_parzen_space(valid), parzen.to_parzen_space(ctx.test)
     )
 
 
+@register_metric("nll", needs=("encoder",))
 def _nll(ctx: EvalContext) -> dict:
-    from genlab.metrics.likelihood import evaluate_likelihood
-    from genlab.models.vae import VAE
-
-    if not isinstance(ctx.model, VAE):
-        raise ConfigError("metric 'nll' needs a VAE run (a GAN has no encoder to estimate likelihoods with); use parzen")
-    images = to_model(ctx.test.x[: ctx.settings.n]).to(ctx.settings.device)
+    images = to_model(ctx.test[: ctx.settings.n]).to(ctx.settings.device)
     return evaluate_likelihood(ctx.model, images, ctx.settings.iw_k, seed=ctx.settings.seed)
 
 
+@register_metric("nn", needs=("samples", "features"))
 def _nn(ctx: EvalContext) -> dict:
     n = min(NN_SAMPLES, len(ctx.samples), len(ctx.test))
-    samples, test, train = ctx.samples[:n], ctx.test.x[:n], ctx.train.x
+    samples, test, train = ctx.samples[:n], ctx.test[:n], ctx.train
     flat = nearest_neighbours.flatten_pixels
     d_sample, idx = nearest_neighbours.nearest(flat(samples), flat(train))
     d_test, _ = nearest_neighbours.nearest(flat(test), flat(train), k=1)
@@ -194,6 +214,7 @@ def _nn(ctx: EvalContext) -> dict:
     return result
 
 
+@register_metric("modes", needs=("samples", "classifier"))
 def _modes(ctx: EvalContext) -> dict:
     x = ctx.samples
     if ctx.config.data.name == "stacked_mnist":  # one digit per channel, 1000 modes
@@ -209,35 +230,4 @@ def _predict(ctx: EvalContext, images: Tensor) -> Tensor:
     """The classifier's digit ``[N]`` for uint8 ``images``; reuses the sample features when they are its own."""
     if images is ctx.samples and ctx.settings.features == "mnist":
         return ctx.sample_features["logits"].argmax(1)
-    return feat.extract_features(ctx.classifier, images, ctx.settings.batch_size, ctx.settings.device)["logits"].argmax(1)
-
-
-METRIC_FUNCTIONS: dict[str, Callable[[EvalContext], dict]] = {
-    "fid": _fid, "kid": _kid, "is": _is, "pr": _pr, "parzen": _parzen, "nll": _nll, "nn": _nn, "modes": _modes,
-}  # fmt: skip
-
-
-def evaluate(model: nn.Module, config: Config, settings: EvalSettings, out_dir: Path, run: str = "") -> tuple[dict, dict]:
-    """Run ``settings.metrics`` on ``model`` (trained with ``config``; ``run`` names it in the card).
-
-    Writes PNGs and the eval card (card.json, card.md) into ``out_dir``.
-    Returns (flat results under constant keys, the card).
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = EvalContext(model, config, settings, out_dir)
-    results: dict = {}
-    for name in settings.metrics:
-        results |= METRIC_FUNCTIONS[name](ctx)
-    card = card_mod.build_card(
-        run=run,
-        dataset=config.data.name,
-        settings=settings,
-        results=results,
-        image_shape=tuple(ctx.samples.shape[1:]) if ctx.computed("samples") else None,
-        extractor=ctx.extractor if ctx.computed("extractor") else None,
-        feature_dim=ctx.sample_features[ctx.layer("fid")].shape[1] if ctx.computed("sample_features") else None,
-        n_reference=len(ctx.reference) if ctx.computed("reference_features") else None,
-        notes=ctx.notes,
-    )
-    card_mod.write_card(card, out_dir)
-    return results, card
+    return extract_features(ctx.classifier, images, ctx.settings.batch_size, ctx.settings.device)["logits"].argmax(1)

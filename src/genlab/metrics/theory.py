@@ -8,7 +8,7 @@ value of the game is ``V(D*, G) = -log 4 + 2 JSD(p_data || p_g)`` (Theorem 1), s
 Everything here is a pure function of densities tabulated on a uniform grid ``x: [M]``
 (float64 numpy arrays, integrated with the trapezoid rule) or of discriminator logits on
 samples. Values are in nats. The experiment that trains networks and checks these
-identities lives in :mod:`genlab.metrics.theory_experiment`.
+identities lives in :mod:`genlab.experiments.theory`.
 """
 
 from __future__ import annotations

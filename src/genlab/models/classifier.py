@@ -18,7 +18,7 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from genlab.config import ModelConfig
-from genlab.data.base import TensorDataset
+from genlab.data.base import Classes, Image, Spec, class_field, describe
 from genlab.errors import ConfigError
 from genlab.registry import register_model
 
@@ -30,6 +30,7 @@ class ClassifierConfig(ModelConfig):
     channels: int = 32  # first conv stage; the second has twice as many
     feature_dim: int = 128  # width of the penultimate layer: the metrics' feature space
     dropout: float = 0.2  # before the last layer, during training only
+    example_spec: ClassVar[Spec] = {"image": Image(1, 28, 28), "label": Classes(tuple("0123456789"))}
 
 
 class DigitClassifier(nn.Module):
@@ -57,11 +58,8 @@ class DigitClassifier(nn.Module):
 
 
 @register_model("mnist_classifier", ClassifierConfig)
-def build_classifier(cfg: ClassifierConfig, data: TensorDataset) -> dict[str, nn.Module]:
-    shape = data.shape
-    if not data.is_image or shape[1] % 4 or shape[2] % 4 or data.num_classes < 2:
-        raise ConfigError(
-            f"mnist_classifier needs labelled images with sides divisible by 4, got {data.name} "
-            f"of shape {shape} with {data.num_classes} classes"
-        )
-    return {"classifier": DigitClassifier(shape, data.num_classes, cfg.channels, cfg.feature_dim, cfg.dropout)}
+def build_classifier(cfg: ClassifierConfig, spec: Spec) -> dict:
+    image, classes = spec.get("image"), class_field(spec)
+    if not isinstance(image, Image) or image.height % 4 or image.width % 4 or classes is None or classes.num_classes < 2:
+        raise ConfigError(f"mnist_classifier needs labelled images with sides divisible by 4, the data has {describe(spec)}")
+    return {"classifier": lambda: DigitClassifier(image.shape, classes.num_classes, cfg.channels, cfg.feature_dim, cfg.dropout)}

@@ -24,23 +24,13 @@ from typing import ClassVar, Literal
 from torch import Tensor, nn
 
 from genlab.config import ModelConfig
-from genlab.data.base import TensorDataset
+from genlab.data.base import Image, Spec, image_field
 from genlab.errors import ConfigError
 from genlab.models.layers import DownBlock, Generator, UpBlock, init_dcgan, maybe_sn
 from genlab.registry import register_model
 
 # Side of the first feature map per supported image size; each stage doubles it.
 _BASE_SIDE = {28: 7, 32: 4, 64: 4}
-
-
-def _image_shape(data: TensorDataset, model: str, sizes: list[int]) -> tuple[int, int, int]:
-    shape = data.shape
-    if not data.is_image or shape[1] != shape[2] or shape[2] not in sizes:
-        raise ConfigError(
-            f"{model} supports square images of {sizes} pixels, got examples of shape {shape} "
-            f"from {data.name!r}; set data.image_size to one of them"
-        )
-    return shape  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------- DCGAN
@@ -109,12 +99,12 @@ class DCGANDiscriminator(nn.Module):
 
 
 @register_model("dcgan", DCGANConfig)
-def build_dcgan(cfg: DCGANConfig, data: TensorDataset) -> dict[str, nn.Module]:
-    shape = _image_shape(data, "dcgan", sorted(_BASE_SIDE))
+def build_dcgan(cfg: DCGANConfig, spec: Spec) -> dict:
+    shape = image_field(spec, "dcgan", sorted(_BASE_SIDE)).shape
     batch_norm = cfg.d_norm == "batch" and not cfg.spectral_norm
     return {
-        "G": DCGANGenerator(shape, cfg.latent_dim, cfg.g_channels),
-        "D": DCGANDiscriminator(shape, cfg.d_channels, cfg.spectral_norm, batch_norm),
+        "G": lambda: DCGANGenerator(shape, cfg.latent_dim, cfg.g_channels),
+        "D": lambda: DCGANDiscriminator(shape, cfg.d_channels, cfg.spectral_norm, batch_norm),
     }
 
 
@@ -128,6 +118,7 @@ class SNGANResNet32Config(ModelConfig):
     latent_dim: int = 128
     g_channels: int = 256
     d_channels: int = 128
+    example_spec: ClassVar[Spec] = {"image": Image(3, 32, 32)}
 
 
 class ResNetGenerator(Generator):
@@ -166,9 +157,9 @@ class ResNetDiscriminator(nn.Module):
 
 
 @register_model("sngan_resnet32", SNGANResNet32Config)
-def build_sngan_resnet32(cfg: SNGANResNet32Config, data: TensorDataset) -> dict[str, nn.Module]:
-    shape = _image_shape(data, "sngan_resnet32", [32])
+def build_sngan_resnet32(cfg: SNGANResNet32Config, spec: Spec) -> dict:
+    shape = image_field(spec, "sngan_resnet32", [32]).shape
     return {
-        "G": ResNetGenerator(shape, cfg.latent_dim, cfg.g_channels),
-        "D": ResNetDiscriminator(shape, cfg.d_channels),
+        "G": lambda: ResNetGenerator(shape, cfg.latent_dim, cfg.g_channels),
+        "D": lambda: ResNetDiscriminator(shape, cfg.d_channels),
     }

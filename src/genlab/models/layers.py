@@ -1,5 +1,6 @@
 """Blocks shared by the GAN models: a generator base with ``sample``, maxout, initialisers,
-spectral-norm wrapping and the residual blocks of SNGAN (Miyato et al. 2018)."""
+spectral-norm wrapping, the residual blocks of SNGAN (Miyato et al. 2018) and SAGAN's
+self-attention (Zhang et al. 2019)."""
 
 from __future__ import annotations
 
@@ -10,37 +11,48 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from genlab.errors import ConfigError
+from genlab.models.protocols import check_labels, normal_latents
+
 Noise = Literal["normal", "uniform"]
 
 
 class Generator(nn.Module):
     """Base of every GAN generator: ``forward(z: [N, latent_dim]) -> [N, C, H, W] in [-1, 1]``.
 
-    Subclasses set ``latent_dim`` and ``image_shape`` and implement ``forward``.
+    Subclasses set ``latent_dim`` and ``image_shape`` and implement ``forward``; conditional
+    ones also set ``num_classes`` and take ``forward(z, labels)``. Provides the
+    :class:`~genlab.models.protocols.LatentSampler` capability.
     """
 
     latent_dim: int
     image_shape: tuple[int, ...]
     noise: Noise = "normal"
 
-    def latents(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def latents(self, n: int, generator: torch.Generator | None = None, truncation: float | None = None) -> Tensor:
         """n latent vectors [n, latent_dim] on this module's device, with unit variance.
 
         With a ``generator`` (a CPU generator) they are drawn on the CPU and moved, so a seed
         gives the same latents on every device; without one, from the global RNG on the device.
         """
         device = next(self.parameters()).device
-        draw_on = torch.device("cpu") if generator is not None else device
         if self.noise == "uniform":  # U(-sqrt 3, sqrt 3): the 2014 code's unit-variance option
-            z = (torch.rand(n, self.latent_dim, generator=generator, device=draw_on) * 2 - 1) * 3**0.5
-        else:
-            z = torch.randn(n, self.latent_dim, generator=generator, device=draw_on)
-        return z.to(device)
+            if truncation is not None:
+                raise ConfigError("truncation applies to normal latents; this generator draws uniform noise")
+            draw_on = torch.device("cpu") if generator is not None else device
+            return ((torch.rand(n, self.latent_dim, generator=generator, device=draw_on) * 2 - 1) * 3**0.5).to(device)
+        return normal_latents(n, self.latent_dim, generator, device, truncation)
+
+    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        labels = check_labels(self, z.shape[0], labels, None)
+        return self(z) if labels is None else self(z, labels)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None,
+               truncation: float | None = None) -> Tensor:
         """n images [n, C, H, W] in [-1, 1], in the module's current train/eval mode."""
-        return self(self.latents(n, generator))
+        z = self.latents(n, generator, truncation)
+        return self.decode(z, check_labels(self, n, labels, generator))
 
 
 class Maxout(nn.Module):
@@ -130,3 +142,35 @@ class DownBlock(nn.Module):
             return h + x
         skip = self.shortcut(self._pool(x)) if self.first else self._pool(self.shortcut(x))
         return h + skip
+
+
+# ------------------------------------------------------------------ SAGAN self-attention
+
+
+class SelfAttention(nn.Module):
+    """Self-attention over positions (SAGAN, Zhang et al. 2019), as in BigGAN's code: 1x1
+    convs give queries and keys of C/8 channels and values of C/2, keys and values are
+    max-pooled 2x2 (a quarter of the cost), and a 1x1 conv maps the attended values back
+    to C channels, added with a learned ``gamma`` that starts at 0, so the block starts as
+    the identity. ``sn`` puts spectral norm on every conv (in D). Odd sides pool with
+    ceil_mode (7 -> 4) instead of dropping the last row.
+
+    x: [N, C, H, W] -> [N, C, H, W].
+    """
+
+    def __init__(self, channels: int, sn: bool = False) -> None:
+        super().__init__()
+        self.query = maybe_sn(nn.Conv2d(channels, channels // 8, 1, bias=False), sn)
+        self.key = maybe_sn(nn.Conv2d(channels, channels // 8, 1, bias=False), sn)
+        self.value = maybe_sn(nn.Conv2d(channels, channels // 2, 1, bias=False), sn)
+        self.out = maybe_sn(nn.Conv2d(channels // 2, channels, 1, bias=False), sn)
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        q = self.query(x).flatten(2)  # [N, C/8, HW]
+        k = F.max_pool2d(self.key(x), 2, ceil_mode=True).flatten(2)  # [N, C/8, HW/4]
+        v = F.max_pool2d(self.value(x), 2, ceil_mode=True).flatten(2)  # [N, C/2, HW/4]
+        attention = torch.softmax(q.transpose(1, 2) @ k, dim=-1)  # [N, HW, HW/4]: each position over the pooled ones
+        attended = (v @ attention.transpose(1, 2)).view(n, c // 2, h, w)
+        return x + self.gamma * self.out(attended)

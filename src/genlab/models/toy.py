@@ -16,7 +16,7 @@ from typing import Callable, ClassVar
 from torch import Tensor, nn
 
 from genlab.config import ModelConfig
-from genlab.data.base import TensorDataset
+from genlab.data.base import Classes, Points, Spec, describe
 from genlab.errors import ConfigError
 from genlab.models.layers import Generator, Noise
 from genlab.registry import register_model
@@ -32,6 +32,7 @@ class ToyMLPConfig(ModelConfig):
     g_layers: int = 3  # hidden layers of G
     d_hidden: int = 128
     d_layers: int = 3  # hidden layers of D
+    example_spec: ClassVar[Spec] = {"points": Points(2), "label": Classes(("a", "b"))}
 
     def __post_init__(self) -> None:
         for key in ("latent_dim", "g_hidden", "g_layers", "d_hidden", "d_layers"):
@@ -75,14 +76,12 @@ class ToyDiscriminator(nn.Module):
 
 
 @register_model("gan_toy_mlp", ToyMLPConfig)
-def build_gan_toy_mlp(cfg: ToyMLPConfig, data: TensorDataset) -> dict[str, nn.Module]:
-    if data.is_image or len(data.shape) != 1:
-        raise ConfigError(
-            f"gan_toy_mlp needs toy points [N, D], got {data.name!r} with examples of shape {data.shape}; "
-            "use a toy dataset or an image model such as dcgan"
-        )
-    dim = data.shape[0]
+def build_gan_toy_mlp(cfg: ToyMLPConfig, spec: Spec) -> dict:
+    points = spec.get("points")
+    if not isinstance(points, Points):
+        raise ConfigError(f"gan_toy_mlp needs toy points, the data has {describe(spec)}; "
+                          "use a toy dataset or an image model such as dcgan")
     return {
-        "G": ToyGenerator(dim, cfg.latent_dim, cfg.g_hidden, cfg.g_layers, cfg.noise),
-        "D": ToyDiscriminator(dim, cfg.d_hidden, cfg.d_layers),
+        "G": lambda: ToyGenerator(points.dim, cfg.latent_dim, cfg.g_hidden, cfg.g_layers, cfg.noise),
+        "D": lambda: ToyDiscriminator(points.dim, cfg.d_hidden, cfg.d_layers),
     }

@@ -6,6 +6,10 @@ PyTorch example that our benchmark compares against). ``conv_vae`` is a convolut
 encoder/decoder for 28, 32 and 64 pixel images. Both decode either Bernoulli logits or
 Gaussian means with one learned log sigma (Rybkin et al. 2021's sigma-VAE). The losses
 live in ``genlab.losses.vae``; ``forward`` only runs the networks.
+
+``conditional=true`` makes either a CVAE (Sohn et al. 2015): q(z | x, y) and p(x | z, y)
+with the one-hot label y. Difference: y joins the encoder at its last (linear) layer, next
+to the image features, instead of at the input pixels, and the decoder at its first layer.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.config import ModelConfig
-from genlab.data.base import TensorDataset
+from genlab.data.base import Classes, Image, Spec, class_field, image_field
 from genlab.errors import ConfigError
+from genlab.models.protocols import check_labels, normal_latents
 from genlab.registry import register_model
 
 
@@ -30,51 +36,68 @@ class VAEOutput(NamedTuple):
 
 
 class VAE(nn.Module):
-    """Shared behaviour; subclasses provide ``encoder``/``decoder`` networks."""
+    """Shared behaviour. Subclasses provide ``encoder`` (x -> features), ``encoder_head``
+    (features [+ one-hot y] -> mu, logvar), ``decoder_in`` (z [+ one-hot y] -> hidden) and
+    ``decoder`` (hidden -> image-shaped logits or means).
 
-    def __init__(self, image_shape: tuple[int, ...], latent_dim: int, likelihood: str) -> None:
+    Provides the LatentSampler and Encoder capabilities, and Conditional when
+    ``num_classes > 0``.
+    """
+
+    def __init__(self, image_shape: tuple[int, ...], latent_dim: int, likelihood: str, num_classes: int = 0) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.latent_dim = latent_dim
         self.likelihood = likelihood
+        self.num_classes = num_classes
         # One learned noise scale for the Gaussian decoder; absent for Bernoulli.
         self.log_sigma = nn.Parameter(torch.zeros(1)) if likelihood == "gaussian" else None
 
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _with_label(self, h: Tensor, labels: Tensor | None, what: str) -> Tensor:
+        if not self.num_classes:
+            if labels is not None:
+                raise ConfigError("this VAE is not class-conditional; use it without labels")
+            return h
+        if labels is None:
+            raise ConfigError(f"this CVAE needs the class labels to {what}")
+        return torch.cat([h, F.one_hot(labels, self.num_classes).to(h.dtype)], dim=1)
+
+    def encode(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """x: [N, C, H, W] in [-1, 1] -> (mu, logvar), each [N, D]."""
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        mu, logvar = self.encoder_head(self._with_label(self.encoder(x), labels, "encode")).chunk(2, dim=1)
         return mu, logvar
 
-    def decode_params(self, z: Tensor) -> Tensor:
+    def decode_params(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """z: [N, D] -> decoder output shaped [N, C, H, W] (logits or means)."""
-        return self.decoder(z).view(z.shape[0], *self.image_shape)
+        return self.decoder(self.decoder_in(self._with_label(z, labels, "decode"))).view(z.shape[0], *self.image_shape)
 
-    def decode(self, z: Tensor) -> Tensor:
+    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """z: [N, D] -> the mean image of p(x|z), [N, C, H, W] in [-1, 1]."""
-        params = self.decode_params(z)
+        params = self.decode_params(z, labels)
         if self.likelihood == "bernoulli":
             return torch.sigmoid(params) * 2.0 - 1.0
         return params.clamp(-1.0, 1.0)
 
-    def forward(self, x: Tensor) -> VAEOutput:
-        mu, logvar = self.encode(x)
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> VAEOutput:
+        mu, logvar = self.encode(x, labels)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # reparameterisation trick
-        return VAEOutput(mu, logvar, z, self.decode_params(z))
+        return VAEOutput(mu, logvar, z, self.decode_params(z, labels))
+
+    def latents(self, n: int, generator: torch.Generator | None = None, truncation: float | None = None) -> Tensor:
+        """n draws from the N(0, I) prior on the model's device (drawn on the CPU with ``generator``)."""
+        return normal_latents(n, self.latent_dim, generator, next(self.parameters()).device, truncation)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n images from the prior, [n, C, H, W] in [-1, 1].
-
-        Latents are drawn on the CPU (``generator`` is a CPU generator), so a seed gives
-        the same samples on every device.
-        """
-        z = torch.randn(n, self.latent_dim, generator=generator)
-        return self.decode(z.to(next(self.parameters()).device))
+    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None,
+               truncation: float | None = None) -> Tensor:
+        """n images from the prior, [n, C, H, W] in [-1, 1]; a seed gives the same samples on every device."""
+        z = self.latents(n, generator, truncation)
+        return self.decode(z, check_labels(self, n, labels, generator))
 
     @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
+    def reconstruct(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """Decode the posterior mean: a deterministic reconstruction in [-1, 1]."""
-        return self.decode(self.encode(x)[0])
+        return self.decode(self.encode(x, labels)[0], labels)
 
 
 # ----------------------------------------------------------------------------- MLP VAE
@@ -87,6 +110,9 @@ class VAEMLPConfig(ModelConfig):
     hidden: int = 400
     latent_dim: int = 20
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    conditional: bool = False  # a CVAE on the data's class labels
+    example_spec: ClassVar[Spec] = {"image": Image(1, 28, 28), "label": Classes(tuple("0123456789"))}
+    example_variants: ClassVar[tuple[dict, ...]] = ({}, {"conditional": True})
 
 
 class ToUnitInterval(nn.Module):
@@ -97,20 +123,31 @@ class ToUnitInterval(nn.Module):
 
 
 class VAEMLP(VAE):
-    def __init__(self, image_shape: tuple[int, ...], hidden: int, latent_dim: int, likelihood: str) -> None:
-        super().__init__(image_shape, latent_dim, likelihood)
+    def __init__(self, image_shape: tuple[int, ...], hidden: int, latent_dim: int, likelihood: str, num_classes: int = 0) -> None:
+        super().__init__(image_shape, latent_dim, likelihood, num_classes)
         pixels = int(torch.tensor(image_shape).prod())
         # The paper's encoder reads intensities in [0, 1]: a black background then adds nothing
         # to the first layer. Feeding genlab's [-1, 1] directly costs about 2 nats on MNIST.
-        self.encoder = nn.Sequential(
-            ToUnitInterval(), nn.Flatten(), nn.Linear(pixels, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent_dim)
-        )
-        self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, pixels))
+        self.encoder = nn.Sequential(ToUnitInterval(), nn.Flatten(), nn.Linear(pixels, hidden), nn.ReLU())
+        self.encoder_head = nn.Linear(hidden + num_classes, 2 * latent_dim)
+        self.decoder_in = nn.Linear(latent_dim + num_classes, hidden)
+        self.decoder = nn.Sequential(nn.ReLU(), nn.Linear(hidden, pixels))
+
+
+def _num_classes(spec: Spec, model: str, conditional: bool) -> int:
+    if not conditional:
+        return 0
+    classes = class_field(spec)
+    if classes is None:
+        raise ConfigError(f"model.conditional=true needs class labels, but the data has none; "
+                          f"set it to false or train {model} on labelled data (mnist, image_folder with class folders)")
+    return classes.num_classes
 
 
 @register_model("vae_mlp", VAEMLPConfig)
-def build_vae_mlp(cfg: VAEMLPConfig, data: TensorDataset) -> dict[str, nn.Module]:
-    return {"vae": VAEMLP(data.shape, cfg.hidden, cfg.latent_dim, cfg.likelihood)}
+def build_vae_mlp(cfg: VAEMLPConfig, spec: Spec) -> dict:
+    shape, k = image_field(spec, "vae_mlp").shape, _num_classes(spec, "vae_mlp", cfg.conditional)
+    return {"vae": lambda: VAEMLP(shape, cfg.hidden, cfg.latent_dim, cfg.likelihood, k)}
 
 
 # ---------------------------------------------------------------------------- conv VAE
@@ -123,6 +160,8 @@ class ConvVAEConfig(ModelConfig):
     latent_dim: int = 10
     channels: int = 32  # width of the first conv layer; doubles per downsampling
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    conditional: bool = False  # a CVAE on the data's class labels
+    example_variants: ClassVar[tuple[dict, ...]] = ({}, {"conditional": True})
 
 
 # Stride-2 stages per supported image size: each halves the side down to 7 or 4 pixels.
@@ -130,8 +169,8 @@ _CONV_STAGES = {28: 2, 32: 3, 64: 4}
 
 
 class ConvVAE(VAE):
-    def __init__(self, image_shape: tuple[int, ...], latent_dim: int, channels: int, likelihood: str) -> None:
-        super().__init__(image_shape, latent_dim, likelihood)
+    def __init__(self, image_shape: tuple[int, ...], latent_dim: int, channels: int, likelihood: str, num_classes: int = 0) -> None:
+        super().__init__(image_shape, latent_dim, likelihood, num_classes)
         in_channels, size = image_shape[0], image_shape[-1]
         stages = _CONV_STAGES[size]
         widths = [channels * 2**i for i in range(stages)]
@@ -139,19 +178,17 @@ class ConvVAE(VAE):
         down: list[nn.Module] = []
         for c_in, c_out in zip([in_channels] + widths[:-1], widths):
             down += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.ReLU()]
-        self.encoder = nn.Sequential(*down, nn.Flatten(), nn.Linear(widths[-1] * side * side, 2 * latent_dim))
-        up: list[nn.Module] = [nn.Linear(latent_dim, widths[-1] * side * side), nn.ReLU(), nn.Unflatten(1, (widths[-1], side, side))]
+        self.encoder = nn.Sequential(*down, nn.Flatten())
+        self.encoder_head = nn.Linear(widths[-1] * side * side + num_classes, 2 * latent_dim)
+        self.decoder_in = nn.Linear(latent_dim + num_classes, widths[-1] * side * side)
+        up: list[nn.Module] = [nn.ReLU(), nn.Unflatten(1, (widths[-1], side, side))]
         for c_in, c_out in zip(widths[::-1], widths[::-1][1:] + [in_channels]):
             up += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.ReLU()]
         self.decoder = nn.Sequential(*up[:-1])  # no activation on the output: logits or means
 
 
 @register_model("conv_vae", ConvVAEConfig)
-def build_conv_vae(cfg: ConvVAEConfig, data: TensorDataset) -> dict[str, nn.Module]:
-    shape = data.shape
-    if len(shape) != 3 or shape[1] != shape[2] or shape[2] not in _CONV_STAGES:
-        raise ConfigError(
-            f"conv_vae supports square images of {sorted(_CONV_STAGES)} pixels, got {shape}; "
-            "set data.image_size to one of them or use model.name=vae_mlp"
-        )
-    return {"vae": ConvVAE(shape, cfg.latent_dim, cfg.channels, cfg.likelihood)}
+def build_conv_vae(cfg: ConvVAEConfig, spec: Spec) -> dict:
+    shape = image_field(spec, "conv_vae", sorted(_CONV_STAGES)).shape
+    k = _num_classes(spec, "conv_vae", cfg.conditional)
+    return {"vae": lambda: ConvVAE(shape, cfg.latent_dim, cfg.channels, cfg.likelihood, k)}

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from genlab.data.base import TensorDataset
+from genlab.data.base import Batch, TensorDataset
 from genlab.errors import ConfigError
-from genlab.images import to_model
-from genlab.training.step import Batch
 
 
 class BatchStream:
@@ -47,9 +45,7 @@ class BatchStream:
             self._order = self._epoch_order()
         idx = self._order[self.index : self.index + self.batch_size]
         self.index += self.batch_size
-        x = self.data.x[idx].to(self.device, non_blocking=True)
-        y = None if self.data.y is None else self.data.y[idx].to(self.device, non_blocking=True)
-        return Batch(to_model(x) if x.dtype == torch.uint8 else x, y)
+        return self.data.batch(idx, self.device)
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "index": self.index}

@@ -1,11 +1,15 @@
 """Checkpoints: state, never pickled code, written atomically.
 
 A checkpoint is a folder ``checkpoints/ckpt-<images seen>/`` holding
-``modules.safetensors`` (every module's state, keys ``<module>.<param>``: the exportable
-weights) and ``training_state.pt`` (optimisers, RNG states, data position, counters; only
-tensors and plain containers, read back with ``torch.load(weights_only=True)``). The folder
-is written under a temporary name, fsynced and renamed, so a crash mid-write never leaves
-a checkpoint that looks complete.
+
+- ``modules.safetensors``: every module's state, keys ``<module>.<param>``;
+- ``training_state.pt``: optimisers, the step's own state, RNG states, data position,
+  counters; only tensors and plain containers, read back with ``torch.load(weights_only=True)``;
+- the export: ``model.safetensors`` (the exported model's weights alone) and ``model.yaml``
+  (its model config, role and data spec), all that ``genlab.load`` reads.
+
+The folder is written under a temporary name, fsynced and renamed, so a crash mid-write
+never leaves a checkpoint that looks complete.
 """
 
 from __future__ import annotations
@@ -14,22 +18,32 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
-from torch import nn
+from torch import Tensor, nn
 
 from genlab.errors import RunError
 
 MODULES_FILE = "modules.safetensors"
 STATE_FILE = "training_state.pt"
+EXPORT_WEIGHTS = "model.safetensors"
+EXPORT_INFO = "model.yaml"
+EXPORT_FORMAT = 1
 PREFIX = "ckpt-"
 
 
-def save_checkpoint(checkpoint_dir: Path, images_seen: int, modules: dict[str, nn.Module], state: dict[str, Any], keep: int) -> Path:
-    """Write one checkpoint atomically and keep only the newest ``keep``."""
+class Export(NamedTuple):
+    weights: dict[str, Tensor]  # the exported module's state dict
+    info: dict[str, Any]  # model config, role, data spec: written as model.yaml
+
+
+def save_checkpoint(checkpoint_dir: Path, images_seen: int, modules: dict[str, nn.Module], state: dict[str, Any], keep: int,
+                    export: Export | None = None) -> Path:
+    """Write one checkpoint (and its export) atomically and keep only the newest ``keep``."""
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     final = checkpoint_dir / f"{PREFIX}{images_seen:012d}"
     tmp = checkpoint_dir / f".tmp-{final.name}-{os.getpid()}"
@@ -42,7 +56,12 @@ def save_checkpoint(checkpoint_dir: Path, images_seen: int, modules: dict[str, n
     }
     save_file(tensors, tmp / MODULES_FILE)
     torch.save(state, tmp / STATE_FILE)
-    for path in (tmp / MODULES_FILE, tmp / STATE_FILE, tmp):
+    files = [tmp / MODULES_FILE, tmp / STATE_FILE]
+    if export is not None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in export.weights.items()}, tmp / EXPORT_WEIGHTS)
+        (tmp / EXPORT_INFO).write_text(yaml.safe_dump({"format": EXPORT_FORMAT, **export.info}, sort_keys=False))
+        files += [tmp / EXPORT_WEIGHTS, tmp / EXPORT_INFO]
+    for path in (*files, tmp):
         _fsync(path)
     if final.exists():  # the same point saved twice (e.g. a stop right on the cadence)
         shutil.rmtree(final)
@@ -78,6 +97,17 @@ def load_modules(checkpoint: Path, modules: dict[str, nn.Module]) -> None:
             module.load_state_dict(own, strict=True)
         except RuntimeError as err:
             raise RunError(f"{checkpoint} does not fit module {name!r} of this config: {err}") from None
+
+
+def read_export(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """The exported model's info (model.yaml) and weights of a checkpoint."""
+    info_path = checkpoint / EXPORT_INFO
+    if not info_path.is_file():
+        raise RunError(f"{checkpoint} has no exported model ({EXPORT_INFO}); it was written by an older genlab")
+    info = yaml.safe_load(info_path.read_text())
+    if info.get("format") != EXPORT_FORMAT:
+        raise RunError(f"{info_path} is export format {info.get('format')}; this genlab reads {EXPORT_FORMAT}")
+    return info, load_file(checkpoint / EXPORT_WEIGHTS)
 
 
 def load_training_state(checkpoint: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ warning with the iteration and kimg at which it was raised.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -105,7 +106,7 @@ def _collapse(diversity: float | None, history: HealthHistory) -> list[str]:
 class GANHealth:
     """The monitor a GANStep calls at each log: remembers the history the rules compare with.
 
-    The history is not checkpointed: after a resume it restarts from the first window after it.
+    The history is part of the step's state, so a resumed run compares with the same start.
     """
 
     def __init__(self, loss: str) -> None:
@@ -114,8 +115,15 @@ class GANHealth:
 
     def __call__(self, stats: dict[str, float]) -> list[str]:
         if not self.history.baseline:
-            self.history.baseline = {k: v for k, v in stats.items() if math.isfinite(v)}
+            # The phases' own stats only: wall-clock speed is no baseline, and would make the state differ across resumes.
+            self.history.baseline = {k: v for k, v in stats.items() if k.startswith(("D/", "G/")) and math.isfinite(v)}
         warnings = gan_warnings(self.loss, stats, self.history)
         self.history.windows += 1
         self.history.peak_diversity = max(self.history.peak_diversity, stats.get("G/diversity", 0.0))
         return warnings
+
+    def state_dict(self) -> dict:
+        return dataclasses.asdict(self.history)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = HealthHistory(**state)

@@ -1,7 +1,9 @@
 """The one training loop. Every model family plugs in through a ``Step`` (see step.py).
 
-``train()`` owns batches, phase repeats, autocast, backward, gradient clipping, NaN
-checks, logging, snapshots, checkpoints, exact resume, signals and DDP wrapping.
+``train()`` owns batches, phase repeats, which modules each phase trains (requires_grad
+and DDP), learning-rate schedules, autocast, backward, gradient clipping, NaN checks,
+logging, snapshots, checkpoints with the exported model, exact resume, signals and DDP
+wrapping.
 Progress is counted in real images seen (all processes together), so the batch size
 and the number of GPUs do not change the schedule.
 """
@@ -22,28 +24,38 @@ from torch import nn
 from genlab import distributed
 from genlab.config import Config, config_to_dict
 from genlab.data import load_dataset
+from genlab.data.base import Batch, Spec, TensorDataset, spec_to_json
 from genlab.errors import ConfigError, TrainingDiverged
-from genlab.images import make_grid, save_grid, to_model
-from genlab.models import build_model
+from genlab.images import make_grid, save_grid
+from genlab.models import build_modules
+from genlab.models.protocols import DataInitialised
 from genlab.registry import OBJECTIVES
 from genlab.training import checkpoint as ckpt
 from genlab.training.batches import BatchStream
 from genlab.training.progress import progress_strip
 from genlab.training.run import create_run_dir, read_run, write_run_files
+from genlab.training.schedules import lr_factor
 from genlab.training.stats import Meter, RunLogger
-from genlab.training.step import Batch, Step
+from genlab.training.step import Phase, Step
 
-VERSION = 1  # of the training-state layout
+VERSION = 2  # of the training-state layout
 SNAPSHOT_SIZE = 64  # real examples kept fixed for reconstructions / conditioning
 # Keys that may change when resuming without breaking exactness.
 RESUMABLE_CHANGES = {"data.root"} | {f"train.{key}" for key in (
     "kimg", "log_every_kimg", "snapshot_every_kimg", "checkpoint_every_kimg", "keep_checkpoints", "progress_bar", "tensorboard")}
 
 
-def build_step(config: Config, data, device: torch.device) -> Step:
-    """Modules of ``config.model`` on ``device``, wrapped in the objective's Step."""
-    modules = {name: m.to(device) for name, m in build_model(config.model, data).items()}
-    return OBJECTIVES.get(config.objective.name).builder(config.objective, modules, data, config.train)
+def build_step(config: Config, spec: Spec, device: torch.device, data: TensorDataset | None = None) -> Step:
+    """Modules of ``config.model`` for data of ``spec`` on ``device``, in the objective's Step.
+
+    With ``data`` (a new run), modules that initialise weights from the data do so.
+    """
+    modules = build_modules(config.model, spec)
+    for module in modules.values():
+        if data is not None and isinstance(module, DataInitialised):
+            module.init_from_data(data)
+    modules = {name: m.to(device) for name, m in modules.items()}
+    return OBJECTIVES.get(config.objective.name).builder(config.objective, modules, spec, config.train)
 
 
 def train(config: Config | None = None, resume: str | Path | None = None, stop_after_kimg: float | None = None) -> Path:
@@ -65,14 +77,11 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
     torch.manual_seed(tc.seed * 1000 + dist.rank)  # model init is synced by DDP; data order is not the RNG's
 
     data = load_dataset(config.data, "train")
-    step = build_step(config, data, device)
-    if dist.world_size > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        step.wrap(lambda m: nn.parallel.DistributedDataParallel(m, device_ids=ids))
+    step = build_step(config, data.spec, device, data=None if resume is not None else data)
+    phases = step.phases()
+    schedules = _schedules(config, step)
     stream = BatchStream(data, tc.batch_size, tc.seed, device, dist.rank, dist.world_size)
-    fixed_x = data.x[:SNAPSHOT_SIZE]
-    fixed = Batch(to_model(fixed_x) if fixed_x.dtype == torch.uint8 else fixed_x,
-                  None if data.y is None else data.y[:SNAPSHOT_SIZE]).to(device)
+    fixed = data.batch(slice(0, SNAPSHOT_SIZE), device)
 
     images_seen = iteration = 0
     if resume is not None:
@@ -80,11 +89,15 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
         latest = ckpt.latest_checkpoint(run_dir)
         ckpt.load_modules(latest, step.modules)
         state = ckpt.load_training_state(latest)
+        if state.get("version") != VERSION:
+            raise ConfigError(f"{latest} was written by another genlab version (training state {state.get('version')}, "
+                              f"this one reads {VERSION}); continue it with that version")
         if len(state["data"]) != dist.world_size:
             raise ConfigError(f"{latest} was written by {len(state['data'])} processes; resume it with as many "
                               f"(got {dist.world_size}) so that every process continues its own data order")
         for name, opt in step.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
+        step.load_state_dict(state["step"])
         stream.load_state_dict(state["data"][dist.rank])
         ckpt.restore_rng(state["rng"][dist.rank])
         images_seen, iteration = state["images_seen"], state["iteration"]
@@ -99,8 +112,11 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
 
     total = int(tc.kimg * 1000)
     stop_at = total if stop_after_kimg is None else min(total, int(stop_after_kimg * 1000))
-    phases = step.phases()
     params = {phase.name: [p for g in step.optimizers[phase.optimizer].param_groups for p in g["params"]] for phase in phases}
+    for opt in step.optimizers.values():
+        for group in opt.param_groups:
+            group.setdefault("initial_lr", group["lr"])  # the base rate schedules scale; checkpointed with the optimiser
+    wrapped = _wrap_for_ddp(step, phases, device) if dist.world_size > 1 else {}
     meter = Meter()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
     progress = _progress_bar(tc.progress_bar and dist.is_main, images_seen, total)
@@ -113,38 +129,45 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
             "images_seen": images_seen,
             "iteration": iteration,
             "optimizers": {name: opt.state_dict() for name, opt in step.optimizers.items()},
+            "step": step.state_dict(),
             "data": _gather(stream.state_dict()),
             "rng": _gather(ckpt.capture_rng()),
         }
         if dist.is_main:
-            ckpt.save_checkpoint(run_dir / "checkpoints", images_seen, step.modules, state, tc.keep_checkpoints)
+            export = ckpt.Export(step.modules[step.export.module].state_dict(), {
+                "model": config_to_dict(config)["model"], "role": step.export.role,
+                "data": {"name": data.name, "spec": spec_to_json(data.spec)}, "images_seen": images_seen})
+            ckpt.save_checkpoint(run_dir / "checkpoints", images_seen, step.modules, state, tc.keep_checkpoints, export)
         distributed.barrier()
 
     with _stop_signals() as stop_flag:
         while images_seen < stop_at and not stop_requested:
             before = images_seen
             batch = None
+            for name, opt in step.optimizers.items():
+                _set_learning_rate(opt, lr_factor(schedules[name], images_seen, total))
             for phase in phases:
                 optimizer = step.optimizers[phase.optimizer]
-                for _ in range(phase.repeats):
-                    if phase.fresh_batch or batch is None:
-                        batch = next(stream)
-                        images_seen += len(batch) * dist.world_size
-                    optimizer.zero_grad(set_to_none=True)
-                    with autocast:
-                        out = phase.loss(batch)
-                    if not torch.isfinite(out.loss):
-                        message = (f"{phase.name} loss became {out.loss.item()} at iteration {iteration} "
-                                   f"({images_seen / 1000:.1f} kimg); the last good checkpoint in {run_dir / 'checkpoints'} "
-                                   "is kept. Lower the learning rate or enable train.grad_clip.")
-                        logger.message(f"ERROR: {message}", echo=False)
-                        raise TrainingDiverged(message)
-                    out.loss.backward()
-                    grad_norm = torch.nn.utils.clip_grad_norm_(params[phase.name], tc.grad_clip if tc.grad_clip > 0 else math.inf)
-                    optimizer.step()
-                    if phase.after_step is not None:
-                        phase.after_step()
-                    meter.add(phase.name, {"loss": out.loss.detach(), **out.stats, "grad_norm": grad_norm})
+                with _training_only(step, phase, wrapped):
+                    for _ in range(phase.repeats):
+                        if not phase.reuse_batch or batch is None:
+                            batch = next(stream)
+                            images_seen += len(batch) * dist.world_size
+                        optimizer.zero_grad(set_to_none=True)
+                        with autocast:
+                            out = phase.loss(batch)
+                        if not torch.isfinite(out.loss):
+                            message = (f"{phase.name} loss became {out.loss.item()} at iteration {iteration} "
+                                       f"({images_seen / 1000:.1f} kimg); the last good checkpoint in {run_dir / 'checkpoints'} "
+                                       "is kept. Lower the learning rate or enable train.grad_clip.")
+                            logger.message(f"ERROR: {message}", echo=False)
+                            raise TrainingDiverged(message)
+                        out.loss.backward()
+                        grad_norm = torch.nn.utils.clip_grad_norm_(params[phase.name], tc.grad_clip if tc.grad_clip > 0 else math.inf)
+                        optimizer.step()
+                        if phase.after_step is not None:
+                            phase.after_step()
+                        meter.add(phase.name, {"loss": out.loss.detach(), **out.stats, "grad_norm": grad_norm})
             iteration += 1
             progress.update(images_seen - before)
             stop_requested = distributed.any_rank(stop_flag.is_set) or images_seen >= stop_at
@@ -152,6 +175,7 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
             if _crossed(before, images_seen, tc.log_every_kimg) or images_seen >= stop_at:
                 now = time.perf_counter()
                 record = {"kimg": images_seen / 1000, "iteration": iteration, **meter.averages(),
+                          **{f"lr/{name}": opt.param_groups[0]["lr"] for name, opt in step.optimizers.items()},
                           "images_per_sec": (images_seen - window_images) / max(now - window_start, 1e-9)}
                 window_start, window_images = now, images_seen
                 logger.stats(record, images_seen)
@@ -170,6 +194,45 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
         logger.message(f"finished {images_seen / 1000:.1f} kimg{shown}")
     logger.close()
     return run_dir
+
+
+def _schedules(config: Config, step: Step):
+    unknown = sorted(set(config.train.lr_schedules) - set(step.optimizers))
+    if unknown:
+        raise ConfigError(f"train.lr_schedules names optimisers {unknown} that objective {config.objective.name!r} "
+                          f"does not have; it has {sorted(step.optimizers)}")
+    return {name: config.train.lr_schedules.get(name, config.train.lr_schedule) for name in step.optimizers}
+
+
+def _set_learning_rate(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * factor
+
+
+def _wrap_for_ddp(step: Step, phases: list[Phase], device: torch.device) -> dict[str, nn.Module]:
+    """DDP wrappers of every module some phase trains (EMA copies and frozen modules stay plain)."""
+    ids = [device.index] if device.type == "cuda" else None
+    trained = {name for phase in phases for name in phase.trains}
+    return {name: nn.parallel.DistributedDataParallel(m, device_ids=ids) for name, m in step.modules.items() if name in trained}
+
+
+@contextmanager
+def _training_only(step: Step, phase: Phase, wrapped: dict[str, nn.Module]):
+    """While ``phase`` runs, only the modules it trains take gradients and (under DDP) synchronise.
+
+    The others are called unwrapped with ``requires_grad`` off, so that backward passes
+    through them (G's loss through D) fill none of their gradients; restored even if the loss raises.
+    """
+    frozen = [p for name, m in step.modules.items() if name not in phase.trains for p in m.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    step.nets = {name: wrapped.get(name, m) if name in phase.trains else m for name, m in step.modules.items()}
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        step.nets = step.modules
 
 
 def _resume_config(run_dir: Path, given: Config | None) -> Config:

@@ -1,7 +1,7 @@
 """Run folders that describe themselves: ``runs/00003-mnist-dcgan/``.
 
-Each holds ``config.yaml`` (the resolved config), ``data.json`` (the data's shape and
-labels, so a model can be rebuilt without loading the data), ``log.txt``,
+Each holds ``config.yaml`` (the resolved config), ``data.json`` (the data's name and
+spec, so a model can be rebuilt without loading the data), ``log.txt``,
 ``stats.jsonl``, ``samples/``, ``checkpoints/`` and ``tensorboard/``.
 """
 
@@ -11,11 +11,10 @@ import json
 import re
 from pathlib import Path
 
-import torch
 import yaml
 
 from genlab.config import Config, config_from_dict, dump_config
-from genlab.data.base import TensorDataset
+from genlab.data.base import Spec, TensorDataset, spec_from_json, spec_to_json
 from genlab.errors import RunError
 
 CONFIG_FILE = "config.yaml"
@@ -35,25 +34,16 @@ def create_run_dir(out_dir: str | Path, name: str) -> Path:
 
 def write_run_files(run_dir: Path, config: Config, data: TensorDataset) -> None:
     dump_config(config, run_dir / CONFIG_FILE)
-    spec = {
-        "name": data.name,
-        "x_shape": list(data.x.shape[1:]),
-        "x_dtype": str(data.x.dtype).removeprefix("torch."),
-        "y_shape": None if data.y is None else list(data.y.shape[1:]),
-        "y_dtype": None if data.y is None else str(data.y.dtype).removeprefix("torch."),
-        "y_names": list(data.y_names),
-        "num_classes": data.num_classes,
-    }
-    (run_dir / DATA_FILE).write_text(json.dumps(spec, indent=2))
+    (run_dir / DATA_FILE).write_text(json.dumps({"name": data.name, "spec": spec_to_json(data.spec)}, indent=2))
 
 
-def read_run(run_dir: str | Path) -> tuple[Path, Config, TensorDataset]:
-    """A run's config and an empty dataset with its data's shape and label metadata."""
+def read_run(run_dir: str | Path) -> tuple[Path, Config, Spec]:
+    """A run's config and the spec of its data (what its models are built from)."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / DATA_FILE).is_file():
         raise RunError(f"{run_dir} is not a genlab run folder (no {CONFIG_FILE} / {DATA_FILE}); pass a folder under runs/")
     config = config_from_dict(yaml.safe_load((run_dir / CONFIG_FILE).read_text()), source=str(run_dir / CONFIG_FILE))
-    spec = json.loads((run_dir / DATA_FILE).read_text())
-    x = torch.empty((0, *spec["x_shape"]), dtype=getattr(torch, spec["x_dtype"]))
-    y = None if spec["y_shape"] is None else torch.empty((0, *spec["y_shape"]), dtype=getattr(torch, spec["y_dtype"]))
-    return run_dir, config, TensorDataset(spec["name"], x, y, tuple(spec["y_names"]), spec["num_classes"])
+    raw = json.loads((run_dir / DATA_FILE).read_text())
+    if "spec" not in raw:
+        raise RunError(f"{run_dir / DATA_FILE} predates named data fields; retrain the run with this genlab version")
+    return run_dir, config, spec_from_json(raw["spec"])

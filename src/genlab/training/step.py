@@ -1,35 +1,23 @@
 """The seam between the one training loop and a model family.
 
-A family (VAE, GAN, pix2pix, classifier) is a :class:`Step`: the modules it owns,
-its optimisers, and the phases of one iteration. ``train()`` in ``loop.py`` owns
-everything else (batches, backward, clipping, NaN checks, logging, checkpoints).
+A family (VAE, GAN, classifier, later pix2pix and CycleGAN) is a :class:`Step`: the
+modules it owns, its optimisers, the phases of one iteration and what it exports.
+``train()`` in ``loop.py`` owns everything else: batches, which modules a phase trains
+(``requires_grad`` and DDP), backward, clipping, learning-rate schedules, NaN checks,
+logging, snapshots, checkpoints and exact resume.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-
-@dataclass
-class Batch:
-    """One minibatch as models see it.
-
-    x: images ``[N, C, H, W]`` float in [-1, 1], or toy points ``[N, D]``.
-    y: class labels ``[N]`` int64, factor values ``[N, K]`` float, or None.
-    """
-
-    x: Tensor
-    y: Tensor | None = None
-
-    def to(self, device: torch.device) -> "Batch":
-        return Batch(self.x.to(device), None if self.y is None else self.y.to(device))
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
+from genlab.data.base import Batch
+from genlab.images import Grid
 
 
 class LossOutput(NamedTuple):
@@ -41,58 +29,76 @@ class LossOutput(NamedTuple):
 class Phase:
     """One optimiser update, repeated ``repeats`` times per iteration.
 
-    ``fresh_batch=False`` reuses the previous phase's batch (a GAN's G step needs no
-    new real images; pix2pix's G step needs the same pairs D just saw).
-    ``after_step`` runs after each optimiser step (weight clipping, EMA update).
+    ``trains`` names the modules this phase updates. While it runs, the loop turns
+    ``requires_grad`` off for every other module (and restores it afterwards, even when the
+    loss raises), and under DDP calls those other modules unwrapped, so that they are
+    neither given gradients nor synchronised.
+    ``reuse_batch=True`` sees the previous phase's batch (a GAN's G step needs no new real
+    images; pix2pix's G step needs the same pairs D just saw).
+    ``after_step`` runs after each optimiser step: per-step parameter updates only
+    (weight clipping, EMA), never learning rates, which the loop schedules.
     """
 
     name: str
     optimizer: str
+    trains: tuple[str, ...]
     loss: Callable[[Batch], LossOutput]
     repeats: int = 1
-    fresh_batch: bool = True
+    reuse_batch: bool = False
     after_step: Callable[[], None] | None = None
 
 
-class Grid(NamedTuple):
-    images: Tensor  # [N, C, H, W] float in [-1, 1]
-    nrow: int  # images per row in the saved PNG
+class Export(NamedTuple):
+    """What ``genlab.load`` returns: the weights of ``module`` built as the model's ``role``.
+
+    E.g. ``Export("G_ema", "G")``: the EMA copy's weights in a network built like G.
+    """
+
+    module: str  # key of Step.modules
+    role: str  # key of the model builder's output (see genlab.models.build_model)
 
 
-class Step:
-    """Base class of every family's step.
+class Step(ABC):
+    """Base of every family's step. The contract:
 
-    Subclasses set ``modules`` (everything checkpointed, EMA copies included),
-    ``optimizers`` and ``export_name`` (the module ``genlab.load`` returns), and
-    implement :meth:`phases` and :meth:`snapshots`. Losses must call networks through
-    ``self.nets`` so that the loop can substitute DDP-wrapped versions.
+    - ``modules``: every module checkpointed, EMA copies included;
+    - ``optimizers``: by name, referenced by ``Phase.optimizer``;
+    - ``export``: the model a run exports (see :class:`Export`);
+    - :meth:`phases`: the updates of one iteration, in order;
+    - :meth:`snapshots`: images from fixed inputs, drawn without touching the global RNG;
+    - :meth:`state_dict` / :meth:`load_state_dict`: state that is not a module (counters,
+      health history, image pools), plain containers and tensors, saved with the training
+      state so that a resumed run stays bitwise identical;
+    - losses call networks through ``self.nets``, which the loop points at DDP-wrapped
+      modules for the modules the running phase trains.
     """
 
     modules: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
-    export_name: str
+    export: Export
 
     @property
     def nets(self) -> dict[str, nn.Module]:
         return getattr(self, "_nets", self.modules)
 
-    def wrap(self, wrapper: Callable[[nn.Module], nn.Module]) -> None:
-        """Route forward passes of trainable modules through ``wrapper`` (DDP)."""
-        self._nets = {
-            name: wrapper(m) if any(p.requires_grad for p in m.parameters()) else m
-            for name, m in self.modules.items()
-        }
+    @nets.setter
+    def nets(self, value: dict[str, nn.Module]) -> None:
+        self._nets = value
 
-    def phases(self) -> list[Phase]:
-        raise NotImplementedError
+    @abstractmethod
+    def phases(self) -> list[Phase]: ...
 
+    @abstractmethod
     def snapshots(self, fixed: Batch, seed: int) -> dict[str, Grid]:
-        """Images to save on the snapshot cadence, from a fixed real batch and a fixed seed.
+        """Images to save on the snapshot cadence, from a fixed real batch and a fixed seed."""
 
-        Must not touch the global RNG: resumed runs stay bitwise identical.
-        """
-        raise NotImplementedError
+    def state_dict(self) -> dict[str, Any]:
+        return {}
 
-    def check_health(self, stats: dict[str, float], step: int) -> list[str]:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state, got {sorted(state)}")
+
+    def check_health(self, stats: dict[str, float], iteration: int) -> list[str]:
         """Warnings about the training dynamics, given the latest averaged stats."""
         return []

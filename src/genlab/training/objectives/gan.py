@@ -1,9 +1,13 @@
 """The GAN family's step: k discriminator updates, then one generator update.
 
 Phases per iteration: ``D`` ``n_critic`` times, each on a fresh real batch with detached
-fakes, then ``G`` once on the last batch with D frozen. Separate optimisers and learning
-rates (two time-scale, Heusel et al. 2017). An optional EMA copy of G (``G_ema``) is what
-snapshots show and what ``genlab.load`` returns.
+fakes, then ``G`` once on the last batch (the loop freezes D for it). Separate optimisers
+and learning rates (two time-scale, Heusel et al. 2017). An optional EMA copy of G
+(``G_ema``) is what snapshots show and what a run exports.
+
+Class-conditional models (a G with ``num_classes > 0``: cGAN, projection discriminators)
+get the batch's labels: G draws fakes of the real batch's classes, and D scores
+(image, label) pairs.
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ import torch
 from torch import Tensor, nn
 
 from genlab.config import ObjectiveConfig, TrainConfig
-from genlab.data.base import TensorDataset
+from genlab.data.base import Batch, Spec, sample_field
 from genlab.errors import ConfigError
+from genlab.images import Grid
 from genlab.losses import gan as L
 from genlab.models.layers import Generator
+from genlab.models.protocols import eval_mode, is_conditional
 from genlab.registry import register_objective
 from genlab.training.health import GANHealth
+from genlab.training.objectives.snapshots import class_grid
 from genlab.training.optim import adam
-from genlab.training.step import Batch, Grid, LossOutput, Phase, Step
+from genlab.training.step import Export, LossOutput, Phase, Step
 
 Loss = Literal["minimax", "nonsaturating", "lsgan", "wgan", "wgan_gp", "hinge"]
 
@@ -54,6 +61,7 @@ class GANObjectiveConfig(ObjectiveConfig):
     gp_weight: float = 10.0  # wgan_gp: lambda of the gradient penalty
     r1_weight: float = 0.0  # gamma of the R1 penalty on real data (any loss); 0 disables
     ema_decay: float = 0.999  # per G update; 0 exports G itself instead of an EMA copy
+    ortho_weight: float = 0.0  # BigGAN's orthogonal regularisation of G's weights (1e-4 in the paper); 0 disables
 
     def __post_init__(self) -> None:
         if self.n_critic < 1:
@@ -68,8 +76,8 @@ class GANObjectiveConfig(ObjectiveConfig):
             raise ConfigError("objective.loss=wgan bounds the critic by weight clipping: set objective.clip > 0")
         if self.loss == "wgan_gp" and self.gp_weight <= 0:
             raise ConfigError("objective.loss=wgan_gp needs objective.gp_weight > 0 (10 in Gulrajani et al.)")
-        if self.r1_weight < 0:
-            raise ConfigError(f"objective.r1_weight must be >= 0, got {self.r1_weight}")
+        if self.r1_weight < 0 or self.ortho_weight < 0:
+            raise ConfigError(f"objective.r1_weight and ortho_weight must be >= 0, got {self.r1_weight}, {self.ortho_weight}")
 
 
 def make_optimizer(cfg: GANObjectiveConfig, params, lr: float) -> torch.optim.Optimizer:
@@ -81,27 +89,23 @@ def make_optimizer(cfg: GANObjectiveConfig, params, lr: float) -> torch.optim.Op
 
 
 def make_ema(G: nn.Module) -> nn.Module:
-    """A frozen copy of G in eval mode, counting its updates in a checkpointed buffer."""
-    ema = copy.deepcopy(G).requires_grad_(False).eval()
-    ema.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
-    return ema
+    """A frozen copy of G in eval mode (its update count lives in the step's state)."""
+    return copy.deepcopy(G).requires_grad_(False).eval()
 
 
 @torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+def ema_update(ema: nn.Module, model: nn.Module, decay: float, updates: int) -> None:
     """ema <- d * ema + (1 - d) * model for parameters; buffers (BN statistics) are copied.
 
-    d = min(decay, (1 + t) / (10 + t)) after t updates: a young average follows G closely
-    instead of dragging its random initialisation along for ~1 / (1 - decay) updates.
+    d = min(decay, (1 + t) / (10 + t)) after t = ``updates`` earlier updates: a young average
+    follows G closely instead of dragging its random initialisation along for ~1 / (1 - decay) updates.
     """
-    t = ema.ema_updates.float()  # a tensor, so that no update waits for the device
-    weight = 1.0 - torch.clamp((1 + t) / (10 + t), max=decay)
+    weight = 1.0 - min(decay, (1 + updates) / (10 + updates))
     for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p, weight.to(e.dtype))
+        e.lerp_(p, weight)
     own = dict(ema.named_buffers())
     for name, b in model.named_buffers():
         own[name].copy_(b)
-    ema.ema_updates += 1
 
 
 @torch.no_grad()
@@ -115,37 +119,43 @@ def _mean_pairwise_distance(x: Tensor) -> Tensor:
 
 
 class GANStep(Step):
-    def __init__(self, cfg: GANObjectiveConfig, G: Generator, D: nn.Module) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: GANObjectiveConfig, G: Generator, D: nn.Module, real_key: str) -> None:
+        self.cfg, self.real_key = cfg, real_key
+        self.label_key = "label" if is_conditional(G) else None
         self.d_loss_fn, self.g_loss_fn = LOSSES[cfg.loss]
         self.modules = {"G": G, "D": D}
         if cfg.ema_decay > 0:
             self.modules["G_ema"] = make_ema(G)
-        self.export_name = "G_ema" if cfg.ema_decay > 0 else "G"
+        self.export = Export("G_ema" if cfg.ema_decay > 0 else "G", "G")
         self.optimizers = {
             "D": make_optimizer(cfg, D.parameters(), cfg.lr_d),
             "G": make_optimizer(cfg, G.parameters(), cfg.lr_g),
         }
         self.health = GANHealth(cfg.loss)
+        self.ema_updates = 0
 
     def phases(self) -> list[Phase]:
         clip = self._clip_d if self.cfg.loss == "wgan" else None
         return [
-            Phase("D", "D", self.d_loss, repeats=self.cfg.n_critic, after_step=clip),
-            Phase("G", "G", self.g_loss, fresh_batch=False, after_step=self._after_g_step),
+            Phase("D", "D", ("D",), self.d_loss, repeats=self.cfg.n_critic, after_step=clip),
+            Phase("G", "G", ("G",), self.g_loss, reuse_batch=True, after_step=self._update_ema),
         ]
 
     def _scores(self, logits: Tensor) -> Tensor:
         """Mean D output as logged: a probability for the minimax losses, else the raw score."""
         return (logits.sigmoid() if self.cfg.loss in PROBABILITY_LOSSES else logits).mean().detach()
 
+    def _fakes(self, batch: Batch) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Fakes for ``batch`` and the extra arguments (the labels) that G and D take with them."""
+        cond = () if self.label_key is None else (batch[self.label_key],)
+        return self.nets["G"](self.modules["G"].latents(len(batch)), *cond), cond
+
     def d_loss(self, batch: Batch) -> LossOutput:
-        G, D = self.nets["G"], self.nets["D"]
-        self.modules["D"].requires_grad_(True)
+        D = self.nets["D"]
         with torch.no_grad():  # D's step never reaches G: fakes are constants here
-            fake = G(self.modules["G"].latents(len(batch)))
-        real = batch.x.detach().requires_grad_(self.cfg.r1_weight > 0)
-        real_logits, fake_logits = D(real).float(), D(fake).float()
+            fake, cond = self._fakes(batch)
+        real = batch[self.real_key].detach().requires_grad_(self.cfg.r1_weight > 0)
+        real_logits, fake_logits = D(real, *cond).float(), D(fake, *cond).float()
         loss = self.d_loss_fn(real_logits, fake_logits)
         stats: dict[str, Tensor | float] = {  # the loop adds "loss" (with penalties) and "grad_norm"
             "D(x)": self._scores(real_logits),
@@ -154,7 +164,7 @@ class GANStep(Step):
         if self.cfg.loss in ("wgan", "wgan_gp"):
             stats["wasserstein"] = L.wasserstein_estimate(real_logits, fake_logits).detach()
         if self.cfg.loss == "wgan_gp":
-            gp = L.gradient_penalty(D, real, fake)
+            gp = L.gradient_penalty(lambda x: D(x, *cond), real, fake)
             loss = loss + self.cfg.gp_weight * gp
             stats["gp"] = gp.detach()
         if self.cfg.r1_weight > 0:
@@ -164,39 +174,49 @@ class GANStep(Step):
         return LossOutput(loss, stats)
 
     def g_loss(self, batch: Batch) -> LossOutput:
-        # Frozen D: the backward pass still flows through D to G but fills no D gradients.
-        self.modules["D"].requires_grad_(False)
-        fake = self.nets["G"](self.modules["G"].latents(len(batch)))
-        loss = self.g_loss_fn(self.nets["D"](fake).float())
-        return LossOutput(loss, {"diversity": batch_diversity(fake, batch.x)})
+        fake, cond = self._fakes(batch)
+        loss = self.g_loss_fn(self.nets["D"](fake, *cond).float())
+        stats: dict[str, Tensor | float] = {"diversity": batch_diversity(fake, batch[self.real_key])}
+        if self.cfg.ortho_weight > 0:
+            ortho = L.orthogonal_penalty(self.modules["G"])
+            loss = loss + self.cfg.ortho_weight * ortho
+            stats["ortho"] = ortho.detach()
+        return LossOutput(loss, stats)
 
     def _clip_d(self) -> None:
         L.clip_weights(self.modules["D"], self.cfg.clip)
 
-    def _after_g_step(self) -> None:
-        self.modules["D"].requires_grad_(True)
+    def _update_ema(self) -> None:
         if "G_ema" in self.modules:
-            ema_update(self.modules["G_ema"], self.modules["G"], self.cfg.ema_decay)
+            ema_update(self.modules["G_ema"], self.modules["G"], self.cfg.ema_decay, self.ema_updates)
+            self.ema_updates += 1
 
-    @torch.no_grad()
+    def state_dict(self) -> dict:
+        return {"ema_updates": self.ema_updates, "health": self.health.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ema_updates = int(state["ema_updates"])
+        self.health.load_state_dict(state["health"])
+
     def snapshots(self, fixed: Batch, seed: int) -> dict[str, Grid]:
-        """64 samples of the exported generator from latents fixed by ``seed`` (and of raw G when an EMA exists).
+        """64 samples of the exported generator from latents fixed by ``seed`` (and of raw G when an EMA exists),
+        plus a class x seed grid for conditional models.
 
         Toy generators of points (not images) have no grid to show: none is returned.
         """
-        if fixed.x.dim() != 4:
+        if fixed[self.real_key].dim() != 4:
             return {}
-        names = {"samples": self.export_name} | ({"samples_G": "G"} if self.export_name != "G" else {})
+        names = {"samples": self.export.module} | ({"samples_G": "G"} if self.export.module != "G" else {})
         grids = {}
         for key, name in names.items():
-            G = self.modules[name]
-            was_training = G.training
-            G.eval()
-            grids[key] = Grid(G.sample(64, generator=torch.Generator().manual_seed(seed)), 8)
-            G.train(was_training)
+            with eval_mode(self.modules[name]) as G:
+                grids[key] = Grid(G.sample(64, generator=torch.Generator().manual_seed(seed)), 8)
+        if self.label_key is not None:
+            with eval_mode(self.modules[self.export.module]) as G:
+                grids["classes"] = class_grid(G, seed)
         return grids
 
-    def check_health(self, stats: dict[str, float], step: int) -> list[str]:
+    def check_health(self, stats: dict[str, float], iteration: int) -> list[str]:
         return self.health(stats)  # the loop prefixes each warning with the iteration and kimg
 
 
@@ -205,10 +225,10 @@ def _has_batch_norm(module: nn.Module) -> bool:
 
 
 @register_objective("gan", GANObjectiveConfig)
-def build_gan_step(cfg: GANObjectiveConfig, modules: dict[str, nn.Module], data: TensorDataset, train: TrainConfig) -> GANStep:
+def build_gan_step(cfg: GANObjectiveConfig, modules: dict[str, nn.Module], spec: Spec, train: TrainConfig) -> GANStep:
     if (cfg.loss == "wgan_gp" or cfg.r1_weight > 0) and _has_batch_norm(modules["D"]):
         raise ConfigError(
             "gradient penalties (objective.loss=wgan_gp, objective.r1_weight > 0) are per-example and "
             "invalid under batch norm in D; set model.d_norm=none or model.spectral_norm=true"
         )
-    return GANStep(cfg, modules["G"], modules["D"])
+    return GANStep(cfg, modules["G"], modules["D"], sample_field(spec))

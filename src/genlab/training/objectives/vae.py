@@ -1,4 +1,5 @@
-"""The VAE family's step: one phase that maximises the (beta-weighted) ELBO."""
+"""The VAE family's step: one phase that maximises the (beta-weighted) ELBO, conditioned
+on the class label for a CVAE."""
 
 from __future__ import annotations
 
@@ -6,16 +7,18 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from torch import nn
 
 from genlab.config import ObjectiveConfig, TrainConfig
-from genlab.data.base import TensorDataset
+from genlab.data.base import Batch, Spec, sample_field
+from genlab.images import Grid
 from genlab.latent.traverse import traversal_grid
 from genlab.losses.vae import decoder_log_likelihood, elbo, kl_divergence
+from genlab.models.protocols import eval_mode, is_conditional
 from genlab.models.vae import VAE
 from genlab.registry import register_objective
+from genlab.training.objectives.snapshots import class_grid
 from genlab.training.optim import adam
-from genlab.training.step import Batch, Grid, LossOutput, Phase, Step
+from genlab.training.step import Export, LossOutput, Phase, Step
 
 
 @dataclass
@@ -29,22 +32,25 @@ class VAEObjectiveConfig(ObjectiveConfig):
 
 
 class VAEStep(Step):
-    export_name = "vae"
+    export = Export("vae", "vae")
 
-    def __init__(self, cfg: VAEObjectiveConfig, vae: VAE) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: VAEObjectiveConfig, vae: VAE, image_key: str) -> None:
+        self.cfg, self.image_key = cfg, image_key
+        self.label_key = "label" if is_conditional(vae) else None
         self.modules = {"vae": vae}
-        self.optimizers = {
-            "vae": adam(vae.parameters(), cfg.lr, cfg.betas, cfg.weight_decay)
-        }
+        self.optimizers = {"vae": adam(vae.parameters(), cfg.lr, cfg.betas, cfg.weight_decay)}
 
     def phases(self) -> list[Phase]:
-        return [Phase("vae", "vae", self.loss)]
+        return [Phase("vae", "vae", ("vae",), self.loss)]
+
+    def _labels(self, batch: Batch) -> torch.Tensor | None:
+        return batch[self.label_key] if self.label_key else None
 
     def loss(self, batch: Batch) -> LossOutput:
         vae: VAE = self.modules["vae"]
-        out = self.nets["vae"](batch.x)
-        log_px = decoder_log_likelihood(vae.likelihood, out.params.float(), batch.x, vae.log_sigma)
+        x = batch[self.image_key]
+        out = self.nets["vae"](x, self._labels(batch))
+        log_px = decoder_log_likelihood(vae.likelihood, out.params.float(), x, vae.log_sigma)
         kl = kl_divergence(out.mu.float(), out.logvar.float())
         per_example = elbo(log_px, kl, self.cfg.beta)
         return LossOutput(
@@ -52,25 +58,22 @@ class VAEStep(Step):
             stats={"elbo": elbo(log_px, kl).mean().detach(), "recon_nll": -log_px.mean().detach(), "kl": kl.mean().detach()},
         )
 
-    @torch.no_grad()
     def snapshots(self, fixed: Batch, seed: int) -> dict[str, Grid]:
-        vae: VAE = self.modules["vae"]
-        was_training = vae.training
-        vae.eval()
-        generator = torch.Generator().manual_seed(seed)
-        x = fixed.x[:32]
-        pairs = torch.stack([x, vae.reconstruct(x)], dim=1).flatten(0, 1)  # original | reconstruction
-        grids = {
-            "samples": Grid(vae.sample(64, generator=generator), 8),
-            "reconstructions": Grid(pairs, 8),
-            "traversal": traversal_grid(vae, x[:1], steps=9),
-        }
-        vae.train(was_training)
+        with eval_mode(self.modules["vae"]) as vae:
+            generator = torch.Generator().manual_seed(seed)
+            x, labels = fixed[self.image_key][:32], None if self.label_key is None else fixed[self.label_key][:32]
+            pairs = torch.stack([x, vae.reconstruct(x, labels)], dim=1).flatten(0, 1)  # original | reconstruction
+            grids = {
+                "samples": Grid(vae.sample(64, generator=generator), 8),
+                "reconstructions": Grid(pairs, 8),
+            }
+            if self.label_key is None:
+                grids["traversal"] = traversal_grid(vae, x[:1], steps=9)
+            else:
+                grids["classes"] = class_grid(vae, seed)
         return grids
 
 
 @register_objective("vae", VAEObjectiveConfig)
-def build_vae_step(
-    cfg: VAEObjectiveConfig, modules: dict[str, nn.Module], data: TensorDataset, train: TrainConfig
-) -> VAEStep:
-    return VAEStep(cfg, modules["vae"])
+def build_vae_step(cfg: VAEObjectiveConfig, modules: dict, spec: Spec, train: TrainConfig) -> VAEStep:
+    return VAEStep(cfg, modules["vae"], sample_field(spec))

@@ -1,0 +1,1 @@
+"""Experiments that measure a paper's claims end to end (train, then check against theory)."""

@@ -1,0 +1,131 @@
+"""The digit classifier's feature space, ``genlab-mnist``: the domain features for MNIST.
+
+Inception features of 28-pixel digits upsampled to 299 pixels are a poor fit, so genlab
+trains its own digit classifier (``genlab train-classifier``). Importing this module
+registers it with torch-fidelity under ``genlab-mnist``, so that
+``torch_fidelity.calculate_metrics(feature_extractor="genlab-mnist",
+feature_extractor_weights_path=RUN, ...)`` works too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_fidelity import FeatureExtractorBase, register_feature_extractor
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+from genlab.errors import DataError
+from genlab.images import to_model
+from genlab.metrics.features import Extractor, cache_dir, extract_features, file_sha256
+
+MNIST = "genlab-mnist"
+
+
+def classifier_dir() -> Path:
+    """Where ``genlab train-classifier`` puts its runs and where the metrics look for one."""
+    return cache_dir() / "classifiers"
+
+
+def find_classifier_run(run: str | Path | None = None) -> Path:
+    """The classifier run folder: ``run``, else the newest trained one in :func:`classifier_dir`."""
+    from genlab.training.checkpoint import list_checkpoints
+
+    if run is not None:
+        return Path(run)
+    candidates = sorted(p for p in classifier_dir().glob("*") if list_checkpoints(p / "checkpoints"))
+    if not candidates:
+        raise DataError(
+            f"no trained MNIST classifier in {classifier_dir()}: the 'mnist' feature space needs one. "
+            f"Train it with `genlab train-classifier` (a few minutes on 2 CPU cores) or pass --classifier RUN."
+        )
+    return candidates[-1]
+
+
+class FeatureExtractorMNIST(FeatureExtractorBase):
+    """genlab's digit classifier as a torch-fidelity feature extractor.
+
+    Features: ``"features"`` (penultimate layer, for FID/KID/PR) and ``"logits"`` (for
+    IS and class predictions). ``feature_extractor_weights_path`` is the classifier's run
+    folder; None takes the newest one from :func:`classifier_dir`.
+    """
+
+    def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None, **kwargs) -> None:
+        super().__init__(name, features_list)
+        from genlab.api import load
+
+        self.run_dir = find_classifier_run(feature_extractor_weights_path)
+        self.classifier = load(self.run_dir)
+        self.requires_grad_(False)
+        self.eval()
+
+    @staticmethod
+    def get_provided_features_list() -> tuple[str, ...]:
+        return "features", "logits"
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric: str) -> str:
+        return {"isc": "logits", "fid": "features", "kid": "features", "prc": "features"}[metric]
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> Tensor:
+        return torch.zeros(1, 3, 28, 28, dtype=torch.uint8)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        """x: uint8 ``[N, 1 or 3, H, W]``; RGB is averaged to grey (exact for replicated grey)."""
+        if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"expected uint8 [N, 1 or 3, H, W], got {x.dtype} {tuple(x.shape)}")
+        x = x.float().mean(1, keepdim=True) if x.shape[1] == 3 else x.float()
+        size = tuple(self.classifier.image_shape[1:])
+        if tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x, size=size, mode="bilinear", antialias=x.shape[-1] > size[-1])
+        x = to_model(x.round().clamp(0, 255).to(torch.uint8).to(next(self.classifier.parameters()).device))
+        feats = self.classifier.features(x)
+        out = {"features": feats, "logits": self.classifier.head(feats)}
+        return tuple(out[name].float() for name in self.features_list)
+
+    def resize_mode(self, image_shape: tuple[int, ...]) -> str:
+        """How images of ``image_shape`` (C, H, W) reach the classifier."""
+        size = tuple(self.classifier.image_shape[1:])
+        if tuple(image_shape[-2:]) == size:
+            return f"none (native {size[0]}x{size[1]})"
+        return f"{image_shape[-2]}x{image_shape[-1]} -> {size[0]}x{size[1]}, bilinear (antialiased when shrinking)"
+
+
+if MNIST not in FEATURE_EXTRACTORS_REGISTRY:  # re-import (e.g. importlib.reload) must not fail
+    register_feature_extractor(MNIST, FeatureExtractorMNIST)
+
+
+def mnist_extractor(run: str | Path | None = None) -> Extractor:
+    """The digit classifier of ``run`` (default: the newest in :func:`classifier_dir`)."""
+    from genlab.training.checkpoint import MODULES_FILE, latest_checkpoint
+
+    module = FeatureExtractorMNIST(MNIST, ["features", "logits"], feature_extractor_weights_path=run)
+    weights = latest_checkpoint(module.run_dir) / MODULES_FILE
+    layers = {"fid": "features", "kid": "features", "pr": "features", "is": "logits"}
+    provenance = {"classifier_run": str(module.run_dir), "classifier_test_accuracy": recorded_accuracy(module.run_dir)}
+    return Extractor(MNIST, module, weights, file_sha256(weights), layers, module.resize_mode, provenance)
+
+
+def recorded_accuracy(run_dir: Path) -> float | None:
+    """The test accuracy ``genlab train-classifier`` recorded for this run, if any."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    found = [r["accuracy"] for r in records if "accuracy" in r]
+    return found[-1] if found else None
+
+
+@torch.no_grad()
+def classifier_accuracy(extractor: Extractor, images: Tensor, labels: Tensor, batch_size: int = 500) -> float:
+    """Top-1 accuracy of the digit classifier on uint8 ``images`` with int ``labels: [N]``."""
+    logits = extract_features(extractor, images, batch_size)["logits"]
+    return float((logits.argmax(1) == labels).double().mean())

@@ -1,0 +1,95 @@
+"""Metric name -> the function that computes it and what it needs: ``@register_metric``.
+
+A metric is a function of an :class:`~genlab.metrics.evaluate.EvalContext` returning its
+results under constant keys. Its ``needs`` name what the run must offer (see ``NEEDS``), so
+that an evaluation refuses a metric that cannot apply before it computes anything.
+
+Every module of :mod:`genlab.metrics` is imported on the first lookup, so a new metric is a
+new module there holding one decorated function; nothing else needs editing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from genlab.errors import ConfigError
+from genlab.models.protocols import Encoder, LatentSampler, is_conditional
+
+if TYPE_CHECKING:
+    from genlab.metrics.evaluate import EvalContext
+
+MetricFn = Callable[["EvalContext"], dict]
+
+
+@dataclass(frozen=True)
+class Need:
+    """Something a metric requires: how to say it, and whether a run has it."""
+
+    description: str  # completes "metric 'nll' needs ..."
+    # Model capabilities are tested; for networks, building them is the test (a missing
+    # file raises its own DataError saying what to do).
+    met: Callable[["EvalContext"], bool]
+
+
+# Checked in this order: the model's capabilities first, as they cost nothing.
+NEEDS: dict[str, Need] = {
+    "samples": Need("a model that generates samples (a VAE or GAN)", lambda ctx: isinstance(ctx.model, LatentSampler)),
+    "encoder": Need("a model with an encoder, such as a VAE (a GAN has none; for its likelihood use parzen)",
+                    lambda ctx: isinstance(ctx.model, Encoder)),
+    "labels": Need("a class-conditional model", lambda ctx: is_conditional(ctx.model)),
+    "classifier": Need("the digit classifier", lambda ctx: ctx.classifier is not None),
+    "features": Need("the chosen feature space's network", lambda ctx: ctx.extractor is not None),
+}
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    compute: MetricFn
+    needs: tuple[str, ...]
+
+
+_METRICS: dict[str, Metric] = {}  # in registration order, which is the order listed to people
+
+
+def register_metric(name: str, needs: tuple[str, ...] = ()) -> Callable[[MetricFn], MetricFn]:
+    """Register ``compute(ctx) -> dict`` as metric ``name``, requiring ``needs`` (keys of NEEDS)."""
+    unknown = [n for n in needs if n not in NEEDS]
+    if unknown:
+        raise ValueError(f"metric {name!r}: unknown needs {unknown}; choose from {', '.join(NEEDS)}")
+
+    def decorator(compute: MetricFn) -> MetricFn:
+        if name in _METRICS:
+            raise ValueError(f"metric {name!r} is registered twice")
+        _METRICS[name] = Metric(name, compute, tuple(needs))
+        return compute
+
+    return decorator
+
+
+def get_metric(name: str) -> Metric:
+    """The metric ``name``; ConfigError naming the closest one when there is none."""
+    names = metric_names()
+    if name not in _METRICS:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown metric {name!r}{hint}; choose from {', '.join(names)}")
+    return _METRICS[name]
+
+
+def metric_names() -> list[str]:
+    _load_metric_modules()
+    return list(_METRICS)
+
+
+@functools.cache
+def _load_metric_modules() -> None:
+    import genlab.metrics
+
+    for module in pkgutil.iter_modules(genlab.metrics.__path__):
+        importlib.import_module(f"genlab.metrics.{module.name}")

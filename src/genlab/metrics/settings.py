@@ -1,0 +1,58 @@
+"""What one evaluation computes, checked when it is built, and the defaults for a run.
+
+Defaults: a model with an encoder (a VAE) is scored by its test-set likelihood, any other
+by sample quality; feature metrics use the digit classifier's feature space for digit data
+and Inception-v3 otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from torch import nn
+
+from genlab.errors import ConfigError
+from genlab.metrics.registry import get_metric
+from genlab.models.protocols import Encoder
+
+FeatureSpace = Literal["inception", "mnist"]
+FEATURE_SPACES: tuple[str, ...] = get_args(FeatureSpace)
+DIGIT_DATASETS = ("mnist",)  # where the digit classifier's feature space is the default
+ENCODER_METRICS = ("nll",)
+SAMPLE_METRICS = ("fid", "kid", "is", "pr")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What an evaluation computes and how; an unknown metric or a bad value is a ConfigError here."""
+
+    metrics: tuple[str, ...]
+    n: int = 10_000  # generated samples (and at most this many test images for nll)
+    features: FeatureSpace = "mnist"
+    reference_split: Literal["train", "test"] = "train"
+    seed: int = 0
+    batch_size: int = 250  # feature extraction
+    device: str = "cpu"
+    inception_weights: str | None = None
+    classifier: str | None = None  # classifier run folder; None: the newest in the cache
+    iw_k: int = 1000  # importance samples for nll
+
+    def __post_init__(self) -> None:
+        for name in self.metrics:
+            get_metric(name)  # ConfigError for an unknown name
+        if self.n < 2:
+            raise ConfigError(f"--n must be at least 2, got {self.n}")
+        if self.features not in FEATURE_SPACES or self.reference_split not in ("train", "test"):
+            raise ConfigError(f"features must be inception or mnist and the reference split train or test, "
+                              f"got {self.features!r} and {self.reference_split!r}")
+
+
+def default_metrics(model: nn.Module) -> tuple[str, ...]:
+    """nll for a model with an encoder, else the sample-quality metrics fid, kid, is, pr."""
+    return ENCODER_METRICS if isinstance(model, Encoder) else SAMPLE_METRICS
+
+
+def default_features(dataset: str) -> FeatureSpace:
+    """The feature space for a run on ``dataset`` (a data config's name)."""
+    return "mnist" if dataset in DIGIT_DATASETS else "inception"

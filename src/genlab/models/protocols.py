@@ -1,0 +1,117 @@
+"""Capabilities a model may have, as protocols that evaluation, the CLI and the latent
+tools are written against (never ``isinstance(model, VAE)``).
+
+After torch-fidelity's ``GenerativeModelBase`` (``z_size``, ``z_type``, ``num_classes``):
+
+- :class:`LatentSampler`: maps latents to samples (VAE decoders, GAN generators);
+- :class:`Encoder`: maps samples back to a posterior over latents (VAEs);
+- :class:`Conditional`: a sampler conditioned on a class label;
+- :class:`DataInitialised`: a module that sets some weights from the training data
+  (the 2014 GAN's output bias), called once before a new run trains.
+
+``labels`` are int64 ``[N]`` class indices; images are ``[N, C, H, W]`` in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from genlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from genlab.data.base import TensorDataset
+
+
+@runtime_checkable
+class LatentSampler(Protocol):
+    latent_dim: int
+
+    def latents(self, n: int, generator: torch.Generator | None = None, truncation: float | None = None) -> Tensor:
+        """``[n, latent_dim]`` draws from the prior on the model's device."""
+        ...
+
+    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Latents ``[N, latent_dim]`` -> samples."""
+        ...
+
+    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None,
+               truncation: float | None = None) -> Tensor:
+        """``n`` samples; a conditional model draws uniform labels from ``generator`` when none are given."""
+        ...
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    def encode(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Samples -> (mean, log-variance) of q(z | x), each ``[N, latent_dim]``."""
+        ...
+
+
+@runtime_checkable
+class Conditional(Protocol):
+    num_classes: int
+
+
+@runtime_checkable
+class DataInitialised(Protocol):
+    def init_from_data(self, data: "TensorDataset") -> None: ...
+
+
+def is_conditional(model: nn.Module) -> bool:
+    """Whether ``model`` is a sampler that takes class labels."""
+    return isinstance(model, LatentSampler) and isinstance(model, Conditional) and model.num_classes > 0
+
+
+def check_labels(model: nn.Module, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
+    """Labels for ``n`` samples of ``model``: validated, drawn uniformly if missing, on its device.
+
+    Unconditional models take none: passing labels to one is a mistake worth a clear error.
+    """
+    if not is_conditional(model):
+        if labels is not None:
+            raise ConfigError(f"{type(model).__name__} is not class-conditional; sample it without a class")
+        return None
+    k = model.num_classes
+    if labels is None:
+        labels = torch.randint(k, (n,), generator=generator)
+    labels = torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
+    if labels.numel() != n:
+        raise ConfigError(f"got {labels.numel()} labels for {n} samples")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= k):
+        raise ConfigError(f"class labels must be in 0..{k - 1}, got {labels.min().item()}..{labels.max().item()}")
+    return labels.to(next(model.parameters()).device)
+
+
+def normal_latents(n: int, dim: int, generator: torch.Generator | None, device: torch.device,
+                   truncation: float | None = None) -> Tensor:
+    """Standard normal ``[n, dim]``; with ``truncation`` t, values beyond +-t are redrawn (BigGAN's trick).
+
+    With a (CPU) ``generator`` they are drawn on the CPU and moved, so a seed gives the same
+    latents on every device; without one, from the global RNG on ``device``.
+    """
+    if truncation is not None and truncation <= 0:
+        raise ConfigError(f"truncation must be positive (smaller is closer to the mode), got {truncation}")
+    draw_on = torch.device("cpu") if generator is not None else device
+    z = torch.randn(n, dim, generator=generator, device=draw_on)
+    if truncation is not None:
+        outside = z.abs() > truncation
+        while outside.any():  # each pass redraws a fraction of the rest: a few passes even for t = 0.5
+            z[outside] = torch.randn(int(outside.sum()), generator=generator, device=draw_on)
+            outside = z.abs() > truncation
+    return z.to(device)
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode and without gradients for the block; its mode is restored after."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        module.train(was_training)
