@@ -447,3 +447,69 @@ def test_classifier_cosine_schedule_resumes_exactly(tmp_path, mnist_root):
     groups = ckpt.load_training_state(a)["optimizers"]["classifier"]["param_groups"]
     # The 8th and last step ran at the rate for 448 of 512 images: the cosine's last value before 0.
     assert groups[0]["lr"] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 448 / 512)))
+
+
+# ----------------------------------------------------------------------------- conditional metrics
+
+
+class _ReplaySampler(torch.nn.Module):
+    """A conditional 'model' that returns real test digits of the class asked for (or, with
+    ``shuffle``, of a random class): the best and a chance-level conditional sampler."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, shuffle: bool) -> None:
+        super().__init__()
+        self.register_buffer("images", images.float() / 127.5 - 1)
+        self.labels, self.shuffle = labels, shuffle
+        self.latent_dim, self.num_classes = 1, 10
+
+    def latents(self, n, generator=None, truncation=None):
+        return torch.rand(n, 1, generator=generator)
+
+    def decode(self, z, labels=None):
+        wanted = torch.randint(10, labels.shape) if self.shuffle else labels
+        pools = [torch.nonzero(self.labels == k)[:, 0] for k in range(10)]
+        index = torch.stack([pools[k][int(u * (len(pools[k]) - 1))] for k, u in zip(wanted.tolist(), z[:, 0].tolist())])
+        return self.images[index]
+
+    def sample(self, n, generator=None, labels=None, truncation=None):
+        return self.decode(self.latents(n, generator), labels)
+
+
+def test_conditional_metrics_separate_a_faithful_sampler_from_a_label_blind_one(tiny_runs, tmp_path, monkeypatch, mnist_root):
+    from genlab.config import config_from_dict
+    from genlab.data import load_dataset
+    from genlab.metrics.evaluate import evaluate
+    from genlab.metrics.settings import EvalSettings
+
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    classifier_run, _ = tiny_runs
+    config = config_from_dict({"name": "replay", "data": {"name": "mnist", "root": str(mnist_root), "limit": 512},
+                               "model": {"name": "vae_mlp"}, "objective": {"name": "vae"}})
+    test = load_dataset(config.data, "test")
+    settings = EvalSettings(metrics=("cond_acc", "intra_fid", "cas", "truncation"), n=200, classifier=str(classifier_run),
+                            reference_split="test")
+    results = {}
+    for shuffle in (False, True):
+        model = _ReplaySampler(test["image"], test["label"], shuffle)
+        results[shuffle], _ = evaluate(model, config, settings, tmp_path / f"eval-{shuffle}")
+    faithful, blind = results[False], results[True]
+    assert faithful["conditional_accuracy"] > blind["conditional_accuracy"] + 0.2
+    assert faithful["intra_fid"] < blind["intra_fid"]
+    assert faithful["cas"] > blind["cas"] + 0.2  # a classifier learns digits only from correctly labelled samples
+    assert len(faithful["conditional_accuracy_per_class"]) == len(faithful["intra_fid_per_class"]) == 10
+    assert [row["truncation"] for row in faithful["truncation_curve"]] == [None, 2.0, 1.5, 1.0, 0.5]
+    assert (tmp_path / "eval-False" / "truncation.png").is_file()
+
+
+def test_conditional_metrics_refuse_an_unconditional_model(tiny_runs, tmp_path):
+    from genlab.api import load
+    from genlab.errors import ConfigError
+    from genlab.metrics.evaluate import evaluate
+    from genlab.metrics.settings import EvalSettings
+    from genlab.training.run import read_run
+
+    _, vae_run = tiny_runs
+    _, config, _ = read_run(vae_run)
+    with pytest.raises(ConfigError, match="needs a class-conditional model"):
+        evaluate(load(vae_run), config, EvalSettings(metrics=("cond_acc",), n=10), tmp_path / "never")
+    assert not (tmp_path / "never").exists()

@@ -30,10 +30,10 @@ CASES = {
     "wgan_gp": (SPRITES, {"name": "dcgan", "latent_dim": 8, "g_channels": 8, "d_channels": 8, "d_norm": "none"},
                 {"name": "gan", "loss": "wgan_gp", "n_critic": 4}),
     "classifier": ("mnist", {"name": "mnist_classifier", "channels": 4, "feature_dim": 16}, {"name": "classifier"}),
-    "cgan": ("mnist", {"name": "gan_mlp", "conditional": True, "g_hidden": 64, "d_units": 16},
+    "cgan": ("mnist", {"name": "gan_mlp", "conditional": True, "g_hidden": 64, "g_label_hidden": 16, "d_units": 16},
              {"name": "gan", "ema_decay": 0.9}),
-    "projection": ("mnist", {"name": "sngan_projection", "latent_dim": 16, "g_channels": 8, "d_channels": 8,
-                             "attention_resolution": 14},
+    "projection": ("mnist", {"name": "sngan_projection", "latent_dim": 15, "g_channels": 8, "d_channels": 8,
+                             "attention_resolution": 14, "shared_embedding": True, "hierarchical_latent": True},
                    {"name": "gan", "loss": "hinge", "n_critic": 2, "ortho_weight": 1e-4}),
 }
 

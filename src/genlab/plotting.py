@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 Color = tuple[int, int, int]
 BLACK: Color = (0, 0, 0)
 GREY: Color = (150, 150, 150)
+GREEN, BLUE, RED = (20, 140, 60), (30, 80, 200), (200, 40, 40)
 
 
 def font(size: int = 14) -> ImageFont.ImageFont:
@@ -120,9 +121,29 @@ class Panel:
             self.draw.text((x0 + 34, y), label, fill=BLACK, font=self.font, anchor="lm")
 
 
+def draw_curves(x_labels: Sequence[str], series: dict[str, Sequence[float]], xlabel: str, path: str | Path) -> Path:
+    """One small panel per series, each value over the same categorical x axis (e.g. truncation levels)."""
+    width, height = 60 + 320 * len(series), 300
+    image = Image.new("RGB", (width, height), (255, 255, 255))
+    xs = np.arange(len(x_labels), dtype=float)
+    for i, (name, values) in enumerate(series.items()):
+        lo, hi = float(min(values)), float(max(values))
+        pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
+        panel = Panel(image, (60 + 320 * i, 50, 320 * (i + 1) - 10, height - 60), (-0.5, len(x_labels) - 0.5),
+                      (lo - pad, hi + pad), title=name)
+        panel.line(xs, np.asarray(values, dtype=float), BLUE)
+        panel.points(xs, np.asarray(values, dtype=float), BLUE, radius=3)
+        panel.axes(xlabel=xlabel, xticks=[])
+        for x, label in zip(xs, x_labels):
+            u, _ = panel.to_pixels(np.array([x]), np.array([panel.ylim[0]]))
+            panel.draw.text((u[0], panel.box[3] + 6), label, fill=BLACK, font=panel.font, anchor="mt")
+    path = Path(path)
+    image.save(path)
+    return path
+
+
 # ----------------------------------------------------------------------------- the 1-D GAN theory figure
 
-GREEN, BLUE, RED = (20, 140, 60), (30, 80, 200), (200, 40, 40)
 PANEL_W, PANEL_H, MARGIN_L, MARGIN_T, GAP_X, GAP_Y = 420, 300, 60, 50, 70, 90
 
 

@@ -6,7 +6,7 @@ Importing this package registers every dataset with ``genlab.registry.DATASETS``
 from __future__ import annotations
 
 from genlab.config import DataConfig
-from genlab.data import folder, sprites, stacked, standard, toy  # noqa: F401  (registers datasets)
+from genlab.data import folder, sprites, stacked, standard, tensors, toy  # noqa: F401  (registers datasets)
 from genlab.data.base import Batch, Classes, Factors, Image, Points, Spec, TensorDataset
 from genlab.registry import DATASETS
 

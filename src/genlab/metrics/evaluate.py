@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from genlab.config import Config
-from genlab.data import load_dataset, stacked
+from genlab.data import TensorDataset, load_dataset, stacked
 from genlab.errors import ConfigError
 from genlab.images import to_model, to_uint8
 from genlab.metrics import card as card_mod
@@ -28,16 +28,26 @@ from genlab.metrics.likelihood import evaluate_likelihood
 from genlab.metrics.reference import reference_features
 from genlab.metrics.registry import NEEDS, get_metric, register_metric
 from genlab.metrics.settings import EvalSettings
+from genlab.models.protocols import is_conditional
 
 SAMPLE_BATCH = 500  # images drawn per model call; fixed so that a seed always gives the same samples
 NN_SAMPLES = 1000  # samples (and test images) in the memorisation check
 NN_PNG_ROWS = 16
 
 
-def sample_images(model: nn.Module, n: int, seed: int) -> Tensor:
-    """``n`` samples of ``model`` as uint8 ``[n, C, H, W]``, deterministic in ``seed``."""
+def sample_labels(model: nn.Module, n: int) -> Tensor | None:
+    """Balanced classes ``0, 1, ..., K-1, 0, ...`` for a conditional model's ``n`` samples, else None."""
+    return torch.arange(n) % model.num_classes if is_conditional(model) else None
+
+
+def sample_images(model: nn.Module, n: int, seed: int, truncation: float | None = None) -> Tensor:
+    """``n`` samples of ``model`` as uint8 ``[n, C, H, W]``, deterministic in ``seed``; a conditional
+    model's are of the classes :func:`sample_labels` gives."""
     generator = torch.Generator().manual_seed(seed)
-    chunks = [to_uint8(model.sample(min(SAMPLE_BATCH, n - start), generator=generator)) for start in range(0, n, SAMPLE_BATCH)]
+    labels = sample_labels(model, n)
+    chunks = [to_uint8(model.sample(min(SAMPLE_BATCH, n - start), generator=generator, truncation=truncation,
+                                    labels=None if labels is None else labels[start : start + SAMPLE_BATCH]))
+              for start in range(0, n, SAMPLE_BATCH)]
     images = torch.cat(chunks)
     if images.dim() != 4:
         raise ConfigError(f"the model makes {tuple(images.shape[1:])}-shaped points, not images; image metrics do not apply")
@@ -56,18 +66,35 @@ class EvalContext:
         return sample_images(self.model, self.settings.n, self.settings.seed)
 
     @cached_property
+    def sample_labels(self) -> Tensor | None:
+        """The classes of :attr:`samples` (conditional models), else None."""
+        return sample_labels(self.model, self.settings.n)
+
+    @cached_property
+    def train_data(self) -> TensorDataset:
+        return load_dataset(self.config.data, "train")
+
+    @cached_property
+    def test_data(self) -> TensorDataset:
+        return load_dataset(self.config.data, "test")
+
+    @property
     def train(self) -> Tensor:
         """The training split's images, uint8 ``[N, C, H, W]``."""
-        return load_dataset(self.config.data, "train")["image"]
+        return self.train_data["image"]
 
-    @cached_property
+    @property
     def test(self) -> Tensor:
         """The test split's images, uint8 ``[N, C, H, W]``."""
-        return load_dataset(self.config.data, "test")["image"]
+        return self.test_data["image"]
 
-    @cached_property
+    @property
+    def reference_data(self) -> TensorDataset:
+        return self.train_data if self.settings.reference_split == "train" else self.test_data
+
+    @property
     def reference(self) -> Tensor:
-        return self.train if self.settings.reference_split == "train" else self.test
+        return self.reference_data["image"]
 
     @cached_property
     def extractor(self) -> Extractor:

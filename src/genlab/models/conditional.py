@@ -1,0 +1,267 @@
+"""Class-conditional ResNet GAN: SNGAN with a projection discriminator (Miyato & Koyama,
+"cGANs with Projection Discriminator", ICLR 2018), with SAGAN's self-attention (Zhang et
+al., ICML 2019) and BigGAN's generator options (Brock et al., ICLR 2019) as switches.
+
+``sngan_projection``, for 28, 32 and 64 pixel images of any number of channels:
+
+- G: z -> linear to a 7x7 (28 px) or 4x4 map, SNGAN's residual up-blocks doubling the side
+  up to the image's, then BN-ReLU-conv3-tanh. With ``conditional`` every batch norm inside
+  the blocks is a conditional batch norm (de Vries et al. 2017): BN without affine, then a
+  gain and a bias of the class; the output BN stays plain, as in their code.
+- D: SNGAN's residual down-blocks with spectral norm everywhere, halving the side to 8 or
+  less, then two blocks at that side, ReLU and global sum pooling to h; the projection head
+  is logit = linear(h) + <embed(y), h>, the embedding spectrally normalised too.
+- ``attention_resolution``: a SAGAN self-attention block where G's and D's feature maps have
+  that side (after G's stem or block producing it, after D's first block producing it).
+- ``shared_embedding`` (BigGAN): one class embedding of ``embedding_dim`` for all of G, which
+  each CBN maps linearly to its gain and bias, instead of per-block per-class tables.
+  ``hierarchical_latent`` (BigGAN): z split into equal chunks, the first into the stem and one
+  per block, each block's CBNs conditioned on [its chunk, the shared embedding].
+  BigGAN's truncation trick is ``G.sample(n, truncation=t)`` (:class:`~genlab.models.layers.Generator`).
+- ``conditional=false``: plain BN in G and no projection in D (SNGAN), for unlabelled data.
+
+Differences: one width per net at every resolution, with small defaults for CPU runs (SNGAN
+on CIFAR-10: 256 in G, 128 in D; the ImageNet nets widen towards low resolutions); PyTorch's
+default initialisation (theirs: Xavier uniform; BigGAN's: orthogonal); CBN gains are
+1 + delta(c) with delta and the bias zero at init, so every CBN starts as plain BN (BigGAN's
+linear maps start random); of BigGAN only the options above are taken (no spectral norm in
+G, no BigGAN block layout); self-attention sits at one resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from genlab.config import ModelConfig
+from genlab.data.base import Spec, class_field, image_field
+from genlab.errors import ConfigError
+from genlab.models.layers import DownBlock, Generator, SelfAttention
+from genlab.registry import register_model
+
+# Side of G's first feature map per supported image size; each block doubles it.
+_BASE_SIDE = {28: 7, 32: 4, 64: 4}
+
+
+def num_classes_for(spec: Spec, model: str, conditional: bool) -> int:
+    """The number of classes a model conditions on: the data's, or 0 when unconditional."""
+    if not conditional:
+        return 0
+    classes = class_field(spec)
+    if classes is None:
+        raise ConfigError(f"model.conditional=true needs class labels, but the data has none; set it to "
+                          f"false or train {model} on labelled data (mnist, image_folder with class folders)")
+    return classes.num_classes
+
+
+def generator_sides(size: int) -> list[int]:
+    """Sides of G's feature maps for ``size``-pixel images: the stem's, then each block's output."""
+    base = _BASE_SIDE[size]
+    return [base * 2**k for k in range((size // base).bit_length())]  # 28: [7, 14, 28]
+
+
+def discriminator_sides(size: int) -> list[int]:
+    """Output sides of D's blocks: halving (the first block always) to 8 or less, then two more."""
+    sides = [size // 2]
+    while sides[-1] > 8:
+        sides.append(sides[-1] // 2)
+    return sides + sides[-1:] * 2  # 28: [14, 7, 7, 7], 32: [16, 8, 8, 8]
+
+
+@dataclass
+class SNGANProjectionConfig(ModelConfig):
+    name: str = "sngan_projection"
+    family: ClassVar[str] = "gan"
+    latent_dim: int = 128
+    g_channels: int = 64  # width of G's blocks (SNGAN on CIFAR-10: 256)
+    d_channels: int = 64  # width of D's blocks (SNGAN on CIFAR-10: 128)
+    conditional: bool = True  # CBN in G and the projection in D; false for unlabelled data
+    attention_resolution: int = 0  # feature-map side of a self-attention block in G and D; 0: none
+    shared_embedding: bool = False  # BigGAN: one class embedding shared by every CBN of G
+    embedding_dim: int = 128  # size of the shared embedding
+    hierarchical_latent: bool = False  # BigGAN: a chunk of z into the stem and each block
+    example_variants: ClassVar[tuple[dict, ...]] = (
+        {},
+        {"attention_resolution": 16},
+        {"shared_embedding": True, "hierarchical_latent": True},
+        {"conditional": False},
+    )
+
+    def __post_init__(self) -> None:
+        for key in ("latent_dim", "g_channels", "d_channels", "embedding_dim"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"model.{key} must be positive, got {getattr(self, key)}")
+        if self.attention_resolution < 0:
+            raise ConfigError(f"model.attention_resolution is a feature-map side (0 turns attention off), "
+                              f"got {self.attention_resolution}")
+        if self.attention_resolution and min(self.g_channels, self.d_channels) < 8:
+            raise ConfigError("self-attention uses channels/8 queries and keys: set model.g_channels and "
+                              "model.d_channels to at least 8, or model.attention_resolution=0")
+        if self.shared_embedding and not self.conditional:
+            raise ConfigError("model.shared_embedding is a class embedding; with model.conditional=false "
+                              "there are no classes: set shared_embedding=false")
+        if self.hierarchical_latent and not self.shared_embedding:
+            raise ConfigError("model.hierarchical_latent conditions each block on [its chunk of z, the shared "
+                              "class embedding] (BigGAN): also set model.shared_embedding=true")
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """Batch norm with a conditional affine map: BN(x) * (1 + gain(c)) + bias(c).
+
+    With ``num_classes``, c is labels [N] and gain, bias are per-class tables [K, C]; with
+    ``cond_dim``, c is a vector [N, cond_dim] mapped linearly (BigGAN's shared embedding).
+    Both start at zero (gain 1, bias 0). x: [N, C, H, W] -> [N, C, H, W].
+    """
+
+    def __init__(self, channels: int, num_classes: int = 0, cond_dim: int = 0) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        if num_classes:
+            self.gain, self.bias = nn.Embedding(num_classes, channels), nn.Embedding(num_classes, channels)
+        else:
+            self.gain, self.bias = nn.Linear(cond_dim, channels, bias=False), nn.Linear(cond_dim, channels, bias=False)
+        nn.init.zeros_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        return self.bn(x) * (1 + self.gain(cond))[:, :, None, None] + self.bias(cond)[:, :, None, None]
+
+
+class CondUpBlock(nn.Module):
+    """SNGAN's up-block (:class:`~genlab.models.layers.UpBlock`) with batch norms from ``norm``:
+    conditional ones take ``cond``, plain ones get None. x: [N, C_in, H, W] -> [N, C_out, 2H, 2W].
+    """
+
+    def __init__(self, c_in: int, c_out: int, norm: Callable[[int], nn.Module]) -> None:
+        super().__init__()
+        self.bn1, self.bn2 = norm(c_in), norm(c_out)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, 1, 1)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1)
+        self.shortcut = nn.Conv2d(c_in, c_out, 1)
+
+    @staticmethod
+    def _norm(bn: nn.Module, x: Tensor, cond: Tensor | None) -> Tensor:
+        return bn(x) if cond is None else bn(x, cond)
+
+    def forward(self, x: Tensor, cond: Tensor | None) -> Tensor:
+        h = F.interpolate(F.relu(self._norm(self.bn1, x, cond)), scale_factor=2.0, mode="nearest")
+        h = self.conv2(F.relu(self._norm(self.bn2, self.conv1(h), cond)))
+        return h + self.shortcut(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class ProjectionGenerator(Generator):
+    """z: [N, latent_dim] (and labels [N] when ``num_classes``) -> images [N, C, S, S] in [-1, 1].
+
+    ``embedding_dim`` > 0 shares one class embedding among the CBNs; ``hierarchical`` then
+    feeds z in equal chunks to the stem and each block.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int, channels: int, num_classes: int = 0,
+                 attention_side: int = 0, embedding_dim: int = 0, hierarchical: bool = False) -> None:
+        super().__init__()
+        self.image_shape, self.latent_dim, self.num_classes = tuple(image_shape), latent_dim, num_classes
+        sides = generator_sides(image_shape[-1])
+        self.base, self.hierarchical = sides[0], hierarchical
+        self.chunk = latent_dim // len(sides) if hierarchical else latent_dim  # the part of z the stem reads
+        self.shared = nn.Embedding(num_classes, embedding_dim) if num_classes and embedding_dim else None
+        norm: Callable[[int], nn.Module] = nn.BatchNorm2d
+        if self.shared is not None:
+            norm = partial(ConditionalBatchNorm2d, cond_dim=embedding_dim + (self.chunk if hierarchical else 0))
+        elif num_classes:
+            norm = partial(ConditionalBatchNorm2d, num_classes=num_classes)
+        self.stem = nn.Linear(self.chunk, channels * self.base**2)
+        self.blocks = nn.ModuleList(CondUpBlock(channels, channels, norm) for _ in sides[1:])
+        # Stage 0 is the stem's output, stage k the k-th block's; -1: no attention.
+        self.attention_stage = sides.index(attention_side) if attention_side else -1
+        self.attention = SelfAttention(channels) if attention_side else None
+        self.head = nn.Sequential(
+            nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, image_shape[0], 3, 1, 1), nn.Tanh()
+        )
+
+    def _conditions(self, z: Tensor, labels: Tensor | None) -> tuple[Tensor, list[Tensor | None]]:
+        """The stem's latent [N, chunk] and each block's condition: None (unconditional), the labels
+        [N] (per-class tables) or a vector [N, cond_dim] ([chunk of z,] shared embedding)."""
+        n_blocks = len(self.blocks)
+        if not self.num_classes:
+            return z, [None] * n_blocks
+        if labels is None:
+            raise ConfigError("this generator is class-conditional: call it with labels [N]")
+        if self.shared is None:
+            return z, [labels] * n_blocks
+        embedding = self.shared(labels)
+        if not self.hierarchical:
+            return z, [embedding] * n_blocks
+        stem, *chunks = z.split(self.chunk, dim=1)
+        return stem, [torch.cat([chunk, embedding], dim=1) for chunk in chunks]
+
+    def _attend(self, h: Tensor, stage: int) -> Tensor:
+        return self.attention(h) if stage == self.attention_stage else h
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        stem_z, conds = self._conditions(z, labels)
+        h = self._attend(self.stem(stem_z).view(z.shape[0], -1, self.base, self.base), 0)
+        for stage, (block, cond) in enumerate(zip(self.blocks, conds), start=1):
+            h = self._attend(block(h, cond), stage)
+        return self.head(h)
+
+
+class ProjectionDiscriminator(nn.Module):
+    """x: [N, C, S, S] in [-1, 1] (and labels [N] when ``num_classes``) -> logits [N]."""
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: int, num_classes: int = 0,
+                 attention_side: int = 0) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        sides = discriminator_sides(image_shape[-1])
+        blocks: list[nn.Module] = []
+        c_in, side_in = image_shape[0], image_shape[-1]
+        for i, side in enumerate(sides):
+            blocks.append(DownBlock(c_in, channels, down=side < side_in, first=i == 0))
+            if side == attention_side and i == sides.index(side):
+                blocks.append(SelfAttention(channels, sn=True))
+            c_in, side_in = channels, side
+        self.blocks = nn.Sequential(*blocks)
+        self.linear = spectral_norm(nn.Linear(channels, 1))
+        self.embed = spectral_norm(nn.Embedding(num_classes, channels)) if num_classes else None
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        h = self.blocks(x).relu().sum(dim=(2, 3))  # global sum pooling: [N, channels]
+        logits = self.linear(h).squeeze(1)
+        if self.embed is None:
+            return logits
+        if labels is None:
+            raise ConfigError("this discriminator is class-conditional: call it with labels [N]")
+        return logits + (self.embed(labels) * h).sum(dim=1)  # the projection <embed(y), h>
+
+
+def _check_for_size(cfg: SNGANProjectionConfig, size: int) -> None:
+    """Options that depend on the image size: the attention side and the latent's chunks."""
+    if cfg.attention_resolution:
+        shared = sorted(set(generator_sides(size)) & set(discriminator_sides(size)))
+        if cfg.attention_resolution not in shared:
+            raise ConfigError(f"model.attention_resolution={cfg.attention_resolution}: at {size} px no G and D "
+                              f"feature maps have that side; use one of {shared}, or 0 for no attention")
+    chunks = len(generator_sides(size))
+    if cfg.hierarchical_latent and cfg.latent_dim % chunks:
+        raise ConfigError(f"model.hierarchical_latent splits model.latent_dim={cfg.latent_dim} into {chunks} equal "
+                          f"chunks at {size} px (the stem and {chunks - 1} blocks): set latent_dim to a multiple "
+                          f"of {chunks}, e.g. {cfg.latent_dim - cfg.latent_dim % chunks or chunks}")
+
+
+@register_model("sngan_projection", SNGANProjectionConfig)
+def build_sngan_projection(cfg: SNGANProjectionConfig, spec: Spec) -> dict:
+    shape = image_field(spec, "sngan_projection", sorted(_BASE_SIDE)).shape
+    k = num_classes_for(spec, "sngan_projection", cfg.conditional)
+    _check_for_size(cfg, shape[-1])
+    embedding_dim = cfg.embedding_dim if cfg.shared_embedding else 0
+    return {
+        "G": lambda: ProjectionGenerator(shape, cfg.latent_dim, cfg.g_channels, k, cfg.attention_resolution,
+                                         embedding_dim, cfg.hierarchical_latent),
+        "D": lambda: ProjectionDiscriminator(shape, cfg.d_channels, k, cfg.attention_resolution),
+    }
