@@ -125,6 +125,17 @@ def class_field(spec: Spec, key: str = "label") -> Classes | None:
     return field if isinstance(field, Classes) else None
 
 
+def num_classes_for(spec: Spec, model: str, conditional: bool) -> int:
+    """The number of classes a model conditions on: the data's labels', or 0 when unconditional."""
+    if not conditional:
+        return 0
+    classes = class_field(spec)
+    if classes is None:
+        raise ConfigError(f"model.conditional=true needs class labels, but the data has none; set it to "
+                          f"false or train {model} on labelled data (mnist, image_folder with class folders)")
+    return classes.num_classes
+
+
 def sample_field(spec: Spec) -> str:
     """The field an unconditional generative model learns: the data's one image or points field."""
     found = [name for name, f in spec.items() if isinstance(f, (Image, Points))]

@@ -40,24 +40,13 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from genlab.config import ModelConfig
-from genlab.data.base import Spec, class_field, image_field
+from genlab.data.base import Spec, image_field, num_classes_for
 from genlab.errors import ConfigError
 from genlab.models.layers import DownBlock, Generator, SelfAttention
 from genlab.registry import register_model
 
 # Side of G's first feature map per supported image size; each block doubles it.
 _BASE_SIDE = {28: 7, 32: 4, 64: 4}
-
-
-def num_classes_for(spec: Spec, model: str, conditional: bool) -> int:
-    """The number of classes a model conditions on: the data's, or 0 when unconditional."""
-    if not conditional:
-        return 0
-    classes = class_field(spec)
-    if classes is None:
-        raise ConfigError(f"model.conditional=true needs class labels, but the data has none; set it to "
-                          f"false or train {model} on labelled data (mnist, image_folder with class folders)")
-    return classes.num_classes
 
 
 def generator_sides(size: int) -> list[int]:

@@ -33,9 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.config import ModelConfig
-from genlab.data.base import Classes, Image, Spec, TensorDataset, image_field
+from genlab.data.base import Classes, Image, Spec, TensorDataset, image_field, num_classes_for
 from genlab.errors import ConfigError
-from genlab.models.conditional import num_classes_for
 from genlab.models.layers import Generator, Maxout, Noise, init_uniform
 from genlab.registry import register_model
 

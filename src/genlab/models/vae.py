@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.config import ModelConfig
-from genlab.data.base import Classes, Image, Spec, class_field, image_field
+from genlab.data.base import Classes, Image, Spec, image_field, num_classes_for
 from genlab.errors import ConfigError
 from genlab.models.protocols import check_labels, normal_latents
 from genlab.registry import register_model
@@ -134,19 +134,9 @@ class VAEMLP(VAE):
         self.decoder = nn.Sequential(nn.ReLU(), nn.Linear(hidden, pixels))
 
 
-def _num_classes(spec: Spec, model: str, conditional: bool) -> int:
-    if not conditional:
-        return 0
-    classes = class_field(spec)
-    if classes is None:
-        raise ConfigError(f"model.conditional=true needs class labels, but the data has none; "
-                          f"set it to false or train {model} on labelled data (mnist, image_folder with class folders)")
-    return classes.num_classes
-
-
 @register_model("vae_mlp", VAEMLPConfig)
 def build_vae_mlp(cfg: VAEMLPConfig, spec: Spec) -> dict:
-    shape, k = image_field(spec, "vae_mlp").shape, _num_classes(spec, "vae_mlp", cfg.conditional)
+    shape, k = image_field(spec, "vae_mlp").shape, num_classes_for(spec, "vae_mlp", cfg.conditional)
     return {"vae": lambda: VAEMLP(shape, cfg.hidden, cfg.latent_dim, cfg.likelihood, k)}
 
 
@@ -190,5 +180,5 @@ class ConvVAE(VAE):
 @register_model("conv_vae", ConvVAEConfig)
 def build_conv_vae(cfg: ConvVAEConfig, spec: Spec) -> dict:
     shape = image_field(spec, "conv_vae", sorted(_CONV_STAGES)).shape
-    k = _num_classes(spec, "conv_vae", cfg.conditional)
+    k = num_classes_for(spec, "conv_vae", cfg.conditional)
     return {"vae": lambda: ConvVAE(shape, cfg.latent_dim, cfg.channels, cfg.likelihood, k)}
