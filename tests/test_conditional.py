@@ -20,7 +20,8 @@ SPEC: Spec = {"image": Image(1, 28, 28), "label": Classes(tuple("0123456789"))}
 
 
 def tiny_projection(**overrides) -> dict[str, nn.Module]:
-    cfg = SNGANProjectionConfig(**({"g_channels": 16, "d_channels": 16, "latent_dim": 24, "embedding_dim": 8} | overrides))
+    sizes = {"g_channels": 16, "d_channels": 16, "latent_dim": 24, "embedding_dim": 8}
+    cfg = SNGANProjectionConfig(**(sizes | overrides))
     torch.manual_seed(0)
     return build_modules(cfg, SPEC)
 
@@ -123,7 +124,8 @@ def test_conditional_models_need_labelled_data():
     for cfg in (GANMLPConfig(conditional=True), SNGANProjectionConfig()):
         with pytest.raises(ConfigError, match="conditional=true needs class labels"):
             build_modules(cfg, unlabelled)
-    assert not build_modules(SNGANProjectionConfig(conditional=False, g_channels=8, d_channels=8), unlabelled)["G"].num_classes
+    unconditional = SNGANProjectionConfig(conditional=False, g_channels=8, d_channels=8)
+    assert build_modules(unconditional, unlabelled)["G"].num_classes == 0
 
 
 def labelled_data(n: int = 16) -> TensorDataset:

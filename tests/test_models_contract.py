@@ -18,7 +18,7 @@ import torch
 from genlab.config import TrainConfig
 from genlab.data.base import Classes, Image, Points, TensorDataset, field_shape
 from genlab.models import build_modules, examples
-from genlab.models.protocols import Encoder, LatentSampler, is_conditional
+from genlab.models.protocols import Encoder, LatentSampler, Translator, is_conditional
 from genlab.registry import MODELS, OBJECTIVES
 from genlab.training import checkpoint as ckpt
 from genlab.training.loop import _training_only
@@ -73,6 +73,12 @@ def test_export_builds_alone_and_samples_have_the_data_shape_and_range(name, var
     exported = step.modules[step.export.module]
     alone = build_modules(cfg, spec)[step.export.role]
     alone.load_state_dict(exported.state_dict(), strict=True)  # the export needs no other module
+    if isinstance(alone, Translator):
+        source = torch.rand(4, *alone.source_shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        translated = alone.translate(source, generator=torch.Generator().manual_seed(1))
+        assert translated.shape == (4, *alone.target_shape)
+        assert translated.min() >= -1 and translated.max() <= 1 and alone.training  # translate restores the mode
+        assert torch.equal(translated, alone.translate(source, generator=torch.Generator().manual_seed(1)))
     if not isinstance(alone, LatentSampler):
         return
     alone.eval()

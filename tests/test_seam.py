@@ -35,6 +35,10 @@ CASES = {
     "projection": ("mnist", {"name": "sngan_projection", "latent_dim": 15, "g_channels": 8, "d_channels": 8,
                              "attention_resolution": 14, "shared_embedding": True, "hierarchical_latent": True},
                    {"name": "gan", "loss": "hinge", "n_critic": 2, "ortho_weight": 1e-4}),
+    # Dropout is G's noise (global RNG while training): resume must restore it.
+    "pix2pix": ({"name": "pairs", "kind": "edges", "base": {"name": "color_sprites", "image_size": 32, "n_train": 512,
+                                                            "n_test": 64}},
+                {"name": "pix2pix", "g_channels": 4, "d_channels": 4}, {"name": "pix2pix"}),
 }
 
 

@@ -30,11 +30,11 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: st
     """The exported model of a run (a VAE, a GAN's EMA generator, a classifier) in eval mode.
 
     Builds only that model from the checkpoint's ``model.yaml`` and ``model.safetensors``
-    (no discriminator, no optimiser), from the latest checkpoint unless ``checkpoint`` names
-    one. Samplers have ``sample(n, generator=..., labels=...)``; VAEs also ``encode`` and
+    (no discriminator, no optimiser), from the newest checkpoint that passes its checksums
+    (an older one is used with a warning on stderr) unless ``checkpoint`` names one. Samplers have ``sample(n, generator=..., labels=...)``; VAEs also ``encode`` and
     ``decode`` (see ``genlab.models.protocols``).
     """
-    path = Path(checkpoint) if checkpoint else ckpt.latest_checkpoint(Path(run_dir))
+    path = ckpt.checkpoint_to_read(run_dir, checkpoint)
     info, weights = ckpt.read_export(path)
     cfg = model_config_from_dict(info["model"], source=str(path / ckpt.EXPORT_INFO))
     model = build_model(cfg, spec_from_json(info["data"]["spec"]))[info["role"]]()
@@ -46,8 +46,8 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: st
 
 
 def load_step(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str | Path | None = None):
-    """The whole Step of a run (every module, e.g. G, D and G_ema) with trained weights."""
+    """The whole Step of a run (every module, e.g. G, D and G_ema) with trained weights, chosen as ``load`` does."""
     run_dir, config, spec = read_run(run_dir)
     step = build_step(config, spec, torch.device(device))
-    ckpt.load_modules(Path(checkpoint) if checkpoint else ckpt.latest_checkpoint(run_dir), step.modules)
+    ckpt.load_modules(ckpt.checkpoint_to_read(run_dir, checkpoint), step.modules)
     return step

@@ -11,12 +11,19 @@ A run config has four registered sections and one fixed one::
 Loading is strict: an unknown key fails with the nearest valid key, a wrong type
 names the key and the type it expects. Overrides use dotted keys
 (``train.batch_size=128``) parsed as YAML scalars.
+
+Every numeric key declares what it allows in one place, its class's ``bounds``
+(``{"lr": POSITIVE, "batch_size": at_least(1)}``); choices of strings are ``Literal``
+types. Both are checked when a config is loaded (``--dry-run`` included) and when a
+config class is built in Python; ``__post_init__`` keeps only checks across keys.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,8 +36,111 @@ from genlab.errors import ConfigError
 from genlab.registry import DATASETS, MODELS, OBJECTIVES, Registry, UnknownNameError
 
 
+# ----------------------------------------------------------------------------- allowed values
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric key allows: an interval (either end open or absent) or a set of choices.
+
+    Intervals hold finite numbers only (no NaN, no Inf). A tuple value (e.g. Adam's betas)
+    must have every item in range.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # (low, ...] instead of [low, ...]
+    high_open: bool = False
+    choices: tuple[Any, ...] = ()
+    note: str = ""  # what a special value means, e.g. "0 disables"
+
+    def allows(self, value: Any) -> bool:
+        if isinstance(value, (tuple, list)):
+            return all(self.allows(v) for v in value)
+        if self.choices:
+            return value in self.choices
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.choices:
+            text = "one of " + ", ".join(map(str, self.choices))
+        elif self.low is not None and self.high is not None:
+            text = f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+        elif self.low is not None:
+            text = f"{'>' if self.low_open else '>='} {self.low}"
+        elif self.high is not None:
+            text = f"{'<' if self.high_open else '<='} {self.high}"
+        else:
+            text = "a finite number"
+        return f"{text} ({self.note})" if self.note else text
+
+
+def at_least(low: float, note: str = "") -> Range:
+    return Range(low, note=note)
+
+
+def one_of(*choices: Any, note: str = "") -> Range:
+    return Range(choices=choices, note=note)
+
+
+POSITIVE = Range(0, low_open=True)
+NON_NEGATIVE = Range(0)
+PROBABILITY = Range(0, 1, high_open=True)  # a drop probability, a decay or momentum: 1 would never move
+FRACTION = Range(0, 1)
+ANY_NUMBER = Range()  # declared explicitly, so that no numeric key is unbounded by oversight
+SEED = Range(0, 2**32 - 1)  # what numpy's and torch's generators accept
+
+
+def bounds_of(cls: type) -> dict[str, Range]:
+    """Every key's Range for config class ``cls``, a subclass's entries over its bases'."""
+    merged: dict[str, Range] = {}
+    for klass in reversed(cls.__mro__):
+        merged.update(vars(klass).get("bounds", {}))
+    return merged
+
+
+def check_bounds(cls: type, values: dict[str, Any], where: str) -> None:
+    """ConfigError naming the first key of ``values`` outside its Range, e.g. ``model.latent_dim``."""
+    for key, allowed in bounds_of(cls).items():
+        if key in values and not allowed.allows(values[key]):
+            each = " each" if isinstance(values[key], (tuple, list)) else ""
+            raise ConfigError(f"{where}{key} must{each} be {allowed}, got {values[key]!r}")
+
+
+class Bounded:
+    """Base of config classes whose ``bounds`` are checked whenever one is built.
+
+    ``_build`` checks loaded values with their full key (``objective.lr``); this checks
+    configs built in Python too, before the class's own ``__post_init__`` (cross-key checks) runs.
+    """
+
+    bounds: ClassVar[dict[str, Range]] = {}
+
+    def __post_init__(self) -> None:
+        check_bounds(type(self), vars(self), f"{type(self).__name__}: ")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__post_init__")
+        if own is None:
+            return
+
+        def __post_init__(self) -> None:
+            Bounded.__post_init__(self)
+            own(self)
+
+        cls.__post_init__ = __post_init__
+
+
+# ----------------------------------------------------------------------------- sections
+
+
 @dataclass
-class DataConfig:
+class DataConfig(Bounded):
     """Base of every dataset's config; subclasses add their own keys."""
 
     name: str
@@ -38,7 +148,7 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Bounded):
     """Base of every model's config. ``family`` says which objectives can train it.
 
     A config may set ``example_spec`` (a small data spec the model supports) and
@@ -52,7 +162,7 @@ class ModelConfig:
 
 
 @dataclass
-class ObjectiveConfig:
+class ObjectiveConfig(Bounded):
     """Base of every objective's config (losses, optimisers, step schedule)."""
 
     name: str
@@ -61,7 +171,7 @@ class ObjectiveConfig:
 
 
 @dataclass
-class ScheduleConfig:
+class ScheduleConfig(Bounded):
     """A learning-rate schedule, as a factor of each optimiser's base rate over the run.
 
     ``constant``; ``linear``: constant until ``decay_start_kimg``, then linear to
@@ -74,16 +184,12 @@ class ScheduleConfig:
     warmup_kimg: float = 0.0
     decay_start_kimg: float = 0.0  # linear only
     final_fraction: float = 0.0  # of the base rate, at the end of linear and cosine decays
-
-    def __post_init__(self) -> None:
-        if self.warmup_kimg < 0 or self.decay_start_kimg < 0:
-            raise ConfigError("lr_schedule warmup_kimg and decay_start_kimg must be >= 0")
-        if not 0.0 <= self.final_fraction <= 1.0:
-            raise ConfigError(f"lr_schedule final_fraction must be in [0, 1], got {self.final_fraction}")
+    bounds: ClassVar[dict[str, Range]] = {"warmup_kimg": NON_NEGATIVE, "decay_start_kimg": NON_NEGATIVE,
+                                          "final_fraction": FRACTION}
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Bounded):
     """What the one training loop needs, whatever the model family."""
 
     kimg: float = 100.0  # training length in thousands of real images seen
@@ -102,6 +208,16 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     lr_schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # for every optimiser
     lr_schedules: dict[str, ScheduleConfig] = field(default_factory=dict)  # per optimiser name, e.g. {D: ..., G: ...}
+    bounds: ClassVar[dict[str, Range]] = {
+        "kimg": POSITIVE, "batch_size": at_least(1), "seed": SEED, "grad_clip": at_least(0, "0 disables"),
+        "log_every_kimg": at_least(0, "0 disables"), "snapshot_every_kimg": at_least(0, "0 disables"),
+        "checkpoint_every_kimg": at_least(0, "0: only when stopping"), "keep_checkpoints": at_least(1),
+        "threads": at_least(0, "0 keeps torch's default"),
+    }
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}")
 
 
 @dataclass
@@ -164,9 +280,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def override_config(config: Config, overrides: list[str]) -> Config:
-    """``config`` with dotted ``key=value`` overrides applied and everything validated again."""
-    if not overrides:
-        return config
+    """``config`` with dotted ``key=value`` overrides applied and everything validated again.
+
+    With no overrides this still validates a Config built in Python (keys, types, ranges).
+    """
     return config_from_dict(apply_overrides(config_to_dict(config), overrides), source="overrides")
 
 
@@ -215,6 +332,7 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
             values[name] = _coerce(hints[name], raw[name], f"{prefix}{name}", source)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{source}: missing required key {prefix}{name}")
+    check_bounds(cls, values, f"{source}: {prefix}")
     try:
         return cls(**values)
     except (TypeError, ValueError) as err:

@@ -10,6 +10,19 @@ from pathlib import Path
 from genlab.config import Config, load_config
 
 
+def device_name(text: str) -> str:
+    """argparse type of ``--device``: a torch device this machine has (cpu, cuda, cuda:1, mps)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has no CUDA GPU; use cpu")
+    return text
+
+
 def add_data_root(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", metavar="DIR", help="where data sets live (default: $GENLAB_DATA or ~/.cache/genlab/data)")
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 import torch
 
 from genlab.api import load
+from genlab.cli.common import device_name
 from genlab.errors import ConfigError
 from genlab.images import save_grid
 from genlab.models.protocols import LatentSampler, is_conditional
@@ -26,13 +28,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("--class", dest="label", type=int, metavar="K", help="class of every sample (conditional models)")
     p.add_argument("--truncation", type=float, metavar="T", help="redraw latent values beyond +-T")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=device_name)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise ConfigError(f"-n is the number of samples, at least 1; got {args.n}")
+    if Path(args.output).suffix.lower() != ".png":
+        raise ConfigError(f"-o is the PNG to write, e.g. samples.png; got {args.output!r}")
     model = load(args.run, device=args.device)
     if not isinstance(model, LatentSampler):
         raise ConfigError(f"{args.run} exports a {type(model).__name__}, which does not generate samples")

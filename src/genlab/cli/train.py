@@ -11,6 +11,7 @@ from genlab.cli.common import add_data_root, load_cli_config, with_data_root
 from genlab.config import config_to_dict, override_config
 from genlab.distributed import print0
 from genlab.errors import ConfigError
+from genlab.models import build_model
 from genlab.training.run import read_run
 
 
@@ -19,7 +20,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("config", nargs="?", help="YAML config, e.g. configs/quickstart.yaml")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.kimg=50")
     p.add_argument("--resume", metavar="RUN", help="continue this run folder exactly from its latest checkpoint")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--dry-run", action="store_true", help="check every key and value range, print the resolved config "
+                   "and exit (with --resume, also build the model for the run's data; a new run's data is loaded, "
+                   "and checked against the model, only by training, before its run folder is made)")
     p.add_argument("--stop-after-kimg", type=float, metavar="KIMG", help="stop (with a checkpoint) after this many kimg")
     add_data_root(p)
     p.set_defaults(func=run)
@@ -29,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
     if args.config:
         config = load_cli_config(args.config, args)
     elif args.resume:
-        config = with_data_root(override_config(read_run(args.resume)[1], list(args.set or [])), args)
+        _, saved, spec = read_run(args.resume)
+        config = with_data_root(override_config(saved, list(args.set or [])), args)
+        build_model(config.model, spec)  # factories only: a ConfigError when the model cannot take the run's data
     else:
         raise ConfigError("give a config file (genlab train configs/quickstart.yaml) or --resume RUN")
     if args.dry_run:

@@ -8,8 +8,9 @@ the spec alone (never from the data), and run folders store it in ``data.json``,
 saved run is rebuilt without loading or faking any data.
 
 Storage types are fixed per kind: Image uint8 ``[N, C, H, W]`` in 0..255, Classes int64
-``[N]``, Factors float32 ``[N, K]``, Points float32 ``[N, D]``. :meth:`TensorDataset.batch`
-is the one place where image fields become float in [-1, 1].
+``[N]``, Factors float32 ``[N, K]``, Points float32 ``[N, D]``, LabelMap uint8 ``[N, 1, H, W]``
+of class indices. :meth:`TensorDataset.batch` is the one place where image fields become
+float in [-1, 1] (and label maps int64 ``[N, H, W]``, never rescaled).
 """
 
 from __future__ import annotations
@@ -57,16 +58,34 @@ class Factors:
 
 
 @dataclass(frozen=True)
+class LabelMap:
+    """A class per pixel (segmentation): uint8 ``[1, H, W]`` per example, int64 ``[H, W]`` in batches.
+
+    Values are indices into ``names`` (e.g. 0 = "background"); unlike Image they are never rescaled.
+    """
+
+    names: tuple[str, ...]
+    height: int
+    width: int
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
 class Points:
     """A point of a toy distribution: float32 ``[dim]``."""
 
     dim: int
 
 
-Field = Union[Image, Classes, Factors, Points]
+Field = Union[Image, Classes, Factors, Points, LabelMap]
 Spec = dict[str, Field]
-_KINDS: dict[str, type] = {"image": Image, "classes": Classes, "factors": Factors, "points": Points}
-_DTYPES: dict[type, torch.dtype] = {Image: torch.uint8, Classes: torch.int64, Factors: torch.float32, Points: torch.float32}
+_KINDS: dict[str, type] = {"image": Image, "classes": Classes, "factors": Factors, "points": Points,
+                           "label_map": LabelMap}
+_DTYPES: dict[type, torch.dtype] = {Image: torch.uint8, Classes: torch.int64, Factors: torch.float32,
+                                    Points: torch.float32, LabelMap: torch.uint8}
 
 
 def field_shape(field: Field) -> tuple[int, ...]:
@@ -77,6 +96,8 @@ def field_shape(field: Field) -> tuple[int, ...]:
         return (len(field.names),)
     if isinstance(field, Points):
         return (field.dim,)
+    if isinstance(field, LabelMap):
+        return (1, field.height, field.width)
     return ()
 
 
@@ -100,6 +121,8 @@ def describe(spec: Spec) -> str:
     for name, f in spec.items():
         if isinstance(f, Classes):
             parts.append(f"{name}: {f.num_classes} classes")
+        elif isinstance(f, LabelMap):
+            parts.append(f"{name}: LabelMap({f.num_classes} classes, {f.height}x{f.width})")
         else:
             parts.append(f"{name}: {type(f).__name__}{field_shape(f)}")
     return ", ".join(parts)
@@ -202,9 +225,14 @@ class TensorDataset:
         return self.fields[key]
 
     def batch(self, index: Tensor | slice, device: torch.device | str = "cpu") -> Batch:
-        """The examples at ``index`` on ``device``; image fields converted uint8 -> [-1, 1] here only."""
+        """The examples at ``index`` on ``device``; image fields converted uint8 -> [-1, 1] here only,
+        label maps uint8 [N, 1, H, W] -> int64 class indices [N, H, W]."""
         out = {}
         for name, field in self.spec.items():
             t = self.fields[name][index].to(device, non_blocking=True)
-            out[name] = to_model(t) if isinstance(field, Image) else t
+            if isinstance(field, Image):
+                t = to_model(t)
+            elif isinstance(field, LabelMap):
+                t = t[:, 0].long()
+            out[name] = t
         return Batch(out)

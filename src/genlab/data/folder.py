@@ -12,15 +12,18 @@ import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, ClassVar, TypeVar
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from genlab.config import DataConfig
+from genlab.config import PROBABILITY, DataConfig, Range, at_least, one_of
 from genlab.data import base
-from genlab.errors import ConfigError, DataError
+from genlab.errors import DataError
 from genlab.registry import register_dataset
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -33,17 +36,10 @@ class FolderConfig(DataConfig):
     test_fraction: float = 0.1  # share of files held out for the test split, chosen by file name
     max_pixels: int = 89_478_485  # PIL's default; larger images are refused (decompression bombs)
 
-    def __post_init__(self) -> None:
-        if self.image_size < 1:
-            raise ConfigError(f"image_folder image_size must be positive, got {self.image_size}")
-        if self.channels not in (1, 3):
-            raise ConfigError(f"image_folder channels must be 1 or 3, got {self.channels}")
-        if not 0.0 <= self.test_fraction < 1.0:
-            raise ConfigError(
-                f"image_folder test_fraction must be in [0, 1), got {self.test_fraction}"
-            )
-        if self.max_pixels < 1:
-            raise ConfigError(f"image_folder max_pixels must be positive, got {self.max_pixels}")
+    bounds: ClassVar[dict[str, Range]] = {
+        "image_size": at_least(1), "channels": one_of(1, 3, note="grey or RGB"), "test_fraction": PROBABILITY,
+        "max_pixels": at_least(1),
+    }
 
 
 @register_dataset("image_folder", FolderConfig)
@@ -129,8 +125,14 @@ class _TooLarge(Exception):
 
 def _decode(file: Path, size: int, channels: int, max_pixels: int) -> np.ndarray | None:
     """uint8 [size, size] (grey) or [size, size, 3], or None after one warning naming the file."""
+    return read_or_warn("image_folder", file, max_pixels,
+                        lambda: _read_image(file, size, "L" if channels == 1 else "RGB", max_pixels))
+
+
+def read_or_warn(dataset: str, file: Path, max_pixels: int, read: Callable[[], T]) -> T | None:
+    """``read()``, or None after one warning naming the file when it is not a usable image."""
     try:
-        return _read_image(file, size, "L" if channels == 1 else "RGB", max_pixels)
+        return read()
     except _TooLarge as err:
         reason = (
             f"{err} pixels is over max_pixels={max_pixels} (possible decompression bomb); "
@@ -140,19 +142,24 @@ def _decode(file: Path, size: int, channels: int, max_pixels: int) -> np.ndarray
     # DecompressionBombError, ...); each means "not a usable image".
     except Exception as err:  # noqa: BLE001
         reason = f"not a readable image ({type(err).__name__}: {err})"
-    warnings.warn(f"image_folder: skipping {file}: {reason}", stacklevel=3)
+    warnings.warn(f"{dataset}: skipping {file}: {reason}", stacklevel=3)
     return None
 
 
-def _read_image(file: Path, size: int, mode: str, max_pixels: int) -> np.ndarray:
+def open_image(file: Path, mode: str, max_pixels: int, draft: tuple[int, int] | None = None) -> Image.Image:
+    """``file`` decoded in ``mode`` ("L" or "RGB"), EXIF orientation applied; images over
+    ``max_pixels`` are refused from the header, before decoding."""
     with warnings.catch_warnings():
         # Our own limit applies; PIL's global one would warn a second time about the same file.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(file) as image:
-            if image.width * image.height > max_pixels:  # checked from the header, before decoding
+            if image.width * image.height > max_pixels:
                 raise _TooLarge(f"{image.width}x{image.height}")
-            image.draft(mode, (size, size))  # JPEG decodes at a reduced scale: much faster
-            image = ImageOps.exif_transpose(image).convert(mode)
-            return np.asarray(
-                ImageOps.fit(image, (size, size), method=Image.Resampling.LANCZOS), dtype=np.uint8
-            )
+            if draft is not None:
+                image.draft(mode, draft)  # JPEG decodes at a reduced scale: much faster
+            return ImageOps.exif_transpose(image).convert(mode)
+
+
+def _read_image(file: Path, size: int, mode: str, max_pixels: int) -> np.ndarray:
+    image = open_image(file, mode, max_pixels, draft=(size, size))
+    return np.asarray(ImageOps.fit(image, (size, size), method=Image.Resampling.LANCZOS), dtype=np.uint8)

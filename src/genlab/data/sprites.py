@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from genlab.config import DataConfig
+from genlab.config import SEED, DataConfig, Range, at_least
 from genlab.data.base import Factors, Image, TensorDataset
-from genlab.errors import ConfigError
 from genlab.registry import register_dataset
 
 SHAPES = ("square", "ellipse", "heart", "triangle")
@@ -49,17 +49,10 @@ class SpritesConfig(DataConfig):
     color: bool = False  # RGB with a random hue factor; 1-channel grey otherwise
     shapes: int = 3  # use the first `shapes` of square, ellipse, heart, triangle
 
-    def __post_init__(self) -> None:
-        if self.image_size < 8:
-            raise ConfigError(f"sprites image_size must be at least 8, got {self.image_size}")
-        if not 1 <= self.shapes <= len(SHAPES):
-            raise ConfigError(f"sprites shapes must be 1..{len(SHAPES)}, got {self.shapes}")
-        if self.n_train < 1 or self.n_test < 1:
-            raise ConfigError(
-                f"sprites n_train and n_test must be positive, got {self.n_train}, {self.n_test}"
-            )
-        if self.seed < 0:
-            raise ConfigError(f"sprites seed must be non-negative, got {self.seed}")
+    bounds: ClassVar[dict[str, Range]] = {
+        "image_size": at_least(8), "n_train": at_least(1), "n_test": at_least(1), "seed": SEED,
+        "shapes": Range(1, len(SHAPES), note=", ".join(SHAPES)),
+    }
 
 
 @register_dataset("sprites", SpritesConfig)
@@ -102,21 +95,26 @@ def render_sprites(factors: Tensor, image_size: int) -> Tensor:
     n = factors.shape[0]
     channels = 3 if factors.shape[1] == len(COLOR_FACTORS) else 1
     out = torch.empty(n, channels, image_size, image_size, dtype=torch.uint8)
-    grid = (torch.arange(image_size, dtype=torch.float32) + 0.5) * (2.0 / image_size) - 1.0
+    grid = pixel_grid(image_size)
     chunk = max(1, _CHUNK_PIXELS // (image_size * image_size))
     for start in range(0, n, chunk):
         f = factors[start : start + chunk]
-        coverage = _coverage(f, grid)  # [n, S, S] in [0, 1]
+        coverage = shape_coverage(f, grid)  # [n, S, S] in [0, 1]
         if channels == 3:
-            coverage = coverage[:, None] * _hue_to_rgb(f[:, 5])[:, :, None, None]
+            coverage = coverage[:, None] * hue_to_rgb(f[:, 5])[:, :, None, None]
         else:
             coverage = coverage[:, None]
         out[start : start + chunk] = coverage.mul_(255.0).round_().to(torch.uint8)
     return out
 
 
-def _coverage(f: Tensor, grid: Tensor) -> Tensor:
-    """Fraction of each pixel inside the shape: float32 [n, S, S]."""
+def pixel_grid(image_size: int) -> Tensor:
+    """Pixel centres in image units, float32 [S] spanning (-1, 1): left/top to right/bottom."""
+    return (torch.arange(image_size, dtype=torch.float32) + 0.5) * (2.0 / image_size) - 1.0
+
+
+def shape_coverage(f: Tensor, grid: Tensor) -> Tensor:
+    """Fraction of each pixel inside the shape of factors f [n, >= 5]: float32 [n, S, S]."""
     radius = f[:, 1] * MAX_RADIUS
     cx = (2.0 * f[:, 3] - 1.0) * _CENTRE_SPAN
     cy = (2.0 * f[:, 4] - 1.0) * _CENTRE_SPAN
@@ -177,7 +175,7 @@ def _triangle(u: Tensor, v: Tensor) -> Tensor:
 _SDFS = (_square, _ellipse, _heart, _triangle)  # same order as SHAPES
 
 
-def _hue_to_rgb(hue: Tensor) -> Tensor:
+def hue_to_rgb(hue: Tensor) -> Tensor:
     """Fully saturated, full-value colours: hue [n] in [0, 1) -> float32 [n, 3]."""
     offsets = torch.tensor([0.0, 4.0, 2.0])
     return ((hue[:, None] * 6.0 + offsets) % 6.0 - 3.0).abs().sub(1.0).clamp(0.0, 1.0)

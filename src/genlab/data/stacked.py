@@ -8,13 +8,14 @@ which digits are stacked is fixed by the seed. Labels are the mode ``100 r + 10 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from genlab.config import SEED, Range, at_least, one_of
 from genlab.data import standard
 from genlab.data.base import Classes, Image, TensorDataset
-from genlab.errors import ConfigError
 from genlab.registry import register_dataset
 
 NUM_MODES = 1000
@@ -27,13 +28,10 @@ class StackedMNISTConfig(standard.StandardConfig):
     n_train: int = 60000
     n_test: int = 10000
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.channels not in (0, 3):
-            raise ConfigError("stacked_mnist is RGB by construction; leave data.channels at 0")
-        if self.n_train < 1 or self.n_test < 1:
-            raise ConfigError(f"stacked_mnist n_train and n_test must be positive, got {self.n_train}, {self.n_test}")
+    bounds: ClassVar[dict[str, Range]] = {
+        "channels": one_of(0, 3, note="RGB by construction; leave it at 0"), "n_train": at_least(1),
+        "n_test": at_least(1), "seed": SEED,
+    }
 
 
 def stacked_modes(channel_classes: Tensor) -> Tensor:

@@ -20,6 +20,7 @@ import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from genlab.config import DataConfig
+from genlab.config import DataConfig, Range, at_least, one_of
 from genlab.data.base import Classes, Image, TensorDataset
 from genlab.download import download
-from genlab.errors import ConfigError, DataError
+from genlab.errors import DataError
 from genlab.registry import register_dataset
 
 DATA_ENV = "GENLAB_DATA"
@@ -48,13 +49,10 @@ class StandardConfig(DataConfig):
     channels: int = 0  # 0 keeps native channels; 1 = grey, 3 = RGB (grey is replicated)
     limit: int = 0  # 0 loads the whole split; else only its first `limit` images
 
-    def __post_init__(self) -> None:
-        if self.image_size < 0 or self.limit < 0:
-            raise ConfigError(f"{self.name}: image_size and limit must be >= 0 (0 = native / all)")
-        if self.channels not in (0, 1, 3):
-            raise ConfigError(
-                f"{self.name}: channels must be 0 (native), 1 or 3, got {self.channels}"
-            )
+    bounds: ClassVar[dict[str, Range]] = {
+        "image_size": at_least(0, "0 keeps the native size"), "channels": one_of(0, 1, 3, note="0 keeps native channels"),
+        "limit": at_least(0, "0 loads the whole split"),
+    }
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from genlab.config import DataConfig
+from genlab.config import ANY_NUMBER, POSITIVE, SEED, DataConfig, Range, at_least
 from genlab.data.base import Classes, Points, TensorDataset
 from genlab.errors import ConfigError
 from genlab.registry import register_dataset
@@ -48,12 +49,7 @@ class ToyConfig(DataConfig):
     n_train: int = 100_000
     n_test: int = 10_000
     seed: int = 0  # train and test draw from separate streams of this seed
-
-    def __post_init__(self) -> None:
-        if self.n_train < 1 or self.n_test < 1:
-            raise ConfigError(f"{self.name}: n_train and n_test must be positive")
-        if self.seed < 0:
-            raise ConfigError(f"{self.name}: seed must be non-negative, got {self.seed}")
+    bounds: ClassVar[dict[str, Range]] = {"n_train": at_least(1), "n_test": at_least(1), "seed": SEED}
 
     def mixture(self) -> GaussianMixture:
         raise NotImplementedError
@@ -65,10 +61,7 @@ class Gaussian1DConfig(ToyConfig):
 
     mean: float = 4.0
     std: float = 0.5
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_positive(self.name, "std", [self.std])
+    bounds: ClassVar[dict[str, Range]] = {"mean": ANY_NUMBER, "std": POSITIVE}
 
     def mixture(self) -> GaussianMixture:
         return GaussianMixture(np.array([[self.mean]]), np.array([self.std]), np.array([1.0]))
@@ -81,15 +74,13 @@ class Mixture1DConfig(ToyConfig):
     means: tuple[float, ...] = (-2.0, 2.0)
     stds: tuple[float, ...] = (0.5, 0.5)
     weights: tuple[float, ...] = (0.5, 0.5)
+    bounds: ClassVar[dict[str, Range]] = {"means": ANY_NUMBER, "stds": POSITIVE, "weights": POSITIVE}
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if not len(self.means) == len(self.stds) == len(self.weights) >= 1:
             raise ConfigError(
                 f"{self.name}: means, stds and weights must be equally long, non-empty"
             )
-        _check_positive(self.name, "stds", self.stds)
-        _check_positive(self.name, "weights", self.weights)
 
     def mixture(self) -> GaussianMixture:
         means, stds, weights = (
@@ -105,10 +96,7 @@ class RingConfig(ToyConfig):
     modes: int = 8
     radius: float = 2.0
     sigma: float = 0.02
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_positive(self.name, "modes, radius and sigma", [self.modes, self.radius, self.sigma])
+    bounds: ClassVar[dict[str, Range]] = {"modes": at_least(1), "radius": POSITIVE, "sigma": POSITIVE}
 
     def mixture(self) -> GaussianMixture:
         angles = 2.0 * math.pi * np.arange(self.modes) / self.modes
@@ -123,10 +111,7 @@ class GridConfig(ToyConfig):
     side: int = 5
     spacing: float = 2.0
     sigma: float = 0.05
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_positive(self.name, "side, spacing and sigma", [self.side, self.spacing, self.sigma])
+    bounds: ClassVar[dict[str, Range]] = {"side": at_least(1), "spacing": POSITIVE, "sigma": POSITIVE}
 
     def mixture(self) -> GaussianMixture:
         ticks = (np.arange(self.side) - (self.side - 1) / 2.0) * self.spacing
@@ -194,8 +179,3 @@ def _equal_mixture(centers: np.ndarray, sigma: float) -> GaussianMixture:
     return GaussianMixture(
         centers.astype(np.float64), np.full(m, float(sigma)), np.full(m, 1.0 / m)
     )
-
-
-def _check_positive(name: str, what: str, values: list | tuple) -> None:
-    if any(v <= 0 for v in values):
-        raise ConfigError(f"{name}: {what} must be positive, got {list(values)}")

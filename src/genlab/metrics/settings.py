@@ -43,6 +43,8 @@ class EvalSettings:
             get_metric(name)  # ConfigError for an unknown name
         if self.n < 2:
             raise ConfigError(f"--n must be at least 2, got {self.n}")
+        if self.iw_k < 1:
+            raise ConfigError(f"--k is the number of importance samples, at least 1; got {self.iw_k}")
         if self.features not in FEATURE_SPACES or self.reference_split not in ("train", "test"):
             raise ConfigError(f"features must be inception or mnist and the reference split train or test, "
                               f"got {self.features!r} and {self.reference_split!r}")

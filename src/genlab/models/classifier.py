@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from genlab.config import ModelConfig
+from genlab.config import PROBABILITY, ModelConfig, Range, at_least
 from genlab.data.base import Classes, Image, Spec, class_field, describe
 from genlab.errors import ConfigError
 from genlab.registry import register_model
@@ -30,6 +30,7 @@ class ClassifierConfig(ModelConfig):
     channels: int = 32  # first conv stage; the second has twice as many
     feature_dim: int = 128  # width of the penultimate layer: the metrics' feature space
     dropout: float = 0.2  # before the last layer, during training only
+    bounds: ClassVar[dict[str, Range]] = {"channels": at_least(1), "feature_dim": at_least(1), "dropout": PROBABILITY}
     example_spec: ClassVar[Spec] = {"image": Image(1, 28, 28), "label": Classes(tuple("0123456789"))}
 
 

@@ -23,9 +23,8 @@ from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 
-from genlab.config import ModelConfig
+from genlab.config import ModelConfig, Range, at_least
 from genlab.data.base import Image, Spec, image_field
-from genlab.errors import ConfigError
 from genlab.models.layers import DownBlock, Generator, UpBlock, init_dcgan, maybe_sn
 from genlab.registry import register_model
 
@@ -45,10 +44,7 @@ class DCGANConfig(ModelConfig):
     d_channels: int = 64  # D's first width (ndf); doubles per stride-2 stage
     spectral_norm: bool = False  # on every D layer; D then has no batch norm
     d_norm: Literal["batch", "none"] = "batch"  # "none" for WGAN-GP and R1
-
-    def __post_init__(self) -> None:
-        if self.g_channels < 1 or self.d_channels < 1 or self.latent_dim < 1:
-            raise ConfigError("model.g_channels, model.d_channels and model.latent_dim must be positive")
+    bounds: ClassVar[dict[str, Range]] = {"latent_dim": at_least(1), "g_channels": at_least(1), "d_channels": at_least(1)}
 
 
 class DCGANGenerator(Generator):
@@ -119,6 +115,7 @@ class SNGANResNet32Config(ModelConfig):
     g_channels: int = 256
     d_channels: int = 128
     example_spec: ClassVar[Spec] = {"image": Image(3, 32, 32)}
+    bounds: ClassVar[dict[str, Range]] = {"latent_dim": at_least(1), "g_channels": at_least(1), "d_channels": at_least(1)}
 
 
 class ResNetGenerator(Generator):

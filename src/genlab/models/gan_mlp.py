@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genlab.config import ModelConfig
+from genlab.config import NON_NEGATIVE, PROBABILITY, ModelConfig, Range, at_least
 from genlab.data.base import Classes, Image, Spec, TensorDataset, image_field, num_classes_for
 from genlab.errors import ConfigError
 from genlab.models.layers import Generator, Maxout, Noise, init_uniform
@@ -56,15 +56,16 @@ class GANMLPConfig(ModelConfig):
     example_spec: ClassVar[Spec] = {"image": Image(1, 28, 28), "label": Classes(tuple("0123456789"))}
     example_variants: ClassVar[tuple[dict, ...]] = ({}, {"conditional": True})
 
+    bounds: ClassVar[dict[str, Range]] = {
+        "latent_dim": at_least(1), "g_hidden": at_least(1), "d_units": at_least(1), "d_pieces": at_least(1),
+        "d_input_dropout": PROBABILITY, "d_hidden_dropout": PROBABILITY, "g_label_hidden": NON_NEGATIVE,
+        "d_label_units": at_least(1),
+    }
+
     def __post_init__(self) -> None:
-        for key in ("d_input_dropout", "d_hidden_dropout"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise ConfigError(f"model.{key} is a drop probability in [0, 1), got {getattr(self, key)}")
         if self.conditional and not 0 < self.g_label_hidden < self.g_hidden:
             raise ConfigError(f"model.g_label_hidden ({self.g_label_hidden}) must be between 0 and model.g_hidden "
                               f"({self.g_hidden}) exclusive: the label and z each get part of G's first layer")
-        if self.conditional and self.d_label_units < 1:
-            raise ConfigError(f"model.d_label_units must be positive, got {self.d_label_units}")
 
 
 class Parallel(nn.Module):
@@ -94,8 +95,12 @@ class MLPGenerator(Generator):
         super().__init__()
         self.image_shape, self.latent_dim, self.noise = tuple(image_shape), latent_dim, noise
         self.num_classes = num_classes
-        first = (Parallel(nn.Linear(latent_dim, hidden - label_hidden), nn.Linear(num_classes, label_hidden), latent_dim)
-                 if num_classes else nn.Linear(latent_dim, hidden))
+        if num_classes:  # the latent and the one-hot label arrive joined
+            first: nn.Module = Parallel(
+                nn.Linear(latent_dim, hidden - label_hidden), nn.Linear(num_classes, label_hidden), latent_dim
+            )
+        else:
+            first = nn.Linear(latent_dim, hidden)
         self.net = nn.Sequential(
             first, nn.ReLU(),
             nn.Linear(hidden, hidden), nn.ReLU(),

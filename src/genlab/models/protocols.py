@@ -6,6 +6,7 @@ After torch-fidelity's ``GenerativeModelBase`` (``z_size``, ``z_type``, ``num_cl
 - :class:`LatentSampler`: maps latents to samples (VAE decoders, GAN generators);
 - :class:`Encoder`: maps samples back to a posterior over latents (VAEs);
 - :class:`Conditional`: a sampler conditioned on a class label;
+- :class:`Translator`: maps a source image to a target image (pix2pix's G);
 - :class:`DataInitialised`: a module that sets some weights from the training data
   (the 2014 GAN's output bias), called once before a new run trains.
 
@@ -54,6 +55,17 @@ class Encoder(Protocol):
 @runtime_checkable
 class Conditional(Protocol):
     num_classes: int
+
+
+@runtime_checkable
+class Translator(Protocol):
+    source_shape: tuple[int, int, int]  # [C, H, W] of the images it takes
+    target_shape: tuple[int, int, int]  # [C, H, W] of the images it returns
+
+    def translate(self, source: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Sources ``[N, *source_shape]`` in [-1, 1] -> translations ``[N, *target_shape]`` in [-1, 1],
+        without gradients. A stochastic model draws its noise from ``generator`` when given."""
+        ...
 
 
 @runtime_checkable

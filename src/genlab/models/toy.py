@@ -15,7 +15,7 @@ from typing import Callable, ClassVar
 
 from torch import Tensor, nn
 
-from genlab.config import ModelConfig
+from genlab.config import ModelConfig, Range, at_least
 from genlab.data.base import Classes, Points, Spec, describe
 from genlab.errors import ConfigError
 from genlab.models.layers import Generator, Noise
@@ -34,10 +34,7 @@ class ToyMLPConfig(ModelConfig):
     d_layers: int = 3  # hidden layers of D
     example_spec: ClassVar[Spec] = {"points": Points(2), "label": Classes(("a", "b"))}
 
-    def __post_init__(self) -> None:
-        for key in ("latent_dim", "g_hidden", "g_layers", "d_hidden", "d_layers"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"model.{key} must be at least 1, got {getattr(self, key)}")
+    bounds: ClassVar[dict[str, Range]] = {key: at_least(1) for key in ("latent_dim", "g_hidden", "g_layers", "d_hidden", "d_layers")}
 
 
 def mlp(sizes: list[int], activation: Callable[[], nn.Module]) -> nn.Sequential:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genlab.config import ModelConfig
+from genlab.config import ModelConfig, Range, at_least
 from genlab.data.base import Classes, Image, Spec, image_field, num_classes_for
 from genlab.errors import ConfigError
 from genlab.models.protocols import check_labels, normal_latents
@@ -111,6 +111,7 @@ class VAEMLPConfig(ModelConfig):
     latent_dim: int = 20
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
     conditional: bool = False  # a CVAE on the data's class labels
+    bounds: ClassVar[dict[str, Range]] = {"hidden": at_least(1), "latent_dim": at_least(1)}
     example_spec: ClassVar[Spec] = {"image": Image(1, 28, 28), "label": Classes(tuple("0123456789"))}
     example_variants: ClassVar[tuple[dict, ...]] = ({}, {"conditional": True})
 
@@ -151,6 +152,7 @@ class ConvVAEConfig(ModelConfig):
     channels: int = 32  # width of the first conv layer; doubles per downsampling
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
     conditional: bool = False  # a CVAE on the data's class labels
+    bounds: ClassVar[dict[str, Range]] = {"latent_dim": at_least(1), "channels": at_least(1)}
     example_variants: ClassVar[tuple[dict, ...]] = ({}, {"conditional": True})
 
 

@@ -6,23 +6,34 @@ A checkpoint is a folder ``checkpoints/ckpt-<images seen>/`` holding
 - ``training_state.pt``: optimisers, the step's own state, RNG states, data position,
   counters; only tensors and plain containers, read back with ``torch.load(weights_only=True)``;
 - the export: ``model.safetensors`` (the exported model's weights alone) and ``model.yaml``
-  (its model config, role and data spec), all that ``genlab.load`` reads.
+  (its model config, role and data spec), all that ``genlab.load`` reads;
+- ``checksums.json``: the SHA-256 of each file above, written last.
 
 The folder is written under a temporary name, fsynced and renamed, so a crash mid-write
-never leaves a checkpoint that looks complete.
+never leaves a checkpoint that looks complete; a write that fails (a full disk) removes
+the temporary folder and leaves the previous checkpoint as it was. Readers verify the
+checksums first and take the newest checkpoint that passes (:func:`good_checkpoint`),
+so a flipped byte or a truncated file is reported by name, never loaded.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
 import os
+import pickle
 import random
 import shutil
+import sys
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import yaml
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -32,8 +43,12 @@ MODULES_FILE = "modules.safetensors"
 STATE_FILE = "training_state.pt"
 EXPORT_WEIGHTS = "model.safetensors"
 EXPORT_INFO = "model.yaml"
+CHECKSUMS_FILE = "checksums.json"
 EXPORT_FORMAT = 1
 PREFIX = "ckpt-"
+REQUIRED = (MODULES_FILE, STATE_FILE)  # every checkpoint; the export files whenever there is an export
+KNOWN = (*REQUIRED, EXPORT_WEIGHTS, EXPORT_INFO)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class Export(NamedTuple):
@@ -43,53 +58,131 @@ class Export(NamedTuple):
 
 def save_checkpoint(checkpoint_dir: Path, images_seen: int, modules: dict[str, nn.Module], state: dict[str, Any], keep: int,
                     export: Export | None = None) -> Path:
-    """Write one checkpoint (and its export) atomically and keep only the newest ``keep``."""
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    """Write one checkpoint (and its export) atomically and keep only the newest ``keep``.
+
+    A failed write (OSError, e.g. ENOSPC) removes the temporary folder and raises a
+    RunError saying what to free; the checkpoints already there are untouched.
+    """
     final = checkpoint_dir / f"{PREFIX}{images_seen:012d}"
     tmp = checkpoint_dir / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     tensors = {
         f"{name}.{key}": value.detach().cpu().contiguous()
         for name, module in modules.items()
         for key, value in module.state_dict().items()
     }
-    save_file(tensors, tmp / MODULES_FILE)
-    torch.save(state, tmp / STATE_FILE)
-    files = [tmp / MODULES_FILE, tmp / STATE_FILE]
-    if export is not None:
-        save_file({k: v.detach().cpu().contiguous() for k, v in export.weights.items()}, tmp / EXPORT_WEIGHTS)
-        (tmp / EXPORT_INFO).write_text(yaml.safe_dump({"format": EXPORT_FORMAT, **export.info}, sort_keys=False))
-        files += [tmp / EXPORT_WEIGHTS, tmp / EXPORT_INFO]
-    for path in (*files, tmp):
-        _fsync(path)
-    if final.exists():  # the same point saved twice (e.g. a stop right on the cadence)
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync(checkpoint_dir)
-    for old in list_checkpoints(checkpoint_dir)[:-keep] if keep > 0 else []:
+    try:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        save_file(tensors, tmp / MODULES_FILE)
+        torch.save(state, tmp / STATE_FILE)
+        names = list(REQUIRED)
+        if export is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in export.weights.items()}, tmp / EXPORT_WEIGHTS)
+            (tmp / EXPORT_INFO).write_text(yaml.safe_dump({"format": EXPORT_FORMAT, **export.info}, sort_keys=False))
+            names += [EXPORT_WEIGHTS, EXPORT_INFO]
+        # Hashed from the files as written (read back from the page cache), last, so that a
+        # checkpoint with a checksums.json is one whose every file was complete.
+        checksums = {"algorithm": "sha256", "files": {name: _sha256(tmp / name) for name in names}}
+        (tmp / CHECKSUMS_FILE).write_text(json.dumps(checksums, indent=2) + "\n")
+        for path in (*(tmp / name for name in (*names, CHECKSUMS_FILE)), tmp):
+            _fsync(path)
+        if final.exists():  # the same point saved twice (e.g. a stop right on the cadence)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync(checkpoint_dir)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RunError(_write_failure(err, final, _nbytes((tensors, state, export)))) from None
+    for old in list_checkpoints(checkpoint_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
 def list_checkpoints(checkpoint_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
+    """Checkpoint folders (renamed into place, so once complete; not yet verified), oldest first."""
     if not checkpoint_dir.is_dir():
         return []
-    found = [p for p in checkpoint_dir.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: p.name)
+    return sorted((p for p in checkpoint_dir.iterdir() if p.is_dir() and p.name.startswith(PREFIX)), key=lambda p: p.name)
 
 
-def latest_checkpoint(run_dir: Path) -> Path:
-    checkpoints = list_checkpoints(Path(run_dir) / "checkpoints")
-    if not checkpoints:
-        raise RunError(f"no checkpoint in {run_dir}/checkpoints; train the run first (genlab train CONFIG)")
-    return checkpoints[-1]
+def verify_checkpoint(checkpoint: Path) -> None:
+    """RunError naming the first file of ``checkpoint`` that is missing, unlisted or not its recorded SHA-256."""
+    sums_path = checkpoint / CHECKSUMS_FILE
+    if not sums_path.is_file():
+        raise RunError(f"{CHECKSUMS_FILE} is missing (the folder is damaged, or from a genlab that wrote no checksums)")
+    try:
+        listed = json.loads(sums_path.read_text())["files"]
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in listed.items()):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise RunError(f"{CHECKSUMS_FILE} is unreadable (not the JSON genlab writes)") from None
+    for name in KNOWN:
+        path = checkpoint / name
+        if name not in listed:
+            if name in REQUIRED or path.exists():
+                raise RunError(f"{name} is not listed in {CHECKSUMS_FILE}")
+        elif not path.is_file():
+            raise RunError(f"{name} is missing")
+        elif (actual := _sha256(path)) != listed[name]:
+            raise RunError(f"{name} does not match its checksum (sha256 {actual[:12]}..., recorded {listed[name][:12]}...): "
+                           f"the file is damaged or was replaced")
+
+
+def good_checkpoint(run_dir: str | Path) -> tuple[Path, list[str]]:
+    """The newest checkpoint of ``run_dir`` whose files all match their checksums.
+
+    Returns it and one reason per newer checkpoint it skipped (``"ckpt-...: modules.safetensors
+    is missing"``); every reader (resume, ``genlab.load``, sample, eval) chooses here.
+    RunError when there is none, with every reason.
+    """
+    checkpoint_dir = Path(run_dir) / "checkpoints"
+    skipped = []
+    for checkpoint in reversed(list_checkpoints(checkpoint_dir)):
+        try:
+            verify_checkpoint(checkpoint)
+            return checkpoint, skipped
+        except RunError as err:
+            skipped.append(f"{checkpoint.name}: {err}")
+    if not skipped:
+        raise RunError(f"no checkpoint in {checkpoint_dir}; train the run first (genlab train CONFIG)")
+    raise RunError(f"no usable checkpoint in {checkpoint_dir}: {'; '.join(skipped)}. The run cannot continue from "
+                   "these files; restore the folder from a backup or train again")
+
+
+def fallback_note(checkpoint: Path, skipped: list[str]) -> str | None:
+    """One line saying which checkpoint is used and why newer ones were passed over; None when it is the newest."""
+    if not skipped:
+        return None
+    return f"using {checkpoint.name}, the newest checkpoint that passes its checksums; skipped {'; '.join(skipped)}"
+
+
+def checkpoint_to_read(run_dir: str | Path, checkpoint: str | Path | None = None) -> Path:
+    """``checkpoint`` verified (no fallback: it was asked for), else the run's :func:`good_checkpoint`.
+
+    A fallback is reported on stderr, so that reading an older checkpoint is never silent.
+    """
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        try:
+            verify_checkpoint(path)
+        except RunError as err:
+            raise RunError(f"{path}: {err}; leave out the checkpoint to use the run's newest good one") from None
+        return path
+    path, skipped = good_checkpoint(run_dir)
+    if note := fallback_note(path, skipped):
+        print(f"genlab: warning: {note}", file=sys.stderr)
+    return path
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path:
+    """The newest good checkpoint of ``run_dir`` (a fallback to an older one is reported on stderr)."""
+    return checkpoint_to_read(run_dir)
 
 
 def load_modules(checkpoint: Path, modules: dict[str, nn.Module]) -> None:
     """Load every module's state from ``modules.safetensors``, strictly."""
-    tensors = load_file(checkpoint / MODULES_FILE)
+    tensors = _load_safetensors(checkpoint / MODULES_FILE)
     for name, module in modules.items():
         prefix = f"{name}."
         own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -107,11 +200,27 @@ def read_export(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     info = yaml.safe_load(info_path.read_text())
     if info.get("format") != EXPORT_FORMAT:
         raise RunError(f"{info_path} is export format {info.get('format')}; this genlab reads {EXPORT_FORMAT}")
-    return info, load_file(checkpoint / EXPORT_WEIGHTS)
+    return info, _load_safetensors(checkpoint / EXPORT_WEIGHTS)
 
 
 def load_training_state(checkpoint: Path) -> dict[str, Any]:
-    return torch.load(checkpoint / STATE_FILE, weights_only=True, map_location="cpu")
+    """``training_state.pt``, unpickled with ``weights_only=True``: tensors and plain containers only.
+
+    Anything else (a pickle that would import or call code) is refused with a RunError
+    that says how to continue from the previous checkpoint; nothing in it runs.
+    """
+    path = checkpoint / STATE_FILE
+    try:
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if "nsupported" in ln and "file an issue" not in ln]
+        reason = lines[0].rstrip(".") if lines else "it holds more than tensors and plain containers"
+        raise RunError(f"{path} was refused: {reason}; unpickling it could run code, so genlab reads only tensors "
+                       f"and plain containers. {_restore_hint(checkpoint)}") from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise RunError(f"{path} is unreadable ({str(err).splitlines()[0]}). {_restore_hint(checkpoint)}") from None
 
 
 def capture_rng() -> dict[str, Any]:
@@ -132,6 +241,52 @@ def restore_rng(state: dict[str, Any]) -> None:
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     random.setstate(state["python"])
+
+
+def _restore_hint(checkpoint: Path) -> str:
+    run_dir = checkpoint.parent.parent
+    return (f"To continue from the previous checkpoint, move {checkpoint.name} out of {checkpoint.parent} "
+            f"and run: genlab train --resume {run_dir}")
+
+
+def _write_failure(err: OSError, final: Path, nbytes: int) -> str:
+    """What went wrong writing ``final``, what was kept, and what to free."""
+    checkpoint_dir, run_dir = final.parent, final.parent.parent
+    kept = [p.name for p in list_checkpoints(checkpoint_dir) if p != final]
+    what = "the disk is full" if err.errno in DISK_FULL else (err.strerror or str(err))
+    megabytes = max(1, round(nbytes / 2**20))
+    return (f"could not write checkpoint {final.name} in {checkpoint_dir}: {what}. The half-written folder was removed; "
+            f"{f'the previous checkpoint {kept[-1]} is kept' if kept else 'no earlier checkpoint exists'}. "
+            f"Free at least {megabytes} MB (one checkpoint's size) on the disk holding {run_dir}, e.g. old runs or "
+            f"{run_dir / 'tensorboard'}, then continue with: genlab train --resume {run_dir}")
+
+
+def _nbytes(obj: Any) -> int:
+    """Bytes of every tensor in a nested structure: about what a checkpoint of it takes on disk."""
+    if isinstance(obj, Tensor):
+        return obj.nelement() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 0
+
+
+def _sha256(path: Path) -> str:
+    # hashlib (the standard library) rather than a hashing package: SHA-256 is all a checksum
+    # needs, it adds no dependency, and its digest equals `sha256sum FILE` for checking by hand.
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _load_safetensors(path: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as err:
+        raise RunError(f"{path} is unreadable ({err}); run genlab info on the run to see its good checkpoints") from None
 
 
 def _fsync(path: Path) -> None:

@@ -10,8 +10,10 @@ and the number of GPUs do not change the schedule.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import shutil
 import signal
 import threading
 import time
@@ -25,7 +27,7 @@ from genlab import distributed
 from genlab.config import Config, config_to_dict
 from genlab.data import load_dataset
 from genlab.data.base import Batch, Spec, TensorDataset, spec_to_json
-from genlab.errors import ConfigError, TrainingDiverged
+from genlab.errors import ConfigError, GenlabError, RunError, TrainingDiverged
 from genlab.images import make_grid, save_grid
 from genlab.models import build_modules
 from genlab.models.protocols import DataInitialised
@@ -63,8 +65,13 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
 
     ``stop_after_kimg`` stops early (with a checkpoint) once that many thousand images
     have been seen, as Ctrl-C or SIGTERM do; ``--resume`` continues from there.
+    A resume starts from the newest checkpoint that passes its checksums (saying so when
+    that is not the newest). A new run's folder is made only once the data and the modules
+    are built, and removed again if training fails before its first checkpoint.
     Returns the run folder.
     """
+    if stop_after_kimg is not None and not stop_after_kimg > 0:
+        raise ConfigError(f"stop_after_kimg must be > 0, got {stop_after_kimg}")
     if resume is not None:
         config = _resume_config(Path(resume), config)
     elif config is None:
@@ -84,9 +91,10 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
     fixed = data.batch(slice(0, SNAPSHOT_SIZE), device)
 
     images_seen = iteration = 0
+    fallback = None
     if resume is not None:
-        run_dir = Path(resume)
-        latest = ckpt.latest_checkpoint(run_dir)
+        latest, skipped = ckpt.good_checkpoint(resume)
+        fallback = ckpt.fallback_note(latest, skipped)
         ckpt.load_modules(latest, step.modules)
         state = ckpt.load_training_state(latest)
         if state.get("version") != VERSION:
@@ -101,14 +109,6 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
         stream.load_state_dict(state["data"][dist.rank])
         ckpt.restore_rng(state["rng"][dist.rank])
         images_seen, iteration = state["images_seen"], state["iteration"]
-    else:
-        run_dir = create_run_dir(tc.out_dir, config.name) if dist.is_main else None
-        run_dir = Path(distributed.broadcast_object(str(run_dir)))
-        if dist.is_main:
-            write_run_files(run_dir, config, data)
-    logger = RunLogger(run_dir, tc.tensorboard, enabled=dist.is_main)
-    logger.message(f"{'resuming' if resume else 'training'} {run_dir} at {images_seen / 1000:.1f} kimg on {device}"
-                   f"{f' x{dist.world_size}' if dist.world_size > 1 else ''}")
 
     total = int(tc.kimg * 1000)
     stop_at = total if stop_after_kimg is None else min(total, int(stop_after_kimg * 1000))
@@ -119,8 +119,6 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
     wrapped = _wrap_for_ddp(step, phases, device) if dist.world_size > 1 else {}
     meter = Meter()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
-    progress = _progress_bar(tc.progress_bar and dist.is_main, images_seen, total)
-    window_start, window_images = time.perf_counter(), images_seen
     stop_requested = False
 
     def save() -> None:
@@ -133,14 +131,30 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
             "data": _gather(stream.state_dict()),
             "rng": _gather(ckpt.capture_rng()),
         }
+        failure = None
         if dist.is_main:
             export = ckpt.Export(step.modules[step.export.module].state_dict(), {
                 "model": config_to_dict(config)["model"], "role": step.export.role,
                 "data": {"name": data.name, "spec": spec_to_json(data.spec)}, "images_seen": images_seen})
-            ckpt.save_checkpoint(run_dir / "checkpoints", images_seen, step.modules, state, tc.keep_checkpoints, export)
+            try:
+                ckpt.save_checkpoint(run_dir / "checkpoints", images_seen, step.modules, state, tc.keep_checkpoints, export)
+            except RunError as err:  # e.g. a full disk: the previous checkpoint is kept
+                failure = err
+        if distributed.any_rank(failure is not None):  # every process stops, none waits at the barrier
+            failure = failure or RunError("process 0 could not write a checkpoint; its message says why")
+            with contextlib.suppress(OSError):  # log.txt may be on the full disk too
+                logger.message(f"ERROR: {failure}", echo=False)
+            raise failure
         distributed.barrier()
 
-    with _stop_signals() as stop_flag:
+    with _stop_signals() as stop_flag, _run_folder(resume, config, data, dist) as run_dir:
+        logger = RunLogger(run_dir, tc.tensorboard, enabled=dist.is_main)
+        logger.message(f"{'resuming' if resume else 'training'} {run_dir} at {images_seen / 1000:.1f} kimg on {device}"
+                       f"{f' x{dist.world_size}' if dist.world_size > 1 else ''}")
+        if fallback:
+            logger.warning(fallback, images_seen)
+        progress = _progress_bar(tc.progress_bar and dist.is_main, images_seen, total)
+        window_start, window_images = time.perf_counter(), images_seen
         while images_seen < stop_at and not stop_requested:
             before = images_seen
             batch = None
@@ -157,9 +171,11 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
                         with autocast:
                             out = phase.loss(batch)
                         if not torch.isfinite(out.loss):
+                            kept = (f"the last good checkpoint in {run_dir / 'checkpoints'} is kept"
+                                    if ckpt.list_checkpoints(run_dir / "checkpoints") else "no checkpoint had been written yet")
                             message = (f"{phase.name} loss became {out.loss.item()} at iteration {iteration} "
-                                       f"({images_seen / 1000:.1f} kimg); the last good checkpoint in {run_dir / 'checkpoints'} "
-                                       "is kept. Lower the learning rate or enable train.grad_clip.")
+                                       f"({images_seen / 1000:.1f} kimg); {kept}. Lower the learning rate or enable "
+                                       "train.grad_clip.")
                             logger.message(f"ERROR: {message}", echo=False)
                             raise TrainingDiverged(message)
                         out.loss.backward()
@@ -194,6 +210,31 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
         logger.message(f"finished {images_seen / 1000:.1f} kimg{shown}")
     logger.close()
     return run_dir
+
+
+@contextmanager
+def _run_folder(resume: str | Path | None, config: Config, data: TensorDataset, dist: distributed.DistInfo):
+    """The run's folder: ``resume``, or a new numbered one (made by process 0) holding config.yaml and data.json.
+
+    A new folder that has no checkpoint when training fails (a bad start, a full disk at the
+    first checkpoint, a second Ctrl-C) is removed, so failed starts leave nothing half-made.
+    """
+    if resume is not None:
+        yield Path(resume)
+        return
+    run_dir = create_run_dir(config.train.out_dir, config.name) if dist.is_main else None
+    run_dir = Path(distributed.broadcast_object(str(run_dir)))
+    try:
+        if dist.is_main:
+            write_run_files(run_dir, config, data)
+        yield run_dir
+    except BaseException as err:
+        if not dist.is_main or ckpt.list_checkpoints(run_dir / "checkpoints"):
+            raise
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if isinstance(err, GenlabError):
+            raise type(err)(f"{err} (no checkpoint had been written, so the new run folder {run_dir} was removed)") from None
+        raise
 
 
 def _schedules(config: Config, step: Step):

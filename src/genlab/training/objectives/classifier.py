@@ -13,7 +13,7 @@ from typing import ClassVar
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.config import ObjectiveConfig, TrainConfig
+from genlab.config import NON_NEGATIVE, POSITIVE, PROBABILITY, ObjectiveConfig, Range, TrainConfig
 from genlab.data.base import Batch, Spec, class_field, describe
 from genlab.errors import ConfigError
 from genlab.images import Grid
@@ -29,6 +29,7 @@ class ClassifierObjectiveConfig(ObjectiveConfig):
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
+    bounds: ClassVar[dict[str, Range]] = {"lr": POSITIVE, "betas": PROBABILITY, "weight_decay": NON_NEGATIVE}
 
 
 class ClassifierStep(Step):

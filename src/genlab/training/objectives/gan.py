@@ -19,7 +19,7 @@ from typing import Callable, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from genlab.config import ObjectiveConfig, TrainConfig
+from genlab.config import NON_NEGATIVE, POSITIVE, PROBABILITY, ObjectiveConfig, Range, TrainConfig, at_least
 from genlab.data.base import Batch, Spec, sample_field
 from genlab.errors import ConfigError
 from genlab.images import Grid
@@ -62,22 +62,17 @@ class GANObjectiveConfig(ObjectiveConfig):
     r1_weight: float = 0.0  # gamma of the R1 penalty on real data (any loss); 0 disables
     ema_decay: float = 0.999  # per G update; 0 exports G itself instead of an EMA copy
     ortho_weight: float = 0.0  # BigGAN's orthogonal regularisation of G's weights (1e-4 in the paper); 0 disables
+    bounds: ClassVar[dict[str, Range]] = {
+        "n_critic": at_least(1, "D steps per G step"), "lr_d": POSITIVE, "lr_g": POSITIVE, "betas": PROBABILITY,
+        "momentum": PROBABILITY, "clip": NON_NEGATIVE, "gp_weight": NON_NEGATIVE, "r1_weight": NON_NEGATIVE,
+        "ema_decay": Range(0, 1, high_open=True, note="0 turns the EMA off"), "ortho_weight": NON_NEGATIVE,
+    }
 
     def __post_init__(self) -> None:
-        if self.n_critic < 1:
-            raise ConfigError(f"objective.n_critic is the number of D steps per G step, at least 1; got {self.n_critic}")
-        if self.lr_d <= 0 or self.lr_g <= 0:
-            raise ConfigError(f"objective.lr_d and lr_g must be positive, got {self.lr_d} and {self.lr_g}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ConfigError(f"objective.momentum (sgd) must be in [0, 1), got {self.momentum}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError(f"objective.ema_decay must be in [0, 1) (0 turns the EMA off), got {self.ema_decay}")
         if self.loss == "wgan" and self.clip <= 0:
             raise ConfigError("objective.loss=wgan bounds the critic by weight clipping: set objective.clip > 0")
         if self.loss == "wgan_gp" and self.gp_weight <= 0:
             raise ConfigError("objective.loss=wgan_gp needs objective.gp_weight > 0 (10 in Gulrajani et al.)")
-        if self.r1_weight < 0 or self.ortho_weight < 0:
-            raise ConfigError(f"objective.r1_weight and ortho_weight must be >= 0, got {self.r1_weight}, {self.ortho_weight}")
 
 
 def make_optimizer(cfg: GANObjectiveConfig, params, lr: float) -> torch.optim.Optimizer:

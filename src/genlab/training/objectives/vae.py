@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import torch
 
-from genlab.config import ObjectiveConfig, TrainConfig
+from genlab.config import NON_NEGATIVE, POSITIVE, PROBABILITY, ObjectiveConfig, Range, TrainConfig
 from genlab.data.base import Batch, Spec, sample_field
 from genlab.images import Grid
 from genlab.latent.traverse import traversal_grid
@@ -29,6 +29,7 @@ class VAEObjectiveConfig(ObjectiveConfig):
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
+    bounds: ClassVar[dict[str, Range]] = {"beta": NON_NEGATIVE, "lr": POSITIVE, "betas": PROBABILITY, "weight_decay": NON_NEGATIVE}
 
 
 class VAEStep(Step):

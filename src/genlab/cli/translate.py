@@ -1,0 +1,111 @@
+"""genlab translate RUN INPUT -o OUT [--seed S]: translate images with a trained image-to-image run (pix2pix).
+
+INPUT is one image file or a folder of them (its files, not its sub-folders). Each image
+is converted to the model's source channels (grey or RGB) and, where its size differs,
+resized with PIL (bicubic, stretched when the aspect ratio differs; a message says so).
+Each translation is written as OUT/<input name>.png. The same --seed gives every image the
+same dropout noise, whichever other images are translated with it.
+
+A file that is not a readable image gets one message on stderr and the rest go on; the
+exit code is 0 if any image was translated, 2 if none was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from genlab.api import load
+from genlab.errors import ConfigError
+from genlab.images import save_grid, to_model
+from genlab.models.protocols import Translator
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("translate", help="translate images with an image-to-image run", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", help="run folder of an image-to-image model, e.g. runs/00000-facades-pix2pix")
+    p.add_argument("input", help="an image file (PNG, JPEG, ...) or a folder of them")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="folder to write the translated PNGs into")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model's noise (pix2pix: its dropout)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=run)
+
+
+def load_translator(run_dir: str, device: str) -> Translator:
+    """The run's exported model, which must translate images.
+
+    The one place that picks the model: a run that exports a translator per direction
+    (CycleGAN's A->B and B->A) chooses one here from a direction argument.
+    """
+    model = load(run_dir, device=device)
+    if not isinstance(model, Translator):
+        raise ConfigError(f"{run_dir} exports a {type(model).__name__}, which does not translate images; "
+                          "train an image-to-image model (e.g. model.name=pix2pix) or use genlab sample")
+    return model
+
+
+def input_files(path: Path) -> list[Path]:
+    """``path`` itself, or the visible files of the folder ``path`` in sorted order."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise ConfigError(f"input {path} is neither an image file nor a folder")
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise ConfigError(f"input folder {path} holds no files; put PNG or JPEG images in it")
+    return files
+
+
+def read_image(path: Path, shape: tuple[int, int, int]) -> tuple[torch.Tensor, str | None]:
+    """uint8 [C, H, W] of ``shape`` from an image file, and a note when it had to be resized."""
+    channels, height, width = shape
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image).convert("L" if channels == 1 else "RGB")
+    note = None
+    if image.size != (width, height):
+        note = f"resized {path.name} from {image.width}x{image.height} to the model's {width}x{height} (PIL bicubic)"
+        image = image.resize((width, height), Image.Resampling.BICUBIC)
+    array = np.asarray(image, dtype=np.uint8)
+    array = array[None] if channels == 1 else array.transpose(2, 0, 1)
+    return torch.from_numpy(array.copy()), note
+
+
+def run(args: argparse.Namespace) -> int:
+    files = input_files(Path(args.input))
+    model = load_translator(args.run, args.device)
+    out_dir = Path(args.output)
+    written: dict[Path, Path] = {}
+    for path in files:
+        target = out_dir / f"{path.stem}.png"
+        if target in written:
+            _skip(path, f"its translation {target} would overwrite that of {written[target].name}; rename one")
+            continue
+        if target.resolve() == path.resolve():
+            _skip(path, f"its translation would overwrite it; pass another -o than {out_dir}")
+            continue
+        try:
+            image, note = read_image(path, model.source_shape)
+        # Broken files make decoders raise almost anything (OSError, SyntaxError, DecompressionBombError, ...).
+        except Exception as err:  # noqa: BLE001
+            _skip(path, f"not a readable image ({type(err).__name__}: {err})")
+            continue
+        if note:
+            print(f"genlab translate: {note}", file=sys.stderr)
+        output = model.translate(to_model(image[None]), generator=torch.Generator().manual_seed(args.seed))
+        save_grid(output, target, nrow=1)  # a grid of one image is the image itself, unpadded
+        written[target] = path
+    if not written:
+        print(f"genlab translate: no image translated (of {len(files)} input files)", file=sys.stderr)
+        return 2
+    print(f"wrote {len(written)} translation{'s' * (len(written) != 1)} to {out_dir}")
+    return 0
+
+
+def _skip(path: Path, reason: str) -> None:
+    print(f"genlab translate: skipping {path}: {reason}", file=sys.stderr)

@@ -1,0 +1,36 @@
+"""Fixtures of the reliability suite: one tiny finished run, copied for each test that damages it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import genlab
+from genlab.config import Config, config_from_dict
+
+
+def tiny_config(out_dir: Path, **train) -> Config:
+    """A VAE on 256 sprites: 4 iterations of 32 images, a checkpoint every 64 images."""
+    return config_from_dict({
+        "name": "rel",
+        "data": {"name": "sprites", "image_size": 28, "n_train": 256, "n_test": 64},
+        "model": {"name": "conv_vae", "latent_dim": 4, "channels": 8},
+        "objective": {"name": "vae"},
+        "train": {"kimg": 0.128, "batch_size": 32, "out_dir": str(out_dir), "log_every_kimg": 0.064,
+                  "snapshot_every_kimg": 0, "checkpoint_every_kimg": 0.064, "keep_checkpoints": 3,
+                  "progress_bar": False, "tensorboard": False, "threads": 1, **train},
+    })
+
+
+@pytest.fixture(scope="session")
+def pristine_run(tmp_path_factory) -> Path:
+    """A finished run with checkpoints ckpt-000000000064 and ckpt-000000000128; never modified."""
+    return genlab.train(tiny_config(tmp_path_factory.mktemp("pristine")))
+
+
+@pytest.fixture
+def run(pristine_run, tmp_path) -> Path:
+    """A copy of the pristine run that a test may damage."""
+    return Path(shutil.copytree(pristine_run, tmp_path / "runs" / pristine_run.name))

@@ -1,0 +1,167 @@
+"""pix2pix: PatchGAN patch sizes and receptive fields, the U-Net's full-resolution skips,
+seeded translation noise, phases that train only their modules, snapshots and ``genlab translate``
+(exact resume is test_seam.py's "pix2pix" case)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+
+import genlab
+from genlab.cli.main import main
+from genlab.config import config_from_dict
+from genlab.data.base import Image, TensorDataset
+from genlab.models.pix2pix import PatchDiscriminator, UNetGenerator
+from genlab.training.loop import _training_only
+from genlab.training.objectives.pix2pix import Pix2PixObjectiveConfig, Pix2PixStep
+
+
+def make_pairs(n: int, size: int = 32, seed: int = 0) -> TensorDataset:
+    """Colour squares on black (targets) and their grey versions (sources)."""
+    g = torch.Generator().manual_seed(seed)
+    target = torch.zeros(n, 3, size, size, dtype=torch.uint8)
+    for i in range(n):
+        x, y, s = (int(v) for v in torch.randint(0, size // 2, (3,), generator=g))
+        target[i, :, y : y + s + 4, x : x + s + 4] = torch.randint(64, 256, (3, 1, 1), generator=g, dtype=torch.uint8)
+    source = target.float().mean(dim=1, keepdim=True).round().to(torch.uint8)
+    return TensorDataset("pairs", {"source": Image(1, size, size), "target": Image(3, size, size)},
+                         {"source": source, "target": target})
+
+
+# Edges (1 channel) -> colour sprites (3 channels), as pix2pix's edges2shoes.
+DATA = {"name": "pairs", "kind": "edges", "base": {"name": "color_sprites", "image_size": 32, "n_train": 128, "n_test": 16}}
+TRAIN = {"batch_size": 16, "log_every_kimg": 0.032, "snapshot_every_kimg": 0.064, "checkpoint_every_kimg": 0.128,
+         "progress_bar": False, "tensorboard": False, "threads": 1}
+MODEL = {"name": "pix2pix", "g_channels": 4, "d_channels": 4}
+
+
+def run_config(out_dir, kimg: float, objective: dict | None = None) -> genlab.Config:
+    return config_from_dict({"name": "pix2pix", "data": DATA, "model": MODEL,
+                             "objective": {"name": "pix2pix", **(objective or {})},
+                             "train": {**TRAIN, "kimg": kimg, "out_dir": str(out_dir)}})
+
+
+def nonzero_extent(grad: torch.Tensor) -> tuple[int, int]:
+    """Height and width of the bounding box of the nonzero entries of [N, C, H, W] gradients."""
+    rows = torch.nonzero(grad.abs().sum(dim=(0, 1, 3)))
+    cols = torch.nonzero(grad.abs().sum(dim=(0, 1, 2)))
+    return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+@pytest.mark.parametrize("size, expected", [(256, {1: 256, 16: 126, 70: 30, "image": 1}),
+                                            (32, {1: 32, 16: 14, 70: 2, "image": 1})])
+def test_each_receptive_field_gives_the_documented_patch_grid(size, expected):
+    for rf, side in expected.items():
+        D = PatchDiscriminator(1 + 3, size, 2, rf)
+        assert D(torch.zeros(2, 1, size, size), torch.zeros(2, 3, size, size)).shape == (2, 1, side, side), rf
+
+
+@pytest.mark.parametrize("rf, size", [(1, 1), (16, 16), (70, 70), ("image", 256)])
+def test_one_logit_sees_a_patch_of_the_receptive_field(rf, size):
+    # Eval mode: training-mode batch norm would couple every position through the batch statistics.
+    D = PatchDiscriminator(1 + 1, 256, 2, rf).double().eval()
+    source = torch.randn(1, 1, 256, 256, dtype=torch.float64, requires_grad=True)
+    logits = D(source, torch.randn(1, 1, 256, 256, dtype=torch.float64))
+    h, w = logits.shape[-2:]
+    logits[0, 0, h // 2, w // 2].backward()  # a central logit: its window lies inside the image, unclipped
+    assert nonzero_extent(source.grad) == (size, size)
+
+
+def test_unet_skips_carry_the_input_at_full_resolution():
+    G = UNetGenerator((1, 32, 32), (3, 32, 32), channels=4, dropout=0.0).double().eval()
+    # Cut everything below the outermost skip: the last decoder layer's output is zeroed,
+    # leaving only the first encoder layer (16x16 features of the 32x32 input) to reach the output.
+    G.decoder[-1].register_forward_hook(lambda module, inputs, output: output * 0)
+    source = torch.randn(1, 1, 32, 32, dtype=torch.float64, requires_grad=True)
+    G(source)[0, :, 16, 16].sum().backward()
+    # Output pixel (16, 16) still depends on the input, on the 6x6 window of one conv4-s2 / convT4-s2 pair.
+    assert nonzero_extent(source.grad) == (6, 6)
+
+
+def test_translate_is_seeded_noise_with_running_statistics():
+    G = UNetGenerator((1, 32, 32), (3, 32, 32), channels=4, dropout=0.5)
+    source = torch.rand(2, 1, 32, 32) * 2 - 1
+    a, b = (G.translate(source, torch.Generator().manual_seed(0)) for _ in range(2))
+    c = G.translate(source, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and not torch.equal(a, c) and G.training  # dropout on, seeded; mode restored
+    deterministic = UNetGenerator((1, 32, 32), (3, 32, 32), channels=4, dropout=0.0)
+    assert torch.equal(deterministic.translate(source), deterministic.translate(source))
+
+
+# ----------------------------------------------------------------------------- step
+
+
+def tiny_step(**objective) -> tuple[Pix2PixStep, TensorDataset]:
+    torch.manual_seed(0)
+    G = UNetGenerator((1, 32, 32), (3, 32, 32), channels=4, dropout=0.5)
+    D = PatchDiscriminator(1 + 3, 32, 4, 70)
+    return Pix2PixStep(Pix2PixObjectiveConfig(**objective), G, D), make_pairs(8)
+
+
+@pytest.mark.parametrize("objective", [{}, {"loss": "cgan", "gan_loss": "lsgan"}, {"loss": "l1"}, {"loss": "l2"}])
+def test_each_phase_reaches_only_the_module_it_trains(objective):
+    step, data = tiny_step(**objective)
+    adversarial = objective.get("loss", "cgan_l1").startswith("cgan")
+    assert [p.name for p in step.phases()] == (["D", "G"] if adversarial else ["G"])
+    assert set(step.modules) == set(step.optimizers) == ({"G", "D"} if adversarial else {"G"})
+    batch = data.batch(slice(0, 8))
+    for phase in step.phases():
+        for p in (p for m in step.modules.values() for p in m.parameters()):
+            p.grad = None
+        with _training_only(step, phase, wrapped={}):
+            out = phase.loss(batch)
+            out.loss.backward()
+        for name, module in step.modules.items():
+            reached = any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+            assert reached == (name == phase.name), f"{phase.name} phase, gradients of {name}"
+        assert "L1" in out.stats if phase.name == "G" else {"D(x)", "D(G(x))"} <= out.stats.keys()
+
+
+def test_snapshot_rows_show_source_output_and_target():
+    step, data = tiny_step()
+    grid = step.snapshots(data.batch(slice(0, 8)), seed=0)["translations"]
+    assert grid.nrow == 3 and grid.images.shape == (24, 3, 32, 32)
+    assert torch.equal(grid.images[0], data.batch(slice(0, 1))["source"][0].expand(3, -1, -1))
+    assert torch.equal(grid.images[2], data.batch(slice(0, 1))["target"][0])
+
+
+# ----------------------------------------------------------------------------- genlab translate
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    return genlab.train(run_config(tmp_path_factory.mktemp("runs"), 0.064))
+
+
+def test_translate_writes_one_png_per_readable_image(trained_run, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    PILImage.fromarray(np.full((32, 32), 200, dtype=np.uint8)).save(inputs / "grey.png")
+    PILImage.fromarray(np.zeros((20, 48, 3), dtype=np.uint8)).save(inputs / "wide.jpg")  # colour, other size
+    (inputs / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    with PILImage.open(trained_run / "samples" / "translations-latest.png") as grid:  # 8 rows of 3, padded by 2
+        assert grid.size == (3 * 32 + 4 * 2, 8 * 32 + 9 * 2)
+    assert main(["translate", str(trained_run), str(inputs), "-o", str(out), "--seed", "3"]) == 0
+    err = capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["grey.png", "wide.png"]
+    assert "broken.png: not a readable image" in err and err.count("skipping") == 1
+    assert "resized wide.jpg from 48x20 to the model's 32x32" in err
+    with PILImage.open(out / "wide.png") as image:
+        assert image.mode == "RGB" and image.size == (32, 32)
+    first = (out / "grey.png").read_bytes()
+    assert main(["translate", str(trained_run), str(inputs / "grey.png"), "-o", str(tmp_path / "again"), "--seed", "3"]) == 0
+    assert (tmp_path / "again" / "grey.png").read_bytes() == first  # same seed, same dropout noise
+
+
+def test_translate_fails_with_exit_code_2_when_nothing_was_readable(trained_run, tmp_path, capsys):
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("text")
+    assert main(["translate", str(trained_run), str(bad), "-o", str(tmp_path / "out")]) == 2
+    assert "no image translated" in capsys.readouterr().err
+    assert main(["translate", str(trained_run), str(tmp_path / "missing"), "-o", str(tmp_path / "out")]) == 2
