@@ -39,6 +39,10 @@ CASES = {
     "pix2pix": ({"name": "pairs", "kind": "edges", "base": {"name": "color_sprites", "image_size": 32, "n_train": 512,
                                                             "n_test": 64}},
                 {"name": "pix2pix", "g_channels": 4, "d_channels": 4}, {"name": "pix2pix"}),
+    # A pool of 4 fakes per domain is full after the first batch: resume must restore its images and its generator.
+    "cyclegan": ({"name": "unpaired", "a": {**SPRITES, "image_size": 32}, "b": {"name": "color_sprites", "image_size": 32,
+                                                                              "n_train": 512, "n_test": 64}},
+                 {"name": "cyclegan", "g_channels": 4, "g_blocks": 1, "d_channels": 4}, {"name": "cyclegan", "pool_size": 4}),
 }
 
 

@@ -7,7 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from genlab.config import Config, load_config
+from genlab.config import Config, DataConfig, load_config
 
 
 def device_name(text: str) -> str:
@@ -28,11 +28,21 @@ def add_data_root(parser: argparse.ArgumentParser) -> None:
 
 
 def with_data_root(config: Config, args: argparse.Namespace) -> Config:
-    """``--data-root`` replaces ``data.root`` for datasets read from files (not the sprites)."""
+    """``--data-root`` replaces ``data.root`` for datasets read from files (not the sprites), and
+    the ``root`` of data configs nested in it (``pairs``' ``base``: edges of MNIST)."""
     root = getattr(args, "data_root", None)
-    if not root or "root" not in {f.name for f in dataclasses.fields(config.data)}:
-        return config
-    return dataclasses.replace(config, data=dataclasses.replace(config.data, root=root))
+    return dataclasses.replace(config, data=_with_root(config.data, root)) if root else config
+
+
+def _with_root(data: DataConfig, root: str) -> DataConfig:
+    changes: dict[str, object] = {}
+    for f in dataclasses.fields(data):
+        value = getattr(data, f.name)
+        if f.name == "root":
+            changes["root"] = root
+        elif isinstance(value, DataConfig):
+            changes[f.name] = _with_root(value, root)
+    return dataclasses.replace(data, **changes) if changes else data
 
 
 def load_cli_config(path: str, args: argparse.Namespace) -> Config:

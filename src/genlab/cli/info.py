@@ -10,7 +10,8 @@ import yaml
 
 from genlab.config import config_to_dict
 from genlab.data.base import describe
-from genlab.training.checkpoint import list_checkpoints
+from genlab.errors import RunError
+from genlab.training.checkpoint import good_checkpoint, list_checkpoints
 from genlab.training.run import read_run
 
 
@@ -26,6 +27,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"data:        {config.data.name} ({describe(spec)})")
     checkpoints = list_checkpoints(run_dir / "checkpoints")
     print(f"checkpoints: {len(checkpoints)}" + (f", latest {checkpoints[-1].name}" if checkpoints else ""))
+    if checkpoints:
+        try:
+            good, skipped = good_checkpoint(run_dir)
+            verdict = f"{good.name}" + "".join(f"\n  damaged: {reason}" for reason in skipped)
+        except RunError as err:
+            verdict = f"none: {err}"
+        print(f"newest good: {verdict}")
     stats_file = Path(run_dir) / "stats.jsonl"
     if stats_file.is_file() and (lines := stats_file.read_text().splitlines()):
         last = json.loads(lines[-1])

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import yaml
 
-from genlab.api import train
+from genlab import distributed
+from genlab.api import load, train
 from genlab.cli.common import add_data_root, load_cli_config, with_data_root
 from genlab.config import config_to_dict, override_config
 from genlab.distributed import print0
 from genlab.errors import ConfigError
+from genlab.models.protocols import Encoder, LatentSampler, Translator, is_conditional
 from genlab.models import build_model
 from genlab.training.run import read_run
 
@@ -44,4 +47,24 @@ def run(args: argparse.Namespace) -> int:
     print0(f"run folder: {run_dir}")
     if (run_dir / "samples").is_dir():
         print0(f"images:     {run_dir / 'samples'}")
+    if distributed.is_main():
+        print("next, try:\n" + "\n".join(f"  {line}" for line in next_commands(run_dir)))
     return 0
+
+
+def next_commands(run_dir: Path) -> list[str]:
+    """What a person can do with the finished run, by what its exported model can do."""
+    model = load(run_dir)
+    lines = [f"genlab info {run_dir}"]
+    if isinstance(model, LatentSampler):
+        lines.append(f"genlab sample {run_dir} -n 64 -o samples.png")
+    if is_conditional(model):
+        lines.append(f"genlab sample {run_dir} --class 3 -n 16 -o class3.png")
+    if isinstance(model, Translator):
+        lines.append(f"genlab translate {run_dir} INPUT_IMAGE_OR_DIR -o translated/")
+    if isinstance(model, Encoder):
+        lines.append(f"genlab eval {run_dir}                 # test-set ELBO and importance-weighted NLL")
+    elif isinstance(model, LatentSampler):
+        lines.append(f"genlab eval {run_dir} --metrics fid,pr  # sample quality")
+    lines.append(f"tensorboard --logdir {run_dir.parent}")
+    return lines

@@ -1,10 +1,15 @@
-"""genlab translate RUN INPUT -o OUT [--seed S]: translate images with a trained image-to-image run (pix2pix).
+"""genlab translate RUN INPUT -o OUT [--seed S] [--direction AtoB|BtoA]: translate images with a trained
+image-to-image run (pix2pix, CycleGAN).
 
 INPUT is one image file or a folder of them (its files, not its sub-folders). Each image
 is converted to the model's source channels (grey or RGB) and, where its size differs,
 resized with PIL (bicubic, stretched when the aspect ratio differs; a message says so).
 Each translation is written as OUT/<input name>.png. The same --seed gives every image the
 same dropout noise, whichever other images are translated with it.
+
+--direction picks the way a run that translates both ways (CycleGAN) is used: AtoB (the
+default) with its export G_AB, BtoA with its G_BA. pix2pix translates its source to its
+target only (AtoB); train with data.direction=BtoA for the other way.
 
 A file that is not a readable image gets one message on stderr and the rest go on; the
 exit code is 0 if any image was translated, 2 if none was.
@@ -25,6 +30,9 @@ from genlab.errors import ConfigError
 from genlab.images import save_grid, to_model
 from genlab.models.protocols import Translator
 
+# --direction -> the role genlab.load builds (None: the run's export)
+DIRECTIONS: dict[str, str | None] = {"AtoB": None, "BtoA": "G_BA"}
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("translate", help="translate images with an image-to-image run", description=__doc__,
@@ -33,17 +41,23 @@ def add_parser(subparsers) -> None:
     p.add_argument("input", help="an image file (PNG, JPEG, ...) or a folder of them")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="folder to write the translated PNGs into")
     p.add_argument("--seed", type=int, default=0, help="seed of the model's noise (pix2pix: its dropout)")
+    p.add_argument("--direction", choices=sorted(DIRECTIONS), default="AtoB",
+                   help="AtoB: the run's export; BtoA: a CycleGAN's B -> A generator (G_BA)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run)
 
 
-def load_translator(run_dir: str, device: str) -> Translator:
-    """The run's exported model, which must translate images.
-
-    The one place that picks the model: a run that exports a translator per direction
-    (CycleGAN's A->B and B->A) chooses one here from a direction argument.
-    """
-    model = load(run_dir, device=device)
+def load_translator(run_dir: str, device: str, direction: str = "AtoB") -> Translator:
+    """The run's translator for ``direction``, which must translate images: the export for
+    AtoB, the module of role ``DIRECTIONS[direction]`` otherwise (built alone by genlab.load)."""
+    role = DIRECTIONS[direction]
+    try:
+        model = load(run_dir, device=device, role=role)
+    except ConfigError as err:
+        if role is None:
+            raise
+        raise ConfigError(f"{err}. --direction {direction} needs a run that translates both ways (a CycleGAN's "
+                          f"{role}); a pix2pix run translates AtoB only: train one with data.direction=BtoA") from None
     if not isinstance(model, Translator):
         raise ConfigError(f"{run_dir} exports a {type(model).__name__}, which does not translate images; "
                           "train an image-to-image model (e.g. model.name=pix2pix) or use genlab sample")
@@ -78,7 +92,7 @@ def read_image(path: Path, shape: tuple[int, int, int]) -> tuple[torch.Tensor, s
 
 def run(args: argparse.Namespace) -> int:
     files = input_files(Path(args.input))
-    model = load_translator(args.run, args.device)
+    model = load_translator(args.run, args.device, args.direction)
     out_dir = Path(args.output)
     written: dict[Path, Path] = {}
     for path in files:

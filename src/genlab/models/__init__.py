@@ -17,6 +17,7 @@ from genlab.models import conditional, dcgan, gan_mlp, vae  # noqa: F401  (regis
 from genlab.models import classifier  # noqa: F401  (registers the metrics' digit classifier)
 from genlab.models import toy  # noqa: F401  (registers the toy-data GAN)
 from genlab.models import pix2pix  # noqa: F401  (registers the image-to-image U-Net / PatchGAN)
+from genlab.models import cyclegan  # noqa: F401  (registers the unpaired ResNet generators / PatchGANs)
 from genlab.registry import MODELS
 
 ModuleFactories = dict[str, Callable[[], nn.Module]]

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import yaml
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -192,6 +192,24 @@ def load_modules(checkpoint: Path, modules: dict[str, nn.Module]) -> None:
             raise RunError(f"{checkpoint} does not fit module {name!r} of this config: {err}") from None
 
 
+def read_module(checkpoint: Path, name: str) -> dict[str, Tensor]:
+    """The state of module ``name`` alone from ``modules.safetensors`` (only its tensors are read).
+
+    RunError naming the file's modules when it holds none of that name.
+    """
+    path, prefix = checkpoint / MODULES_FILE, f"{name}."
+    try:
+        with safe_open(path, framework="pt") as f:
+            keys = list(f.keys())
+            own = {key[len(prefix):]: f.get_tensor(key) for key in keys if key.startswith(prefix)}
+    except (SafetensorError, OSError) as err:
+        raise RunError(f"{path} is unreadable ({err}); run genlab info on the run to see its good checkpoints") from None
+    if not own:
+        names = sorted({key.split(".", 1)[0] for key in keys})
+        raise RunError(f"{path} holds no module {name!r}; it has {', '.join(names)}")
+    return own
+
+
 def read_export(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """The exported model's info (model.yaml) and weights of a checkpoint."""
     info_path = checkpoint / EXPORT_INFO
@@ -215,10 +233,11 @@ def load_training_state(checkpoint: Path) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as err:
-        lines = [ln.strip() for ln in str(err).splitlines() if "nsupported" in ln and "file an issue" not in ln]
-        reason = lines[0].rstrip(".") if lines else "it holds more than tensors and plain containers"
-        raise RunError(f"{path} was refused: {reason}; unpickling it could run code, so genlab reads only tensors "
-                       f"and plain containers. {_restore_hint(checkpoint)}") from None
+        # torch's message spans lines and suggests allow-listing the global; keep only what was refused
+        lines = [ln for ln in str(err).splitlines() if "nsupported" in ln and "file an issue" not in ln]
+        reason = lines[0].split(". ")[0].replace("WeightsUnpickler error:", "").strip().rstrip(".") if lines else "?"
+        raise RunError(f"{path} was refused ({reason}): it holds more than tensors and plain containers, and "
+                       f"unpickling it could run code. {_restore_hint(checkpoint)}") from None
     except (RuntimeError, EOFError, OSError) as err:
         raise RunError(f"{path} is unreadable ({str(err).splitlines()[0]}). {_restore_hint(checkpoint)}") from None
 
@@ -257,8 +276,8 @@ def _write_failure(err: OSError, final: Path, nbytes: int) -> str:
     megabytes = max(1, round(nbytes / 2**20))
     return (f"could not write checkpoint {final.name} in {checkpoint_dir}: {what}. The half-written folder was removed; "
             f"{f'the previous checkpoint {kept[-1]} is kept' if kept else 'no earlier checkpoint exists'}. "
-            f"Free at least {megabytes} MB (one checkpoint's size) on the disk holding {run_dir}, e.g. old runs or "
-            f"{run_dir / 'tensorboard'}, then continue with: genlab train --resume {run_dir}")
+            f"Free at least {megabytes} MB (one checkpoint's size) on the disk holding {run_dir}, e.g. old runs in "
+            f"{run_dir.parent}, then continue with: genlab train --resume {run_dir}")
 
 
 def _nbytes(obj: Any) -> int:

@@ -11,6 +11,16 @@ the only optimiser and the only phase. The model builder still returns a D (a mo
 not know its objective); the loop builds it from the seed and the step drops it, so it is
 neither trained nor checkpointed.
 
+``mode_seeking_weight`` > 0 adds MSGAN's mode-seeking term (Mao et al., CVPR 2019) to G's
+loss, against pix2pix's near-determinism: G translates each source twice, under two
+independent dropout draws (pix2pix's only noise, standing in for MSGAN's z1 and z2), and
+minimises ``weight / (ratio + 1e-5)`` with ``ratio = mean|G(x; m1) - G(x; m2)| /
+d_masks`` (the reciprocal form of the authors' code). The masks' own L1 distance is
+replaced by its expectation ``d_masks = 2p(1 - p)`` for drop rate p (over thousands of
+independent mask entries the realised distance stays within a percent of it), so the
+denominator is a constant that only rescales the weight. The GAN and L1 terms see the
+first translation only.
+
 Differences from the authors' code: G's output is computed again in the G phase (the loop
 freezes G while D trains, so D's fakes carry no graph to reuse), so the two phases see
 different dropout masks and G's batch-norm statistics see each batch twice; ``lsgan``'s G
@@ -28,6 +38,7 @@ from torch import Tensor, nn
 
 from genlab.config import NON_NEGATIVE, POSITIVE, PROBABILITY, ObjectiveConfig, Range, TrainConfig
 from genlab.data.base import Batch, Spec
+from genlab.errors import ConfigError
 from genlab.images import Grid
 from genlab.registry import register_objective
 from genlab.training.objectives.gan import LOSSES, PROBABILITY_LOSSES
@@ -36,6 +47,7 @@ from genlab.training.optim import adam
 from genlab.training.step import Export, LossOutput, Phase, Step
 
 SNAPSHOT_ROWS = 8  # pairs of the fixed batch shown as source | output | target
+MODE_SEEKING_EPS = 1e-5  # MSGAN's, in the reciprocal of the distance ratio
 
 
 @dataclass
@@ -48,8 +60,9 @@ class Pix2PixObjectiveConfig(ObjectiveConfig):
     lr_d: float = 2e-4
     lr_g: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)  # Adam's
+    mode_seeking_weight: float = 0.0  # MSGAN's lambda (1 in the authors' code); 0 disables; needs g_dropout > 0
     bounds: ClassVar[dict[str, Range]] = {"l1_weight": NON_NEGATIVE, "lr_d": POSITIVE, "lr_g": POSITIVE,
-                                          "betas": PROBABILITY}
+                                          "betas": PROBABILITY, "mode_seeking_weight": NON_NEGATIVE}
 
     @property
     def adversarial(self) -> bool:
@@ -65,6 +78,8 @@ class Pix2PixStep(Step):
         if cfg.adversarial:
             self.optimizers["D"] = adam(D.parameters(), cfg.lr_d, cfg.betas)
         self.export = Export("G", "G")
+        # E|m1 - m2| of two independent keep/drop masks: MSGAN's |z1 - z2| (see the module docstring).
+        self.mask_distance = 2 * G.dropout * (1 - G.dropout)
 
     def phases(self) -> list[Phase]:
         if not self.cfg.adversarial:
@@ -92,13 +107,18 @@ class Pix2PixStep(Step):
         l1 = F.l1_loss(fake, target)
         stats: dict[str, Tensor | float] = {"L1": l1.detach()}
         if self.cfg.loss == "l1":
-            return LossOutput(l1, stats)
-        if self.cfg.loss == "l2":
-            l2 = F.mse_loss(fake, target)
-            return LossOutput(l2, stats | {"L2": l2.detach()})
-        gan = self.g_loss_fn(self.nets["D"](source, fake).float())
-        stats["gan"] = gan.detach()
-        loss = gan + self.cfg.l1_weight * l1 if self.cfg.loss == "cgan_l1" else gan
+            loss = l1
+        elif self.cfg.loss == "l2":
+            loss = F.mse_loss(fake, target)
+            stats["L2"] = loss.detach()
+        else:
+            gan = self.g_loss_fn(self.nets["D"](source, fake).float())
+            stats["gan"] = gan.detach()
+            loss = gan + self.cfg.l1_weight * l1 if self.cfg.loss == "cgan_l1" else gan
+        if self.cfg.mode_seeking_weight > 0:
+            spread = (fake - self.nets["G"](source).float()).abs().mean()  # a second, independent dropout draw
+            loss = loss + self.cfg.mode_seeking_weight / (spread / self.mask_distance + MODE_SEEKING_EPS)
+            stats["mode_spread"] = spread.detach()
         return LossOutput(loss, stats)
 
     def snapshots(self, fixed: Batch, seed: int) -> dict[str, Grid]:
@@ -112,4 +132,7 @@ class Pix2PixStep(Step):
 @register_objective("pix2pix", Pix2PixObjectiveConfig)
 def build_pix2pix_step(cfg: Pix2PixObjectiveConfig, modules: dict[str, nn.Module], spec: Spec,
                        train: TrainConfig) -> Pix2PixStep:
+    if cfg.mode_seeking_weight > 0 and modules["G"].dropout == 0:
+        raise ConfigError("objective.mode_seeking_weight needs G's noise, its dropout, but model.g_dropout is 0; "
+                          "set model.g_dropout (0.5 in pix2pix) or objective.mode_seeking_weight=0")
     return Pix2PixStep(cfg, modules["G"], modules["D"])
