@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -48,7 +49,8 @@ ROOT_KEYS = {"edges2digits": "data.base.root"}  # tasks that read files: where -
 LOSSES = {"L2": ["objective.loss=l2"], "L1": ["objective.loss=l1"], "cGAN": ["objective.loss=cgan"],
           "cGAN+L1": ["objective.loss=cgan_l1"]}
 MODE_SEEKING = "cGAN+L1+MS"
-RECEPTIVE_FIELDS = ("1", "16", "70", "image")  # 70: the cGAN+L1 run of the main table
+RECEPTIVE_FIELDS = {"1": "D 1x1 (PixelGAN)", "16": "D 16x16", "70": "D 70x70", "image": "D image (ImageGAN)"}
+DEFAULT_FIELD = "70"  # the configs' D: the sweep reuses the main table's cGAN+L1 run
 SEEDS = (0, 1, 2, 3)  # dropout seeds of the diversity measure
 PNG_ROWS = 8
 BATCH = 250  # images translated per call
@@ -70,7 +72,8 @@ def task_config(task: str, args: argparse.Namespace, overrides: list[str] = ()) 
     return load_config(TASKS[task], root + list(args.set) + list(overrides))
 
 
-def train_variant(task: str, overrides: list[str], args: argparse.Namespace, tag: str) -> tuple[nn.Module, Result]:
+def train_variant(task: str, overrides: list[str], args: argparse.Namespace, name: str) -> tuple[nn.Module, Result]:
+    tag = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")  # "D 1x1 (PixelGAN)" -> D_1x1_PixelGAN
     common = [f"train.kimg={args.kimg}", f"train.threads={args.threads}", f"train.out_dir={args.out}/runs",
               "train.progress_bar=false", "train.tensorboard=false", "train.checkpoint_every_kimg=0",
               f"train.snapshot_every_kimg={args.kimg}", f"name={task}-{tag}"]
@@ -80,7 +83,7 @@ def train_variant(task: str, overrides: list[str], args: argparse.Namespace, tag
     seconds = time.perf_counter() - start
     records = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
     speeds = [r["images_per_sec"] for r in records[1:]] or [records[0]["images_per_sec"]]  # skip warm-up
-    return genlab.load(run_dir), Result(tag, config.train.kimg, seconds, statistics.median(speeds))
+    return genlab.load(run_dir), Result(name, config.train.kimg, seconds, statistics.median(speeds))
 
 
 @torch.no_grad()
@@ -114,18 +117,20 @@ def reference_row(targets: Tensor, train_targets: Tensor, extractor: Extractor |
     return Result("target", outputs=targets, measures=m)
 
 
-def print_table(title: str, rows: list[Result], with_features: bool) -> None:
-    head = ["", "L1 error", "FID (digits)", "sharpness / target's", "colourfulness (target: see last row)",
-            "diversity (pixels)", "diversity (features)", "train s", "images/s"]
-    if not with_features:
-        head = [h for h in head if "FID" not in h and "features" not in h]
+COLUMNS = {  # measure key -> (column heading, format)
+    "l1": ("L1 error", ".4f"), "fid": ("FID (digit features)", ".1f"), "sharpness": ("sharpness / targets'", ".3f"),
+    "colourfulness": ("colourfulness M", ".1f"), "diversity": ("diversity (pixels)", ".4f"),
+    "feature_diversity": ("diversity (features)", ".3f"),
+}
+
+
+def print_table(title: str, rows: list[Result], colour: bool, with_features: bool) -> None:
+    """A markdown table: one row per result, the measures that apply to the task."""
+    keys = [k for k in COLUMNS if (colour or k != "colourfulness") and (with_features or k not in ("fid", "feature_diversity"))]
+    head = ["", *(COLUMNS[k][0] for k in keys), "train s", "images/s"]
     print(f"\n### {title}\n\n| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for r in rows:
-        m = r.measures
-        cells = [r.name, f"{m['l1']:.4f}"]
-        cells += [f"{m['fid']:.1f}"] if with_features else []
-        cells += [f"{m['sharpness']:.3f}", f"{m['colourfulness']:.1f}", f"{m['diversity']:.4f}" if "diversity" in m else "—"]
-        cells += [f"{m['feature_diversity']:.3f}" if "feature_diversity" in m else "—"] if with_features else []
+        cells = [r.name] + [format(r.measures[k], COLUMNS[k][1]) if k in r.measures else "—" for k in keys]
         cells += [f"{r.seconds:.0f}", f"{r.images_per_sec:.0f}"] if r.seconds else ["—", "—"]
         print("| " + " | ".join(cells) + " |", flush=True)
 
@@ -147,26 +152,25 @@ def run_task(task: str, args: argparse.Namespace, extractor: Extractor | None) -
                                if task == args.sweep_task else {})
     results: dict[str, Result] = {}
     for name, overrides in variants.items():
-        model, result = train_variant(task, overrides, args, name.replace("+", "_"))
+        model, result = train_variant(task, overrides, args, name)
         results[name] = measure(model, result, sources, targets, ext, target_features, args.n_diversity)
     train_targets = load_dataset(config.data, "train")["target"]
     reference = reference_row(targets, train_targets, ext, target_features)
-    print_table(f"{task}, {args.kimg:g} kimg each", [*results.values(), reference], use_features)
+    colour = targets.shape[1] == 3
+    print_table(f"{task}, {args.kimg:g} kimg each", [*results.values(), reference], colour, use_features)
     save_columns([sources] + [results[n].outputs for n in LOSSES] + [targets], args.out / f"{task}.png")
     if task != args.sweep_task:
         return
     seeds = [results[n].per_seed for n in ("cGAN+L1", MODE_SEEKING)]
     save_columns([sources, *seeds[0], *seeds[1], targets], args.out / f"{task}_diversity.png")
     sweep = []
-    for rf in RECEPTIVE_FIELDS:
-        if rf == "70":
-            sweep.append(results["cGAN+L1"])
+    for rf, name in RECEPTIVE_FIELDS.items():
+        if rf == DEFAULT_FIELD:
+            sweep.append(replace(results["cGAN+L1"], name=name))
             continue
-        model, result = train_variant(task, ["objective.loss=cgan_l1", f"model.d_receptive_field={rf}"], args, f"rf{rf}")
+        model, result = train_variant(task, ["objective.loss=cgan_l1", f"model.d_receptive_field={rf}"], args, name)
         sweep.append(measure(model, result, sources, targets, ext, target_features, args.n_diversity))
-    for r, rf in zip(sweep, RECEPTIVE_FIELDS):
-        r.name = f"D {rf}x{rf}" if rf != "image" else "D image (ImageGAN)"
-    print_table(f"{task}, cGAN + L1, D's receptive field, {args.kimg:g} kimg each", sweep, use_features)
+    print_table(f"{task}, cGAN + L1, D's receptive field, {args.kimg:g} kimg each", sweep, colour, use_features)
     save_columns([sources] + [r.outputs for r in sweep] + [targets], args.out / f"{task}_receptive_field.png")
 
 

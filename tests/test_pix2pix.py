@@ -219,7 +219,7 @@ TRAINABLE = [p.name for p in sorted(CONFIGS.glob("pix2pix_*.yaml")) if p.name !=
 
 
 @pytest.mark.parametrize("name", [*TRAINABLE, pytest.param(FACADES, marks=pytest.mark.skip(
-    reason="the facades images are not on this machine (a download); test_facades_config_resolves checks the config"))])
+    reason="the facades images are not on this machine (a download); test_facades_config_resolves_and_names_the_missing_folder checks its config"))])
 def test_every_pix2pix_config_trains_on_a_tiny_budget(name, mnist_root, tmp_path):
     base = load_config(CONFIGS / name).data.base.name
     roots = [f"data.base.root={mnist_root}"] if base == "mnist" else []

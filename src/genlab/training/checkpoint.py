@@ -72,7 +72,8 @@ def save_checkpoint(checkpoint_dir: Path, images_seen: int, modules: dict[str, n
     }
     try:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        for stale in checkpoint_dir.glob(".tmp-*"):  # ours, or left by a writer killed mid-write (kill -9)
+            shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir()
         save_file(tensors, tmp / MODULES_FILE)
         torch.save(state, tmp / STATE_FILE)

@@ -16,9 +16,9 @@ loss, against pix2pix's near-determinism: G translates each source twice, under 
 independent dropout draws (pix2pix's only noise, standing in for MSGAN's z1 and z2), and
 minimises ``weight / (ratio + 1e-5)`` with ``ratio = mean|G(x; m1) - G(x; m2)| /
 d_masks`` (the reciprocal form of the authors' code). The masks' own L1 distance is
-replaced by its expectation ``d_masks = 2p(1 - p)`` for drop rate p (over thousands of
-independent mask entries the realised distance stays within a percent of it), so the
-denominator is a constant that only rescales the weight. The GAN and L1 terms see the
+replaced by its expectation ``d_masks = 2p(1 - p)`` for drop rate p (a batch draws tens
+of thousands of independent mask entries, so the realised distance stays within about a
+percent of it): the denominator is a constant that only rescales the weight. The GAN and L1 terms see the
 first translation only.
 
 Differences from the authors' code: G's output is computed again in the G phase (the loop
