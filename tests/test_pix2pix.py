@@ -241,3 +241,8 @@ def test_facades_config_resolves_and_names_the_missing_folder(tmp_path, capsys):
     config = load_config(path, [f"data.path={tmp_path / 'facades'}", f"train.out_dir={tmp_path}"])
     with pytest.raises(DataError, match="no train/ folder"):
         genlab.train(config)
+
+
+def test_data_root_reaches_the_nested_base(capsys):
+    assert main(["train", str(CONFIGS / "pix2pix_edges2digits.yaml"), "--data-root", "/data/here", "--dry-run"]) == 0
+    assert "  base:\n    name: mnist\n    root: /data/here\n" in capsys.readouterr().out
