@@ -12,6 +12,7 @@ from genlab.errors import GenlabError
 COMMANDS = (
     "genlab.cli.train",
     "genlab.cli.sample",
+    "genlab.cli.latent",
     "genlab.cli.translate",
     "genlab.cli.evaluate",
     "genlab.cli.info",

@@ -11,8 +11,10 @@ same dropout noise, whichever other images are translated with it.
 default) with its export G_AB, BtoA with its G_BA. pix2pix translates its source to its
 target only (AtoB); train with data.direction=BtoA for the other way.
 
-A file that is not a readable image gets one message on stderr and the rest go on; the
-exit code is 0 if any image was translated, 2 if none was.
+Images are decoded as genlab's image folders are (16-bit grey kept, transparency composited
+onto white, files over PIL's MAX_IMAGE_PIXELS refused from their header). A file that is not
+a readable image gets one message on stderr and the rest go on; the exit code is 0 if any
+image was translated, 2 if none was.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from genlab.api import load
+from genlab.data.folder import open_image, unusable_reason
 from genlab.errors import ConfigError
 from genlab.images import save_grid, to_model
 from genlab.models.protocols import Translator
@@ -79,8 +82,7 @@ def input_files(path: Path) -> list[Path]:
 def read_image(path: Path, shape: tuple[int, int, int]) -> tuple[torch.Tensor, str | None]:
     """uint8 [C, H, W] of ``shape`` from an image file, and a note when it had to be resized."""
     channels, height, width = shape
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image).convert("L" if channels == 1 else "RGB")
+    image = open_image(path, "L" if channels == 1 else "RGB", Image.MAX_IMAGE_PIXELS or sys.maxsize)
     note = None
     if image.size != (width, height):
         note = f"resized {path.name} from {image.width}x{image.height} to the model's {width}x{height} (PIL bicubic)"
@@ -105,9 +107,9 @@ def run(args: argparse.Namespace) -> int:
             continue
         try:
             image, note = read_image(path, model.source_shape)
-        # Broken files make decoders raise almost anything (OSError, SyntaxError, DecompressionBombError, ...).
+        # Broken files make decoders raise almost anything (OSError, SyntaxError, struct.error, ...).
         except Exception as err:  # noqa: BLE001
-            _skip(path, f"not a readable image ({type(err).__name__}: {err})")
+            _skip(path, unusable_reason(err))
             continue
         if note:
             print(f"genlab translate: {note}", file=sys.stderr)

@@ -4,6 +4,8 @@ Files are found recursively in sorted order, so a folder always gives the same d
 Each image is resized so its shorter side is ``image_size`` and centre-cropped to a square.
 A file that is not a readable image is skipped with one warning naming it, so that one bad
 file among thousands does not stop a run. Images in sub-folders are labelled by sub-folder.
+Any mode PIL reads is converted: 16-bit grey keeps its levels (the high byte), an image with
+transparency (RGBA, LA, a palette with a transparent colour) is composited onto white.
 """
 
 from __future__ import annotations
@@ -119,8 +121,12 @@ def in_test_split(relative: Path, test_fraction: float) -> bool:
     return int.from_bytes(digest[:8], "big") < test_fraction * 2**64
 
 
-class _TooLarge(Exception):
-    """An image over the pixel limit, refused before decoding."""
+class TooLarge(Exception):
+    """An image over the pixel limit, refused from its header before decoding; the message gives its size."""
+
+
+class _OverPILLimit(TooLarge):
+    """Over twice ``PIL.Image.MAX_IMAGE_PIXELS``: refused inside ``Image.open``, whatever max_pixels allows."""
 
 
 def _decode(file: Path, size: int, channels: int, max_pixels: int) -> np.ndarray | None:
@@ -133,31 +139,47 @@ def read_or_warn(dataset: str, file: Path, max_pixels: int, read: Callable[[], T
     """``read()``, or None after one warning naming the file when it is not a usable image."""
     try:
         return read()
-    except _TooLarge as err:
-        reason = (
-            f"{err} pixels is over max_pixels={max_pixels} (possible decompression bomb); "
-            f"raise data.max_pixels if you trust it"
-        )
     # Broken files make decoders raise almost anything (OSError, SyntaxError, struct.error,
-    # DecompressionBombError, ...); each means "not a usable image".
+    # ValueError, ...); each means "not a usable image".
     except Exception as err:  # noqa: BLE001
-        reason = f"not a readable image ({type(err).__name__}: {err})"
+        reason = unusable_reason(err)
+        if isinstance(err, TooLarge) and not isinstance(err, _OverPILLimit):
+            reason += "; raise data.max_pixels if you trust it"
     warnings.warn(f"{dataset}: skipping {file}: {reason}", stacklevel=3)
     return None
 
 
+def unusable_reason(err: Exception) -> str:
+    """Why :func:`open_image` (or a decoder behind it) could not give an image, for a message naming the file."""
+    if isinstance(err, TooLarge):
+        return f"{err} (possible decompression bomb)"
+    return f"not a readable image ({type(err).__name__}: {err})"
+
+
 def open_image(file: Path, mode: str, max_pixels: int, draft: tuple[int, int] | None = None) -> Image.Image:
     """``file`` decoded in ``mode`` ("L" or "RGB"), EXIF orientation applied; images over
-    ``max_pixels`` are refused from the header, before decoding."""
+    ``max_pixels`` are refused from the header, before decoding (:class:`TooLarge`)."""
     with warnings.catch_warnings():
         # Our own limit applies; PIL's global one would warn a second time about the same file.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(file) as image:
+        try:
+            opened = Image.open(file)
+        except Image.DecompressionBombError:  # PIL says no size, only that it is over its limit
+            raise _OverPILLimit(f"the header claims over {2 * Image.MAX_IMAGE_PIXELS} pixels, twice "
+                                "PIL.Image.MAX_IMAGE_PIXELS") from None
+        with opened as image:
             if image.width * image.height > max_pixels:
-                raise _TooLarge(f"{image.width}x{image.height}")
+                raise TooLarge(f"{image.width}x{image.height} pixels is over max_pixels={max_pixels}")
             if draft is not None:
                 image.draft(mode, draft)  # JPEG decodes at a reduced scale: much faster
-            return ImageOps.exif_transpose(image).convert(mode)
+            sixteen_bit = image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PNG")
+            image = ImageOps.exif_transpose(image)
+            if sixteen_bit:  # convert() would clip every level above 255: a white image
+                image = Image.fromarray((np.asarray(image).clip(0, 65535) >> 8).astype(np.uint8))
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                # Hidden colours under transparent pixels are arbitrary; PIL also warns about palette ones.
+                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+            return image.convert(mode)
 
 
 def _read_image(file: Path, size: int, mode: str, max_pixels: int) -> np.ndarray:
