@@ -206,13 +206,15 @@ class TrainConfig(Bounded):
     tensorboard: bool = True
     progress_bar: bool = True
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    on_nan: Literal["stop", "rollback"] = "stop"  # a NaN/Inf loss or gradient: stop, or reload the last good
+    max_rollbacks: int = 3  # checkpoint with the learning rates halved, at most this many times in the run
     lr_schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # for every optimiser
     lr_schedules: dict[str, ScheduleConfig] = field(default_factory=dict)  # per optimiser name, e.g. {D: ..., G: ...}
     bounds: ClassVar[dict[str, Range]] = {
         "kimg": POSITIVE, "batch_size": at_least(1), "seed": SEED, "grad_clip": at_least(0, "0 disables"),
         "log_every_kimg": at_least(0, "0 disables"), "snapshot_every_kimg": at_least(0, "0 disables"),
         "checkpoint_every_kimg": at_least(0, "0: only when stopping"), "keep_checkpoints": at_least(1),
-        "threads": at_least(0, "0 keeps torch's default"),
+        "threads": at_least(0, "0 keeps torch's default"), "max_rollbacks": at_least(1),
     }
 
     def __post_init__(self) -> None:

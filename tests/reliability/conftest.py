@@ -11,13 +11,17 @@ import genlab
 from genlab.config import Config, config_from_dict
 
 
-def tiny_config(out_dir: Path, **train) -> Config:
-    """A VAE on 256 sprites: 4 iterations of 32 images, a checkpoint every 64 images."""
+VAE = ({"name": "conv_vae", "latent_dim": 4, "channels": 8}, {"name": "vae"})
+GAN = ({"name": "dcgan", "latent_dim": 8, "g_channels": 8, "d_channels": 8}, {"name": "gan"})
+
+
+def tiny_config(out_dir: Path, family: tuple[dict, dict] = VAE, **train) -> Config:
+    """A VAE (or ``family``'s model and objective) on 256 sprites: 4 iterations of 32 images, a checkpoint every 64."""
     return config_from_dict({
         "name": "rel",
         "data": {"name": "sprites", "image_size": 28, "n_train": 256, "n_test": 64},
-        "model": {"name": "conv_vae", "latent_dim": 4, "channels": 8},
-        "objective": {"name": "vae"},
+        "model": family[0],
+        "objective": family[1],
         "train": {"kimg": 0.128, "batch_size": 32, "out_dir": str(out_dir), "log_every_kimg": 0.064,
                   "snapshot_every_kimg": 0, "checkpoint_every_kimg": 0.064, "keep_checkpoints": 3,
                   "progress_bar": False, "tensorboard": False, "threads": 1, **train},

@@ -3,8 +3,8 @@
 A checkpoint is written every iteration; every other kill waits for one to be half-written
 (its .tmp- folder present), the others strike at a random moment. Each kill costs a process
 start (a few seconds), so the default is short: GENLAB_KILLS (per family, default 2) and
-GENLAB_KILL_FAMILIES (default vae; vae,gan for both) make it longer, e.g.
-GENLAB_KILLS=10 GENLAB_KILL_FAMILIES=vae,gan for 20 kills.
+GENLAB_KILL_FAMILIES (default vae; any of vae,gan,pix2pix,cyclegan) make it longer, e.g.
+GENLAB_KILLS=6 GENLAB_KILL_FAMILIES=vae,gan,pix2pix,cyclegan for 24 kills.
 """
 
 from __future__ import annotations
@@ -29,22 +29,34 @@ pytestmark = pytest.mark.reliability
 
 KILLS = int(os.environ.get("GENLAB_KILLS", "2"))
 FAMILIES = os.environ.get("GENLAB_KILL_FAMILIES", "vae").split(",")
-MODELS = {
-    "vae": "model: {name: conv_vae, latent_dim: 4, channels: 8}\nobjective: {name: vae}\n",
-    "gan": "model: {name: dcgan, latent_dim: 8, g_channels: 8, d_channels: 8}\nobjective: {name: gan, n_critic: 2}\n",
+SPRITES = "{name: sprites, image_size: 28, n_train: 256, n_test: 64}"
+SPRITES_32 = "{name: sprites, image_size: 32, n_train: 256, n_test: 64}"
+COLOUR_32 = "{name: color_sprites, image_size: 32, n_train: 256, n_test: 64}"
+# family: (data, model and objective, images per iteration of batches of 32), tiny as in tests/test_seam.py
+RECIPES = {
+    "vae": (SPRITES, "model: {name: conv_vae, latent_dim: 4, channels: 8}\nobjective: {name: vae}\n", 32),
+    "gan": (SPRITES, "model: {name: dcgan, latent_dim: 8, g_channels: 8, d_channels: 8}\n"
+                     "objective: {name: gan, n_critic: 2}\n", 64),  # D draws n_critic = 2 batches
+    # G's dropout draws from the global RNG: a resume must restore it
+    "pix2pix": (f"{{name: pairs, kind: edges, base: {COLOUR_32}}}",
+                "model: {name: pix2pix, g_channels: 4, d_channels: 4}\nobjective: {name: pix2pix}\n", 32),
+    # the image pool (4 fakes per domain) is part of the step's state
+    "cyclegan": (f"{{name: unpaired, a: {SPRITES_32}, b: {COLOUR_32}}}",
+                 "model: {name: cyclegan, g_channels: 4, g_blocks: 1, d_channels: 4}\n"
+                 "objective: {name: cyclegan, pool_size: 4}\n", 32),
 }
-IMAGES_PER_ITERATION = {"vae": 32, "gan": 64}  # a GAN iteration draws n_critic = 2 batches of 32
 
 
 def total_images(family: str) -> int:
     """Long enough for every kill to find the run unfinished: a kill lets it advance a few iterations."""
-    return IMAGES_PER_ITERATION[family] * 8 * KILLS
+    return RECIPES[family][2] * 8 * KILLS
 
 
 def recipe(tmp_path: Path, family: str) -> Path:
     path = tmp_path / f"{family}.yaml"
+    data, sections, _ = RECIPES[family]
     path.write_text(
-        f"name: kill\ndata: {{name: sprites, image_size: 28, n_train: 256, n_test: 64}}\n{MODELS[family]}"
+        f"name: kill\ndata: {data}\n{sections}"
         f"train: {{kimg: {total_images(family) / 1000}, batch_size: 32, out_dir: {tmp_path / 'runs'}, log_every_kimg: 0.032, "
         "snapshot_every_kimg: 0, checkpoint_every_kimg: 0.032, keep_checkpoints: 2, progress_bar: false, "
         "tensorboard: false, threads: 1}\n"

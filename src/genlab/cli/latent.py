@@ -27,10 +27,10 @@ from genlab.api import load
 from genlab.cli.common import add_data_root, device_name, with_data_root
 from genlab.cli.translate import read_image
 from genlab.data import load_dataset
-from genlab.data.base import class_field
+from genlab.data.base import class_field, sample_field
 from genlab.errors import ConfigError
 from genlab.images import save_grid, to_model
-from genlab.latent import arithmetic, attributes, conditional, edit, interpolate, invert, sample, traverse
+from genlab.latent import arithmetic, attributes, conditional, edit, interpolate, sample, traverse
 from genlab.latent.encode import encode_dataset
 from genlab.models.protocols import Encoder, is_conditional
 from genlab.training.run import read_run
@@ -64,7 +64,8 @@ def add_parser(subparsers) -> None:
         q.add_argument(f"--{term}", required=True, metavar="TERM",
                        help="comma-separated seeds, image files or class:NAME (the mean latent of that class's "
                             "training images; models with an encoder)")
-    q.add_argument("--jitter", type=float, default=0.25, help="uniform noise of the result's variations (default: %(default)s)")
+    q.add_argument("--jitter", type=float, default=0.25,
+                   help="uniform noise of the result's variations (default: %(default)s)")
     _inversion_args(q)
     add_data_root(q)
 
@@ -181,7 +182,7 @@ def _note(text: str) -> None:
 def _real_latents(model, args: argparse.Namespace, paths: list[str]) -> torch.Tensor:
     """The latents ``[N, D]`` of image files: encoded, or inverted with --invert (a note gives the error)."""
     _check_encoder(model, args)
-    x = read_images(paths, _image_shape(model))
+    x = read_images(paths, _image_shape(args))
     found = edit.image_latents(model, x, args.label, use_inversion=getattr(args, "invert", True),
                                **_inversion_options(args))
     if getattr(args, "invert", True):
@@ -201,12 +202,10 @@ def _inversion_options(args: argparse.Namespace) -> dict:
             "generator": torch.Generator().manual_seed(args.seed)}
 
 
-def _image_shape(model) -> tuple[int, ...]:
-    return tuple(sample.decode(model, model.latents(1, torch.Generator().manual_seed(0)), _any_class(model)).shape[1:])
-
-
-def _any_class(model) -> int | None:
-    return 0 if is_conditional(model) else None
+def _image_shape(args: argparse.Namespace) -> tuple[int, int, int]:
+    """[C, H, W] of the images the run's model was trained on (from its data spec)."""
+    _, _, spec = read_run(args.run)
+    return spec[sample_field(spec)].shape
 
 
 def _train_data(model, args: argparse.Namespace, what: str):
@@ -295,8 +294,10 @@ def _edit(args: argparse.Namespace) -> int:
     _check_encoder(model, args)
     if not (args.set_dims or args.shift_dims or args.attribute):
         raise ConfigError("nothing to edit: give --set D=V, --shift D=V or --attribute NAME")
-    direction = attributes.data_attribute(model, _train_data(model, args, "--attribute"), args.attribute) if args.attribute else None
-    x = read_images([args.image], _image_shape(model))
+    direction = None
+    if args.attribute:
+        direction = attributes.data_attribute(model, _train_data(model, args, "--attribute"), args.attribute)
+    x = read_images([args.image], _image_shape(args))
     found = edit.image_latents(model, x, args.label, use_inversion=args.invert, **_inversion_options(args))
     changes = {"set_dims": dict(args.set_dims), "shift_dims": dict(args.shift_dims), "direction": direction}
     strengths = args.strength if direction is not None else [1.0]
@@ -308,7 +309,7 @@ def _edit(args: argparse.Namespace) -> int:
 
 def _invert(args: argparse.Namespace) -> int:
     model = _model(args)
-    x = read_images(args.images, _image_shape(model))
+    x = read_images(args.images, _image_shape(args))
     start = time.perf_counter()
     found = edit.image_latents(model, x, args.label, use_inversion=True, **_inversion_options(args))
     seconds = time.perf_counter() - start

@@ -158,8 +158,13 @@ def unusable_reason(err: Exception) -> str:
 
 def open_image(file: Path, mode: str, max_pixels: int, draft: tuple[int, int] | None = None) -> Image.Image:
     """``file`` decoded in ``mode`` ("L" or "RGB"), EXIF orientation applied; images over
-    ``max_pixels`` are refused from the header, before decoding (:class:`TooLarge`)."""
-    with warnings.catch_warnings():
+    ``max_pixels`` are refused from the header, before decoding (:class:`TooLarge`).
+
+    What PIL warns about an image it still decodes (corrupt EXIF data, ...) is warned again
+    naming the file; a file that fails raises, and its caller's message says why.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         # Our own limit applies; PIL's global one would warn a second time about the same file.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -179,7 +184,10 @@ def open_image(file: Path, mode: str, max_pixels: int, draft: tuple[int, int] | 
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 # Hidden colours under transparent pixels are arbitrary; PIL also warns about palette ones.
                 image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
-            return image.convert(mode)
+            image = image.convert(mode)
+    for message in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
+        warnings.warn(f"reading {file}: {message}", stacklevel=2)
+    return image
 
 
 def _read_image(file: Path, size: int, mode: str, max_pixels: int) -> np.ndarray:

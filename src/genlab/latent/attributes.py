@@ -25,7 +25,8 @@ ATTRIBUTE_IMAGES = 5000  # examples encoded for an attribute vector
 def attribute_vector(latents: Tensor, with_a: Tensor, with_b: Tensor) -> Tensor:
     """mean(latents[with_a]) - mean(latents[with_b]): latents ``[N, D]``, masks bool ``[N]`` -> ``[D]``."""
     if not with_a.any() or not with_b.any():
-        raise ConfigError(f"an attribute vector needs examples of both sides; got {int(with_a.sum())} and {int(with_b.sum())}")
+        raise ConfigError(f"an attribute vector needs examples of both sides; got {int(with_a.sum())} "
+                          f"and {int(with_b.sum())}")
     return latents[with_a].mean(0) - latents[with_b].mean(0)
 
 
@@ -87,4 +88,5 @@ def class_index(text: str, names: tuple[str, ...]) -> int:
         return names.index(text)
     if text.isdigit() and int(text) < len(names):
         return int(text)
-    raise ConfigError(f"unknown class {text!r}: the classes are {', '.join(names)} (or their indices 0..{len(names) - 1})")
+    raise ConfigError(f"unknown class {text!r}: the classes are {', '.join(names)} "
+                      f"(or their indices 0..{len(names) - 1})")

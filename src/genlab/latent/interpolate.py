@@ -70,7 +70,8 @@ def default_method(model: LatentSampler) -> Method:
 
 def interpolate(model: LatentSampler, keys: Tensor, steps: int = 8, method: Method | None = None,
                 label: int | None = None) -> Tensor:
-    """Images along :func:`interpolation_path` through ``keys`` ``[K, D]``: ``[(K - 1) * (steps - 1) + 1, C, H, W]`` in [-1, 1]."""
+    """Images along :func:`interpolation_path` through ``keys`` ``[K, D]``:
+    ``[(K - 1) * (steps - 1) + 1, C, H, W]`` in [-1, 1]."""
     return decode(model, interpolation_path(keys, steps, method or default_method(model)), label)
 
 

@@ -28,7 +28,6 @@ import weakref
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from genlab.data.base import Factors

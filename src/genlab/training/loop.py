@@ -4,6 +4,9 @@
 and DDP), learning-rate schedules, autocast, backward, gradient clipping, NaN checks,
 logging, snapshots, checkpoints with the exported model, exact resume, signals and DDP
 wrapping.
+A NaN/Inf loss or gradient norm stops the run naming the iteration, the phase and which of
+the two it was (``train.on_nan=rollback`` instead reloads the last good checkpoint with the
+learning rates halved, at most ``train.max_rollbacks`` times).
 Progress is counted in real images seen (all processes together), so the batch size
 and the number of GPUs do not change the schedule.
 """
@@ -24,7 +27,7 @@ import torch
 from torch import nn
 
 from genlab import distributed
-from genlab.config import Config, config_to_dict
+from genlab.config import Config, TrainConfig, config_to_dict
 from genlab.data import load_dataset
 from genlab.data.base import Batch, Spec, TensorDataset, spec_to_json
 from genlab.errors import ConfigError, GenlabError, RunError, TrainingDiverged
@@ -44,7 +47,8 @@ VERSION = 2  # of the training-state layout
 SNAPSHOT_SIZE = 64  # real examples kept fixed for reconstructions / conditioning
 # Keys that may change when resuming without breaking exactness.
 RESUMABLE_CHANGES = {"data.root"} | {f"train.{key}" for key in (
-    "kimg", "log_every_kimg", "snapshot_every_kimg", "checkpoint_every_kimg", "keep_checkpoints", "progress_bar", "tensorboard")}
+    "kimg", "log_every_kimg", "snapshot_every_kimg", "checkpoint_every_kimg", "keep_checkpoints", "progress_bar", "tensorboard",
+    "on_nan", "max_rollbacks")}
 
 
 def build_step(config: Config, spec: Spec, device: torch.device, data: TensorDataset | None = None) -> Step:
@@ -90,25 +94,30 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
     stream = BatchStream(data, tc.batch_size, tc.seed, device, dist.rank, dist.world_size)
     fixed = data.batch(slice(0, SNAPSHOT_SIZE), device)
 
-    images_seen = iteration = 0
-    fallback = None
-    if resume is not None:
-        latest, skipped = ckpt.good_checkpoint(resume)
-        fallback = ckpt.fallback_note(latest, skipped)
-        ckpt.load_modules(latest, step.modules)
-        state = ckpt.load_training_state(latest)
+    def restore(checkpoint: Path) -> dict:
+        """Modules, optimisers, step state, data position and RNGs from ``checkpoint``; returns its training state."""
+        ckpt.load_modules(checkpoint, step.modules)
+        state = ckpt.load_training_state(checkpoint)
         if state.get("version") != VERSION:
-            raise ConfigError(f"{latest} was written by another genlab version (training state {state.get('version')}, "
+            raise ConfigError(f"{checkpoint} was written by another genlab version (training state {state.get('version')}, "
                               f"this one reads {VERSION}); continue it with that version")
         if len(state["data"]) != dist.world_size:
-            raise ConfigError(f"{latest} was written by {len(state['data'])} processes; resume it with as many "
+            raise ConfigError(f"{checkpoint} was written by {len(state['data'])} processes; resume it with as many "
                               f"(got {dist.world_size}) so that every process continues its own data order")
         for name, opt in step.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         step.load_state_dict(state["step"])
         stream.load_state_dict(state["data"][dist.rank])
         ckpt.restore_rng(state["rng"][dist.rank])
-        images_seen, iteration = state["images_seen"], state["iteration"]
+        return state
+
+    images_seen = iteration = rollbacks = 0
+    fallback = None
+    if resume is not None:
+        latest, skipped = ckpt.good_checkpoint(resume)
+        fallback = ckpt.fallback_note(latest, skipped)
+        state = restore(latest)
+        images_seen, iteration, rollbacks = state["images_seen"], state["iteration"], state.get("rollbacks", 0)
 
     total = int(tc.kimg * 1000)
     stop_at = total if stop_after_kimg is None else min(total, int(stop_after_kimg * 1000))
@@ -126,6 +135,7 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
             "version": VERSION,
             "images_seen": images_seen,
             "iteration": iteration,
+            "rollbacks": rollbacks,  # learning-rate halvings after NaNs so far (train.on_nan=rollback)
             "optimizers": {name: opt.state_dict() for name, opt in step.optimizers.items()},
             "step": step.state_dict(),
             "data": _gather(stream.state_dict()),
@@ -160,30 +170,45 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
             batch = None
             for name, opt in step.optimizers.items():
                 _set_learning_rate(opt, lr_factor(schedules[name], images_seen, total))
-            for phase in phases:
-                optimizer = step.optimizers[phase.optimizer]
-                with _training_only(step, phase, wrapped):
-                    for _ in range(phase.repeats):
-                        if not phase.reuse_batch or batch is None:
-                            batch = next(stream)
-                            images_seen += len(batch) * dist.world_size
-                        optimizer.zero_grad(set_to_none=True)
-                        with autocast:
-                            out = phase.loss(batch)
-                        if not torch.isfinite(out.loss):
-                            kept = (f"the last good checkpoint in {run_dir / 'checkpoints'} is kept"
-                                    if ckpt.list_checkpoints(run_dir / "checkpoints") else "no checkpoint had been written yet")
-                            message = (f"{phase.name} loss became {out.loss.item()} at iteration {iteration} "
-                                       f"({images_seen / 1000:.1f} kimg); {kept}. Lower the learning rate or enable "
-                                       "train.grad_clip.")
-                            logger.message(f"ERROR: {message}", echo=False)
-                            raise TrainingDiverged(message)
-                        out.loss.backward()
-                        grad_norm = torch.nn.utils.clip_grad_norm_(params[phase.name], tc.grad_clip if tc.grad_clip > 0 else math.inf)
-                        optimizer.step()
-                        if phase.after_step is not None:
-                            phase.after_step()
-                        meter.add(phase.name, {"loss": out.loss.detach(), **out.stats, "grad_norm": grad_norm})
+            try:
+                for phase in phases:
+                    optimizer = step.optimizers[phase.optimizer]
+                    with _training_only(step, phase, wrapped):
+                        for _ in range(phase.repeats):
+                            if not phase.reuse_batch or batch is None:
+                                batch = next(stream)
+                                images_seen += len(batch) * dist.world_size
+                            optimizer.zero_grad(set_to_none=True)
+                            with autocast:
+                                out = phase.loss(batch)
+                            if not torch.isfinite(out.loss):
+                                raise TrainingDiverged(f"{phase.name} loss became {out.loss.item()} at iteration {iteration} "
+                                                       f"({images_seen / 1000:.1f} kimg){_bad_fields(batch)}")
+                            out.loss.backward()
+                            grad_norm = torch.nn.utils.clip_grad_norm_(params[phase.name], tc.grad_clip if tc.grad_clip > 0 else math.inf)
+                            if not torch.isfinite(grad_norm):  # checked before the step, so the weights stay finite
+                                raise TrainingDiverged(f"{phase.name} gradient norm became {grad_norm.item()} at iteration "
+                                                       f"{iteration} ({images_seen / 1000:.1f} kimg) while its loss was finite "
+                                                       f"({out.loss.item():.4g}); first in {_bad_gradient(step.modules)}"
+                                                       f"{_bad_fields(batch)}")
+                            optimizer.step()
+                            if phase.after_step is not None:
+                                phase.after_step()
+                            meter.add(phase.name, {"loss": out.loss.detach(), **out.stats, "grad_norm": grad_norm})
+            except TrainingDiverged as diverged:
+                if tc.on_nan != "rollback" or rollbacks >= tc.max_rollbacks or not ckpt.list_checkpoints(run_dir / "checkpoints"):
+                    raise _stop(diverged, tc, rollbacks, run_dir, logger) from None
+                rollbacks += 1
+                checkpoint, _ = ckpt.good_checkpoint(run_dir)
+                state = restore(checkpoint)
+                for opt in step.optimizers.values():  # halvings since that checkpoint was written
+                    for group in opt.param_groups:
+                        group["initial_lr"] *= 0.5 ** (rollbacks - state.get("rollbacks", 0))
+                images_seen, iteration, window_images, batch = state["images_seen"], state["iteration"], state["images_seen"], None
+                meter, progress.n = Meter(), images_seen
+                logger.warning(f"{diverged}; rolled back to {checkpoint.name} with the learning rates halved "
+                               f"(rollback {rollbacks} of train.max_rollbacks={tc.max_rollbacks})", images_seen)
+                continue
             iteration += 1
             progress.update(images_seen - before)
             stop_requested = distributed.any_rank(stop_flag.is_set) or images_seen >= stop_at
@@ -248,6 +273,34 @@ def _schedules(config: Config, step: Step):
 def _set_learning_rate(optimizer: torch.optim.Optimizer, factor: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = group["initial_lr"] * factor
+
+
+def _stop(diverged: TrainingDiverged, tc: TrainConfig, rollbacks: int, run_dir: Path, logger: RunLogger) -> TrainingDiverged:
+    """The error that ends a diverged run, logged: what became NaN/Inf and where, what is kept, what to try."""
+    kept = (f"the last good checkpoint in {run_dir / 'checkpoints'} is kept" if ckpt.list_checkpoints(run_dir / "checkpoints")
+            else "no checkpoint had been written yet")
+    if tc.on_nan == "rollback" and rollbacks:
+        advice = f"It diverged again after {rollbacks} rollbacks with halved learning rates; lower them further"
+    else:
+        advice = "Lower the learning rate, enable train.grad_clip or set train.on_nan=rollback"
+    message = f"{diverged}; {kept}. {advice}."
+    logger.message(f"ERROR: {message}", echo=False)
+    return TrainingDiverged(message)
+
+
+def _bad_fields(batch: Batch) -> str:
+    """Which float fields of ``batch`` hold NaN/Inf, as a clause for the divergence message ("" when none)."""
+    bad = [name for name, t in batch.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    return f"; the batch's {', '.join(map(repr, bad))} already held NaN/Inf (check the data)" if bad else ""
+
+
+def _bad_gradient(modules: dict[str, nn.Module]) -> str:
+    """The first parameter (``"G.net.0.weight"``) whose gradient holds NaN/Inf."""
+    for name, module in modules.items():
+        for key, p in module.named_parameters():
+            if p.grad is not None and not torch.isfinite(p.grad).all():
+                return f"{name}.{key}"
+    return "no parameter (the norm itself overflowed)"
 
 
 def _wrap_for_ddp(step: Step, phases: list[Phase], device: torch.device) -> dict[str, nn.Module]:
