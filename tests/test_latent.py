@@ -19,7 +19,7 @@ from genlab.data import load_dataset
 from genlab.data.base import Classes, Image, TensorDataset
 from genlab.data.tensors import save_tensors
 from genlab.errors import ConfigError
-from genlab.images import to_uint8
+from genlab.images import save_gif, save_strip, to_uint8
 from genlab.latent import arithmetic, attributes, conditional, edit, interpolate, invert, sample, traverse
 from genlab.metrics.disentanglement import factor_latents, mig, sap
 from genlab.models import build_modules
@@ -68,9 +68,9 @@ def test_path_passes_through_every_key():
 
 def test_gif_and_strip_are_written(tmp_path):
     images = torch.rand(4, 1, 8, 8) * 2 - 1
-    gif = PILImage.open(interpolate.save_gif(images, tmp_path / "a.gif"))
+    gif = PILImage.open(save_gif(images, tmp_path / "a.gif"))
     assert gif.n_frames == 6 and gif.size == (8, 8)  # forwards, then back without repeating the ends
-    assert PILImage.open(interpolate.save_strip(images, tmp_path / "a.png")).size == (4 * 10 + 2, 12)
+    assert PILImage.open(save_strip(images, tmp_path / "a.png")).size == (4 * 10 + 2, 12)
 
 
 # ----------------------------------------------------------------------------- traversals

@@ -246,3 +246,23 @@ def test_facades_config_resolves_and_names_the_missing_folder(tmp_path, capsys):
 def test_data_root_reaches_the_nested_base(capsys):
     assert main(["train", str(CONFIGS / "pix2pix_edges2digits.yaml"), "--data-root", "/data/here", "--dry-run"]) == 0
     assert "  base:\n    name: mnist\n    root: /data/here\n" in capsys.readouterr().out
+
+
+def test_translate_rollout_plays_a_next_frame_model_forward(tmp_path, capsys):
+    data = {"name": "pairs", "kind": "next_frame",
+            "base": {"name": "color_sprites", "image_size": 32, "frames": 3, "n_train": 32, "n_test": 4}}
+    config = config_from_dict({"name": "next", "data": data, "model": MODEL, "objective": {"name": "pix2pix"},
+                               "train": {**TRAIN, "kimg": 0.032, "out_dir": str(tmp_path / "runs")}})
+    run_dir = genlab.train(config)
+    frame = tmp_path / "frame.png"
+    PILImage.fromarray(np.full((32, 32, 3), 90, dtype=np.uint8)).save(frame)
+    assert main(["translate", str(run_dir), str(frame), "-o", str(tmp_path / "out"), "--rollout", "4"]) == 0
+    with PILImage.open(tmp_path / "out" / "frame-rollout.png") as strip:
+        assert strip.size == (5 * 34 + 2, 36)  # the input and 4 frames, 2-pixel padding
+    with PILImage.open(tmp_path / "out" / "frame-rollout.gif") as gif:
+        assert gif.n_frames == 5
+    capsys.readouterr()
+    # An edges -> colour model cannot take its own output back: one clear message.
+    assert main(["translate", str(genlab.train(run_config(tmp_path / "edges", 0.032))), str(frame),
+                 "-o", str(tmp_path / "x"), "--rollout", "2"]) == 2
+    assert "use a next-frame model" in capsys.readouterr().err

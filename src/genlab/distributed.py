@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from genlab.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -41,6 +43,11 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda" and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"train.device={name!r} needs CUDA GPU {device.index}, but this machine has "
+                          f"{torch.cuda.device_count()} CUDA GPUs; use auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device={name!r}, but this machine has no MPS device; use auto or cpu")
     return device
 
 

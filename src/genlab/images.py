@@ -49,3 +49,23 @@ def save_grid(images: Tensor, path: str | Path, nrow: int = 8) -> Path:
     mode = "L" if array.shape[2] == 1 else "RGB"
     Image.fromarray(array[:, :, 0] if mode == "L" else array, mode=mode).save(path)
     return path
+
+
+def save_strip(images: Tensor, path: str | Path) -> Path:
+    """One row of images ``[S, C, H, W]`` in [-1, 1] as a PNG."""
+    return save_grid(images, path, nrow=images.shape[0])
+
+
+def save_gif(images: Tensor, path: str | Path, frame_ms: int = 120, bounce: bool = True) -> Path:
+    """Images ``[S, C, H, W]`` in [-1, 1] as an endlessly looping GIF, one frame each; ``bounce`` plays
+    them forwards then backwards so the loop has no jump."""
+    from PIL import Image
+
+    frames = to_uint8(images).permute(0, 2, 3, 1).numpy()
+    if bounce and len(frames) > 2:
+        frames = [*frames, *frames[-2:0:-1]]
+    pictures = [Image.fromarray(f[:, :, 0] if f.shape[2] == 1 else f) for f in frames]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
+    return path

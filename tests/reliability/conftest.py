@@ -6,9 +6,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import genlab
 from genlab.config import Config, config_from_dict
+
+# Property-based tests: the same examples on every run (CI is reproducible), no example database in the
+# working tree, no per-example deadline on a busy machine; each test sets its own max_examples.
+FUZZ = settings(derandomize=True, database=None, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 VAE = ({"name": "conv_vae", "latent_dim": 4, "channels": 8}, {"name": "vae"})
@@ -32,6 +38,19 @@ def tiny_config(out_dir: Path, family: tuple[dict, dict] = VAE, **train) -> Conf
 def pristine_run(tmp_path_factory) -> Path:
     """A finished run with checkpoints ckpt-000000000064 and ckpt-000000000128; never modified."""
     return genlab.train(tiny_config(tmp_path_factory.mktemp("pristine")))
+
+
+@pytest.fixture(scope="session")
+def translator(tmp_path_factory) -> Path:
+    """A pix2pix run of one iteration: 32 colour sprites as edges -> image pairs, 32 x 32 RGB."""
+    return genlab.train(config_from_dict({
+        "name": "translator",
+        "data": {"name": "pairs", "kind": "edges",
+                 "base": {"name": "color_sprites", "image_size": 32, "n_train": 32, "n_test": 8}},
+        "model": {"name": "pix2pix", "g_channels": 4, "d_channels": 4}, "objective": {"name": "pix2pix"},
+        "train": {"kimg": 0.032, "batch_size": 32, "out_dir": str(tmp_path_factory.mktemp("translator")),
+                  "snapshot_every_kimg": 0, "progress_bar": False, "tensorboard": False, "threads": 1},
+    }))
 
 
 @pytest.fixture

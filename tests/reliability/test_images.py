@@ -12,16 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import genlab
 from genlab.cli.main import main
-from genlab.config import config_from_dict
 from genlab.data import load_dataset
 from genlab.data.folder import FolderConfig
 from genlab.data.paired_folder import PairedFolderConfig
+
+from .conftest import FUZZ
 
 pytestmark = pytest.mark.reliability
 
@@ -154,19 +154,6 @@ def test_paired_folder_a_b_folders_skip_a_pair_with_one_bad_half(tmp_path):
     assert len(data) == len(converted)
 
 
-@pytest.fixture(scope="module")
-def translator(tmp_path_factory) -> Path:
-    """A pix2pix run of one iteration: 32 colour sprites as edges -> image pairs, 32 x 32 RGB."""
-    return genlab.train(config_from_dict({
-        "name": "translator",
-        "data": {"name": "pairs", "kind": "edges",
-                 "base": {"name": "color_sprites", "image_size": 32, "n_train": 32, "n_test": 8}},
-        "model": {"name": "pix2pix", "g_channels": 4, "d_channels": 4}, "objective": {"name": "pix2pix"},
-        "train": {"kimg": 0.032, "batch_size": 32, "out_dir": str(tmp_path_factory.mktemp("runs")),
-                  "snapshot_every_kimg": 0, "progress_bar": False, "tensorboard": False, "threads": 1},
-    }))
-
-
 def test_translate_converts_or_refuses_each_input_by_name(translator, tmp_path, capsys):
     converted, refused = user_files(tmp_path / "inputs")
     code, messages = recorded(lambda: main(["translate", str(translator), str(tmp_path / "inputs"), "-o", str(tmp_path / "out")]))
@@ -213,8 +200,7 @@ def damaged_files(draw) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(FUZZ, max_examples=FUZZ_EXAMPLES)
 @given(data=damaged_files(), name=st.sampled_from(["x.png", "x.jpg", "x.gif", "x.bmp", "x.webp", "x.tif", "x"]),
        channels=st.sampled_from([1, 3]))
 def test_fuzzed_files_are_read_or_skipped_by_name_and_the_others_still_read(tmp_path, data, name, channels):
@@ -227,5 +213,6 @@ def test_fuzzed_files_are_read_or_skipped_by_name_and_the_others_still_read(tmp_
     assert dataset["image"].shape[1:] == (channels, 8, 8) and len(dataset) in (1, 2)
     # read, or refused in one message naming it; every message names it (PIL's own warnings do not)
     assert all(str(folder / name) in m for m in messages), messages
+    event("refused" if len(dataset) == 1 else "read with a warning naming it" if messages else "read")
     if len(dataset) == 1:
         assert len(messages) == 1 and f"image_folder: skipping {folder / name}: " in messages[0], messages

@@ -5,22 +5,37 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 from pathlib import Path
 
-from genlab.config import Config, DataConfig, load_config
+from genlab.config import SEED, Config, DataConfig, load_config
 
 
 def device_name(text: str) -> str:
     """argparse type of ``--device``: a torch device this machine has (cpu, cuda, cuda:1, mps)."""
     import torch
 
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use cpu, cuda or cuda:N") from None
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", text):  # torch knows more (meta, xpu, ...) that cannot run a model here
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use cpu, cuda, cuda:N or mps")
+    device = torch.device(text)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError(f"{text!r}: this machine has no CUDA GPU; use cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA GPUs")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has no MPS device; use cpu")
     return text
+
+
+def seed(text: str) -> int:
+    """argparse type of ``--seed``: an integer in the range train.seed allows."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not SEED.allows(value):
+        raise argparse.ArgumentTypeError(f"must be {SEED}, got {value}")
+    return value
 
 
 def add_data_root(parser: argparse.ArgumentParser) -> None:

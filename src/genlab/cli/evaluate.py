@@ -15,7 +15,7 @@ import sys
 import time
 
 from genlab.api import load
-from genlab.cli.common import add_data_root, device_name, with_data_root, write_json
+from genlab.cli.common import add_data_root, device_name, seed, with_data_root, write_json
 from genlab.metrics.evaluate import evaluate
 from genlab.metrics.registry import metric_names
 from genlab.metrics.settings import (ENCODER_METRICS, FEATURE_SPACES, SAMPLE_METRICS, EvalSettings, default_features,
@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--inception-weights", metavar="PATH", help="pt_inception-2015-12-05-6726825d.pth (default: the torch hub cache)")
     p.add_argument("--classifier", metavar="RUN", help="MNIST classifier run (default: the newest from genlab train-classifier)")
     p.add_argument("--k", type=int, default=1000, help="importance samples for the IW log-likelihood (nll)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="cpu", type=device_name)
     p.add_argument("-o", "--output", help="also write the JSON here")
     add_data_root(p)

@@ -29,7 +29,7 @@ from genlab.cli.translate import read_image
 from genlab.data import load_dataset
 from genlab.data.base import class_field, sample_field
 from genlab.errors import ConfigError
-from genlab.images import save_grid, to_model
+from genlab.images import save_gif, save_grid, save_strip, to_model
 from genlab.latent import arithmetic, attributes, conditional, edit, interpolate, sample, traverse
 from genlab.latent.encode import encode_dataset
 from genlab.models.protocols import Encoder, is_conditional
@@ -239,7 +239,7 @@ def _interpolate(args: argparse.Namespace) -> int:
     method = args.method or interpolate.default_method(model)
     images = interpolate.interpolate(model, keys, args.steps, method, args.label)
     output = Path(args.output)
-    save = interpolate.save_gif if output.suffix.lower() == ".gif" else interpolate.save_strip
+    save = save_gif if output.suffix.lower() == ".gif" else save_strip
     return _written(f"a {method} interpolation of {len(images)} images", save(images, output))
 
 

@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except GenlabError as err:
         print(f"genlab: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a path the user named, a full or read-only disk: the message names the file
+        print(f"genlab: error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("genlab: interrupted", file=sys.stderr)
         return 130

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from genlab.api import load
-from genlab.cli.common import device_name
+from genlab.cli.common import device_name, seed
 from genlab.errors import ConfigError
 from genlab.images import save_grid
 from genlab.models.protocols import LatentSampler, is_conditional
@@ -27,7 +27,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("-o", "--output", default="samples.png", help="PNG to write")
     p.add_argument("--class", dest="label", type=int, metavar="K", help="class of every sample (conditional models)")
     p.add_argument("--truncation", type=float, metavar="T", help="redraw latent values beyond +-T")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="cpu", type=device_name)
     p.set_defaults(func=run)
 

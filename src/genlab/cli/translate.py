@@ -11,6 +11,9 @@ same dropout noise, whichever other images are translated with it.
 default) with its export G_AB, BtoA with its G_BA. pix2pix translates its source to its
 target only (AtoB); train with data.direction=BtoA for the other way.
 
+--rollout N feeds each translation back in N times (a next-frame model played forward)
+and writes OUT/<input name>-rollout.png (a strip: the input, then frames 1..N) and .gif.
+
 Images are decoded as genlab's image folders are (16-bit grey kept, transparency composited
 onto white, files over PIL's MAX_IMAGE_PIXELS refused from their header). A file that is not
 a readable image gets one message on stderr and the rest go on; the exit code is 0 if any
@@ -28,9 +31,10 @@ import torch
 from PIL import Image
 
 from genlab.api import load
+from genlab.cli.common import device_name, seed
 from genlab.data.folder import open_image, unusable_reason
 from genlab.errors import ConfigError
-from genlab.images import save_grid, to_model
+from genlab.images import save_gif, save_grid, save_strip, to_model
 from genlab.models.protocols import Translator
 
 # --direction -> the role genlab.load builds (None: the run's export)
@@ -43,10 +47,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("run", help="run folder of an image-to-image model, e.g. runs/00000-facades-pix2pix")
     p.add_argument("input", help="an image file (PNG, JPEG, ...) or a folder of them")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="folder to write the translated PNGs into")
-    p.add_argument("--seed", type=int, default=0, help="seed of the model's noise (pix2pix: its dropout)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the model's noise (pix2pix: its dropout)")
     p.add_argument("--direction", choices=sorted(DIRECTIONS), default="AtoB",
                    help="AtoB: the run's export; BtoA: a CycleGAN's B -> A generator (G_BA)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--rollout", type=int, default=0, metavar="N",
+                   help="feed the output back in N times and write a strip PNG and a GIF (next-frame models)")
+    p.add_argument("--device", default="cpu", type=device_name)
     p.set_defaults(func=run)
 
 
@@ -92,7 +98,21 @@ def read_image(path: Path, shape: tuple[int, int, int]) -> tuple[torch.Tensor, s
     return torch.from_numpy(array.copy()), note
 
 
+def rollout(model: Translator, first: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``first`` [1, C, H, W] in [-1, 1] and ``steps`` frames after it, each the translation of the one
+    before: ``[steps + 1, C, H, W]``. Needs a model whose source and target have the same shape."""
+    if tuple(model.source_shape) != tuple(model.target_shape):
+        raise ConfigError(f"--rollout feeds outputs back as inputs, but this model maps {tuple(model.source_shape)} "
+                          f"to {tuple(model.target_shape)}; use a next-frame model (configs/pix2pix_next_frame.yaml)")
+    frames = [first]
+    for _ in range(steps):
+        frames.append(model.translate(frames[-1], generator=generator))
+    return torch.cat(frames)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.rollout < 0:
+        raise ConfigError(f"--rollout is a number of frames, at least 0; got {args.rollout}")
     files = input_files(Path(args.input))
     model = load_translator(args.run, args.device, args.direction)
     out_dir = Path(args.output)
@@ -113,7 +133,14 @@ def run(args: argparse.Namespace) -> int:
             continue
         if note:
             print(f"genlab translate: {note}", file=sys.stderr)
-        output = model.translate(to_model(image[None]), generator=torch.Generator().manual_seed(args.seed))
+        generator = torch.Generator().manual_seed(args.seed)
+        if args.rollout:
+            frames = rollout(model, to_model(image[None]), args.rollout, generator)
+            save_strip(frames, out_dir / f"{path.stem}-rollout.png")
+            save_gif(frames, out_dir / f"{path.stem}-rollout.gif", bounce=False)
+            output = frames[1:2]
+        else:
+            output = model.translate(to_model(image[None]), generator=generator)
         save_grid(output, target, nrow=1)  # a grid of one image is the image itself, unpadded
         written[target] = path
     if not written:

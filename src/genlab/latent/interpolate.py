@@ -9,14 +9,12 @@ instead and keeps the norm when the endpoints share it.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import Tensor
 
 from genlab.errors import ConfigError
-from genlab.images import save_grid, to_uint8
 from genlab.latent.sample import decode, prior_is_gaussian
 from genlab.models.protocols import LatentSampler
 
@@ -73,23 +71,3 @@ def interpolate(model: LatentSampler, keys: Tensor, steps: int = 8, method: Meth
     """Images along :func:`interpolation_path` through ``keys`` ``[K, D]``:
     ``[(K - 1) * (steps - 1) + 1, C, H, W]`` in [-1, 1]."""
     return decode(model, interpolation_path(keys, steps, method or default_method(model)), label)
-
-
-def save_strip(images: Tensor, path: str | Path) -> Path:
-    """One row of images ``[S, C, H, W]`` in [-1, 1] as a PNG."""
-    return save_grid(images, path, nrow=images.shape[0])
-
-
-def save_gif(images: Tensor, path: str | Path, frame_ms: int = 120, bounce: bool = True) -> Path:
-    """Images ``[S, C, H, W]`` in [-1, 1] as an endlessly looping GIF, one frame each; ``bounce`` plays
-    them forwards then backwards so the loop has no jump."""
-    from PIL import Image
-
-    frames = to_uint8(images).permute(0, 2, 3, 1).numpy()
-    if bounce and len(frames) > 2:
-        frames = [*frames, *frames[-2:0:-1]]
-    pictures = [Image.fromarray(f[:, :, 0] if f.shape[2] == 1 else f) for f in frames]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
-    return path
