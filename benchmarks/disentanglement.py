@@ -2,12 +2,13 @@
 
 Trains a conv_vae (10 latents, 32 channels, Bernoulli decoder, Adam 1e-3, batch 64) on the
 embedded grey 32-pixel sprites (20,000 training images) once per beta with the same budget and
-seed, then scores the posterior means of a fresh 10,000-image test split against its ground-truth factors (MIG, SAP; genlab.metrics.disentanglement) and
-reports the reconstruction cost: the Bernoulli negative log-likelihood of the posterior-mean
-reconstruction and its pixel MSE, the KL, and the active dimensions (Burda et al. 2016:
-Cov_x E_q[z_j] > 0.01). Then it trains a small DCGAN on the same sprites and inverts 64 of its
-own samples (which an exact latent reproduces) and 64 real test sprites, reporting the error and
-the seconds per image on this CPU.
+seed, then scores the posterior means of a fresh 10,000-image test split against its ground-truth
+factors (MIG, SAP; genlab.metrics.disentanglement) and reports the reconstruction cost: the
+Bernoulli negative log-likelihood of the posterior-mean reconstruction and its pixel MSE, the KL,
+and the active dimensions (Burda et al. 2016: Cov_x E_q[z_j] > 0.01). Then it trains a small DCGAN
+on the same sprites and inverts 64 of its own samples (which an exact latent reproduces) and 64
+real test sprites, reporting the error and the seconds per image on this CPU. Results and the
+published reference: docs/benchmarks.md, "Latent space and disentanglement (issue 9)".
 
     python benchmarks/disentanglement.py [--kimg 150] [--betas 1 4] [--gan-kimg 40] [--threads 1]
 """

@@ -150,7 +150,8 @@ def test_gan_inversion_recovers_a_sample_of_the_generator_itself():
 
 def test_factor_attribute_points_along_the_factor():
     factor = torch.linspace(0, 1, 300)
-    latents = torch.stack([factor * 3, torch.zeros(300), torch.randn(300, generator=torch.Generator().manual_seed(0)) * 0.01], 1)
+    noise = torch.randn(300, generator=torch.Generator().manual_seed(0)) * 0.01
+    latents = torch.stack([factor * 3, torch.zeros(300), noise], 1)
     vector = attributes.factor_attribute(latents, factor)
     assert vector[0] == pytest.approx(2.0, abs=0.05)  # top third's mean 2.5 minus bottom third's 0.5
     assert vector[1:].abs().max() < 0.01
@@ -268,7 +269,8 @@ def test_cli_tools_write_their_images(runs, capsys):
     assert main(["latent", "interpolate", runs.vae, "--images", runs.image, runs.image, "-o", str(out / "i.gif")]) == 0
     assert main(["latent", "traverse", runs.vae, "--dims", "0,3", "--steps", "5", "-o", str(out / "t.png")]) == 0
     assert PILImage.open(out / "t.png").size == (5 * 30 + 2, 2 * 30 + 2)
-    assert main(["latent", "arithmetic", runs.vae, "--a", "1,2,3", "--b", "4", "--c", runs.image, "-o", str(out / "a.png")]) == 0
+    assert main(["latent", "arithmetic", runs.vae, "--a", "1,2,3", "--b", "4", "--c", runs.image,
+                 "-o", str(out / "a.png")]) == 0
     assert main(["latent", "edit", runs.vae, runs.image, "--set", "0=2", "--attribute", "bigger", "--strength", "0,2",
                  "-o", str(out / "e.png")]) == 0
     assert PILImage.open(out / "e.png").size == (4 * 30 + 2, 32)  # input | reconstruction | two edits
@@ -290,7 +292,8 @@ def test_cli_explains_bad_arguments(runs, capsys, tmp_path):
     out = str(tmp_path / "x.png")
     assert "unknown latent dimension 4: this model's latents have 4 dimensions, numbered 0..3" in error_of(
         capsys, ["latent", "traverse", runs.vae, "--dims", "1,4", "-o", out])
-    assert "unknown latent dimension 9" in error_of(capsys, ["latent", "edit", runs.vae, runs.image, "--set", "9=1", "-o", out])
+    assert "unknown latent dimension 9" in error_of(
+        capsys, ["latent", "edit", runs.vae, runs.image, "--set", "9=1", "-o", out])
     err = error_of(capsys, ["latent", "edit", runs.gan, runs.image, "--set", "1=1", "-o", out])
     assert "exports a DCGANGenerator, which has no encoder" in err and "pass --invert" in err
     assert "class 5 is out of range: this ConvVAE has 3 classes, 0..2" in error_of(
@@ -298,14 +301,17 @@ def test_cli_explains_bad_arguments(runs, capsys, tmp_path):
     assert "class-conditional with 3 classes: give a class in 0..2 (--class K)" in error_of(
         capsys, ["latent", "interpolate", runs.cvae, "--seeds", "1,2", "-o", out])
     assert "not class-conditional" in error_of(capsys, ["latent", "traverse", runs.vae, "--class", "0", "-o", out])
-    assert "ending in .png or .gif" in error_of(capsys, ["latent", "interpolate", runs.vae, "--seeds", "1,2", "-o", "x.jpg"])
+    assert "ending in .png or .gif" in error_of(
+        capsys, ["latent", "interpolate", runs.vae, "--seeds", "1,2", "-o", "x.jpg"])
     assert "at least two seeds" in error_of(capsys, ["latent", "interpolate", runs.vae, "--seeds", "1", "-o", out])
     assert "does not exist" in error_of(capsys, ["latent", "edit", runs.vae, "nope.png", "--set", "0=1", "-o", out])
-    assert "unknown attribute 'colour'" in error_of(capsys, ["latent", "edit", runs.vae, runs.image, "--attribute", "colour", "-o", out])
+    assert "unknown attribute 'colour'" in error_of(
+        capsys, ["latent", "edit", runs.vae, runs.image, "--attribute", "colour", "-o", out])
     assert "needs a model with an encoder" in error_of(
         capsys, ["latent", "edit", runs.gan, runs.image, "--invert", "--attribute", "bigger", "-o", out])
     assert "unknown class 'star'" in error_of(
-        capsys, ["latent", "arithmetic", runs.cvae, "--class", "0", "--a", "class:star", "--b", "1", "--c", "2", "-o", out])
+        capsys, ["latent", "arithmetic", runs.cvae, "--class", "0", "--a", "class:star", "--b", "1", "--c", "2",
+                 "-o", out])
 
 
 def test_cli_converts_an_image_of_the_wrong_mode_and_size_with_a_note(runs, capsys, tmp_path):

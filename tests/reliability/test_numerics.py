@@ -15,7 +15,6 @@ from genlab.errors import TrainingDiverged
 from genlab.training import checkpoint as ckpt
 from genlab.training.objectives.gan import GANStep
 from genlab.training.objectives.vae import VAEStep
-from genlab.training.step import LossOutput
 
 from .conftest import GAN, tiny_config
 
