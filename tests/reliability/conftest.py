@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -12,9 +13,15 @@ import genlab
 from genlab.config import Config, config_from_dict
 
 # Property-based tests: the same examples on every run (CI is reproducible), no example database in the
-# working tree, no per-example deadline on a busy machine; each test sets its own max_examples.
+# working tree, no per-example deadline on a busy machine; each test sets its own number of examples,
+# times GENLAB_FUZZ_SCALE (e.g. 10 for a longer search; a new seed needs a change of test or hypothesis).
 FUZZ = settings(derandomize=True, database=None, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ_SCALE = float(os.environ.get("GENLAB_FUZZ_SCALE", "1"))
+
+
+def fuzz_examples(n: int) -> settings:
+    return settings(FUZZ, max_examples=max(1, int(n * FUZZ_SCALE)))
 
 
 VAE = ({"name": "conv_vae", "latent_dim": 4, "channels": 8}, {"name": "vae"})

@@ -10,9 +10,10 @@ so CI sees the same few hundred cases in a few seconds; GENLAB_FUZZ_SCALE=10 tri
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import io
 import math
-import os
 import re
 import shutil
 import typing
@@ -28,18 +29,18 @@ from genlab.cli.main import main
 from genlab.config import TrainConfig
 from genlab.registry import DATASETS, MODELS, OBJECTIVES
 
-from .conftest import FUZZ
+from .conftest import fuzz_examples
 from .test_images import user_files
+from .test_kill import RECIPES as KILL_RECIPES
 
 pytestmark = pytest.mark.reliability
 
-SCALE = float(os.environ.get("GENLAB_FUZZ_SCALE", "1"))
-EXAMPLES = {"config": 100, "overrides": 120, "start": 40, "cli": 200}  # per test, times SCALE
+EXAMPLES = {"config": 100, "overrides": 120, "start": 40, "cli": 200}  # per test, times GENLAB_FUZZ_SCALE
 RUN_FOLDER = re.compile(r"\d{5}-")
 
 
 def examples(test: str) -> settings:
-    return settings(FUZZ, max_examples=max(1, int(EXAMPLES[test] * SCALE)))
+    return fuzz_examples(EXAMPLES[test])
 
 
 def genlab(argv: list[str]) -> int:
@@ -119,9 +120,50 @@ def sections(draw, registry=None, cls=None, depth: int = 0) -> dict:
     return body
 
 
+def flow(value) -> str:
+    """``value`` as YAML on one line, as ``--set`` reads it."""
+    return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
+
+
+def plausible(hint) -> st.SearchStrategy:
+    """Values of the key's own type, mostly in range: what a user who read the docs might write."""
+    if typing.get_origin(hint) is typing.Literal:
+        return st.sampled_from(typing.get_args(hint))
+    return {bool: st.booleans(), int: st.integers(0, 64), str: st.sampled_from(["auto", "cpu", "runs", "x"]),
+            float: st.sampled_from([0.0, 1e-4, 1e-3, 0.5, 1.0, 2.0]) | st.floats(0, 10)}.get(hint, VALUES)
+
+
+TRAIN = {"kimg": 0.032, "batch_size": 32, "progress_bar": False, "tensorboard": False, "threads": 1}
+RECIPES = {family: {"name": "fuzz", **yaml.safe_load(f"data: {data}\n{rest}"), "train": TRAIN}
+           for family, (data, rest, _) in KILL_RECIPES.items()}  # tiny vae, gan, pix2pix and cyclegan
+
+
+def section_class(doc: dict, section: str):
+    return TrainConfig if section == "train" else SECTIONS[section].get(doc[section]["name"]).config_cls
+
+
 @st.composite
-def documents(draw) -> str:
-    """A YAML config: the known sections (each sometimes missing or replaced), then sometimes cut short."""
+def edited_recipes(draw) -> dict:
+    """A working recipe with one to three keys set (to their own type or anything), removed or added."""
+    base = RECIPES[draw(st.sampled_from(sorted(RECIPES)))]
+    doc = copy.deepcopy(base)
+    for _ in range(draw(st.integers(1, 3))):
+        section = draw(st.sampled_from(["data", "model", "objective", "train"]))
+        cls = section_class(base, section)  # the recipe's, even once its name is edited
+        hints = {k: v for k, v in typing.get_type_hints(cls).items()  # leaf keys: nested sections stay whole
+                 if k in field_names(cls) and not dataclasses.is_dataclass(v) and typing.get_origin(v) is not dict}
+        key = draw(TEXT) if draw(st.integers(0, 5)) == 0 else draw(st.sampled_from(sorted(hints)))  # sometimes a typo
+        edit = draw(st.sampled_from(["typed", "typed", "any", "remove"]))
+        if edit == "remove":
+            doc[section].pop(key, None)
+        else:
+            doc[section][key] = draw(plausible(hints.get(key)) if edit == "typed" else VALUES)
+    return doc
+
+
+@st.composite
+def random_documents(draw) -> dict:
+    """The known sections (each sometimes missing or replaced) holding a few keys of any value."""
     doc = {}
     if draw(st.booleans()):
         doc["name"] = draw(VALUES)
@@ -132,9 +174,15 @@ def documents(draw) -> str:
         doc["train"] = draw(sections(cls=TrainConfig))
     for key in draw(st.lists(TEXT, max_size=1)):
         doc[key] = draw(VALUES)
+    return doc
+
+
+@st.composite
+def documents(draw) -> str:
+    """YAML text of an edited recipe (two times in three) or a random document, one time in five cut short."""
+    doc = draw(st.sampled_from([edited_recipes(), edited_recipes(), random_documents()]).flatmap(lambda s: s))
     text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
-    cut = draw(st.none() | st.integers(0, len(text)))
-    return text if cut is None else text[:cut]
+    return text[: draw(st.integers(0, len(text)))] if draw(st.integers(0, 4)) == 0 else text
 
 
 OVERRIDE_KEYS = sorted({f"{section}.{key}" for section, registry in SECTIONS.items() for name in registry.names()
@@ -145,13 +193,22 @@ OVERRIDE_KEYS = sorted({f"{section}.{key}" for section, registry in SECTIONS.ite
 
 
 def override_values() -> st.SearchStrategy[str]:
-    dumped = VALUES.map(lambda v: yaml.safe_dump(v, default_flow_style=True).removesuffix("\n...\n").strip())
-    return st.one_of(NUMBER_WORDS, WORDS, TEXT, dumped)
+    return st.one_of(NUMBER_WORDS, WORDS, TEXT, VALUES.map(flow))
 
 
 OVERRIDES = st.one_of(
     st.tuples(st.sampled_from(OVERRIDE_KEYS) | TEXT, st.sampled_from(["=", "==", " = ", ""]), override_values())
     .map("".join), TEXT)
+
+
+@st.composite
+def recipe_overrides(draw) -> str:
+    """``section.key=value`` for a key of the VAE recipe, with a value of its type: mostly valid."""
+    doc = RECIPES["vae"]
+    section = draw(st.sampled_from(["data", "model", "objective", "train"]))
+    hints = typing.get_type_hints(section_class(doc, section))
+    key = draw(st.sampled_from([k for k in field_names(section_class(doc, section)) if k != "name"]))
+    return f"{section}.{key}={flow(draw(plausible(hints[key])))}"
 
 VAE_RECIPE = ("name: fuzz\ndata: {name: sprites, image_size: 28, n_train: 64, n_test: 32}\n"
               "model: {name: conv_vae, latent_dim: 4, channels: 4}\nobjective: {name: vae}\n"
@@ -179,7 +236,7 @@ def test_any_bytes_as_a_config_file_are_refused_in_one_line(cwd, data):
 
 
 @examples("overrides")
-@given(overrides=st.lists(OVERRIDES, min_size=1, max_size=4))
+@given(overrides=st.lists(recipe_overrides() | recipe_overrides() | OVERRIDES, min_size=1, max_size=3))
 def test_any_overrides_are_applied_or_refused_in_one_line(cwd, overrides):
     (cwd / "c.yaml").write_text(VAE_RECIPE)
     genlab(["train", "c.yaml", *(arg for item in overrides for arg in ("--set", item)), "--dry-run"])
@@ -207,7 +264,7 @@ def small_changes(draw) -> list[str]:
             value = draw(st.sampled_from([*typing.get_args(hint), "bogus"]))
         else:
             value = draw(SMALL.get(hint, st.sampled_from(["x", 1, -1])) | st.sampled_from(["x", [1], None]))
-        changes.append(f"{section}.{key}={yaml.safe_dump(value, default_flow_style=True).removesuffix(chr(10) + '...' + chr(10)).strip()}")
+        changes.append(f"{section}.{key}={flow(value)}")
     return changes
 
 
@@ -252,7 +309,8 @@ OPTIONS = {  # option -> values; every command line below also gets a few of the
              "--classifier": st.sampled_from(["{vae}", "{missing}"]), "--inception-weights": st.sampled_from(["{file}", "{missing}"])},
     "info": {},
     "translate": {"-o": OUTPUTS | st.sampled_from(["out", "{images}"]), "--seed": NUMBER_WORDS, "--device": DEVICES,
-                  "--direction": st.sampled_from(["AtoB", "BtoA", "CtoD", ""])},
+                  "--direction": st.sampled_from(["AtoB", "BtoA", "CtoD", ""]),
+                  "--rollout": st.sampled_from(["0", "1", "2", "-1", "x", "1.5"])},  # no upper bound yet: kept small
     "train": {"--set": OVERRIDES, "--resume": st.sampled_from(["{vae}", "{translator}", "{missing}", "{empty}"]),
               "--stop-after-kimg": NUMBER_WORDS, "--data-root": st.sampled_from(["{empty}", "{missing}"])},
 }

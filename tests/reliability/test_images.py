@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -21,7 +21,7 @@ from genlab.data import load_dataset
 from genlab.data.folder import FolderConfig
 from genlab.data.paired_folder import PairedFolderConfig
 
-from .conftest import FUZZ
+from .conftest import fuzz_examples
 
 pytestmark = pytest.mark.reliability
 
@@ -169,7 +169,6 @@ def test_translate_converts_or_refuses_each_input_by_name(translator, tmp_path, 
 
 FORMATS = {"PNG": ("L", "RGB", "RGBA", "LA", "P", "I;16", "1"), "JPEG": ("L", "RGB", "CMYK"),
            "GIF": ("L", "P"), "BMP": ("L", "RGB", "P"), "WEBP": ("RGB", "RGBA"), "TIFF": ("L", "RGB", "CMYK", "I;16")}
-FUZZ_EXAMPLES = 300
 
 
 def in_mode(image: Image.Image, mode: str) -> Image.Image:
@@ -200,7 +199,7 @@ def damaged_files(draw) -> bytes:
     return bytes(data)
 
 
-@settings(FUZZ, max_examples=FUZZ_EXAMPLES)
+@fuzz_examples(300)
 @given(data=damaged_files(), name=st.sampled_from(["x.png", "x.jpg", "x.gif", "x.bmp", "x.webp", "x.tif", "x"]),
        channels=st.sampled_from([1, 3]))
 def test_fuzzed_files_are_read_or_skipped_by_name_and_the_others_still_read(tmp_path, data, name, channels):

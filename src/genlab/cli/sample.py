@@ -33,8 +33,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.n < 1:
-        raise ConfigError(f"-n is the number of samples, at least 1; got {args.n}")
+    if not 1 <= args.n <= 100_000:  # one PNG grid: past that it is no longer an image anyone opens
+        raise ConfigError(f"-n is the number of samples, in [1, 100000]; got {args.n}")
     if Path(args.output).suffix.lower() != ".png":
         raise ConfigError(f"-o is the PNG to write, e.g. samples.png; got {args.output!r}")
     model = load(args.run, device=args.device)

@@ -54,7 +54,7 @@ class Metric:
     needs: tuple[str, ...]
 
 
-_METRICS: dict[str, Metric] = {}  # in registration order, which is the order listed to people
+_METRICS: dict[str, Metric] = {}
 
 
 def register_metric(name: str, needs: tuple[str, ...] = ()) -> Callable[[MetricFn], MetricFn]:
@@ -83,8 +83,13 @@ def get_metric(name: str) -> Metric:
 
 
 def metric_names() -> list[str]:
+    """Every metric: evaluate.py's general ones first, then each other module's, in the order they are defined.
+
+    Sorted by module rather than kept in registration order, which depends on what was imported first.
+    """
     _load_metric_modules()
-    return list(_METRICS)
+    by_module = sorted(_METRICS.values(), key=lambda m: (m.compute.__module__ != "genlab.metrics.evaluate", m.compute.__module__))
+    return [m.name for m in by_module]
 
 
 @functools.cache

@@ -41,10 +41,10 @@ class EvalSettings:
     def __post_init__(self) -> None:
         for name in self.metrics:
             get_metric(name)  # ConfigError for an unknown name
-        if self.n < 2:
-            raise ConfigError(f"--n must be at least 2, got {self.n}")
-        if self.iw_k < 1:
-            raise ConfigError(f"--k is the number of importance samples, at least 1; got {self.iw_k}")
+        if not 2 <= self.n <= 10**7:  # the top is far past any benchmark (50,000) and below what overflows torch
+            raise ConfigError(f"--n must be in [2, 10000000], got {self.n}")
+        if not 1 <= self.iw_k <= 10**6:
+            raise ConfigError(f"--k is the number of importance samples, in [1, 1000000]; got {self.iw_k}")
         if self.features not in FEATURE_SPACES or self.reference_split not in ("train", "test"):
             raise ConfigError(f"features must be inception or mnist and the reference split train or test, "
                               f"got {self.features!r} and {self.reference_split!r}")
