@@ -243,8 +243,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path} is not a UTF-8 text file ({err.reason} at byte {err.start}); is it a YAML config?") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    except yaml.YAMLError as err:  # its own message spans lines, quoting the text
+        mark = getattr(err, "problem_mark", None)
+        why = (f"{err.problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None
+               else " ".join(str(err).split()).replace('in "<unicode string>", ', "at "))
+        raise ConfigError(f"{path} is not valid YAML: {why}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
     return config_from_dict(apply_overrides(raw, overrides or []), source=str(path))

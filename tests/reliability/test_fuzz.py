@@ -35,7 +35,7 @@ from .test_kill import RECIPES as KILL_RECIPES
 
 pytestmark = pytest.mark.reliability
 
-EXAMPLES = {"config": 100, "overrides": 120, "start": 40, "cli": 200}  # per test, times GENLAB_FUZZ_SCALE
+EXAMPLES = {"config": 100, "overrides": 100, "start": 40, "cli": 160}  # per test, times GENLAB_FUZZ_SCALE
 RUN_FOLDER = re.compile(r"\d{5}-")
 
 
@@ -44,14 +44,21 @@ def examples(test: str) -> settings:
 
 
 def genlab(argv: list[str]) -> int:
-    """``main(argv)``'s exit code, its output swallowed; argparse's SystemExit is allowed with code 2 only."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    """``main(argv)``'s exit code, its output swallowed; argparse's SystemExit is allowed with code 2 only.
+
+    A failure must end in a message for people: the last line on stderr is genlab's (``genlab: error:
+    ...``, argparse's ``genlab sample: error: ...`` after its usage, translate's summary).
+    """
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
         try:
             code = main(argv)
         except SystemExit as exit:
             assert exit.code == 2, f"SystemExit({exit.code!r}) from {argv}"
             code = 2
     assert code in (0, 2), f"exit code {code} from {argv}"
+    lines = err.getvalue().strip().splitlines()
+    assert "Traceback" not in err.getvalue() and (code == 0 or lines and lines[-1].startswith("genlab")), (argv, lines)
     event(f"{argv[0] if argv else 'nothing'}: exit {code}")
     return code
 

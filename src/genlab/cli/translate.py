@@ -37,6 +37,7 @@ from genlab.errors import ConfigError
 from genlab.images import save_gif, save_grid, save_strip, to_model
 from genlab.models.protocols import Translator
 
+MAX_ROLLOUT = 1000  # frames; each is kept in memory for the strip and the GIF
 # --direction -> the role genlab.load builds (None: the run's export)
 DIRECTIONS: dict[str, str | None] = {"AtoB": None, "BtoA": "G_BA"}
 
@@ -111,8 +112,8 @@ def rollout(model: Translator, first: torch.Tensor, steps: int, generator: torch
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.rollout < 0:
-        raise ConfigError(f"--rollout is a number of frames, at least 0; got {args.rollout}")
+    if not 0 <= args.rollout <= MAX_ROLLOUT:
+        raise ConfigError(f"--rollout is a number of frames in 0..{MAX_ROLLOUT}; got {args.rollout}")
     files = input_files(Path(args.input))
     model = load_translator(args.run, args.device, args.direction)
     out_dir = Path(args.output)
