@@ -8,7 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 
@@ -24,6 +26,19 @@ def to_model(images: Tensor) -> Tensor:
     if images.dtype != torch.uint8:
         raise TypeError(f"expected uint8 images, got {images.dtype}")
     return images.float().div_(127.5).sub_(1.0)
+
+
+def fit_image(image: Image.Image, shape: tuple[int, int, int], name: str) -> tuple[Tensor, str | None]:
+    """A decoded "L" or "RGB" image as uint8 ``[C, H, W]`` of ``shape``, and a note naming ``name`` when
+    it had to be resized (PIL bicubic, stretched where the aspect ratio differs)."""
+    channels, height, width = shape
+    note = None
+    if image.size != (width, height):
+        note = f"resized {name} from {image.width}x{image.height} to the model's {width}x{height} (PIL bicubic)"
+        image = image.resize((width, height), Image.Resampling.BICUBIC)
+    array = np.asarray(image, dtype=np.uint8)
+    array = array[None] if channels == 1 else array.transpose(2, 0, 1)
+    return torch.from_numpy(array.copy()), note
 
 
 def to_uint8(images: Tensor) -> Tensor:

@@ -18,6 +18,7 @@ COMMANDS = (
     "genlab.cli.info",
     "genlab.cli.classifier",
     "genlab.cli.theory",
+    "genlab.cli.studio",
 )
 
 

@@ -26,7 +26,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -34,7 +33,7 @@ from genlab.api import load
 from genlab.cli.common import device_name, seed
 from genlab.data.folder import open_image, unusable_reason
 from genlab.errors import ConfigError
-from genlab.images import save_gif, save_grid, save_strip, to_model
+from genlab.images import fit_image, save_gif, save_grid, save_strip, to_model
 from genlab.models.protocols import Translator
 
 MAX_ROLLOUT = 1000  # frames; each is kept in memory for the strip and the GIF
@@ -88,15 +87,8 @@ def input_files(path: Path) -> list[Path]:
 
 def read_image(path: Path, shape: tuple[int, int, int]) -> tuple[torch.Tensor, str | None]:
     """uint8 [C, H, W] of ``shape`` from an image file, and a note when it had to be resized."""
-    channels, height, width = shape
-    image = open_image(path, "L" if channels == 1 else "RGB", Image.MAX_IMAGE_PIXELS or sys.maxsize)
-    note = None
-    if image.size != (width, height):
-        note = f"resized {path.name} from {image.width}x{image.height} to the model's {width}x{height} (PIL bicubic)"
-        image = image.resize((width, height), Image.Resampling.BICUBIC)
-    array = np.asarray(image, dtype=np.uint8)
-    array = array[None] if channels == 1 else array.transpose(2, 0, 1)
-    return torch.from_numpy(array.copy()), note
+    image = open_image(path, "L" if shape[0] == 1 else "RGB", Image.MAX_IMAGE_PIXELS or sys.maxsize)
+    return fit_image(image, shape, path.name)
 
 
 def rollout(model: Translator, first: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -41,6 +41,14 @@ class GaussianMixture:
         points = self.centers[component] + self.stds[component, None] * noise
         return points.astype(np.float32), component.astype(np.int64)
 
+    def density(self, points: np.ndarray) -> np.ndarray:
+        """Exact density at ``points`` [..., D] -> float64 [...]."""
+        points = np.asarray(points, dtype=np.float64)[..., None, :]  # broadcast against the M components
+        squared = ((points - self.centers) ** 2).sum(-1) / self.stds**2
+        dim = self.centers.shape[1]
+        pdf = np.exp(-0.5 * squared) / (self.stds * math.sqrt(2.0 * math.pi)) ** dim
+        return pdf @ self.weights
+
 
 @dataclass
 class ToyConfig(DataConfig):

@@ -139,12 +139,12 @@ def run_theory(cfg: TheoryConfig = TheoryConfig()) -> TheoryResult:
         rng = np.random.default_rng(cfg.seed)
         G = MonotoneGenerator(cfg.g_units)
         D = ToyDiscriminator(1, cfg.d_hidden, layers=2, activation=nn.SiLU)  # smooth, like D*
-        x = _grid(mixture, G, cfg.grid_points)
+        x = covering_grid(mixture, G, cfg.grid_points)
         panels, trajectory = _play(cfg, mixture, G, D, x, gen, rng)
 
         G.requires_grad_(False)
         _converge_d(cfg, mixture, G, D, gen, rng)
-        x = _grid(mixture, G, cfg.grid_points)  # covers where G ended up
+        x = covering_grid(mixture, G, cfg.grid_points)  # covers where G ended up
         converged = _snapshot(cfg.gan_steps, x, mixture, G, D)
         bulk = th.bulk_mask(x, 0.5 * (converged.p_data + converged.p_g), cfg.bulk_mass)
         with torch.no_grad():
@@ -156,7 +156,7 @@ def run_theory(cfg: TheoryConfig = TheoryConfig()) -> TheoryResult:
         numbers = {
             "max_abs_d_error": float(np.abs(converged.d - converged.d_star)[bulk].max()),
             "value_monte_carlo": v_mc,
-            "value_integral": th.value_integral(x, converged.p_data, converged.p_g, _logits(D, x)),
+            "value_integral": th.value_integral(x, converged.p_data, converged.p_g, logits_on(D, x)),
             "jsd": jsd,
             "jsd_kde": th.jsd_integral(x, converged.p_data, kde),
             "theorem_value": th.theorem_value(jsd),
@@ -246,7 +246,7 @@ def _real(mixture: GaussianMixture, n: int, rng: np.random.Generator) -> Tensor:
     return torch.from_numpy(mixture.sample(rng, n)[0])
 
 
-def _grid(mixture: GaussianMixture, G: MonotoneGenerator, points: int) -> np.ndarray:
+def covering_grid(mixture: GaussianMixture, G: MonotoneGenerator, points: int) -> np.ndarray:
     """A uniform grid over 6 standard deviations of every data mode and G's image of z in [-6, 6]."""
     with torch.no_grad():
         g_lo, g_hi = G(torch.tensor([[-6.0], [6.0]]))[:, 0].tolist()
@@ -255,7 +255,7 @@ def _grid(mixture: GaussianMixture, G: MonotoneGenerator, points: int) -> np.nda
     return np.linspace(lo, hi, points)
 
 
-def _generator_density(G: MonotoneGenerator, x: np.ndarray) -> np.ndarray:
+def generator_density(G: MonotoneGenerator, x: np.ndarray) -> np.ndarray:
     """Exact p_g on ``x`` by change of variables over a fine grid of z in [-8, 8]."""
     z = torch.linspace(-8.0, 8.0, 16_001)[:, None]
     with torch.no_grad():
@@ -263,23 +263,23 @@ def _generator_density(G: MonotoneGenerator, x: np.ndarray) -> np.ndarray:
     return th.pushforward_density(x, g_of_z, slope, norm.pdf(z[:, 0].double().numpy()))
 
 
-def _logits(D: nn.Module, x: np.ndarray) -> np.ndarray:
+def logits_on(D: nn.Module, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return D(torch.from_numpy(x).float()[:, None]).double().numpy()
 
 
 def _snapshot(step: int, x: np.ndarray, mixture: GaussianMixture, G: MonotoneGenerator, D: nn.Module) -> Snapshot:
-    p_data, p_g = density_1d(mixture, x), _generator_density(G, x)
+    p_data, p_g = density_1d(mixture, x), generator_density(G, x)
     quantiles = (np.arange(24) + 0.5) / 24
     with torch.no_grad():
         mapped = G(torch.from_numpy(norm.ppf(quantiles)).float()[:, None])[:, 0].numpy()
-    return Snapshot(step, x, p_data, p_g, expit(_logits(D, x)), expit(th.optimal_logit(p_data, p_g)),
+    return Snapshot(step, x, p_data, p_g, expit(logits_on(D, x)), expit(th.optimal_logit(p_data, p_g)),
                     np.stack([quantiles, mapped], axis=1))
 
 
 def _track(step: int, mixture: GaussianMixture, G: MonotoneGenerator, D: nn.Module) -> dict[str, float]:
-    x = _grid(mixture, G, 2001)
-    p_data, p_g = density_1d(mixture, x), _generator_density(G, x)
+    x = covering_grid(mixture, G, 2001)
+    p_data, p_g = density_1d(mixture, x), generator_density(G, x)
     jsd = th.jsd_integral(x, p_data, p_g)
     return {"step": step, "jsd": jsd, "theorem_value": th.theorem_value(jsd),
-            "value_integral": th.value_integral(x, p_data, p_g, _logits(D, x))}
+            "value_integral": th.value_integral(x, p_data, p_g, logits_on(D, x))}

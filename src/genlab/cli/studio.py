@@ -1,0 +1,52 @@
+"""genlab studio RUN [RUN ...] [--port 8000] [--host 127.0.0.1]: explore trained models in the browser.
+
+Serves a local page over the runs given: samples, latent sliders, interpolation,
+upload-and-edit, a drawing canvas for image-to-image runs, the GAN game on toy data and a
+live training monitor. It listens on 127.0.0.1 only unless --host names another address
+(anyone who can reach that address can then use the models). Stop it with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+
+import torch
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("studio", help="explore runs in a local web page", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run folders to serve (none: the game and nothing else)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn  # imported here: the other commands do not need the web stack
+
+    from genlab.errors import ConfigError
+    from genlab.studio.app import create_app
+
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port {args.port} is not a TCP port; use 1..65535, e.g. --port 8000")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads {args.threads} must be 1 or more")
+        torch.set_num_threads(args.threads)
+    app = create_app(args.runs)
+    if not _is_loopback(args.host):
+        print(f"genlab: warning: serving on {args.host}: anyone who can reach it can use these models")
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"genlab studio: http://{shown}:{args.port}/  ({len(args.runs)} runs; Ctrl-C stops it)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

@@ -1,0 +1,185 @@
+"""The GAN game step by step on toy data, for watching it (the studio's "game" view, after GAN Lab).
+
+Where :mod:`genlab.experiments.theory` runs the whole experiment and checks the paper's
+identities, a :class:`ToyGame` holds one game in progress: ``play(n)`` advances it by n
+generator updates (each after k discriminator updates, as in Goodfellow et al.'s Algorithm 1)
+and ``view()`` measures where it stands:
+
+- 1-D data ("gaussian", "mixture"): G is the monotone generator of the theory experiment, so
+  p_g is exact (change of variables); D, D* = p_data / (p_data + p_g), V(D, G) and
+  -log 4 + 2 JSD are integrals on a grid.
+- 2-D data ("ring", "grid"): G is an MLP, so p_g is a Gaussian kernel density estimate of
+  2,000 of its samples (scipy's, Scott's bandwidth); D and D* are heat maps on a 40 x 40
+  grid, V(D, G) is a Monte Carlo mean over fresh samples and the JSD a grid integral of the
+  exact p_data against the KDE, so in 2-D the two sides of Theorem 1 carry the KDE's error.
+
+The 2-D sets are wider than the training sets ``toy_ring`` / ``toy_grid`` (sigma 0.2 rather
+than 0.02 and 0.05) so that a KDE and a 40 x 40 grid can resolve them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from scipy import integrate, stats
+from scipy.special import expit
+from torch import nn
+
+from genlab.data.toy import CONFIGS as TOY_CONFIGS, GaussianMixture
+from genlab.errors import ConfigError
+from genlab.experiments.theory import G_LOSSES, MonotoneGenerator, covering_grid, generator_density, logits_on
+from genlab.losses.gan import d_minimax, minimax_value
+from genlab.metrics import theory as th
+from genlab.models.toy import ToyDiscriminator, ToyGenerator
+
+DATA: dict[str, tuple[str, dict[str, Any]]] = {  # game name -> (toy dataset, its settings)
+    "gaussian": ("toy_gaussian_1d", {}),
+    "mixture": ("toy_mixture_1d", {}),
+    "ring": ("toy_ring", {"modes": 8, "radius": 2.0, "sigma": 0.2}),
+    "grid": ("toy_grid", {"side": 3, "spacing": 2.0, "sigma": 0.2}),
+}
+GRID_1D = 201  # points of the 1-D view
+GRID_2D = 40  # cells per side of the 2-D heat maps
+KDE_SAMPLES = 2000
+MC_SAMPLES = 4096  # per distribution, for V(D, G) in 2-D
+SHOWN_POINTS = 256  # real and generated points drawn over the 2-D heat map
+MAX_STEPS_PER_PLAY = 200  # bounds one request to about a second on a CPU
+
+
+@dataclass(frozen=True)
+class GameConfig:
+    data: Literal["gaussian", "mixture", "ring", "grid"] = "mixture"
+    g_loss: Literal["nonsaturating", "minimax"] = "nonsaturating"
+    k: int = 1  # D updates per G update
+    lr_d: float = 2e-3  # Adam (betas 0.5, 0.999) for each player
+    lr_g: float = 2e-3
+    batch_size: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.data not in DATA:
+            problems.append(f"data={self.data!r} is not one of {', '.join(DATA)}")
+        if self.g_loss not in G_LOSSES:
+            problems.append(f"g_loss={self.g_loss!r} is not one of {', '.join(G_LOSSES)}")
+        if not 1 <= self.k <= 10:
+            problems.append(f"k={self.k} must be 1..10 D steps per G step")
+        for name in ("lr_d", "lr_g"):
+            if not 0 < getattr(self, name) <= 0.1:
+                problems.append(f"{name}={getattr(self, name)} must be in (0, 0.1]")
+        if not 8 <= self.batch_size <= 4096:
+            problems.append(f"batch_size={self.batch_size} must be 8..4096")
+        if problems:
+            raise ConfigError("game: " + "; ".join(problems))
+
+
+class ToyGame:
+    """One seeded game of G against D on a toy distribution; deterministic for its config."""
+
+    def __init__(self, cfg: GameConfig = GameConfig()) -> None:
+        self.cfg = cfg
+        name, settings = DATA[cfg.data]
+        self.mixture: GaussianMixture = TOY_CONFIGS[name](name=name, **settings).mixture()
+        self.dim = self.mixture.centers.shape[1]
+        self.steps = 0
+        self.history: list[dict[str, float]] = []  # one row per view: step, value, theorem_value, jsd
+        self._rng = np.random.default_rng(cfg.seed)
+        self._gen = torch.Generator().manual_seed(cfg.seed)
+        with torch.random.fork_rng(devices=[]):  # seeded init, the caller's RNG left as it was
+            torch.manual_seed(cfg.seed)
+            if self.dim == 1:
+                self.G: nn.Module = MonotoneGenerator(units=32)
+                self.D = ToyDiscriminator(1, 64, layers=2, activation=nn.SiLU)
+            else:
+                self.G = ToyGenerator(2, latent_dim=2, hidden=64, layers=3)
+                self.D = ToyDiscriminator(2, 64, layers=3)
+        self._opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr_d, betas=(0.5, 0.999))
+        self._opt_g = torch.optim.Adam(self.G.parameters(), cfg.lr_g, betas=(0.5, 0.999))
+        self._lock_extent()
+
+    def play(self, n: int) -> None:
+        """n generator updates, each after ``k`` discriminator updates on fresh batches."""
+        if not 1 <= n <= MAX_STEPS_PER_PLAY:
+            raise ConfigError(f"play takes 1..{MAX_STEPS_PER_PLAY} steps at a time, got {n}")
+        g_loss = G_LOSSES[self.cfg.g_loss]
+        for _ in range(n):
+            for _ in range(self.cfg.k):
+                with torch.no_grad():
+                    fake = self._fake(self.cfg.batch_size)
+                self._opt_d.zero_grad()
+                d_minimax(self.D(self._real(self.cfg.batch_size)), self.D(fake)).backward()
+                self._opt_d.step()
+            self._opt_g.zero_grad()
+            self.D.requires_grad_(False)
+            try:
+                g_loss(self.D(self._fake(self.cfg.batch_size))).backward()
+            finally:
+                self.D.requires_grad_(True)
+            self._opt_g.step()
+            self.steps += 1
+
+    def view(self) -> dict[str, Any]:
+        """Where the game stands, JSON-ready; also appends this step's numbers to ``history``."""
+        with torch.no_grad():
+            view = self._view_1d() if self.dim == 1 else self._view_2d()
+        row = {"step": self.steps, "value": view["value"], "theorem_value": view["theorem_value"], "jsd": view["jsd"]}
+        if not self.history or self.history[-1]["step"] != self.steps:
+            self.history.append(row)
+        return {"data": self.cfg.data, "dim": self.dim, "step": self.steps, "minus_log_4": -th.LOG4,
+                "history": list(self.history), **view}
+
+    # ------------------------------------------------------------------ internals
+
+    def _real(self, n: int) -> torch.Tensor:
+        return torch.from_numpy(self.mixture.sample(self._rng, n)[0])
+
+    def _fake(self, n: int) -> torch.Tensor:
+        latent_dim = 1 if self.dim == 1 else self.G.latent_dim
+        return self.G(torch.randn(n, latent_dim, generator=self._gen))
+
+    def _lock_extent(self) -> None:
+        """The 2-D view's square, fixed for the whole game so that frames can be compared."""
+        lo = float((self.mixture.centers - 4 * self.mixture.stds[:, None]).min()) - 0.5
+        hi = float((self.mixture.centers + 4 * self.mixture.stds[:, None]).max()) + 0.5
+        self.extent = (lo, hi)
+
+    def _view_1d(self) -> dict[str, Any]:
+        x = covering_grid(self.mixture, self.G, GRID_1D)
+        p_data, p_g = self.mixture.density(x[:, None]), generator_density(self.G, x)
+        logits = logits_on(self.D, x)
+        jsd = th.jsd_integral(x, p_data, p_g)
+        return {"x": x.tolist(), "p_data": p_data.tolist(), "p_g": p_g.tolist(), "d": expit(logits).tolist(),
+                "d_star": expit(th.optimal_logit(p_data, p_g)).tolist(),
+                "value": th.value_integral(x, p_data, p_g, logits), "theorem_value": th.theorem_value(jsd), "jsd": jsd}
+
+    def _view_2d(self) -> dict[str, Any]:
+        lo, hi = self.extent
+        ticks = np.linspace(lo, hi, GRID_2D)
+        gx, gy = np.meshgrid(ticks, ticks, indexing="xy")  # row r is y = ticks[r], column c is x = ticks[c]
+        cells = np.stack([gx.ravel(), gy.ravel()], axis=1)
+        p_data = self.mixture.density(cells).reshape(GRID_2D, GRID_2D)
+        kde = stats.gaussian_kde(self._fake(KDE_SAMPLES).double().numpy().T)
+        p_g = kde(cells.T).reshape(GRID_2D, GRID_2D)
+        d = expit(self.D(torch.from_numpy(cells).float()).double().numpy()).reshape(GRID_2D, GRID_2D)
+        value = minimax_value(self.D(self._real(MC_SAMPLES)).double(), self.D(self._fake(MC_SAMPLES)).double()).item()
+        jsd = _jsd_on_grid(ticks, p_data, p_g)
+        return {"extent": [lo, hi], "grid": GRID_2D, "d": d.tolist(),
+                "d_star": expit(th.optimal_logit(p_data, p_g)).tolist(),
+                "real": self._real(SHOWN_POINTS).tolist(), "fake": self._fake(SHOWN_POINTS).tolist(),
+                "value": value, "theorem_value": th.theorem_value(jsd), "jsd": jsd}
+
+
+def _jsd_on_grid(ticks: np.ndarray, p: np.ndarray, q: np.ndarray) -> float:
+    """JSD of two 2-D densities tabulated on ``ticks`` x ``ticks``, each renormalised over the square."""
+    def normalised(density: np.ndarray) -> np.ndarray:
+        return density / integrate.trapezoid(integrate.trapezoid(density, ticks, axis=1), ticks)
+
+    p, q = normalised(p), normalised(q)
+    m = 0.5 * (p + q)
+    log_p = np.log(np.divide(p, m, out=np.ones_like(m), where=p > 0))
+    log_q = np.log(np.divide(q, m, out=np.ones_like(m), where=q > 0))
+    integrand = 0.5 * (p * log_p + q * log_q)
+    return float(integrate.trapezoid(integrate.trapezoid(integrand, ticks, axis=1), ticks))

@@ -1,0 +1,239 @@
+"""The studio's HTTP layer: FastAPI routes over the latent toolkit, translation and the toy game.
+
+Routes hold no model logic: each validates its request (pydantic, from which the OpenAPI
+schema at ``/openapi.json`` comes), calls a library function and encodes the result. Runs
+are addressed by their index in the list given on the command line; nothing from a request
+is ever used as a file path. Errors a user can fix are 4xx answers with a message:
+422 for a malformed request, 400 for a value the model refuses (a class it does not have),
+404 for a game that does not exist (a run index outside the served list is a 422: the schema
+bounds it), 409 for a run that cannot do what was asked,
+413 for an upload over the limits. A 5xx is a bug.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the route annotations at run time,
+# and RunIndex below is local to create_app.
+import threading
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+from typing import Annotated, Any, Literal, Sequence
+
+import torch
+from fastapi import FastAPI, File, Form, HTTPException, Path as PathParam, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from genlab.errors import ConfigError, GenlabError, RunError
+from genlab.experiments.game import MAX_STEPS_PER_PLAY, GameConfig, ToyGame
+from genlab.latent import interpolate as interp
+from genlab.latent.edit import image_latents
+from genlab.latent.sample import decode, require_sampler
+from genlab.models.protocols import Encoder, Translator, is_conditional
+from genlab.studio.codec import MAX_UPLOAD_BYTES, BadUpload, png_data_urls, read_upload
+from genlab.studio.runs import ServedRun
+
+STATIC = Path(__file__).parent / "static"
+MAX_GAMES = 16  # games kept at once; the oldest is dropped for a new one
+MAX_SAMPLES = 64
+LATENT_LIMIT = 10.0  # prior standard deviations; sliders go to +-3
+STUDIO_INVERSION = {"steps": 150, "restarts": 2}  # a GAN inversion that answers in about a second on a CPU
+
+Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
+Label = Annotated[int, Field(ge=0, le=10_000)] | None
+Coordinate = Annotated[float, Field(ge=-LATENT_LIMIT, le=LATENT_LIMIT, allow_inf_nan=False)]
+Latent = Annotated[list[Coordinate], Field(min_length=1, max_length=4096)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SampleRequest(Strict):
+    seed: Seed = 0
+    n: Annotated[int, Field(ge=1, le=MAX_SAMPLES)] = 16
+    label: Label = None
+    truncation: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] | None = None
+
+
+class DecodeRequest(Strict):
+    z: Latent
+    label: Label = None
+
+
+class InterpolateRequest(Strict):
+    a: Latent
+    b: Latent
+    steps: Annotated[int, Field(ge=2, le=32)] = 9
+    method: Literal["lerp", "slerp"] | None = None
+    label: Label = None
+
+
+class GameRequest(Strict):
+    data: Literal["gaussian", "mixture", "ring", "grid"] = "mixture"
+    g_loss: Literal["nonsaturating", "minimax"] = "nonsaturating"
+    k: Annotated[int, Field(ge=1, le=10)] = 1
+    lr_d: Annotated[float, Field(gt=0, le=0.1, allow_inf_nan=False)] = 2e-3
+    lr_g: Annotated[float, Field(gt=0, le=0.1, allow_inf_nan=False)] = 2e-3
+    batch_size: Annotated[int, Field(ge=8, le=4096)] = 256
+    seed: Seed = 0
+
+
+class StepRequest(Strict):
+    n: Annotated[int, Field(ge=1, le=MAX_STEPS_PER_PLAY)] = 1
+
+
+class Games:
+    """The games in progress, each with its own lock; at most MAX_GAMES, oldest dropped first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._games: OrderedDict[str, tuple[threading.Lock, ToyGame]] = OrderedDict()
+
+    def new(self, cfg: GameConfig) -> tuple[str, ToyGame, threading.Lock]:
+        game, lock, key = ToyGame(cfg), threading.Lock(), uuid.uuid4().hex
+        with self._lock:
+            self._games[key] = (lock, game)
+            while len(self._games) > MAX_GAMES:
+                self._games.popitem(last=False)
+        return key, game, lock
+
+    def get(self, key: str) -> tuple[threading.Lock, ToyGame]:
+        with self._lock:
+            if key not in self._games:
+                raise HTTPException(404, f"no game {key!r}: it ended or the studio restarted; start a new one")
+            self._games.move_to_end(key)
+            return self._games[key]
+
+
+def create_app(run_dirs: Sequence[str | Path]) -> FastAPI:
+    """The studio for ``run_dirs`` (each read now, its model loaded on first use)."""
+    runs = [ServedRun(i, path) for i, path in enumerate(run_dirs)]
+    games = Games()
+    # A run's index, bounded in the schema too (so clients and fuzzers know the valid ones).
+    RunIndex = Annotated[int, PathParam(ge=0, le=max(len(runs) - 1, 0), description="index in the served list")]
+    app = FastAPI(title="genlab studio", version="1", description=__doc__)
+
+    @app.exception_handler(GenlabError)
+    async def genlab_error(request: Request, err: GenlabError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=409 if isinstance(err, RunError) else 400)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        # FastAPI's default answer echoes the input, which fails to encode when it holds NaN (a 500)
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in err.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(BadUpload)
+    async def bad_upload(request: Request, err: BadUpload) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=err.status)
+
+    def run_at(index: RunIndex) -> ServedRun:
+        if not 0 <= index < len(runs):
+            raise HTTPException(404, f"no run {index}: this studio serves runs 0..{len(runs) - 1}")
+        return runs[index]
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/api/runs")
+    def list_runs() -> list[dict[str, Any]]:
+        """Every served run: config summary, capabilities, latest eval card."""
+        return [run.summary() for run in runs]
+
+    @app.get("/api/runs/{index}")
+    def run_summary(index: RunIndex) -> dict[str, Any]:
+        return run_at(index).summary()
+
+    @app.post("/api/runs/{index}/samples")
+    def samples(index: RunIndex, req: SampleRequest) -> dict[str, Any]:
+        """``n`` samples of seed ``seed`` and their latents (to move with the sliders)."""
+        with run_at(index).model() as model:
+            sampler = require_sampler(model)
+            z = sampler.latents(req.n, generator=torch.Generator().manual_seed(req.seed), truncation=req.truncation)
+            return {"images": png_data_urls(decode(sampler, z, req.label)), "latents": z.tolist()}
+
+    @app.post("/api/runs/{index}/decode")
+    def decode_latent(index: RunIndex, req: DecodeRequest) -> dict[str, Any]:
+        """One latent (the sliders' values) -> its image."""
+        with run_at(index).model() as model:
+            sampler = require_sampler(model)
+            z = _latent(req.z, sampler.latent_dim)
+            return {"image": png_data_urls(decode(sampler, z, req.label))[0]}
+
+    @app.post("/api/runs/{index}/interpolate")
+    def interpolate(index: RunIndex, req: InterpolateRequest) -> dict[str, Any]:
+        """The strip from latent ``a`` to latent ``b`` (slerp for Gaussian priors unless ``method`` says)."""
+        with run_at(index).model() as model:
+            sampler = require_sampler(model)
+            keys = torch.cat([_latent(req.a, sampler.latent_dim), _latent(req.b, sampler.latent_dim)])
+            return {"images": png_data_urls(interp.interpolate(sampler, keys, req.steps, req.method, req.label))}
+
+    @app.post("/api/runs/{index}/encode")
+    def encode(index: RunIndex, image: Annotated[UploadFile, File()],
+               label: Annotated[int | None, Form(ge=0, le=10_000)] = None) -> dict[str, Any]:
+        """An uploaded image's latent (the encoder's mean, or a GAN's inversion) and its reconstruction."""
+        data = image.file.read(MAX_UPLOAD_BYTES + 1)  # one past the limit tells "over" from "at"
+        with run_at(index).model() as model:
+            sampler = require_sampler(model)
+            shape = _image_shape(sampler)
+            x, note = read_upload(data, shape)
+            with torch.enable_grad():  # inversion optimises the latent; encoding needs none
+                found = image_latents(sampler, x, label, use_inversion=not isinstance(model, Encoder),
+                                      **({} if isinstance(model, Encoder) else STUDIO_INVERSION))
+            return {"z": found.z[0].tolist(), "input": png_data_urls(x)[0],
+                    "reconstruction": png_data_urls(found.reconstruction)[0], "mse": float(found.mse[0]),
+                    "method": "encoder" if isinstance(model, Encoder) else "inversion", "note": note}
+
+    @app.post("/api/runs/{index}/translate")
+    def translate(index: RunIndex, image: Annotated[UploadFile, File()],
+                  seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0) -> dict[str, Any]:
+        """An uploaded or drawn source image -> the model's translation."""
+        data = image.file.read(MAX_UPLOAD_BYTES + 1)  # one past the limit tells "over" from "at"
+        with run_at(index).model() as model:
+            if not isinstance(model, Translator):
+                raise HTTPException(409, f"run {index} ({type(model).__name__}) does not translate images; "
+                                         "pick an image-to-image run (pix2pix, CycleGAN)")
+            x, note = read_upload(data, tuple(model.source_shape))
+            y = model.translate(x, generator=torch.Generator().manual_seed(seed))
+            return {"source": png_data_urls(x)[0], "image": png_data_urls(y)[0], "note": note}
+
+    @app.get("/api/runs/{index}/stats")
+    def stats(index: RunIndex, since: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0) -> dict[str, Any]:
+        """Training log rows after the first ``since`` (losses, D(x), D(G(z)), ...) and health warnings."""
+        return run_at(index).stats(since)
+
+    @app.post("/api/game")
+    def new_game(req: GameRequest) -> dict[str, Any]:
+        """Start a toy game; returns its id and first view."""
+        key, game, lock = games.new(GameConfig(**req.model_dump()))
+        with lock:
+            return {"id": key, **game.view()}
+
+    @app.post("/api/game/{key}/step")
+    def step_game(key: str, req: StepRequest) -> dict[str, Any]:
+        """Play ``n`` more generator steps (each after k discriminator steps) and view the game."""
+        lock, game = games.get(key)
+        with lock:
+            game.play(req.n)
+            return {"id": key, **game.view()}
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _latent(values: list[float], latent_dim: int) -> torch.Tensor:
+    if len(values) != latent_dim:
+        raise ConfigError(f"this model's latents have {latent_dim} values, the request gave {len(values)}")
+    return torch.tensor(values, dtype=torch.float32)[None]  # finite and within +-LATENT_LIMIT: checked by pydantic
+
+
+def _image_shape(sampler) -> tuple[int, int, int]:
+    """The shape of the model's images, from one decode."""
+    shape = tuple(decode(sampler, sampler.latents(1, generator=torch.Generator().manual_seed(0)),
+                         0 if is_conditional(sampler) else None).shape[1:])
+    if len(shape) != 3:
+        raise ConfigError("this model's samples are points, not images; use the game view for toy data")
+    return shape

@@ -1,0 +1,129 @@
+"""The runs a studio serves: what each one is, its model loaded once, and its live training log.
+
+A :class:`ServedRun` knows its run folder from the command line only; requests address it by
+index. Its model is loaded on first use from the newest good checkpoint and loaded again when
+training has written a newer one, so a run in progress can be watched as it learns. A lock per
+run keeps a load and the requests that use the model from interleaving.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from genlab.api import load
+from genlab.config import config_to_dict
+from genlab.data.base import Classes, LabelMap, describe
+from genlab.errors import RunError
+from genlab.latent.sample import decode
+from genlab.models.protocols import Encoder, LatentSampler, Translator, is_conditional
+from genlab.training.checkpoint import list_checkpoints
+from genlab.training.run import read_run
+
+MAX_STATS_ROWS = 2000  # rows of stats.jsonl one monitor request returns
+
+
+class ServedRun:
+    def __init__(self, index: int, run_dir: str | Path) -> None:
+        self.index = index
+        self.run_dir, self.config, self.spec = read_run(run_dir)
+        self._lock = threading.Lock()
+        self._model: nn.Module | None = None
+        self._checkpoint: Path | None = None
+
+    @contextmanager
+    def model(self) -> Iterator[nn.Module]:
+        """The run's exported model, held under the run's lock for the duration of the request."""
+        with self._lock:
+            checkpoints = list_checkpoints(self.run_dir / "checkpoints")
+            if not checkpoints:
+                raise RunError(f"run {self.index} ({self.run_dir.name}) has no checkpoint yet; "
+                               "its model appears once training has written one")
+            if self._model is None or checkpoints[-1] != self._checkpoint:
+                self._model = load(self.run_dir)
+                self._checkpoint = checkpoints[-1]
+            with torch.no_grad():
+                yield self._model
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready: names, data, training settings, capabilities and the latest eval card."""
+        cfg = self.config
+        summary = {
+            "index": self.index, "name": self.run_dir.name, "model": cfg.model.name,
+            "objective": cfg.objective.name, "data": cfg.data.name, "fields": describe(self.spec),
+            "kimg_target": cfg.train.kimg, "kimg": self._kimg(), "batch_size": cfg.train.batch_size,
+            "config": config_to_dict(cfg), "card": self._card(),
+        }
+        try:
+            with self.model() as model:
+                summary["capabilities"] = self._capabilities(model)
+        except RunError as err:  # a run that has just started: the monitor works, the rest waits
+            summary["capabilities"] = {"waiting": str(err)}
+        return summary
+
+    def stats(self, since: int = 0) -> dict[str, Any]:
+        """Rows ``since`` .. of stats.jsonl (at most MAX_STATS_ROWS) and the warnings in log.txt."""
+        rows: list[dict[str, float]] = []
+        total = 0
+        stats_file = self.run_dir / "stats.jsonl"
+        if stats_file.is_file():
+            with open(stats_file) as f:
+                for total, line in enumerate(f, start=1):
+                    if total > since and len(rows) < MAX_STATS_ROWS and line.endswith("\n"):  # not a half-written row
+                        rows.append(json.loads(line))
+        log = self.run_dir / "log.txt"
+        warnings = [line.strip() for line in log.read_text().splitlines() if "WARNING" in line] if log.is_file() else []
+        return {"since": since, "next": since + len(rows), "total": total, "rows": rows, "warnings": warnings[-50:],
+                "kimg_target": self.config.train.kimg}
+
+    # ------------------------------------------------------------------ internals
+
+    def _capabilities(self, model: nn.Module) -> dict[str, Any]:
+        caps: dict[str, Any] = {"sampler": isinstance(model, LatentSampler), "encoder": isinstance(model, Encoder),
+                                "translator": isinstance(model, Translator), "classes": None}
+        if caps["sampler"]:
+            caps["latent_dim"] = int(model.latent_dim)
+            one = decode(model, model.latents(1, generator=torch.Generator().manual_seed(0)), 0 if is_conditional(model) else None)
+            caps["image_shape"] = list(one.shape[1:])
+            caps["sampler"] = one.dim() == 4  # a toy GAN's points are not pictures: the game view is for those
+        if is_conditional(model):
+            names = next((f.names for f in self.spec.values() if isinstance(f, Classes)), None)
+            caps["classes"] = list(names or map(str, range(model.num_classes)))
+        if caps["translator"]:
+            caps["source_shape"], caps["target_shape"] = list(model.source_shape), list(model.target_shape)
+            caps["canvas"] = self._canvas()
+        return caps
+
+    def _canvas(self) -> dict[str, Any]:
+        """How the page's drawing canvas should draw the model's sources."""
+        data = self.config.data
+        kind, direction = getattr(data, "kind", None), getattr(data, "direction", "AtoB")
+        if kind == "edges" and direction == "AtoB":
+            return {"mode": "edges", "background": [255, 255, 255], "pens": [{"name": "edge", "color": [0, 0, 0]}]}
+        if kind == "labels" and direction == "AtoB":
+            from genlab.data.pairs import PALETTE
+
+            names = next((f.names for f in self.spec.values() if isinstance(f, LabelMap)), ())
+            pens = [{"name": name, "color": PALETTE[k].tolist()} for k, name in enumerate(names)]
+            return {"mode": "labels", "background": PALETTE[0].tolist(), "pens": pens}
+        return {"mode": "paint", "background": [255, 255, 255],
+                "pens": [{"name": name, "color": color} for name, color in
+                         (("black", [0, 0, 0]), ("grey", [128, 128, 128]), ("red", [220, 40, 40]),
+                          ("green", [40, 170, 60]), ("blue", [40, 80, 220]), ("white", [255, 255, 255]))]}
+
+    def _kimg(self) -> float | None:
+        checkpoints = list_checkpoints(self.run_dir / "checkpoints")
+        return int(checkpoints[-1].name.split("-")[-1]) / 1000 if checkpoints else None
+
+    def _card(self) -> dict[str, Any] | None:
+        cards = sorted((self.run_dir / "eval").glob("*/card.json"), key=lambda p: p.stat().st_mtime)
+        if not cards:
+            return None
+        card = json.loads(cards[-1].read_text())
+        return {"folder": cards[-1].parent.name, "results": card.get("results"), "warnings": card.get("warnings", [])}

@@ -1,0 +1,505 @@
+// genlab studio: plain JavaScript over the studio's JSON API (/openapi.json). No build step,
+// no network access beyond the page's own server.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  runs: [], run: null, view: "samples",
+  base: null, z: null, keyA: null, keyB: null, nextKey: "A",
+  pen: null, game: null, gameGeneration: 0, playing: false, monitorSince: 0, monitorRows: [], monitorTimer: null,
+};
+
+// ------------------------------------------------------------------ requests
+
+function setStatus(text, isError = false) {
+  const el = $("status");
+  el.textContent = text;
+  el.className = isError ? "error" : "";
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, options);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ") : body.detail;
+    throw new Error(detail || `${response.status} ${response.statusText}`);
+  }
+  return body;
+}
+
+const postJSON = (path, body) =>
+  api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+
+function postFile(path, blob, fields = {}) {
+  const form = new FormData();
+  form.append("image", blob, "image.png");
+  for (const [k, v] of Object.entries(fields)) if (v !== null && v !== undefined) form.append(k, String(v));
+  return api(path, { method: "POST", body: form });
+}
+
+async function guarded(what, fn) {
+  try {
+    setStatus(what + "…");
+    const result = await fn();
+    setStatus("");
+    return result;
+  } catch (err) {
+    setStatus(`${what}: ${err.message}`, true);
+    return null;
+  }
+}
+
+// Requests that follow a control (a slider, a pen stroke): one in flight, the latest waiting.
+function latestOnly(fn) {
+  let running = false, pending = null;
+  return async function run(...args) {
+    if (running) { pending = args; return; }
+    running = true;
+    try { await fn(...args); } finally {
+      running = false;
+      if (pending) { const next = pending; pending = null; run(...next); }
+    }
+  };
+}
+
+// ------------------------------------------------------------------ runs and views
+
+const caps = () => (state.run && state.run.capabilities) || {};
+const runPath = (tail) => `/api/runs/${state.run.index}/${tail}`;
+const currentClass = (id) => (caps().classes ? Number($(id).value) : null);
+
+async function loadRuns() {
+  state.runs = await guarded("loading runs", () => api("/api/runs")) || [];
+  const select = $("run-select");
+  select.innerHTML = "";
+  state.runs.forEach((run) => select.add(new Option(`${run.index}: ${run.name}`, run.index)));
+  if (!state.runs.length) select.add(new Option("no runs given (the game works without one)", ""));
+  selectRun(state.runs.length ? 0 : null);
+}
+
+function selectRun(index) {
+  state.run = index === null ? null : state.runs[index];
+  state.base = state.z = state.keyA = state.keyB = null;
+  state.nextKey = "A";
+  state.monitorSince = 0;
+  state.monitorRows = [];
+  renderSummary();
+  const c = caps();
+  $("tab-samples").disabled = !c.sampler;
+  $("tab-latent").disabled = !c.sampler;
+  $("tab-translate").disabled = !c.translator;
+  $("tab-monitor").disabled = !state.run;
+  for (const id of ["sample-class", "latent-class"]) {
+    const select = $(id);
+    select.innerHTML = "";
+    (c.classes || []).forEach((name, k) => select.add(new Option(`${k}: ${name}`, k)));
+  }
+  document.querySelectorAll(".needs-classes").forEach((el) => { el.style.display = c.classes ? "" : "none"; });
+  $("samples-grid").innerHTML = "";
+  $("interp-strip").innerHTML = "";
+  for (const id of ["latent-image", "key-a", "key-b", "upload-input-image", "upload-recon", "translation"]) $(id).removeAttribute("src");
+  buildSliders();
+  if (c.translator) setupCanvas();
+  const preferred = c.sampler ? "samples" : c.translator ? "translate" : state.run ? "monitor" : "game";
+  showView($(`tab-${state.view}`).disabled ? preferred : state.view);
+  if (c.sampler) newSamples(false);
+}
+
+function renderSummary() {
+  const el = $("run-summary");
+  const run = state.run;
+  if (!run) { el.textContent = "No run given: start the studio with run folders, e.g. genlab studio runs/00000-quickstart"; return; }
+  const progress = run.kimg === null ? "no checkpoint yet" : `${run.kimg} of ${run.kimg_target} kimg`;
+  const c = run.capabilities;
+  const kinds = [c.encoder && "encoder", c.sampler && "sampler", c.translator && "translator", c.classes && `${c.classes.length} classes`]
+    .filter(Boolean).join(", ");
+  let html = `<b>${escapeHTML(run.model)}</b> (${escapeHTML(run.objective)}) on <b>${escapeHTML(run.data)}</b> · ${escapeHTML(run.fields)}`
+    + ` · ${progress} · batch ${run.batch_size}` + (kinds ? ` · ${kinds}` : "") + (c.waiting ? ` · ${escapeHTML(c.waiting)}` : "");
+  if (run.card && run.card.results) {
+    const figures = Object.entries(run.card.results).flatMap(([name, value]) => flatten(name, value))
+      .map(([k, v]) => `<span>${escapeHTML(k)} = ${v}</span>`).join("");
+    html += `<div class="card">latest eval (${escapeHTML(run.card.folder)}): ${figures}</div>`;
+  } else {
+    html += `<div class="card">no eval card yet: <code>genlab eval ${escapeHTML(run.name)}</code></div>`;
+  }
+  el.innerHTML = html;
+}
+
+function flatten(name, value) {
+  if (typeof value === "number") return [[name, Number.isInteger(value) ? value : value.toPrecision(4)]];
+  if (value && typeof value === "object" && !Array.isArray(value))
+    return Object.entries(value).slice(0, 6).flatMap(([k, v]) => flatten(`${name}.${k}`, v));
+  return [];
+}
+
+function escapeHTML(text) {
+  return String(text).replace(/[&<>"']/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[ch]));
+}
+
+function showView(view) {
+  state.view = view;
+  document.querySelectorAll("nav button").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.view === view)));
+  document.querySelectorAll(".view").forEach((v) => v.classList.toggle("active", v.id === `view-${view}`));
+  clearInterval(state.monitorTimer);
+  if (view === "monitor") { pollMonitor(); state.monitorTimer = setInterval(pollMonitor, 2000); }
+  if (view === "game" && !state.game && !state.gameGeneration) newGame();
+}
+
+// ------------------------------------------------------------------ samples
+
+async function newSamples(advance = true) {
+  if (advance) $("seed").value = Number($("seed").value || 0) + 1;
+  const truncation = $("truncation").value === "" ? null : Number($("truncation").value);
+  const body = { seed: Number($("seed").value || 0), n: Number($("sample-count").value),
+                 label: currentClass("sample-class"), truncation };
+  const result = await guarded("sampling", () => postJSON(runPath("samples"), body));
+  if (!result) return;
+  const grid = $("samples-grid");
+  grid.innerHTML = "";
+  result.images.forEach((src, i) => {
+    const img = new Image();
+    img.src = src;
+    img.alt = `sample ${i}`;
+    img.addEventListener("click", () => pickSample(img, result.latents[i]));
+    grid.append(img);
+  });
+  if (!state.base) setBase(result.latents[0], result.images[0], "sample 0 of seed " + body.seed);
+}
+
+function pickSample(img, z) {
+  const key = state.nextKey;
+  document.querySelectorAll(`.grid img.pick-${key.toLowerCase()}`).forEach((el) => el.classList.remove(`pick-${key.toLowerCase()}`));
+  img.classList.add(`pick-${key.toLowerCase()}`);
+  if (key === "A") { state.keyA = z; $("key-a").src = img.src; setBase(z, img.src, img.alt); }
+  else { state.keyB = z; $("key-b").src = img.src; }
+  state.nextKey = key === "A" ? "B" : "A";
+}
+
+// ------------------------------------------------------------------ latent sliders
+
+const SLIDER_LIMIT = 64;  // dimensions shown; sliders beyond are hard to use anyway
+
+function buildSliders() {
+  const box = $("sliders");
+  box.innerHTML = "";
+  const dim = caps().latent_dim || 0;
+  for (let d = 0; d < Math.min(dim, SLIDER_LIMIT); d++) {
+    const label = document.createElement("label");
+    const slider = Object.assign(document.createElement("input"), { type: "range", min: -3, max: 3, step: 0.05, value: 0 });
+    slider.dataset.dim = d;
+    slider.setAttribute("aria-label", `latent dimension ${d}`);
+    const value = document.createElement("output");
+    value.textContent = "0.00";
+    slider.addEventListener("input", () => {
+      state.z[d] = Number(slider.value);
+      value.textContent = Number(slider.value).toFixed(2);
+      decodeLive();
+    });
+    label.append(`z${d}`, slider, value);
+    box.append(label);
+  }
+  if (dim > SLIDER_LIMIT) box.append(Object.assign(document.createElement("p"), { className: "hint", textContent: `sliders for the first ${SLIDER_LIMIT} of ${dim} dimensions` }));
+}
+
+function setBase(z, src, caption) {
+  state.base = z.slice();
+  state.z = z.slice();
+  $("latent-image").src = src;
+  $("latent-caption").textContent = caption;
+  syncSliders();
+}
+
+function syncSliders() {
+  document.querySelectorAll("#sliders input").forEach((slider) => {
+    const v = state.z[Number(slider.dataset.dim)];
+    slider.value = v;
+    slider.nextSibling.textContent = v.toFixed(2);
+  });
+}
+
+const decodeLive = latestOnly(async () => {
+  if (!state.z) return;
+  const result = await guarded("decoding", () => postJSON(runPath("decode"), { z: state.z.map(clampLatent), label: currentClass("latent-class") }));
+  if (result) $("latent-image").src = result.image;
+});
+
+const clampLatent = (v) => Math.max(-10, Math.min(10, v));
+
+async function uploadToEdit(file) {
+  if (!file) return;
+  const label = currentClass("latent-class");
+  const result = await guarded(caps().encoder ? "encoding" : "inverting (a second or two)", () => postFile(runPath("encode"), file, { label }));
+  if (!result) return;
+  $("upload-input-image").src = result.input;
+  $("upload-recon").src = result.reconstruction;
+  $("upload-caption").textContent = `${result.method === "encoder" ? "reconstruction" : "inversion"} (MSE ${result.mse.toFixed(4)})`;
+  setBase(result.z, result.reconstruction, "your image: move the sliders to edit it");
+  state.keyA = result.z;
+  $("key-a").src = result.reconstruction;
+  if (result.note) setStatus(result.note);
+}
+
+async function interpolateAB() {
+  if (!state.keyA || !state.keyB) { setStatus("pick A and B first: click two samples (or upload an image for A)", true); return; }
+  const body = { a: state.keyA, b: state.keyB, steps: Number($("interp-steps").value), method: $("interp-method").value || null,
+                 label: currentClass("latent-class") };
+  const result = await guarded("interpolating", () => postJSON(runPath("interpolate"), body));
+  if (!result) return;
+  const strip = $("interp-strip");
+  strip.innerHTML = "";
+  result.images.forEach((src, i) => strip.append(Object.assign(new Image(), { src, alt: `step ${i}` })));
+}
+
+// ------------------------------------------------------------------ drawing canvas
+
+function setupCanvas() {
+  const spec = caps().canvas;
+  const pens = $("pens");
+  pens.innerHTML = "";
+  spec.pens.forEach((pen, i) => {
+    const button = document.createElement("button");
+    button.innerHTML = `<span class="swatch" style="background: rgb(${pen.color.join(",")})"></span>${escapeHTML(pen.name)}`;
+    button.addEventListener("click", () => choosePen(i));
+    pens.append(button);
+  });
+  choosePen(spec.mode === "labels" ? Math.min(1, spec.pens.length - 1) : 0);
+  $("brush").value = spec.mode === "labels" ? 28 : spec.mode === "edges" ? 6 : 12;  // regions, lines, strokes
+  clearCanvas(false);
+}
+
+function choosePen(i) {
+  state.pen = caps().canvas.pens[i];
+  document.querySelectorAll("#pens button").forEach((b, k) => b.setAttribute("aria-pressed", String(k === i)));
+}
+
+function clearCanvas(translate = true) {
+  const canvas = $("canvas"), ctx = canvas.getContext("2d");
+  ctx.fillStyle = `rgb(${caps().canvas.background.join(",")})`;
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  if (translate) translateCanvas();
+}
+
+function canvasDrawing() {
+  const canvas = $("canvas"), ctx = canvas.getContext("2d");
+  let last = null;
+  const at = (e) => {
+    const r = canvas.getBoundingClientRect();
+    return [(e.clientX - r.left) * canvas.width / r.width, (e.clientY - r.top) * canvas.height / r.height];
+  };
+  canvas.addEventListener("pointerdown", (e) => { last = at(e); canvas.setPointerCapture(e.pointerId); stroke(last, last); });
+  canvas.addEventListener("pointermove", (e) => { if (last) { const p = at(e); stroke(last, p); last = p; } });
+  const end = () => { if (last) { last = null; translateCanvas(); } };
+  canvas.addEventListener("pointerup", end);
+  canvas.addEventListener("pointercancel", end);
+  function stroke(a, b) {
+    // Label maps must keep exact palette colours: no anti-aliasing, square brush in whole pixels.
+    const crisp = caps().canvas.mode === "labels";
+    ctx.imageSmoothingEnabled = !crisp;
+    ctx.strokeStyle = `rgb(${state.pen.color.join(",")})`;
+    ctx.lineWidth = Number($("brush").value);
+    ctx.lineCap = crisp ? "square" : "round";
+    ctx.beginPath();
+    ctx.moveTo(...a);
+    ctx.lineTo(...b);
+    ctx.stroke();
+  }
+}
+
+// The drawing at the model's source resolution (nearest-neighbour for label maps), as a PNG blob.
+function canvasSource() {
+  const [, h, w] = caps().source_shape;
+  const small = Object.assign(document.createElement("canvas"), { width: w, height: h });
+  const ctx = small.getContext("2d");
+  ctx.imageSmoothingEnabled = caps().canvas.mode !== "labels";
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage($("canvas"), 0, 0, w, h);
+  if (caps().canvas.mode === "labels") snapToPalette(ctx, w, h);
+  return new Promise((resolve) => small.toBlob(resolve, "image/png"));
+}
+
+function snapToPalette(ctx, w, h) {
+  const colors = caps().canvas.pens.map((p) => p.color);
+  const image = ctx.getImageData(0, 0, w, h);
+  for (let i = 0; i < image.data.length; i += 4) {
+    let best = colors[0], bestDist = Infinity;
+    for (const c of colors) {
+      const d = (image.data[i] - c[0]) ** 2 + (image.data[i + 1] - c[1]) ** 2 + (image.data[i + 2] - c[2]) ** 2;
+      if (d < bestDist) { bestDist = d; best = c; }
+    }
+    image.data.set([...best, 255], i);
+  }
+  ctx.putImageData(image, 0, 0);
+}
+
+const translateCanvas = latestOnly(async () => {
+  const blob = await canvasSource();
+  const result = await guarded("translating", () => postFile(runPath("translate"), blob, { seed: Number($("translate-seed").value || 0) }));
+  if (result) $("translation").src = result.image;
+});
+
+async function uploadSource(file) {
+  if (!file) return;
+  const bitmap = await createImageBitmap(file).catch(() => null);
+  if (!bitmap) { setStatus(`${file.name} is not an image this browser can read`, true); return; }
+  const canvas = $("canvas");
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  translateCanvas();
+}
+
+// ------------------------------------------------------------------ the game
+
+// Each new game bumps the generation; answers about an older game are dropped, never drawn.
+async function newGame() {
+  const generation = ++state.gameGeneration;
+  state.playing = false;
+  $("game-play").textContent = "Play";
+  const body = { data: $("game-data").value, g_loss: $("game-loss").value, k: Number($("game-k").value),
+                 lr_d: Number($("game-lr-d").value), lr_g: Number($("game-lr-g").value) };
+  const view = await guarded("starting a game", () => postJSON("/api/game", body));
+  if (view && generation === state.gameGeneration) drawGame(view);
+}
+
+async function stepGame(n) {
+  if (!state.game) return null;
+  const generation = state.gameGeneration;
+  const view = await guarded("playing", () => postJSON(`/api/game/${state.game.id}/step`, { n }));
+  if (!view || generation !== state.gameGeneration) return null;
+  drawGame(view);
+  return view;
+}
+
+async function togglePlay() {
+  state.playing = !state.playing;
+  $("game-play").textContent = state.playing ? "Pause" : "Play";
+  while (state.playing && state.view === "game") {
+    if (!(await stepGame(10))) state.playing = false;
+  }
+  $("game-play").textContent = "Play";
+}
+
+function drawGame(view) {
+  state.game = view;
+  $("game-step-label").textContent = `step ${view.step}: V(D, G) = ${view.value.toFixed(4)}, −log 4 + 2·JSD = ${view.theorem_value.toFixed(4)}`;
+  $("value-plot").dataset.points = view.history.length;
+  $("game-dstar-figure").style.display = view.dim === 2 ? "" : "none";
+  $("game-field").width = view.dim === 2 ? 300 : 440;  // a heat map is square
+  if (view.dim === 1) {
+    $("game-legend").textContent = "black: p_data, green: p_g (exact, by change of variables), blue: D(x), dashed blue: D*(x)";
+    $("game-field-caption").textContent = "densities and discriminator on the line";
+    drawLines($("game-field"), view.x, [
+      { values: normalise(view.p_data), color: "#111" }, { values: normalise(view.p_g), color: "#2a9d3a" },
+      { values: view.d, color: "#2f6fde" }, { values: view.d_star, color: "#2f6fde", dash: [5, 4] }], [0, 1]);
+  } else {
+    $("game-legend").textContent = "heat maps: D(x) (left) and D*(x) (right), dark 0 to bright 1; black dots: data, green dots: G's samples; p_g is a kernel density estimate";
+    $("game-field-caption").textContent = "D(x)";
+    drawHeat($("game-field"), view.d, view.extent, view.real, view.fake);
+    drawHeat($("game-dstar"), view.d_star, view.extent, view.real, view.fake);
+  }
+  const steps = view.history.map((h) => h.step);
+  drawLines($("value-plot"), steps.length > 1 ? steps : [0, 1], [
+    { values: view.history.map((h) => h.value), color: "#2f6fde", dots: true },
+    { values: view.history.map((h) => h.theorem_value), color: "#e07b00", dots: true },
+    { values: steps.map(() => view.minus_log_4), color: "#999", dash: [3, 3] }], null);
+}
+
+function normalise(values) {
+  const top = Math.max(...values, 1e-12);
+  return values.map((v) => v / top);
+}
+
+// Line chart of series over xs; yRange [lo, hi] or null for the data's own range.
+function drawLines(canvas, xs, series, yRange) {
+  const ctx = canvas.getContext("2d"), W = canvas.width, H = canvas.height, pad = 46;
+  ctx.clearRect(0, 0, W, H);
+  const all = series.flatMap((s) => s.values).filter(Number.isFinite);
+  let [lo, hi] = yRange || [Math.min(...all), Math.max(...all)];
+  if (!(hi > lo)) { lo -= 0.5; hi += 0.5; }
+  const x0 = Math.min(...xs), x1 = Math.max(...xs) > x0 ? Math.max(...xs) : x0 + 1;
+  const px = (x) => pad + (x - x0) / (x1 - x0) * (W - pad - 8), py = (y) => H - pad + 8 - (y - lo) / (hi - lo) * (H - pad - 8);
+  ctx.strokeStyle = "#ccc"; ctx.fillStyle = "#555"; ctx.font = "11px system-ui"; ctx.lineWidth = 1; ctx.setLineDash([]);
+  ctx.strokeRect(pad, 8, W - pad - 8, H - pad);
+  ctx.fillText(fmt(hi), 2, 16); ctx.fillText(fmt(lo), 2, H - pad + 6);
+  ctx.fillText(fmt(x0), pad, H - pad + 22); ctx.fillText(fmt(x1), W - 40, H - pad + 22);
+  for (const s of series) {
+    ctx.strokeStyle = s.color; ctx.fillStyle = s.color; ctx.lineWidth = 2; ctx.setLineDash(s.dash || []);
+    ctx.beginPath();
+    s.values.forEach((v, i) => { if (Number.isFinite(v)) (i ? ctx.lineTo : ctx.moveTo).call(ctx, px(xs[i]), py(v)); });
+    ctx.stroke();
+    if (s.dots) s.values.forEach((v, i) => { if (Number.isFinite(v)) ctx.fillRect(px(xs[i]) - 2, py(v) - 2, 4, 4); });
+  }
+  ctx.setLineDash([]);
+}
+
+const fmt = (v) => (Math.abs(v) < 1e-9 ? "0" : Math.abs(v) >= 1000 || Math.abs(v) < 0.01 ? v.toExponential(1) : Number(v.toPrecision(3)).toString());
+
+// A value in [0, 1] -> a dark-blue to yellow ramp (viridis-like stops).
+const RAMP = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+function ramp(v) {
+  const t = Math.max(0, Math.min(1, v)) * (RAMP.length - 1), i = Math.min(Math.floor(t), RAMP.length - 2), f = t - i;
+  return RAMP[i].map((c, k) => Math.round(c + f * (RAMP[i + 1][k] - c)));
+}
+
+function drawHeat(canvas, rows, extent, real, fake) {
+  const ctx = canvas.getContext("2d"), W = canvas.width, H = canvas.height, n = rows.length;
+  const cells = new ImageData(n, n);
+  rows.forEach((row, r) => row.forEach((v, c) => cells.data.set([...ramp(v), 255], ((n - 1 - r) * n + c) * 4)));  // y up
+  const tile = Object.assign(document.createElement("canvas"), { width: n, height: n });
+  tile.getContext("2d").putImageData(cells, 0, 0);
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(tile, 0, 0, W, H);
+  const [lo, hi] = extent;
+  const px = (x) => (x - lo) / (hi - lo) * W, py = (y) => H - (y - lo) / (hi - lo) * H;
+  for (const [points, color] of [[real, "#000"], [fake, "#3ddc57"]]) {
+    ctx.fillStyle = color;
+    for (const [x, y] of points) ctx.fillRect(px(x) - 1.5, py(y) - 1.5, 3, 3);
+  }
+}
+
+// ------------------------------------------------------------------ training monitor
+
+const MONITOR_KEYS = [/loss/, /D\(x\)|D\(G\(z\)\)/, /grad_norm/, /images_per_sec/];
+
+async function pollMonitor() {
+  if (!state.run) return;
+  let result;
+  try { result = await api(runPath(`stats?since=${state.monitorSince}`)); } catch (err) { setStatus(`monitor: ${err.message}`, true); return; }
+  state.monitorSince = result.next;
+  state.monitorRows.push(...result.rows);
+  const rows = state.monitorRows, last = rows[rows.length - 1];
+  $("monitor-progress").textContent = last ? `${last.kimg} of ${result.kimg_target} kimg (${rows.length} log rows; updated every 2 s)` : "no stats logged yet";
+  $("monitor-warnings").innerHTML = result.warnings.map((w) => `<li>${escapeHTML(w)}</li>`).join("");
+  if (!rows.length) return;
+  const keys = Object.keys(last).filter((k) => k !== "kimg" && k !== "iteration");
+  const groups = MONITOR_KEYS.map((re) => keys.filter((k) => re.test(k))).filter((g) => g.length);
+  const rest = keys.filter((k) => !groups.flat().includes(k) && !k.startsWith("lr/"));
+  const box = $("monitor-charts");
+  box.innerHTML = "";
+  const colors = ["#2f6fde", "#e07b00", "#2a9d3a", "#b3261e", "#7b4fd0", "#555"];
+  for (const group of [...groups, ...rest.map((k) => [k])]) {
+    const figure = document.createElement("figure");
+    const canvas = Object.assign(document.createElement("canvas"), { width: 320, height: 180 });
+    figure.append(canvas, Object.assign(document.createElement("figcaption"), {
+      innerHTML: group.map((k, i) => `<span style="color:${colors[i % colors.length]}">${escapeHTML(k)}</span>`).join(" · ") }));
+    box.append(figure);
+    drawLines(canvas, rows.map((r) => r.kimg), group.map((k, i) => ({ values: rows.map((r) => r[k]), color: colors[i % colors.length] })), null);
+  }
+}
+
+// ------------------------------------------------------------------ wiring
+
+document.querySelectorAll("nav button").forEach((b) => b.addEventListener("click", () => showView(b.dataset.view)));
+$("run-select").addEventListener("change", (e) => selectRun(e.target.value === "" ? null : Number(e.target.value)));
+$("new-samples").addEventListener("click", () => newSamples(true));
+$("sample-class").addEventListener("change", () => newSamples(false));
+$("reset-sliders").addEventListener("click", () => { if (state.base) { state.z = state.base.slice(); syncSliders(); decodeLive(); } });
+$("latent-class").addEventListener("change", () => decodeLive());
+$("upload-input").addEventListener("change", (e) => uploadToEdit(e.target.files[0]));
+$("interpolate").addEventListener("click", interpolateAB);
+$("clear-canvas").addEventListener("click", () => clearCanvas(true));
+$("source-input").addEventListener("change", (e) => uploadSource(e.target.files[0]));
+$("game-new").addEventListener("click", newGame);
+$("game-step1").addEventListener("click", () => stepGame(1));
+$("game-step10").addEventListener("click", () => stepGame(10));
+$("game-play").addEventListener("click", togglePlay);
+canvasDrawing();
+loadRuns();

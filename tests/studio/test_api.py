@@ -1,0 +1,310 @@
+"""The studio's HTTP API over tiny trained runs: what each route returns, and the 4xx answers
+for everything a user (or a script) can get wrong."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from genlab.cli.main import main
+from .conftest import INDEX
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")
+
+
+def pixels(data_url: str) -> np.ndarray:
+    assert data_url.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))), dtype=np.int16)
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def sprite_png(size: int = 32) -> bytes:
+    """A red square on grey, like the sprites the runs were trained on."""
+    array = np.full((size, size, 3), 90, dtype=np.uint8)
+    array[8:20, 10:22] = (220, 40, 40)
+    return png(Image.fromarray(array))
+
+
+def upload(client, path: str, data: bytes, **fields):
+    return client.post(path, files={"image": ("x.png", data, "image/png")}, data={k: str(v) for k, v in fields.items()})
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def test_runs_describe_their_models_and_what_they_can_do(client, studio_runs):
+    runs = client.get("/api/runs").json()
+    assert [r["name"] for r in runs] == [p.name for p in studio_runs]
+    vae, cgan, edges, labels = (runs[INDEX[k]]["capabilities"] for k in ("vae", "cgan", "edges", "labels"))
+    assert vae["sampler"] and vae["encoder"] and not vae["translator"] and vae["latent_dim"] == 6
+    assert vae["image_shape"] == [3, 32, 32] and vae["classes"] is None
+    assert cgan["sampler"] and not cgan["encoder"] and cgan["classes"] == list("0123456789")
+    assert edges["translator"] and edges["source_shape"] == [1, 32, 32] and edges["canvas"]["mode"] == "edges"
+    assert labels["canvas"]["mode"] == "labels"
+    assert [p["name"] for p in labels["canvas"]["pens"]] == ["background", "square", "ellipse", "heart"]
+    assert runs[INDEX["vae"]]["objective"] == "vae" and runs[INDEX["vae"]]["kimg"] > 0
+
+
+def test_eval_card_is_shown_once_written(client, studio_runs, tmp_path):
+    from genlab.studio.runs import ServedRun
+
+    run = ServedRun(0, studio_runs[INDEX["vae"]])
+    assert run.summary()["card"] is None
+    folder = run.run_dir / "eval" / "mnist-n100-seed0"
+    folder.mkdir(parents=True)
+    try:
+        (folder / "card.json").write_text(json.dumps({"results": {"fid": 12.5}, "warnings": ["n is small"]}))
+        assert run.summary()["card"] == {"folder": "mnist-n100-seed0", "results": {"fid": 12.5}, "warnings": ["n is small"]}
+    finally:
+        (folder / "card.json").unlink()
+        folder.rmdir()
+        folder.parent.rmdir()
+
+
+# ----------------------------------------------------------------------------- latents
+
+
+def test_samples_are_seeded_and_their_latents_decode_to_them(client):
+    path = f"/api/runs/{INDEX['vae']}"
+    first = client.post(f"{path}/samples", json={"seed": 3, "n": 4}).json()
+    again = client.post(f"{path}/samples", json={"seed": 3, "n": 4}).json()
+    other = client.post(f"{path}/samples", json={"seed": 4, "n": 4}).json()
+    assert first == again and first["latents"] != other["latents"]
+    assert len(first["images"]) == 4 and len(first["latents"][0]) == 6
+    decoded = client.post(f"{path}/decode", json={"z": first["latents"][2]}).json()["image"]
+    assert np.abs(pixels(decoded) - pixels(first["images"][2])).max() <= 1
+
+
+def test_moving_one_slider_changes_the_decoded_image(client):
+    path = f"/api/runs/{INDEX['vae']}"
+    z = client.post(f"{path}/samples", json={"seed": 0, "n": 1}).json()["latents"][0]
+    before = pixels(client.post(f"{path}/decode", json={"z": z}).json()["image"])
+    z[0] += 2.5
+    after = pixels(client.post(f"{path}/decode", json={"z": z}).json()["image"])
+    assert np.abs(after - before).mean() > 0.5
+
+
+def test_interpolation_strip_runs_from_a_to_b(client):
+    path = f"/api/runs/{INDEX['vae']}"
+    a, b = client.post(f"{path}/samples", json={"seed": 1, "n": 2}).json()["latents"]
+    strip = client.post(f"{path}/interpolate", json={"a": a, "b": b, "steps": 5}).json()["images"]
+    assert len(strip) == 5
+    ends = [client.post(f"{path}/decode", json={"z": z}).json()["image"] for z in (a, b)]
+    assert np.abs(pixels(strip[0]) - pixels(ends[0])).max() <= 1
+    assert np.abs(pixels(strip[-1]) - pixels(ends[1])).max() <= 1
+
+
+def test_conditional_model_asks_for_a_class_it_has(client):
+    path = f"/api/runs/{INDEX['cgan']}"
+    missing = client.post(f"{path}/samples", json={"seed": 0, "n": 2})
+    assert missing.status_code == 400 and "class-conditional with 10 classes" in missing.json()["detail"]
+    wrong = client.post(f"{path}/samples", json={"seed": 0, "n": 2, "label": 10})
+    assert wrong.status_code == 400 and "out of range" in wrong.json()["detail"]
+    by_class = [client.post(f"{path}/samples", json={"seed": 0, "n": 2, "label": k}).json() for k in (1, 7)]
+    assert by_class[0]["latents"] == by_class[1]["latents"] and by_class[0]["images"] != by_class[1]["images"]
+    unconditional = client.post(f"/api/runs/{INDEX['vae']}/samples", json={"seed": 0, "n": 1, "label": 0})
+    assert unconditional.status_code == 400 and "not class-conditional" in unconditional.json()["detail"]
+
+
+def test_upload_is_encoded_by_a_vae_and_inverted_by_a_gan(client):
+    vae = upload(client, f"/api/runs/{INDEX['vae']}/encode", sprite_png(64)).json()
+    assert vae["method"] == "encoder" and len(vae["z"]) == 6 and "resized" in vae["note"]
+    assert pixels(vae["input"]).shape == (32, 32, 3)
+    again = client.post(f"/api/runs/{INDEX['vae']}/decode", json={"z": vae["z"]}).json()["image"]
+    assert np.abs(pixels(again) - pixels(vae["reconstruction"])).max() <= 1  # the sliders start from it
+    gan = upload(client, f"/api/runs/{INDEX['cgan']}/encode", sprite_png(28), label=0).json()
+    assert gan["method"] == "inversion" and len(gan["z"]) == 8 and gan["note"] is None
+    assert pixels(gan["input"]).shape == (28, 28)  # grey model: the colour upload is read as grey
+
+
+# ----------------------------------------------------------------------------- translation
+
+
+def test_drawn_edges_are_translated(client):
+    drawing = Image.new("L", (256, 256), 255)
+    drawing.paste(0, (60, 60, 200, 66))
+    out = upload(client, f"/api/runs/{INDEX['edges']}/translate", png(drawing), seed=1).json()
+    assert pixels(out["image"]).shape == (32, 32, 3) and pixels(out["source"]).shape == (32, 32)
+    same = upload(client, f"/api/runs/{INDEX['edges']}/translate", png(drawing), seed=1).json()
+    assert same["image"] == out["image"]  # the seed fixes pix2pix's dropout noise
+
+
+def test_routes_a_model_cannot_serve_answer_409(client):
+    not_translator = upload(client, f"/api/runs/{INDEX['vae']}/translate", sprite_png())
+    assert not_translator.status_code == 409 and "does not translate" in not_translator.json()["detail"]
+    not_sampler = client.post(f"/api/runs/{INDEX['edges']}/samples", json={"seed": 0, "n": 1})
+    assert not_sampler.status_code == 400 and "no latent space" in not_sampler.json()["detail"]
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("data, status, words", [
+    (b"", 400, "empty"),
+    (b"GIF89a not really", 400, "not an image"),
+    (sprite_png()[:60], 400, "not an image"),  # truncated
+    (b"\0" * (8 * 1024 * 1024 + 1), 413, "over the studio's limit"),
+])
+def test_bad_uploads_get_a_4xx_with_a_reason(client, data, status, words):
+    answer = upload(client, f"/api/runs/{INDEX['edges']}/translate", data)
+    assert answer.status_code == status and words in answer.json()["detail"]
+
+
+def test_image_over_the_pixel_limit_is_refused_from_its_header(client):
+    huge = png(Image.new("L", (4200, 4200)))  # 17.6 MP, a few kB of PNG
+    answer = upload(client, f"/api/runs/{INDEX['vae']}/encode", huge)
+    assert answer.status_code == 413 and "4200x4200" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("path, body", [
+    ("samples", {"seed": 0, "n": 0}),
+    ("samples", {"seed": 0, "n": 10_000}),
+    ("samples", {"seed": -1}),
+    ("samples", {"seed": 0, "extra": 1}),
+    ("samples", {"seed": 0, "truncation": 0}),
+    ("decode", {"z": []}),
+    ("decode", {"z": [1e9] * 6}),
+    ("decode", {"z": "abc"}),
+    ("interpolate", {"a": [0] * 6, "b": [0] * 6, "steps": 1}),
+])
+def test_bad_parameters_get_422(client, path, body):
+    assert client.post(f"/api/runs/{INDEX['vae']}/{path}", json=body).status_code == 422
+
+
+def test_non_finite_latents_and_wrong_lengths_are_refused(client):
+    nan = client.post(f"/api/runs/{INDEX['vae']}/decode", content=b'{"z": [NaN, 0, 0, 0, 0, 0]}',
+                      headers={"Content-Type": "application/json"})
+    assert nan.status_code == 422
+    short = client.post(f"/api/runs/{INDEX['vae']}/decode", json={"z": [0.0] * 5})
+    assert short.status_code == 400 and "6 values" in short.json()["detail"]
+
+
+@pytest.mark.parametrize("index, status", [("99", 422), ("-1", 422), ("..%2F..%2Fetc", 404), ("0x1", 422)])
+def test_runs_are_addressed_by_index_only(client, index, status):
+    assert client.post(f"/api/runs/{index}/decode", json={"z": [0.0] * 6}).status_code == status
+
+
+# ----------------------------------------------------------------------------- monitor
+
+
+def test_monitor_returns_new_rows_since_the_last_poll(client, studio_runs):
+    lines = (studio_runs[INDEX["cgan"]] / "stats.jsonl").read_text().splitlines()
+    first = client.get(f"/api/runs/{INDEX['cgan']}/stats").json()
+    assert first["rows"] == [json.loads(line) for line in lines] and first["next"] == len(lines)
+    assert {"D/D(x)", "D/D(G(z))", "G/loss"} <= set(first["rows"][-1])
+    assert client.get(f"/api/runs/{INDEX['cgan']}/stats", params={"since": first["next"]}).json()["rows"] == []
+    assert client.get(f"/api/runs/{INDEX['cgan']}/stats", params={"since": -1}).status_code == 422
+
+
+def test_monitor_follows_a_run_as_it_writes_and_skips_a_half_written_row(studio_runs, tmp_path):
+    """A run that has just started: no checkpoint yet (the model waits), stats arriving."""
+    import shutil
+
+    from genlab.studio.runs import ServedRun
+
+    run_dir = tmp_path / "00000-live"
+    run_dir.mkdir()
+    for name in ("config.yaml", "data.json"):
+        shutil.copy(studio_runs[INDEX["vae"]] / name, run_dir / name)
+    run = ServedRun(0, run_dir)
+    assert run.summary()["capabilities"]["waiting"].endswith("appears once training has written one")
+    assert run.stats(0)["rows"] == []
+    with open(run_dir / "stats.jsonl", "w") as f:
+        f.write(json.dumps({"kimg": 1.0, "loss": 1.0}) + "\n" + '{"kimg": 2.0, "lo')
+    page = run.stats(0)
+    assert [r["kimg"] for r in page["rows"]] == [1.0] and page["next"] == 1
+    with open(run_dir / "stats.jsonl", "a") as f:
+        f.write('ss": 0.5}\n')
+    assert [r["kimg"] for r in run.stats(page["next"])["rows"]] == [2.0]
+
+
+# ----------------------------------------------------------------------------- concurrency
+
+
+def test_concurrent_requests_share_one_loaded_model(studio_runs, monkeypatch):
+    import genlab.studio.runs as served
+    from fastapi.testclient import TestClient
+    from genlab.studio.app import create_app
+
+    loads = []
+    real_load = served.load
+    monkeypatch.setattr(served, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    app = create_app([studio_runs[INDEX["vae"]]])
+    z = [0.5, -1.0, 0.0, 2.0, 0.1, -0.3]
+    answers, errors = [], []
+
+    def client_thread() -> None:
+        try:
+            with TestClient(app) as c:
+                for _ in range(6):
+                    answer = c.post("/api/runs/0/decode", json={"z": z})
+                    answers.append((answer.status_code, answer.json()["image"]))
+        except Exception as err:  # reported below: a thread's exception would vanish otherwise
+            errors.append(err)
+
+    threads = [threading.Thread(target=client_thread) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(answers) == 36 and {status for status, _ in answers} == {200}
+    assert len({image for _, image in answers}) == 1  # every request saw the same model, unharmed
+    assert len(loads) == 1
+
+
+# ----------------------------------------------------------------------------- the game
+
+
+def test_game_plays_steps_and_keeps_its_history(client):
+    game = client.post("/api/game", json={"data": "gaussian", "seed": 1}).json()
+    assert game["step"] == 0 and game["dim"] == 1 and len(game["history"]) == 1
+    after = client.post(f"/api/game/{game['id']}/step", json={"n": 10}).json()
+    assert after["step"] == 10 and [h["step"] for h in after["history"]] == [0, 10]
+    assert len(after["d"]) == len(after["x"]) == len(after["d_star"])
+    ring = client.post("/api/game", json={"data": "ring"}).json()
+    assert ring["dim"] == 2 and len(ring["d"]) == ring["grid"] and len(ring["d"][0]) == ring["grid"]
+
+
+def test_game_refuses_unknown_ids_and_bad_settings(client):
+    assert client.post("/api/game/nope/step", json={"n": 1}).status_code == 404
+    assert client.post("/api/game", json={"data": "spiral"}).status_code == 422
+    assert client.post("/api/game", json={"k": 0}).status_code == 422
+    game = client.post("/api/game", json={}).json()
+    assert client.post(f"/api/game/{game['id']}/step", json={"n": 100_000}).status_code == 422
+
+
+def test_only_the_newest_games_are_kept(client):
+    from genlab.studio.app import MAX_GAMES
+
+    first = client.post("/api/game", json={}).json()["id"]
+    for _ in range(MAX_GAMES):
+        client.post("/api/game", json={})
+    assert client.post(f"/api/game/{first}/step", json={"n": 1}).status_code == 404
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_studio_command_refuses_what_it_cannot_serve(tmp_path, capsys):
+    assert main(["studio", str(tmp_path)]) == 2
+    assert "is not a genlab run folder" in capsys.readouterr().err
+    assert main(["studio", "--port", "70000"]) == 2
+    assert "is not a TCP port" in capsys.readouterr().err
+
+
+def test_studio_listens_on_loopback_unless_told_otherwise():
+    from genlab.cli.main import build_parser
+
+    assert build_parser().parse_args(["studio", "run"]).host == "127.0.0.1"

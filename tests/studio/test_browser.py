@@ -1,0 +1,195 @@
+"""The studio end to end in headless Chromium (Debian's package, driven by Playwright for Python
+through ``executable_path``; Playwright's own browser download is never used).
+
+The fixture installs Chromium with apt-get where it is missing and the test runs as root; the
+tests skip, saying why, only where it cannot be installed. Screenshots of every view are
+written to ``$GENLAB_STUDIO_SHOTS`` when that is set (to look at them), else to a temp folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from .conftest import INDEX
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def find_or_install_chromium() -> str:
+    """Path of a Chromium binary, installed from Debian's packages if needed; skips with the reason otherwise."""
+    for name in ("chromium", "chromium-browser"):
+        if path := shutil.which(name):
+            return path
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        pytest.skip("no chromium on PATH and no way to install it here (needs apt-get as root): "
+                    "apt-get install chromium, then rerun")
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        if done.returncode != 0:
+            pytest.skip(f"could not install chromium ({' '.join(command)}: {done.stderr.strip()[-300:]})")
+    if path := shutil.which("chromium"):
+        return path
+    pytest.skip("apt-get installed chromium but no chromium binary is on PATH")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency: pip install -e '.[dev]'")
+    executable = find_or_install_chromium()
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("GENLAB_STUDIO_SHOTS") or tmp_path_factory.mktemp("studio-shots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def page(browser, studio_url):
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(studio_url)
+    page.wait_for_selector("#samples-grid img")
+    yield page
+    page.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def image_of(page, selector: str) -> np.ndarray:
+    src = page.get_attribute(selector, "src")
+    assert src and src.startswith("data:image/png;base64,"), f"{selector} shows no image"
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"), dtype=np.int16)
+
+
+def wait_for_new_src(page, selector: str, old: str | None) -> None:
+    page.wait_for_function("([sel, old]) => { const s = document.querySelector(sel).getAttribute('src');"
+                           " return s && s.startsWith('data:') && s !== old; }", arg=[selector, old], timeout=20_000)
+
+
+def choose_run(page, name: str) -> None:
+    page.select_option("#run-select", str(INDEX[name]))
+
+
+def test_samples_appear_and_new_samples_replace_them(page, shots):
+    first = page.locator("#samples-grid img").nth(0).get_attribute("src")
+    assert page.locator("#samples-grid img").count() == 16
+    page.screenshot(path=shots / "samples.png")
+    page.click("#new-samples")
+    wait_for_new_src(page, "#samples-grid img:nth-child(1)", first)
+    assert page.input_value("#seed") == "1"
+
+
+def test_a_slider_changes_the_decoded_image(page, shots):
+    page.locator("#samples-grid img").nth(3).click()
+    page.click("#tab-latent")
+    before_src = page.get_attribute("#latent-image", "src")
+    before = image_of(page, "#latent-image")
+    page.locator("#sliders input").nth(0).fill("2.5")
+    wait_for_new_src(page, "#latent-image", before_src)
+    assert np.abs(image_of(page, "#latent-image") - before).mean() > 0.5
+    page.screenshot(path=shots / "latent.png")
+    page.click("#reset-sliders")
+    page.wait_for_function("document.querySelector('#sliders input').value !== '2.5'")
+
+
+def test_interpolating_between_two_picked_samples(page):
+    page.locator("#samples-grid img").nth(0).click()
+    page.locator("#samples-grid img").nth(1).click()
+    page.click("#tab-latent")
+    page.fill("#interp-steps", "6")
+    page.click("#interpolate")
+    page.wait_for_function("document.querySelectorAll('#interp-strip img').length === 6")
+
+
+def test_uploaded_image_is_encoded_then_edited(page, shots, tmp_path):
+    picture = np.full((48, 48, 3), 80, dtype=np.uint8)
+    picture[10:30, 14:34] = (40, 200, 60)
+    Image.fromarray(picture).save(tmp_path / "mine.png")
+    page.click("#tab-latent")
+    page.set_input_files("#upload-input", str(tmp_path / "mine.png"))
+    wait_for_new_src(page, "#upload-recon", None)
+    assert "MSE" in page.text_content("#upload-caption")
+    edited_src = page.get_attribute("#latent-image", "src")
+    before = image_of(page, "#latent-image")
+    page.locator("#sliders input").nth(1).fill("-2.5")
+    wait_for_new_src(page, "#latent-image", edited_src)
+    assert np.abs(image_of(page, "#latent-image") - before).mean() > 0.5
+    page.screenshot(path=shots / "upload-edit.png")
+
+
+def test_drawing_on_the_canvas_gives_a_translation(page, shots):
+    choose_run(page, "edges")
+    page.wait_for_selector("#tab-translate[aria-selected=true]")
+    box = page.locator("#canvas").bounding_box()
+    page.mouse.move(box["x"] + 50, box["y"] + 60)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 200, box["y"] + 70, steps=8)
+    page.mouse.move(box["x"] + 110, box["y"] + 210, steps=8)
+    page.mouse.up()
+    wait_for_new_src(page, "#translation", None)
+    assert image_of(page, "#translation").shape == (32, 32, 3)
+    page.screenshot(path=shots / "translate-edges.png")
+
+
+def test_label_map_canvas_offers_the_classes_as_pens(page, shots):
+    choose_run(page, "labels")
+    page.wait_for_selector("#tab-translate[aria-selected=true]")
+    assert page.locator("#pens button").all_text_contents() == ["background", "square", "ellipse", "heart"]
+    page.locator("#pens button").nth(3).click()
+    box = page.locator("#canvas").bounding_box()
+    page.mouse.move(box["x"] + 90, box["y"] + 90)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 160, box["y"] + 160, steps=6)
+    page.mouse.up()
+    wait_for_new_src(page, "#translation", None)
+    page.screenshot(path=shots / "translate-labels.png")
+
+
+@pytest.mark.parametrize("data", ["mixture", "ring"])
+def test_ten_steps_of_the_game_update_the_plot(page, shots, data):
+    page.click("#tab-game")
+    page.select_option("#game-data", data)
+    page.click("#game-new")
+    page.wait_for_function("([data]) => state.game && state.game.data === data && state.game.step === 0"
+                           " && document.getElementById('value-plot').dataset.points === '1'", arg=[data])
+    plot_before = page.evaluate("document.getElementById('value-plot').toDataURL()")
+    page.click("#game-step10")
+    page.wait_for_function("document.getElementById('value-plot').dataset.points === '2'")
+    assert page.text_content("#game-step-label").startswith("step 10:")
+    assert page.evaluate("document.getElementById('value-plot').toDataURL()") != plot_before
+    page.screenshot(path=shots / f"game-{data}.png")
+
+
+def test_monitor_plots_the_training_log(page, shots):
+    choose_run(page, "cgan")
+    page.click("#tab-monitor")
+    page.wait_for_function("document.querySelectorAll('#monitor-charts canvas').length >= 3")
+    captions = " ".join(page.locator("#monitor-charts figcaption").all_text_contents())
+    assert "D/D(x)" in captions and "D/D(G(z))" in captions and "G/loss" in captions
+    page.screenshot(path=shots / "monitor.png")
+
+
+def test_errors_are_shown_to_the_user(page):
+    choose_run(page, "cgan")  # conditional: the page passes the picked class
+    page.wait_for_selector("#samples-grid img")
+    page.fill("#truncation", "50")  # beyond the API's bound
+    page.click("#new-samples")
+    page.wait_for_selector("#status.error")
+    assert "sampling" in page.text_content("#status")
