@@ -308,3 +308,17 @@ def test_studio_listens_on_loopback_unless_told_otherwise():
     from genlab.cli.main import build_parser
 
     assert build_parser().parse_args(["studio", "run"]).host == "127.0.0.1"
+
+
+def test_test_examples_give_a_real_source_and_its_target(client):
+    first = client.get(f"/api/runs/{INDEX['labels']}/example", params={"number": 0}).json()
+    assert pixels(first["source"]).shape == pixels(first["target"]).shape == (32, 32, 3)
+    palette = {tuple(p["color"]) for p in client.get(f"/api/runs/{INDEX['labels']}").json()["capabilities"]["canvas"]["pens"]}
+    assert {tuple(c) for c in pixels(first["source"]).reshape(-1, 3).tolist()} <= palette  # a real label map
+    again = client.get(f"/api/runs/{INDEX['labels']}/example", params={"number": 0}).json()
+    other = client.get(f"/api/runs/{INDEX['labels']}/example", params={"number": 1}).json()
+    assert again == first and other["source"] != first["source"]
+    wrapped = client.get(f"/api/runs/{INDEX['labels']}/example", params={"number": 32}).json()  # 32 test examples
+    assert wrapped == first
+    not_paired = client.get(f"/api/runs/{INDEX['vae']}/example")
+    assert not_paired.status_code == 400 and "no paired source and target" in not_paired.json()["detail"]

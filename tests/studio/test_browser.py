@@ -159,6 +159,10 @@ def test_label_map_canvas_offers_the_classes_as_pens(page, shots):
     page.mouse.move(box["x"] + 160, box["y"] + 160, steps=6)
     page.mouse.up()
     wait_for_new_src(page, "#translation", None)
+    drawn = page.get_attribute("#translation", "src")
+    page.click("#example-source")  # a real label map from the test split, drawn over
+    wait_for_new_src(page, "#example-target", None)
+    wait_for_new_src(page, "#translation", drawn)
     page.screenshot(path=shots / "translate-labels.png")
 
 

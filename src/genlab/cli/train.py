@@ -66,5 +66,7 @@ def next_commands(run_dir: Path) -> list[str]:
         lines.append(f"genlab eval {run_dir}                 # test-set ELBO and importance-weighted NLL")
     elif isinstance(model, LatentSampler):
         lines.append(f"genlab eval {run_dir} --metrics fid,pr  # sample quality")
+    if isinstance(model, (LatentSampler, Translator)):
+        lines.append(f"genlab studio {run_dir}   # explore it in the browser: samples, sliders, uploads, drawing")
     lines.append(f"tensorboard --logdir {run_dir.parent}")
     return lines

@@ -200,6 +200,12 @@ def create_app(run_dirs: Sequence[str | Path]) -> FastAPI:
             y = model.translate(x, generator=torch.Generator().manual_seed(seed))
             return {"source": png_data_urls(x)[0], "image": png_data_urls(y)[0], "note": note}
 
+    @app.get("/api/runs/{index}/example")
+    def example(index: RunIndex, number: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0) -> dict[str, Any]:
+        """A test-set source and its target of an image-to-image run (to draw over a real source)."""
+        pair = run_at(index).example(number)
+        return {"source": png_data_urls(pair["source"])[0], "target": png_data_urls(pair["target"])[0]}
+
     @app.get("/api/runs/{index}/stats")
     def stats(index: RunIndex, since: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0) -> dict[str, Any]:
         """Training log rows after the first ``since`` (losses, D(x), D(G(z)), ...) and health warnings."""

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from genlab.api import load
 from genlab.config import config_to_dict
-from genlab.data.base import Classes, LabelMap, describe
-from genlab.errors import RunError
+from genlab.data import load_dataset
+from genlab.data.base import Classes, LabelMap, TensorDataset, describe
+from genlab.errors import ConfigError, RunError
 from genlab.latent.sample import decode
 from genlab.models.protocols import Encoder, LatentSampler, Translator, is_conditional
 from genlab.training.checkpoint import list_checkpoints
@@ -36,6 +37,7 @@ class ServedRun:
         self._lock = threading.Lock()
         self._model: nn.Module | None = None
         self._checkpoint: Path | None = None
+        self._test_data: TensorDataset | None = None  # loaded on the first example asked for
 
     @contextmanager
     def model(self) -> Iterator[nn.Module]:
@@ -50,6 +52,18 @@ class ServedRun:
                 self._checkpoint = checkpoints[-1]
             with torch.no_grad():
                 yield self._model
+
+    def example(self, index: int) -> dict[str, Tensor]:
+        """Test example ``index`` (modulo the split's size) of an image-to-image run: its source and
+        target images ``[1, C, H, W]`` in [-1, 1], to start a drawing from a real source."""
+        if not {"source", "target"} <= set(self.spec):
+            raise ConfigError(f"run {self.index} ({self.run_dir.name}) has no paired source and target images; "
+                              "examples are for pix2pix-style runs")
+        with self._lock:
+            if self._test_data is None:
+                self._test_data = load_dataset(self.config.data, "test")
+            batch = self._test_data.batch(torch.tensor([index % len(self._test_data)]), torch.device("cpu"))
+        return {"source": batch["source"], "target": batch["target"]}
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready: names, data, training settings, capabilities and the latest eval card."""
@@ -98,6 +112,7 @@ class ServedRun:
         if caps["translator"]:
             caps["source_shape"], caps["target_shape"] = list(model.source_shape), list(model.target_shape)
             caps["canvas"] = self._canvas()
+            caps["examples"] = {"source", "target"} <= set(self.spec)  # paired data: test sources to start from
         return caps
 
     def _canvas(self) -> dict[str, Any]:

@@ -97,7 +97,7 @@ function selectRun(index) {
   document.querySelectorAll(".needs-classes").forEach((el) => { el.style.display = c.classes ? "" : "none"; });
   $("samples-grid").innerHTML = "";
   $("interp-strip").innerHTML = "";
-  for (const id of ["latent-image", "key-a", "key-b", "upload-input-image", "upload-recon", "translation"]) $(id).removeAttribute("src");
+  for (const id of ["latent-image", "key-a", "key-b", "upload-input-image", "upload-recon", "translation", "example-target"]) $(id).removeAttribute("src");
   buildSliders();
   if (c.translator) setupCanvas();
   const preferred = c.sampler ? "samples" : c.translator ? "translate" : state.run ? "monitor" : "game";
@@ -218,9 +218,10 @@ function syncSliders() {
 }
 
 const decodeLive = latestOnly(async () => {
+  const run = state.run;
   if (!state.z) return;
   const result = await guarded("decoding", () => postJSON(runPath("decode"), { z: state.z.map(clampLatent), label: currentClass("latent-class") }));
-  if (result) $("latent-image").src = result.image;
+  if (result && run === state.run) $("latent-image").src = result.image;
 });
 
 const clampLatent = (v) => Math.max(-10, Math.min(10, v));
@@ -263,6 +264,9 @@ function setupCanvas() {
     pens.append(button);
   });
   choosePen(spec.mode === "labels" ? Math.min(1, spec.pens.length - 1) : 0);
+  state.exampleNumber = -1;
+  $("example-target-figure").style.display = "none";
+  $("example-source").style.display = caps().examples ? "" : "none";
   $("brush").value = spec.mode === "labels" ? 28 : spec.mode === "edges" ? 6 : 12;  // regions, lines, strokes
   clearCanvas(false);
 }
@@ -332,10 +336,27 @@ function snapToPalette(ctx, w, h) {
 }
 
 const translateCanvas = latestOnly(async () => {
+  const run = state.run;
+  if (!caps().translator) return;  // a stroke queued before another model was picked
   const blob = await canvasSource();
   const result = await guarded("translating", () => postFile(runPath("translate"), blob, { seed: Number($("translate-seed").value || 0) }));
-  if (result) $("translation").src = result.image;
+  if (result && run === state.run) $("translation").src = result.image;
 });
+
+async function exampleSource() {
+  state.exampleNumber = (state.exampleNumber ?? -1) + 1;
+  const pair = await guarded("loading a test example", () => api(runPath(`example?number=${state.exampleNumber}`)));
+  if (!pair) return;
+  const image = new Image();
+  image.src = pair.source;
+  await image.decode();
+  const canvas = $("canvas"), ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;  // keep a label map's exact colours and an edge map's crisp lines
+  ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
+  $("example-target").src = pair.target;
+  $("example-target-figure").style.display = "";
+  translateCanvas();
+}
 
 async function uploadSource(file) {
   if (!file) return;
@@ -496,6 +517,7 @@ $("latent-class").addEventListener("change", () => decodeLive());
 $("upload-input").addEventListener("change", (e) => uploadToEdit(e.target.files[0]));
 $("interpolate").addEventListener("click", interpolateAB);
 $("clear-canvas").addEventListener("click", () => clearCanvas(true));
+$("example-source").addEventListener("click", exampleSource);
 $("source-input").addEventListener("change", (e) => uploadSource(e.target.files[0]));
 $("game-new").addEventListener("click", newGame);
 $("game-step1").addEventListener("click", () => stepGame(1));
