@@ -322,3 +322,35 @@ def test_test_examples_give_a_real_source_and_its_target(client):
     assert wrapped == first
     not_paired = client.get(f"/api/runs/{INDEX['vae']}/example")
     assert not_paired.status_code == 400 and "no paired source and target" in not_paired.json()["detail"]
+
+
+def test_genlab_studio_command_serves_the_page(studio_runs):
+    """The command a user types: the page, its script and the API from a child process."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "genlab", "studio", str(studio_runs[INDEX["vae"]]),
+                               "--port", str(port), "--threads", "1"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert f"http://127.0.0.1:{port}/" in server.stdout.readline()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None, "the studio did not come up"
+                time.sleep(0.1)
+        assert page.status_code == 200 and "genlab studio" in page.text
+        assert httpx.get(f"http://127.0.0.1:{port}/static/studio.js").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/api/runs").json()[0]["model"] == "conv_vae"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

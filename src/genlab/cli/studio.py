@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if not _is_loopback(args.host):
         print(f"genlab: warning: serving on {args.host}: anyone who can reach it can use these models")
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"genlab studio: http://{shown}:{args.port}/  ({len(args.runs)} runs; Ctrl-C stops it)")
+    print(f"genlab studio: http://{shown}:{args.port}/  ({len(args.runs)} runs; Ctrl-C stops it)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
