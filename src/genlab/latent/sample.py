@@ -69,6 +69,12 @@ def decode(model: LatentSampler, z: Tensor, label: int | None = None) -> Tensor:
     return torch.cat(chunks)
 
 
+def sample_shape(model: LatentSampler) -> tuple[int, ...]:
+    """The shape of one sample, e.g. ``(3, 32, 32)`` for images or ``(2,)`` for toy points, from one decode."""
+    z = model.latents(1, generator=torch.Generator().manual_seed(0))
+    return tuple(decode(model, z, 0 if is_conditional(model) else None).shape[1:])
+
+
 def prior_is_gaussian(model: LatentSampler) -> bool:
     """Whether the model's prior is a standard normal (every genlab prior but the 2014 GAN's uniform option)."""
     return getattr(model, "noise", "normal") == "normal"

@@ -29,8 +29,8 @@ from genlab.errors import ConfigError, GenlabError, RunError
 from genlab.experiments.game import MAX_STEPS_PER_PLAY, GameConfig, ToyGame
 from genlab.latent import interpolate as interp
 from genlab.latent.edit import image_latents
-from genlab.latent.sample import decode, require_sampler
-from genlab.models.protocols import Encoder, Translator, is_conditional
+from genlab.latent.sample import decode, require_sampler, sample_shape
+from genlab.models.protocols import Encoder, Translator
 from genlab.studio.codec import MAX_UPLOAD_BYTES, BadUpload, png_data_urls, read_upload
 from genlab.studio.runs import ServedRun
 
@@ -129,7 +129,7 @@ def create_app(run_dirs: Sequence[str | Path]) -> FastAPI:
     async def bad_upload(request: Request, err: BadUpload) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=err.status)
 
-    def run_at(index: RunIndex) -> ServedRun:
+    def run_at(index: int) -> ServedRun:
         if not 0 <= index < len(runs):
             raise HTTPException(404, f"no run {index}: this studio serves runs 0..{len(runs) - 1}")
         return runs[index]
@@ -237,9 +237,7 @@ def _latent(values: list[float], latent_dim: int) -> torch.Tensor:
 
 
 def _image_shape(sampler) -> tuple[int, int, int]:
-    """The shape of the model's images, from one decode."""
-    shape = tuple(decode(sampler, sampler.latents(1, generator=torch.Generator().manual_seed(0)),
-                         0 if is_conditional(sampler) else None).shape[1:])
+    shape = sample_shape(sampler)
     if len(shape) != 3:
         raise ConfigError("this model's samples are points, not images; use the game view for toy data")
     return shape

@@ -22,7 +22,7 @@ from genlab.config import config_to_dict
 from genlab.data import load_dataset
 from genlab.data.base import Classes, LabelMap, TensorDataset, describe
 from genlab.errors import ConfigError, RunError
-from genlab.latent.sample import decode
+from genlab.latent.sample import sample_shape
 from genlab.models.protocols import Encoder, LatentSampler, Translator, is_conditional
 from genlab.training.checkpoint import list_checkpoints
 from genlab.training.run import read_run
@@ -103,9 +103,8 @@ class ServedRun:
                                 "translator": isinstance(model, Translator), "classes": None}
         if caps["sampler"]:
             caps["latent_dim"] = int(model.latent_dim)
-            one = decode(model, model.latents(1, generator=torch.Generator().manual_seed(0)), 0 if is_conditional(model) else None)
-            caps["image_shape"] = list(one.shape[1:])
-            caps["sampler"] = one.dim() == 4  # a toy GAN's points are not pictures: the game view is for those
+            caps["image_shape"] = list(sample_shape(model))
+            caps["sampler"] = len(caps["image_shape"]) == 3  # a toy GAN's points are not pictures: the game is for those
         if is_conditional(model):
             names = next((f.names for f in self.spec.values() if isinstance(f, Classes)), None)
             caps["classes"] = list(names or map(str, range(model.num_classes)))
