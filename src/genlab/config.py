@@ -193,6 +193,7 @@ class TrainConfig(Bounded):
     """What the one training loop needs, whatever the model family."""
 
     kimg: float = 100.0  # training length in thousands of real images seen
+    max_minutes: float = 0.0  # wall-clock budget of the loop in one train() call: then stop with a checkpoint; 0 disables
     batch_size: int = 64  # per process; the global batch is batch_size * world size
     seed: int = 0
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
@@ -210,11 +211,13 @@ class TrainConfig(Bounded):
     max_rollbacks: int = 3  # checkpoint with the learning rates halved, at most this many times in the run
     lr_schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # for every optimiser
     lr_schedules: dict[str, ScheduleConfig] = field(default_factory=dict)  # per optimiser name, e.g. {D: ..., G: ...}
+    sync_batchnorm: bool = False  # under torchrun with several GPUs: batch norm over the global batch; 1 process: no-op
     bounds: ClassVar[dict[str, Range]] = {
         "kimg": POSITIVE, "batch_size": at_least(1), "seed": SEED, "grad_clip": at_least(0, "0 disables"),
         "log_every_kimg": at_least(0, "0 disables"), "snapshot_every_kimg": at_least(0, "0 disables"),
         "checkpoint_every_kimg": at_least(0, "0: only when stopping"), "keep_checkpoints": at_least(1),
         "threads": at_least(0, "0 keeps torch's default"), "max_rollbacks": at_least(1),
+        "max_minutes": at_least(0, "0 disables"),
     }
 
     def __post_init__(self) -> None:

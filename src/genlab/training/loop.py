@@ -48,7 +48,7 @@ SNAPSHOT_SIZE = 64  # real examples kept fixed for reconstructions / conditionin
 # Keys that may change when resuming without breaking exactness.
 RESUMABLE_CHANGES = {"data.root"} | {f"train.{key}" for key in (
     "kimg", "log_every_kimg", "snapshot_every_kimg", "checkpoint_every_kimg", "keep_checkpoints", "progress_bar", "tensorboard",
-    "on_nan", "max_rollbacks")}
+    "on_nan", "max_rollbacks", "max_minutes")}
 
 
 def build_step(config: Config, spec: Spec, device: torch.device, data: TensorDataset | None = None) -> Step:
@@ -68,7 +68,8 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
     """Train ``config`` in a new run folder, or continue the run folder ``resume`` exactly.
 
     ``stop_after_kimg`` stops early (with a checkpoint) once that many thousand images
-    have been seen, as Ctrl-C or SIGTERM do; ``--resume`` continues from there.
+    have been seen, as Ctrl-C or SIGTERM do, and ``train.max_minutes`` once the loop has run
+    that long (counted from its first iteration); ``--resume`` continues from there.
     A resume starts from the newest checkpoint that passes its checksums (saying so when
     that is not the newest). A new run's folder is made only once the data and the modules
     are built, and removed again if training fails before its first checkpoint.
@@ -85,6 +86,11 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
         torch.set_num_threads(tc.threads)
     device = distributed.resolve_device(tc.device)
     dist = distributed.init_from_env(device)
+    if tc.sync_batchnorm and dist.world_size > 1 and device.type != "cuda":
+        raise ConfigError(f"train.sync_batchnorm=true needs CUDA GPUs: torch {torch.__version__}'s SyncBatchNorm does not "
+                          f"run on {device.type} tensors, and these {dist.world_size} processes train on {device.type}. "
+                          "Run one process per GPU (train.device=auto), or set train.sync_batchnorm=false so that each "
+                          "process normalises with its own batch's statistics")
     torch.manual_seed(tc.seed * 1000 + dist.rank)  # model init is synced by DDP; data order is not the RNG's
 
     data = load_dataset(config.data, "train")
@@ -125,7 +131,7 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
     for opt in step.optimizers.values():
         for group in opt.param_groups:
             group.setdefault("initial_lr", group["lr"])  # the base rate schedules scale; checkpointed with the optimiser
-    wrapped = _wrap_for_ddp(step, phases, device) if dist.world_size > 1 else {}
+    wrapped = _wrap_for_ddp(step, phases, device, tc.sync_batchnorm) if dist.world_size > 1 else {}
     meter = Meter()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
     stop_requested = False
@@ -165,6 +171,7 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
             logger.warning(fallback, images_seen)
         progress = _progress_bar(tc.progress_bar and dist.is_main, images_seen, total)
         window_start, window_images = time.perf_counter(), images_seen
+        deadline, timed_out = window_start + 60 * tc.max_minutes, False
         while images_seen < stop_at and not stop_requested:
             before = images_seen
             batch = None
@@ -211,9 +218,11 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
                 continue
             iteration += 1
             progress.update(images_seen - before)
-            stop_requested = distributed.any_rank(stop_flag.is_set) or images_seen >= stop_at
+            # Every rank must agree on a timed stop, or one would wait for the others at the next collective.
+            timed_out = tc.max_minutes > 0 and distributed.any_rank(time.perf_counter() >= deadline)
+            stop_requested = distributed.any_rank(stop_flag.is_set) or images_seen >= stop_at or timed_out
 
-            if _crossed(before, images_seen, tc.log_every_kimg) or images_seen >= stop_at:
+            if _crossed(before, images_seen, tc.log_every_kimg) or images_seen >= stop_at or timed_out:
                 now = time.perf_counter()
                 record = {"kimg": images_seen / 1000, "iteration": iteration, **meter.averages(),
                           **{f"lr/{name}": opt.param_groups[0]["lr"] for name, opt in step.optimizers.items()},
@@ -229,7 +238,9 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
                 save()
     progress.close()
     if images_seen < total:
-        logger.message(f"stopped at {images_seen / 1000:.1f} of {tc.kimg:g} kimg; continue with: genlab train --resume {run_dir}")
+        budget = f" (train.max_minutes={tc.max_minutes:g} ran out)" if timed_out else ""
+        logger.message(f"stopped at {images_seen / 1000:.1f} of {tc.kimg:g} kimg{budget}; "
+                       f"continue with: genlab train --resume {run_dir}")
     else:
         shown = f"; images in {run_dir / 'samples'}" if (run_dir / "samples").is_dir() else ""
         logger.message(f"finished {images_seen / 1000:.1f} kimg{shown}")
@@ -303,11 +314,26 @@ def _bad_gradient(modules: dict[str, nn.Module]) -> str:
     return "no parameter (the norm itself overflowed)"
 
 
-def _wrap_for_ddp(step: Step, phases: list[Phase], device: torch.device) -> dict[str, nn.Module]:
-    """DDP wrappers of every module some phase trains (EMA copies and frozen modules stay plain)."""
+def _wrap_for_ddp(step: Step, phases: list[Phase], device: torch.device, sync_batchnorm: bool) -> dict[str, nn.Module]:
+    """DDP wrappers of every module some phase trains (EMA copies and frozen modules stay plain).
+
+    ``sync_batchnorm`` first turns the batch norms of those modules into SyncBatchNorm, in place.
+    """
     ids = [device.index] if device.type == "cuda" else None
     trained = {name for phase in phases for name in phase.trains}
+    if sync_batchnorm:
+        _sync_batchnorm(step, trained)
     return {name: nn.parallel.DistributedDataParallel(m, device_ids=ids) for name, m in step.modules.items() if name in trained}
+
+
+def _sync_batchnorm(step: Step, names: set[str]) -> None:
+    """Replace the batch norms of ``step.modules[name]`` for each of ``names`` by SyncBatchNorm.
+
+    The new layers keep the old parameters and buffers (the optimisers' tensors) and the same
+    state-dict keys, so checkpoints and the export still load into the plain model.
+    """
+    for name in names:
+        step.modules[name] = nn.SyncBatchNorm.convert_sync_batchnorm(step.modules[name])
 
 
 @contextmanager
