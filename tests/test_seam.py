@@ -35,6 +35,10 @@ CASES = {
     "projection": ("mnist", {"name": "sngan_projection", "latent_dim": 15, "g_channels": 8, "d_channels": 8,
                              "attention_resolution": 14, "shared_embedding": True, "hierarchical_latent": True},
                    {"name": "gan", "loss": "hinge", "n_critic": 2, "ortho_weight": 1e-4}),
+    # Per-layer noise, mixing regularisation, lazy R1 and path-length counters, the path-length target.
+    "stylegan": ({**SPRITES, "image_size": 32}, {"name": "stylegan", "latent_dim": 8, "w_dim": 8, "mapping_layers": 2, "g_channels": 4,
+                           "d_channels": 4, "max_channels": 16},
+                 {"name": "gan", "r1_weight": 1.0, "r1_every": 2, "pl_weight": 2.0, "pl_every": 2, "betas": [0.0, 0.99]}),
     # Dropout is G's noise (global RNG while training): resume must restore it.
     "pix2pix": ({"name": "pairs", "kind": "edges", "base": {"name": "color_sprites", "image_size": 32, "n_train": 512,
                                                             "n_test": 64}},

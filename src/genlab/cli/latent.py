@@ -6,6 +6,7 @@
   edit         IMAGE [--set D=V] [--shift D=V] [--attribute NAME]  encode (or --invert), change, decode
   invert       IMAGE...                                          GAN inversion: latents by optimisation
   sweep        [--classes 0,1,...] [-n 8]                        conditional models: each latent as each class
+  mix          [--rows 4] [--cols 6] [--crossover L] [--psi P]   style-based models: the style-mixing grid
 
 Latent values and ranges are in prior standard deviations. Images of another size or mode
 than the model's are converted (with a note). A model without an encoder (a GAN) finds the
@@ -30,7 +31,7 @@ from genlab.data import load_dataset
 from genlab.data.base import class_field, sample_field
 from genlab.errors import ConfigError
 from genlab.images import save_gif, save_grid, save_strip, to_model
-from genlab.latent import arithmetic, attributes, conditional, edit, interpolate, sample, traverse
+from genlab.latent import arithmetic, attributes, conditional, edit, interpolate, sample, style, traverse
 from genlab.latent.encode import encode_dataset
 from genlab.models.protocols import Encoder, is_conditional
 from genlab.training.run import read_run
@@ -90,6 +91,13 @@ def add_parser(subparsers) -> None:
     q = _tool(tools, "sweep", "conditional models: each latent (row) as each class (column)", _sweep)
     q.add_argument("--classes", type=_ints, metavar="K1,K2,...", help="classes (default: all)")
     q.add_argument("-n", type=int, default=8, help="latents, one row each (default: %(default)s)")
+
+    q = _tool(tools, "mix", "style-based generators: the style-mixing grid (rows' coarse styles, columns' fine ones)",
+              _mix)
+    q.add_argument("--rows", type=int, default=4, help="latents giving the coarse styles (default: %(default)s)")
+    q.add_argument("--cols", type=int, default=6, help="latents giving the fine styles (default: %(default)s)")
+    q.add_argument("--crossover", type=int, help="first layer taking the column's style (default: half the layers)")
+    q.add_argument("--psi", type=float, default=1.0, help="truncation in W: 1 none, 0 the mean image (default: 1)")
 
 
 def _tool(tools, name: str, help_text: str, func, suffixes: tuple[str, ...] = (".png",)) -> argparse.ArgumentParser:
@@ -335,3 +343,16 @@ def _sweep(args: argparse.Namespace) -> int:
     z = sample.sample_latents(model, args.n, torch.Generator().manual_seed(args.seed), args.truncation)
     grid = conditional.sweep_grid(model, z, args.classes)
     return _written(f"{args.n} latents x {grid.nrow} classes", save_grid(grid.images, args.output, nrow=grid.nrow))
+
+
+def _mix(args: argparse.Namespace) -> int:
+    model = style.require_style_based(_model(args))
+    if not (1 <= args.rows <= 32 and 1 <= args.cols <= 32):
+        raise ConfigError(f"--rows and --cols are 1..32 latents each; got {args.rows} and {args.cols}")
+    z = sample.sample_latents(model, args.rows + args.cols, torch.Generator().manual_seed(args.seed), args.truncation)
+    crossover = model.num_ws // 2 if args.crossover is None else args.crossover
+    grid = style.mixing_grid(model, z[: args.rows], z[args.rows :], crossover, args.psi)
+    save_grid(grid.images, args.output, nrow=grid.nrow)
+    print(f"wrote a {args.rows} x {args.cols} style-mixing grid (layers {crossover}..{model.num_ws - 1} "
+          f"from the columns) to {args.output}")
+    return 0

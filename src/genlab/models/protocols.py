@@ -73,6 +73,30 @@ class DataInitialised(Protocol):
     def init_from_data(self, data: "TensorDataset") -> None: ...
 
 
+@runtime_checkable
+class StyleBased(Protocol):
+    """A style-based generator (StyleGAN): z -> w by ``mapping``, then ``synthesis`` of one w per layer."""
+
+    num_ws: int
+    w_dim: int
+
+    def mapping(self, z: Tensor) -> Tensor:
+        """z [N, latent_dim] -> w [N, w_dim]."""
+        ...
+
+    def synthesis(self, ws: Tensor) -> Tensor:
+        """ws [N, num_ws, w_dim] -> images."""
+        ...
+
+    def broadcast(self, w: Tensor) -> Tensor:
+        """w [N, w_dim] -> the same w for every layer, [N, num_ws, w_dim]."""
+        ...
+
+    def truncate(self, w: Tensor, psi: float) -> Tensor:
+        """Truncation in W towards the mean w."""
+        ...
+
+
 def is_conditional(model: nn.Module) -> bool:
     """Whether ``model`` is a sampler that takes class labels."""
     return isinstance(model, LatentSampler) and isinstance(model, Conditional) and model.num_classes > 0

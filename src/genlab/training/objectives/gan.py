@@ -25,7 +25,8 @@ from genlab.errors import ConfigError
 from genlab.images import Grid
 from genlab.losses import gan as L
 from genlab.models.layers import Generator
-from genlab.models.protocols import eval_mode, is_conditional
+from genlab.distributed import world_size
+from genlab.models.protocols import StyleBased, eval_mode, is_conditional
 from genlab.registry import register_objective
 from genlab.training.health import GANHealth
 from genlab.training.objectives.snapshots import class_grid
@@ -60,12 +61,18 @@ class GANObjectiveConfig(ObjectiveConfig):
     clip: float = 0.01  # wgan: D's weights are clipped to [-clip, clip]
     gp_weight: float = 10.0  # wgan_gp: lambda of the gradient penalty
     r1_weight: float = 0.0  # gamma of the R1 penalty on real data (any loss); 0 disables
+    r1_every: int = 1  # lazy regularisation (Karras et al. 2020): R1 on every r1_every-th D step, weighted by it
+    pl_weight: float = 0.0  # StyleGAN2's path-length regularisation of a style-based G (2 in the paper); 0 disables
+    pl_every: int = 4  # lazy: on every pl_every-th G step, weighted by it
+    pl_decay: float = 0.01  # moving-average rate of the target path length
     ema_decay: float = 0.999  # per G update; 0 exports G itself instead of an EMA copy
     ortho_weight: float = 0.0  # BigGAN's orthogonal regularisation of G's weights (1e-4 in the paper); 0 disables
     bounds: ClassVar[dict[str, Range]] = {
         "n_critic": at_least(1, "D steps per G step"), "lr_d": POSITIVE, "lr_g": POSITIVE, "betas": PROBABILITY,
         "momentum": PROBABILITY, "clip": NON_NEGATIVE, "gp_weight": NON_NEGATIVE, "r1_weight": NON_NEGATIVE,
         "ema_decay": Range(0, 1, high_open=True, note="0 turns the EMA off"), "ortho_weight": NON_NEGATIVE,
+        "r1_every": at_least(1, "D steps per R1 penalty"), "pl_weight": NON_NEGATIVE,
+        "pl_every": at_least(1, "G steps per path-length penalty"), "pl_decay": Range(0, 1, low_open=True),
     }
 
     def __post_init__(self) -> None:
@@ -128,6 +135,8 @@ class GANStep(Step):
         }
         self.health = GANHealth(cfg.loss)
         self.ema_updates = 0
+        self.d_updates = self.g_updates = 0  # counted for the lazy regularisers
+        self.pl_mean = 0.0  # the path-length target a
 
     def phases(self) -> list[Phase]:
         clip = self._clip_d if self.cfg.loss == "wgan" else None
@@ -162,10 +171,11 @@ class GANStep(Step):
             gp = L.gradient_penalty(lambda x: D(x, *cond), real, fake)
             loss = loss + self.cfg.gp_weight * gp
             stats["gp"] = gp.detach()
-        if self.cfg.r1_weight > 0:
+        if self.cfg.r1_weight > 0 and self.d_updates % self.cfg.r1_every == 0:
             r1 = L.r1_penalty(real_logits, real)
-            loss = loss + 0.5 * self.cfg.r1_weight * r1  # gamma/2 as in Mescheder et al.
+            loss = loss + 0.5 * self.cfg.r1_weight * self.cfg.r1_every * r1  # gamma/2 as in Mescheder et al.
             stats["r1"] = r1.detach()
+        self.d_updates += 1
         return LossOutput(loss, stats)
 
     def g_loss(self, batch: Batch) -> LossOutput:
@@ -176,7 +186,26 @@ class GANStep(Step):
             ortho = L.orthogonal_penalty(self.modules["G"])
             loss = loss + self.cfg.ortho_weight * ortho
             stats["ortho"] = ortho.detach()
+        if self.cfg.pl_weight > 0 and self.g_updates % self.cfg.pl_every == 0:
+            penalty, stats["path_length"] = self._path_length_penalty(len(batch))
+            loss = loss + self.cfg.pl_weight * self.cfg.pl_every * penalty
+        self.g_updates += 1
         return LossOutput(loss, stats)
+
+    def _path_length_penalty(self, batch_size: int) -> tuple[Tensor, float]:
+        """(|J_w^T y| - a)^2 on half a batch of fresh latents, a the moving mean of the path lengths.
+
+        Runs through the unwrapped G (it needs ``mapping`` and ``synthesis``); the builder refuses it
+        under DDP, where those gradients would bypass the all-reduce.
+        """
+        G = self.modules["G"]
+        ws = G.broadcast(G.mapping(G.latents(max(1, batch_size // 2))))
+        images = G.synthesis(ws)
+        noise = torch.randn_like(images) / (images.shape[2] * images.shape[3]) ** 0.5
+        lengths = L.path_lengths(images, ws, noise)
+        mean = lengths.mean().item()
+        self.pl_mean += self.cfg.pl_decay * (mean - self.pl_mean)
+        return (lengths - self.pl_mean).square().mean(), mean
 
     def _clip_d(self) -> None:
         L.clip_weights(self.modules["D"], self.cfg.clip)
@@ -187,11 +216,15 @@ class GANStep(Step):
             self.ema_updates += 1
 
     def state_dict(self) -> dict:
-        return {"ema_updates": self.ema_updates, "health": self.health.state_dict()}
+        return {"ema_updates": self.ema_updates, "health": self.health.state_dict(), "d_updates": self.d_updates,
+                "g_updates": self.g_updates, "pl_mean": self.pl_mean}
 
     def load_state_dict(self, state: dict) -> None:
         self.ema_updates = int(state["ema_updates"])
         self.health.load_state_dict(state["health"])
+        # Runs from before the lazy regularisers counted nothing: every step regularised, which 0 reproduces.
+        self.d_updates, self.g_updates = int(state.get("d_updates", 0)), int(state.get("g_updates", 0))
+        self.pl_mean = float(state.get("pl_mean", 0.0))
 
     def snapshots(self, fixed: Batch, seed: int) -> dict[str, Grid]:
         """64 samples of the exported generator from latents fixed by ``seed`` (and of raw G when an EMA exists),
@@ -226,4 +259,10 @@ def build_gan_step(cfg: GANObjectiveConfig, modules: dict[str, nn.Module], spec:
             "gradient penalties (objective.loss=wgan_gp, objective.r1_weight > 0) are per-example and "
             "invalid under batch norm in D; set model.d_norm=none or model.spectral_norm=true"
         )
+    if cfg.pl_weight > 0 and not isinstance(modules["G"], StyleBased):
+        raise ConfigError(f"objective.pl_weight > 0 regularises a style-based generator's mapping; this "
+                          f"{type(modules['G']).__name__} has none: use model.name=stylegan or set pl_weight=0")
+    if cfg.pl_weight > 0 and world_size() > 1:
+        raise ConfigError("objective.pl_weight > 0 is not supported under torchrun yet (its gradients would bypass "
+                          "DDP's all-reduce); train in one process or set objective.pl_weight=0")
     return GANStep(cfg, modules["G"], modules["D"], sample_field(spec))

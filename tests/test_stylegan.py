@@ -1,0 +1,154 @@
+"""The style-based generator (models/stylegan.py) and the lazy regularisers it trains with."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genlab.config import model_config_from_dict
+from genlab.data.base import Image
+from genlab.errors import ConfigError
+from genlab.losses.gan import path_lengths
+from genlab.models import build_modules
+from genlab.models.protocols import StyleBased
+from genlab.models.stylegan import EqualLinear, minibatch_stddev, modulated_conv2d
+
+SPEC = {"image": Image(3, 32, 32)}
+TINY = {"name": "stylegan", "latent_dim": 8, "w_dim": 8, "mapping_layers": 2, "g_channels": 4, "d_channels": 4,
+        "max_channels": 16}
+
+
+def tiny(**changes):
+    torch.manual_seed(0)
+    return build_modules(model_config_from_dict({**TINY, **changes}, "test"), SPEC)
+
+
+def test_modulation_scales_inputs_and_demodulation_normalises_each_output_filter():
+    g = torch.Generator().manual_seed(0)
+    x, weight = torch.randn(2, 3, 6, 6, generator=g), torch.randn(5, 3, 3, 3, generator=g)
+    styles = torch.rand(2, 3, generator=g) + 0.5
+    plain = modulated_conv2d(x, weight, styles, demodulate=False)
+    by_hand = torch.stack([F.conv2d(x[i : i + 1], weight * styles[i][None, :, None, None], padding=1)[0] for i in range(2)])
+    assert torch.allclose(plain, by_hand, atol=1e-5)
+    demodulated = modulated_conv2d(x, weight, styles)
+    per_example = [weight * styles[i][None, :, None, None] for i in range(2)]
+    per_example = [w / w.square().sum(dim=(1, 2, 3), keepdim=True).sqrt() for w in per_example]
+    by_hand = torch.stack([F.conv2d(x[i : i + 1], per_example[i], padding=1)[0] for i in range(2)])
+    assert torch.allclose(demodulated, by_hand, atol=1e-4)
+    assert torch.allclose(modulated_conv2d(x, weight, 7.0 * styles), demodulated, atol=1e-4)  # scale-free in the styles
+
+
+def test_same_latent_same_image_in_eval_fresh_noise_in_training():
+    G = tiny()["G"]
+    z = G.latents(2, generator=torch.Generator().manual_seed(1))
+    for layer in G.convs:  # noise must matter for the check to mean anything
+        layer.noise_strength.data.fill_(0.5)
+    G.eval()
+    assert torch.equal(G.decode(z), G.decode(z))
+    G.train()
+    assert not torch.equal(G(z), G(z))
+
+
+def test_style_mixing_takes_coarse_styles_from_one_latent_and_fine_from_the_other():
+    G = tiny()["G"].eval()
+    assert isinstance(G, StyleBased)
+    g = torch.Generator().manual_seed(2)
+    z_a, z_b = G.latents(1, generator=g), G.latents(1, generator=g)
+    with torch.no_grad():
+        a, b = G.decode(z_a), G.decode(z_b)
+        assert torch.allclose(G.mix(z_a, z_b, G.num_ws), a, atol=1e-6)
+        assert torch.allclose(G.mix(z_a, z_b, 0), b, atol=1e-6)
+        middle = G.mix(z_a, z_b, G.num_ws // 2)
+    assert (middle - a).abs().mean() > 1e-4 and (middle - b).abs().mean() > 1e-4
+    with pytest.raises(ConfigError, match="crossover must be"):
+        G.mix(z_a, z_b, G.num_ws + 1)
+
+
+def test_truncation_in_w_pulls_towards_the_mean_w_which_training_tracks():
+    G = tiny()["G"]
+    assert torch.equal(G.w_avg, torch.zeros(8))
+    G.train()
+    G(G.latents(16))
+    moved = G.w_avg.clone()
+    assert moved.abs().sum() > 0
+    G.eval()
+    G(G.latents(16))
+    assert torch.equal(G.w_avg, moved)  # eval never moves it
+    w = G.mapping(G.latents(4))
+    assert torch.equal(G.truncate(w, 1.0), w)
+    assert torch.allclose(G.truncate(w, 0.0), moved.expand(4, -1))
+    assert torch.allclose(G.truncate(w, 0.5), 0.5 * (w + moved), atol=1e-6)
+
+
+def test_mixing_regularisation_is_a_switch():
+    G = tiny(mixing_prob=0.0)["G"].train()
+    for layer in G.convs:
+        layer.noise_strength.data.zero_()
+    z = G.latents(3, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(G(z), G.synthesis(G.broadcast(G.mapping(z))), atol=1e-6)
+
+
+def test_minibatch_stddev_adds_one_map_that_is_zero_for_identical_examples():
+    x = torch.randn(1, 4, 4, 4).expand(6, -1, -1, -1)
+    out = minibatch_stddev(x)
+    assert out.shape == (6, 5, 4, 4) and out[:, -1].abs().max() < 1e-3
+    assert minibatch_stddev(torch.randn(6, 4, 4, 4))[:, -1].min() > 0.1  # groups of 3 for 6 examples
+
+
+def test_equalised_learning_rate_keeps_unit_variance_at_any_width():
+    for width in (16, 1024):
+        layer = EqualLinear(width, 256)
+        assert 0.8 < layer(torch.randn(4096, width)).std() < 1.2
+
+
+def test_path_lengths_match_the_jacobian_by_hand():
+    """For a linear synthesis images = ws @ A the path length is |A y| averaged over layers exactly."""
+    A = torch.randn(3, 10)
+    ws = torch.randn(2, 4, 3, requires_grad=True)
+    images = ws @ A  # [2, 4, 10]
+    noise = torch.randn(2, 4, 10)
+    expected = (noise @ A.T).square().sum(dim=2).mean(dim=1).sqrt()
+    assert torch.allclose(path_lengths(images, ws, noise), expected, atol=1e-5)
+
+
+def test_path_length_regularisation_needs_a_style_based_generator(tmp_path):
+    import genlab
+    from genlab.config import config_from_dict
+
+    config = config_from_dict({
+        "name": "pl", "data": {"name": "sprites", "image_size": 32, "n_train": 64, "n_test": 8},
+        "model": {"name": "dcgan", "latent_dim": 8, "g_channels": 4, "d_channels": 4, "d_norm": "none"},
+        "objective": {"name": "gan", "pl_weight": 2.0}, "train": {"kimg": 0.032, "out_dir": str(tmp_path)}})
+    with pytest.raises(ConfigError, match="model.name=stylegan"):
+        genlab.train(config)
+
+
+@pytest.fixture(scope="module")
+def style_run(tmp_path_factory):
+    import genlab
+    from genlab.config import config_from_dict
+
+    return genlab.train(config_from_dict({
+        "name": "style", "data": {"name": "color_sprites", "image_size": 32, "n_train": 64, "n_test": 8},
+        "model": TINY, "objective": {"name": "gan", "r1_weight": 0.1, "r1_every": 4, "betas": [0.0, 0.99]},
+        "train": {"kimg": 0.064, "batch_size": 16, "out_dir": str(tmp_path_factory.mktemp("style")),
+                  "progress_bar": False, "tensorboard": False, "snapshot_every_kimg": 0}}))
+
+
+def test_mixing_grid_and_w_truncation_from_the_command_line(style_run, tmp_path, capsys):
+    from PIL import Image as PILImage
+
+    from genlab.cli.main import main
+
+    assert main(["latent", "mix", str(style_run), "--rows", "2", "--cols", "3", "-o", str(tmp_path / "mix.png")]) == 0
+    assert "2 x 3 style-mixing grid" in capsys.readouterr().out
+    width, height = PILImage.open(tmp_path / "mix.png").size
+    assert (width, height) == (4 * 34 + 2, 3 * 34 + 2)  # a blank corner, 3 column images, 2 rows of 1 + 3
+    assert main(["sample", str(style_run), "--psi", "0", "-n", "4", "-o", str(tmp_path / "mean.png")]) == 0
+    mean = np.asarray(PILImage.open(tmp_path / "mean.png"), dtype=np.int16)
+    tiles = [mean[2 + 34 * r : 34 * r + 34, 2 + 34 * c : 34 * c + 34] for r in range(2) for c in range(2)]
+    assert all(np.array_equal(tiles[0], t) for t in tiles)  # psi 0: every sample is the mean image
+    assert main(["sample", str(style_run), "--psi", "3", "-o", str(tmp_path / "bad.png")]) == 2
+    assert "use 0..2" in capsys.readouterr().err
