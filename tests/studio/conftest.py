@@ -29,6 +29,9 @@ RUNS = {  # studio index -> what it is; the order is the order the studio serves
     "labels": {"data": {"name": "pairs", "kind": "labels", "base": SPRITES},
                "model": {"name": "pix2pix", "g_channels": 4, "d_channels": 4}, "objective": {"name": "pix2pix"},
                "kimg": 0.128},
+    "style": {"data": SPRITES, "model": {"name": "stylegan", "latent_dim": 8, "w_dim": 8, "mapping_layers": 2,
+                                         "g_channels": 4, "d_channels": 4, "max_channels": 16},
+              "objective": {"name": "gan", "betas": [0.0, 0.99]}, "kimg": 0.064},
 }
 INDEX = {name: i for i, name in enumerate(RUNS)}
 

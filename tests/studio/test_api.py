@@ -54,6 +54,8 @@ def test_runs_describe_their_models_and_what_they_can_do(client, studio_runs):
     assert labels["canvas"]["mode"] == "labels"
     assert [p["name"] for p in labels["canvas"]["pens"]] == ["background", "square", "ellipse", "heart"]
     assert runs[INDEX["vae"]]["objective"] == "vae" and runs[INDEX["vae"]]["kimg"] > 0
+    style = runs[INDEX["style"]]["capabilities"]
+    assert style["style_based"] and style["num_ws"] == 8 and not vae["style_based"]
 
 
 def test_eval_card_is_shown_once_written(client, studio_runs, tmp_path):
@@ -354,3 +356,16 @@ def test_genlab_studio_command_serves_the_page(studio_runs):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_styles_of_two_samples_mix(client):
+    path = f"/api/runs/{INDEX['style']}"
+    a, b = client.post(f"{path}/samples", json={"seed": 0, "n": 2}).json()["latents"]
+    only_a = client.post(f"{path}/mix", json={"a": a, "b": b, "crossover": 8}).json()["image"]
+    only_b = client.post(f"{path}/mix", json={"a": a, "b": b, "crossover": 0}).json()["image"]
+    assert np.abs(pixels(only_a) - pixels(client.post(f"{path}/decode", json={"z": a}).json()["image"])).max() <= 1
+    assert np.abs(pixels(only_b) - pixels(client.post(f"{path}/decode", json={"z": b}).json()["image"])).max() <= 1
+    bad = client.post(f"{path}/mix", json={"a": a, "b": b, "crossover": 9})
+    assert bad.status_code == 400 and "crossover must be 0..8" in bad.json()["detail"]
+    not_style = client.post(f"/api/runs/{INDEX['vae']}/mix", json={"a": [0.0] * 6, "b": [0.0] * 6, "crossover": 1})
+    assert not_style.status_code == 400 and "no mapping network" in not_style.json()["detail"]

@@ -118,6 +118,19 @@ def test_interpolating_between_two_picked_samples(page):
     page.wait_for_function("document.querySelectorAll('#interp-strip img').length === 6")
 
 
+def test_style_mixing_of_two_picked_samples(page, shots):
+    choose_run(page, "style")
+    page.wait_for_selector("#samples-grid img")
+    page.locator("#samples-grid img").nth(0).click()
+    page.locator("#samples-grid img").nth(1).click()
+    page.click("#tab-latent")
+    wait_for_new_src(page, "#mix-image", None)
+    before = page.get_attribute("#mix-image", "src")
+    page.locator("#crossover").fill("0")  # every layer from B
+    wait_for_new_src(page, "#mix-image", before)
+    page.screenshot(path=shots / "style-mixing.png")
+
+
 def test_uploaded_image_is_encoded_then_edited(page, shots, tmp_path):
     picture = np.full((48, 48, 3), 80, dtype=np.uint8)
     picture[10:30, 14:34] = (40, 200, 60)

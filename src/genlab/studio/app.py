@@ -29,8 +29,9 @@ from genlab.errors import ConfigError, GenlabError, RunError
 from genlab.experiments.game import MAX_STEPS_PER_PLAY, GameConfig, ToyGame
 from genlab.latent import interpolate as interp
 from genlab.latent.edit import image_latents
+from genlab.latent import style
 from genlab.latent.sample import decode, require_sampler, sample_shape
-from genlab.models.protocols import Encoder, Translator
+from genlab.models.protocols import Encoder, Translator, eval_mode
 from genlab.studio.codec import MAX_UPLOAD_BYTES, BadUpload, png_data_urls, read_upload
 from genlab.studio.runs import ServedRun
 
@@ -68,6 +69,13 @@ class InterpolateRequest(Strict):
     steps: Annotated[int, Field(ge=2, le=32)] = 9
     method: Literal["lerp", "slerp"] | None = None
     label: Label = None
+
+
+class MixRequest(Strict):
+    a: Latent  # gives the coarse styles (layers before the crossover)
+    b: Latent  # gives the fine styles
+    crossover: Annotated[int, Field(ge=0, le=64)]
+    psi: Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)] = 1.0
 
 
 class GameRequest(Strict):
@@ -170,6 +178,15 @@ def create_app(run_dirs: Sequence[str | Path]) -> FastAPI:
             sampler = require_sampler(model)
             keys = torch.cat([_latent(req.a, sampler.latent_dim), _latent(req.b, sampler.latent_dim)])
             return {"images": png_data_urls(interp.interpolate(sampler, keys, req.steps, req.method, req.label))}
+
+    @app.post("/api/runs/{index}/mix")
+    def mix(index: RunIndex, req: MixRequest) -> dict[str, Any]:
+        """Style mixing of a style-based generator: ``a``'s styles before ``crossover``, ``b``'s after."""
+        with run_at(index).model() as model:
+            G = style.require_style_based(model)
+            z_a, z_b = _latent(req.a, model.latent_dim), _latent(req.b, model.latent_dim)
+            with eval_mode(G):
+                return {"image": png_data_urls(G.mix(z_a, z_b, req.crossover, req.psi))[0]}
 
     @app.post("/api/runs/{index}/encode")
     def encode(index: RunIndex, image: Annotated[UploadFile, File()],

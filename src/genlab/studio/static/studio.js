@@ -97,8 +97,10 @@ function selectRun(index) {
   document.querySelectorAll(".needs-classes").forEach((el) => { el.style.display = c.classes ? "" : "none"; });
   $("samples-grid").innerHTML = "";
   $("interp-strip").innerHTML = "";
-  for (const id of ["latent-image", "key-a", "key-b", "upload-input-image", "upload-recon", "translation", "example-target"]) $(id).removeAttribute("src");
+  for (const id of ["latent-image", "key-a", "key-b", "upload-input-image", "upload-recon", "translation", "example-target", "mix-image"]) $(id).removeAttribute("src");
   buildSliders();
+  $("style-mixing").style.display = c.style_based ? "" : "none";
+  if (c.style_based) { $("crossover").max = c.num_ws; $("crossover").value = Math.floor(c.num_ws / 2); $("crossover-value").textContent = $("crossover").value; }
   if (c.translator) setupCanvas();
   const preferred = c.sampler ? "samples" : c.translator ? "translate" : state.run ? "monitor" : "game";
   showView($(`tab-${state.view}`).disabled ? preferred : state.view);
@@ -173,7 +175,16 @@ function pickSample(img, z) {
   if (key === "A") { state.keyA = z; $("key-a").src = img.src; setBase(z, img.src, img.alt); }
   else { state.keyB = z; $("key-b").src = img.src; }
   state.nextKey = key === "A" ? "B" : "A";
+  if (caps().style_based) mixStyles();
 }
+
+const mixStyles = latestOnly(async () => {
+  if (!state.keyA || !state.keyB) return;
+  const run = state.run;
+  const body = { a: state.keyA, b: state.keyB, crossover: Number($("crossover").value), psi: Number($("psi").value) };
+  const result = await guarded("mixing styles", () => postJSON(runPath("mix"), body));
+  if (result && run === state.run) $("mix-image").src = result.image;
+});
 
 // ------------------------------------------------------------------ latent sliders
 
@@ -516,6 +527,8 @@ $("reset-sliders").addEventListener("click", () => { if (state.base) { state.z =
 $("latent-class").addEventListener("change", () => decodeLive());
 $("upload-input").addEventListener("change", (e) => uploadToEdit(e.target.files[0]));
 $("interpolate").addEventListener("click", interpolateAB);
+$("crossover").addEventListener("input", () => { $("crossover-value").textContent = $("crossover").value; mixStyles(); });
+$("psi").addEventListener("input", () => { $("psi-value").textContent = Number($("psi").value).toFixed(2); mixStyles(); });
 $("clear-canvas").addEventListener("click", () => clearCanvas(true));
 $("example-source").addEventListener("click", exampleSource);
 $("source-input").addEventListener("change", (e) => uploadSource(e.target.files[0]));
