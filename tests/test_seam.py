@@ -39,6 +39,10 @@ CASES = {
     "stylegan": ({**SPRITES, "image_size": 32}, {"name": "stylegan", "latent_dim": 8, "w_dim": 8, "mapping_layers": 2, "g_channels": 4,
                            "d_channels": 4, "max_channels": 16},
                  {"name": "gan", "r1_weight": 1.0, "r1_every": 2, "pl_weight": 2.0, "pl_every": 2, "betas": [0.0, 0.99]}),
+    # Stages of 100 images: the stop at 320 falls mid-way through the fade-in of 16x16 (300..400).
+    "progan": ({**SPRITES, "image_size": 32}, {"name": "progan", "latent_dim": 8, "g_channels": 4, "d_channels": 4,
+                                               "max_channels": 16, "stage_kimg": 0.1},
+               {"name": "gan", "r1_weight": 1.0}),
     # Dropout is G's noise (global RNG while training): resume must restore it.
     "pix2pix": ({"name": "pairs", "kind": "edges", "base": {"name": "color_sprites", "image_size": 32, "n_train": 512,
                                                             "n_test": 64}},

@@ -13,7 +13,8 @@ from genlab.errors import ConfigError
 from genlab.losses.gan import path_lengths
 from genlab.models import build_modules
 from genlab.models.protocols import StyleBased
-from genlab.models.stylegan import EqualLinear, minibatch_stddev, modulated_conv2d
+from genlab.models.layers import EqualLinear
+from genlab.models.stylegan import minibatch_stddev, modulated_conv2d
 
 SPEC = {"image": Image(3, 32, 32)}
 TINY = {"name": "stylegan", "latent_dim": 8, "w_dim": 8, "mapping_layers": 2, "g_channels": 4, "d_channels": 4,

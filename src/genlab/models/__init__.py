@@ -19,6 +19,7 @@ from genlab.models import toy  # noqa: F401  (registers the toy-data GAN)
 from genlab.models import pix2pix  # noqa: F401  (registers the image-to-image U-Net / PatchGAN)
 from genlab.models import cyclegan  # noqa: F401  (registers the unpaired ResNet generators / PatchGANs)
 from genlab.models import stylegan  # noqa: F401  (registers the style-based generator and its residual D)
+from genlab.models import progan  # noqa: F401  (registers the progressively grown G and D)
 from genlab.registry import MODELS
 
 ModuleFactories = dict[str, Callable[[], nn.Module]]

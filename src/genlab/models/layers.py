@@ -1,9 +1,10 @@
 """Blocks shared by the GAN models: a generator base with ``sample``, maxout, initialisers,
-spectral-norm wrapping, the residual blocks of SNGAN (Miyato et al. 2018) and SAGAN's
-self-attention (Zhang et al. 2019)."""
+spectral-norm wrapping, the residual blocks of SNGAN (Miyato et al. 2018), SAGAN's
+self-attention (Zhang et al. 2019) and layers with equalised learning rate (Karras et al. 2018)."""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -15,6 +16,7 @@ from genlab.errors import ConfigError
 from genlab.models.protocols import check_labels, normal_latents
 
 Noise = Literal["normal", "uniform"]
+SQRT2 = math.sqrt(2.0)  # the gain of leaky ReLU(0.2) layers with equalised learning rate (ProGAN, StyleGAN)
 
 
 class Generator(nn.Module):
@@ -174,3 +176,42 @@ class SelfAttention(nn.Module):
         attention = torch.softmax(q.transpose(1, 2) @ k, dim=-1)  # [N, HW, HW/4]: each position over the pooled ones
         attended = (v @ attention.transpose(1, 2)).view(n, c // 2, h, w)
         return x + self.gamma * self.out(attended)
+
+
+# ------------------------------------------------------------------- equalised learning rate (ProGAN, StyleGAN)
+
+
+class EqualLinear(nn.Module):
+    """A linear layer with equalised learning rate (Karras et al. 2018): weights drawn N(0, 1/lr_mul^2)
+    and scaled at run time by lr_mul / sqrt(fan_in), so Adam's steps are alike for every layer."""
+
+    def __init__(self, in_features: int, out_features: int, bias_init: float = 0.0, lr_mul: float = 1.0,
+                 activation: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)) / lr_mul)
+        self.scale, self.lr_mul, self.activation = lr_mul / math.sqrt(in_features), lr_mul, activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+        return F.leaky_relu(out, 0.2) * SQRT2 if self.activation else out
+
+
+class EqualConv2d(nn.Module):
+    """A convolution with equalised learning rate, 'same' padding, optional bias and leaky ReLU * sqrt 2."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, bias: bool = True, activation: bool = True) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.scale, self.padding, self.activation = 1 / math.sqrt(in_channels * kernel * kernel), kernel // 2, activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
+        return F.leaky_relu(out, 0.2) * SQRT2 if self.activation else out
+
+
+def channel_widths(size: int, channels: int, max_channels: int) -> dict[int, int]:
+    """Width per resolution 4..size: ``channels`` at ``size``, doubling towards 4x4, at most ``max_channels``."""
+    resolutions = [2**k for k in range(2, size.bit_length())]
+    return {r: min(max_channels, channels * (size // r)) for r in resolutions}

@@ -97,6 +97,14 @@ class StyleBased(Protocol):
         ...
 
 
+@runtime_checkable
+class Progressive(Protocol):
+    """A network that grows during training (ProGAN): its active resolution is a function of the images seen,
+    which the loop sets before every iteration; the count is a buffer, so a checkpoint restores the stage."""
+
+    def set_progress(self, images_seen: int) -> None: ...
+
+
 def is_conditional(model: nn.Module) -> bool:
     """Whether ``model`` is a sampler that takes class labels."""
     return isinstance(model, LatentSampler) and isinstance(model, Conditional) and model.num_classes > 0

@@ -37,44 +37,13 @@ from torch import Tensor, nn
 from genlab.config import PROBABILITY, ModelConfig, Range, at_least
 from genlab.data.base import Image, Spec, image_field
 from genlab.errors import ConfigError
-from genlab.models.layers import Generator
+from genlab.models.layers import SQRT2, EqualConv2d, EqualLinear, Generator, channel_widths
 from genlab.registry import register_model
 
-SQRT2 = math.sqrt(2.0)
 SIZES = (16, 32, 64, 128, 256)
 
 
-# ----------------------------------------------------------------------------- equalised learning rate
-
-
-class EqualLinear(nn.Module):
-    """A linear layer with equalised learning rate (Karras et al. 2018): weights drawn N(0, 1/lr_mul^2)
-    and scaled at run time by lr_mul / sqrt(fan_in), so Adam's steps are alike for every layer."""
-
-    def __init__(self, in_features: int, out_features: int, bias_init: float = 0.0, lr_mul: float = 1.0,
-                 activation: bool = False) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
-        self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)) / lr_mul)
-        self.scale, self.lr_mul, self.activation = lr_mul / math.sqrt(in_features), lr_mul, activation
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
-        return F.leaky_relu(out, 0.2) * SQRT2 if self.activation else out
-
-
-class EqualConv2d(nn.Module):
-    """A convolution with equalised learning rate, 'same' padding, optional bias and leaky ReLU * sqrt 2."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, bias: bool = True, activation: bool = True) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self.scale, self.padding, self.activation = 1 / math.sqrt(in_channels * kernel * kernel), kernel // 2, activation
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
-        return F.leaky_relu(out, 0.2) * SQRT2 if self.activation else out
+# ----------------------------------------------------------------------------- modulated convolution
 
 
 def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool = True) -> Tensor:
@@ -130,12 +99,6 @@ class ToRGB(nn.Module):
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
         out = modulated_conv2d(x, self.weight * self.scale, self.affine(w), demodulate=False)
         return out + self.bias[None, :, None, None]
-
-
-def channel_widths(size: int, channels: int, max_channels: int) -> dict[int, int]:
-    """Width per resolution 4..size: ``channels`` at ``size``, doubling towards 4x4, at most ``max_channels``."""
-    resolutions = [2**k for k in range(2, size.bit_length())]
-    return {r: min(max_channels, channels * (size // r)) for r in resolutions}
 
 
 class StyleGenerator(Generator):

@@ -33,7 +33,7 @@ from genlab.data.base import Batch, Spec, TensorDataset, spec_to_json
 from genlab.errors import ConfigError, GenlabError, RunError, TrainingDiverged
 from genlab.images import make_grid, save_grid
 from genlab.models import build_modules
-from genlab.models.protocols import DataInitialised
+from genlab.models.protocols import DataInitialised, Progressive
 from genlab.registry import OBJECTIVES
 from genlab.training import checkpoint as ckpt
 from genlab.training.batches import BatchStream
@@ -177,6 +177,9 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
             batch = None
             for name, opt in step.optimizers.items():
                 _set_learning_rate(opt, lr_factor(schedules[name], images_seen, total))
+            for module in step.modules.values():  # growth schedules (ProGAN), like the learning rates, follow images seen
+                if isinstance(module, Progressive):
+                    module.set_progress(images_seen)
             try:
                 for phase in phases:
                     optimizer = step.optimizers[phase.optimizer]
