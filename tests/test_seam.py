@@ -43,6 +43,11 @@ CASES = {
     "progan": ({**SPRITES, "image_size": 32}, {"name": "progan", "latent_dim": 8, "g_channels": 4, "d_channels": 4,
                                                "max_channels": 16, "stage_kimg": 0.1},
                {"name": "gan", "r1_weight": 1.0}),
+    # Captions through G and D, the matching-aware term (rolled captions), conditioning augmentation's KL.
+    "text_gan": ({"name": "captioned", "base": {"name": "sprites", "color": True, "image_size": 32, "n_train": 512,
+                                                "n_test": 64}},
+                 {"name": "text_gan", "noise_dim": 8, "c_dim": 4, "text_dim": 8, "g_channels": 4, "d_channels": 4},
+                 {"name": "gan", "matching_aware": True, "ema_decay": 0.99}),
     # Dropout is G's noise (global RNG while training): resume must restore it.
     "pix2pix": ({"name": "pairs", "kind": "edges", "base": {"name": "color_sprites", "image_size": 32, "n_train": 512,
                                                             "n_test": 64}},

@@ -369,3 +369,17 @@ def test_styles_of_two_samples_mix(client):
     assert bad.status_code == 400 and "crossover must be 0..8" in bad.json()["detail"]
     not_style = client.post(f"/api/runs/{INDEX['vae']}/mix", json={"a": [0.0] * 6, "b": [0.0] * 6, "crossover": 1})
     assert not_style.status_code == 400 and "no mapping network" in not_style.json()["detail"]
+
+
+def test_text_to_image_runs_take_a_caption(client):
+    path = f"/api/runs/{INDEX['text']}"
+    assert client.get(path).json()["capabilities"]["text"]
+    red = client.post(f"{path}/samples", json={"seed": 0, "n": 2, "text": "a big red square"}).json()
+    blue = client.post(f"{path}/samples", json={"seed": 0, "n": 2, "text": "a small blue heart"}).json()
+    assert red["latents"] == blue["latents"] and red["images"] != blue["images"]
+    again = client.post(f"{path}/decode", json={"z": red["latents"][0], "text": "a big red square"}).json()["image"]
+    assert np.abs(pixels(again) - pixels(red["images"][0])).max() <= 1
+    bad = client.post(f"{path}/samples", json={"seed": 0, "n": 2, "text": "a purple dragon"})
+    assert bad.status_code == 400 and "unknown words" in bad.json()["detail"]
+    not_text = client.post(f"/api/runs/{INDEX['vae']}/samples", json={"seed": 0, "n": 1, "text": "a red square"})
+    assert not_text.status_code == 400 and "not conditioned on text" in not_text.json()["detail"]

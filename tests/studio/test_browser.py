@@ -131,6 +131,17 @@ def test_style_mixing_of_two_picked_samples(page, shots):
     page.screenshot(path=shots / "style-mixing.png")
 
 
+def test_a_caption_box_for_text_to_image_runs(page):
+    choose_run(page, "text")
+    page.wait_for_selector("#sample-text", state="visible")
+    page.wait_for_selector("#samples-grid img")
+    first = page.locator("#samples-grid img").nth(0).get_attribute("src")
+    page.fill("#sample-text", "a small blue heart in the lower right")
+    page.press("#sample-text", "Enter")
+    page.locator("#sample-text").blur()  # "change" fires on commit
+    wait_for_new_src(page, "#samples-grid img:nth-child(1)", first)
+
+
 def test_uploaded_image_is_encoded_then_edited(page, shots, tmp_path):
     picture = np.full((48, 48, 3), 80, dtype=np.uint8)
     picture[10:30, 14:34] = (40, 200, 60)

@@ -3,6 +3,7 @@
 Conditional models draw every sample of class K with --class, else uniform classes.
 --truncation T redraws latent values beyond +-T (BigGAN's trick: fidelity for variety).
 --psi P truncates a style-based generator's w towards the mean w (StyleGAN's trick; 1 for none).
+--text "a big red square in the upper left" draws every sample of that caption (text-to-image models).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from genlab.cli.common import device_name, seed
 from genlab.errors import ConfigError
 from genlab.images import save_grid
 from genlab.latent import style
-from genlab.models.protocols import LatentSampler, is_conditional
+from genlab.models.protocols import LatentSampler, TextConditional, is_conditional
 
 
 def add_parser(subparsers) -> None:
@@ -29,6 +30,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("-o", "--output", default="samples.png", help="PNG to write")
     p.add_argument("--class", dest="label", type=int, metavar="K", help="class of every sample (conditional models)")
     p.add_argument("--truncation", type=float, metavar="T", help="redraw latent values beyond +-T")
+    p.add_argument("--text", metavar="CAPTION", help="text-to-image models: the caption of every sample")
     p.add_argument("--psi", type=float, metavar="P", help="style-based models: truncation in W (1 none, 0 the mean)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="cpu", type=device_name)
@@ -46,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
     if args.label is not None and not is_conditional(model):
         raise ConfigError(f"{args.run} is not class-conditional; sample it without --class")
     labels = None if args.label is None else torch.full((args.n,), args.label)
+    if args.text is not None:
+        if not isinstance(model, TextConditional):
+            raise ConfigError(f"{args.run} is not conditioned on text; sample it without --text")
+        labels = model.tokens([args.text]).expand(args.n, -1)
     generator = torch.Generator().manual_seed(args.seed)
     if args.psi is not None:
         images = style.sample_w(style.require_style_based(model), model.latents(args.n, generator, args.truncation), args.psi)
@@ -53,5 +59,6 @@ def run(args: argparse.Namespace) -> int:
         images = model.sample(args.n, generator=generator, labels=labels, truncation=args.truncation)
     path = save_grid(images, args.output, nrow=max(1, round(math.sqrt(args.n))))
     shown = "" if args.label is None else f" of class {args.label}"
+    shown += "" if args.text is None else f" of {args.text!r}"
     print(f"wrote {args.n} samples{shown} to {path}")
     return 0

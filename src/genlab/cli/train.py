@@ -13,7 +13,7 @@ from genlab.cli.common import add_data_root, load_cli_config, with_data_root
 from genlab.config import config_to_dict, override_config
 from genlab.distributed import print0
 from genlab.errors import ConfigError
-from genlab.models.protocols import Encoder, LatentSampler, Translator, is_conditional
+from genlab.models.protocols import Encoder, LatentSampler, TextConditional, Translator, is_conditional
 from genlab.models import build_model
 from genlab.training.run import read_run
 
@@ -60,6 +60,8 @@ def next_commands(run_dir: Path) -> list[str]:
         lines.append(f"genlab sample {run_dir} -n 64 -o samples.png")
     if is_conditional(model):
         lines.append(f"genlab sample {run_dir} --class 3 -n 16 -o class3.png")
+    if isinstance(model, TextConditional):
+        lines.append(f'genlab sample {run_dir} --text "a big red square in the upper left , upright" -n 16 -o red.png')
     if isinstance(model, Translator):
         lines.append(f"genlab translate {run_dir} INPUT_IMAGE_OR_DIR -o translated/")
     if isinstance(model, Encoder):

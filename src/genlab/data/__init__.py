@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from genlab.config import DataConfig
 from genlab.data import folder, sprites, stacked, standard, tensors, toy  # noqa: F401  (registers datasets)
-from genlab.data import color_sprites, paired_folder, pairs, photos, unpaired  # noqa: F401
-from genlab.data.base import Batch, Classes, Factors, Image, LabelMap, Points, Spec, TensorDataset
+from genlab.data import captions, color_sprites, paired_folder, pairs, photos, unpaired  # noqa: F401
+from genlab.data.base import Batch, Classes, Factors, Image, LabelMap, Points, Spec, TensorDataset, Tokens
 from genlab.registry import DATASETS
 
 
@@ -19,4 +19,4 @@ def load_dataset(cfg: DataConfig, split: str = "train") -> TensorDataset:
     return DATASETS.get(cfg.name).builder(cfg, split)
 
 
-__all__ = ["Batch", "Classes", "Factors", "Image", "LabelMap", "Points", "Spec", "TensorDataset", "load_dataset"]
+__all__ = ["Batch", "Classes", "Factors", "Image", "LabelMap", "Points", "Spec", "TensorDataset", "Tokens", "load_dataset"]

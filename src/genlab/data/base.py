@@ -80,12 +80,20 @@ class Points:
     dim: int
 
 
-Field = Union[Image, Classes, Factors, Points, LabelMap]
+@dataclass(frozen=True)
+class Tokens:
+    """A text as word indices: int64 ``[length]`` per example into ``vocabulary``, 0 (``vocabulary[0]``) padding."""
+
+    vocabulary: tuple[str, ...]
+    length: int
+
+
+Field = Union[Image, Classes, Factors, Points, LabelMap, Tokens]
 Spec = dict[str, Field]
 _KINDS: dict[str, type] = {"image": Image, "classes": Classes, "factors": Factors, "points": Points,
-                           "label_map": LabelMap}
+                           "label_map": LabelMap, "tokens": Tokens}
 _DTYPES: dict[type, torch.dtype] = {Image: torch.uint8, Classes: torch.int64, Factors: torch.float32,
-                                    Points: torch.float32, LabelMap: torch.uint8}
+                                    Points: torch.float32, LabelMap: torch.uint8, Tokens: torch.int64}
 
 
 def field_shape(field: Field) -> tuple[int, ...]:
@@ -98,6 +106,8 @@ def field_shape(field: Field) -> tuple[int, ...]:
         return (field.dim,)
     if isinstance(field, LabelMap):
         return (1, field.height, field.width)
+    if isinstance(field, Tokens):
+        return (field.length,)
     return ()
 
 
@@ -123,6 +133,8 @@ def describe(spec: Spec) -> str:
             parts.append(f"{name}: {f.num_classes} classes")
         elif isinstance(f, LabelMap):
             parts.append(f"{name}: LabelMap({f.num_classes} classes, {f.height}x{f.width})")
+        elif isinstance(f, Tokens):
+            parts.append(f"{name}: Tokens({len(f.vocabulary)} words, {f.length} long)")
         else:
             parts.append(f"{name}: {type(f).__name__}{field_shape(f)}")
     return ", ".join(parts)

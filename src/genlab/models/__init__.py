@@ -20,6 +20,7 @@ from genlab.models import pix2pix  # noqa: F401  (registers the image-to-image U
 from genlab.models import cyclegan  # noqa: F401  (registers the unpaired ResNet generators / PatchGANs)
 from genlab.models import stylegan  # noqa: F401  (registers the style-based generator and its residual D)
 from genlab.models import progan  # noqa: F401  (registers the progressively grown G and D)
+from genlab.models import text2image  # noqa: F401  (registers the caption-conditioned GAN)
 from genlab.registry import MODELS
 
 ModuleFactories = dict[str, Callable[[], nn.Module]]

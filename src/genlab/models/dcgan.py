@@ -29,7 +29,7 @@ from genlab.models.layers import DownBlock, Generator, UpBlock, init_dcgan, mayb
 from genlab.registry import register_model
 
 # Side of the first feature map per supported image size; each stage doubles it.
-_BASE_SIDE = {28: 7, 32: 4, 64: 4}
+BASE_SIDE = {28: 7, 32: 4, 64: 4}
 
 
 # ----------------------------------------------------------------------------- DCGAN
@@ -54,10 +54,10 @@ class DCGANGenerator(Generator):
         super().__init__()
         self.image_shape, self.latent_dim = tuple(image_shape), latent_dim
         size = image_shape[-1]
-        stages = (size // _BASE_SIDE[size]).bit_length() - 1  # stride-2 upsamplings
+        stages = (size // BASE_SIDE[size]).bit_length() - 1  # stride-2 upsamplings
         widths = [channels * 2**i for i in reversed(range(stages))]  # e.g. [512, 256, 128, 64]
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(latent_dim, widths[0], _BASE_SIDE[size], 1, 0, bias=False),
+            nn.ConvTranspose2d(latent_dim, widths[0], BASE_SIDE[size], 1, 0, bias=False),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(),
         ]
@@ -77,7 +77,7 @@ class DCGANDiscriminator(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], channels: int, sn: bool, batch_norm: bool) -> None:
         super().__init__()
         size = image_shape[-1]
-        stages = (size // _BASE_SIDE[size]).bit_length() - 1
+        stages = (size // BASE_SIDE[size]).bit_length() - 1
         widths = [channels * 2**i for i in range(stages)]  # e.g. [64, 128, 256, 512]
         # No normalisation on the input layer: the paper found it made samples oscillate.
         layers: list[nn.Module] = [maybe_sn(nn.Conv2d(image_shape[0], widths[0], 4, 2, 1), sn), nn.LeakyReLU(0.2)]
@@ -86,7 +86,7 @@ class DCGANDiscriminator(nn.Module):
             if batch_norm:
                 layers.append(nn.BatchNorm2d(c_out))
             layers.append(nn.LeakyReLU(0.2))
-        layers += [maybe_sn(nn.Conv2d(widths[-1], 1, _BASE_SIDE[size], 1, 0), sn), nn.Flatten(0)]
+        layers += [maybe_sn(nn.Conv2d(widths[-1], 1, BASE_SIDE[size], 1, 0), sn), nn.Flatten(0)]
         self.net = nn.Sequential(*layers)
         init_dcgan(self)
 
@@ -96,7 +96,7 @@ class DCGANDiscriminator(nn.Module):
 
 @register_model("dcgan", DCGANConfig)
 def build_dcgan(cfg: DCGANConfig, spec: Spec) -> dict:
-    shape = image_field(spec, "dcgan", sorted(_BASE_SIDE)).shape
+    shape = image_field(spec, "dcgan", sorted(BASE_SIDE)).shape
     batch_norm = cfg.d_norm == "batch" and not cfg.spectral_norm
     return {
         "G": lambda: DCGANGenerator(shape, cfg.latent_dim, cfg.g_channels),

@@ -74,6 +74,18 @@ class DataInitialised(Protocol):
 
 
 @runtime_checkable
+class TextConditional(Protocol):
+    """A sampler conditioned on a text: ``decode(z, tokens)`` with word indices [N, L] (``tokens(texts)`` makes
+    them); ``condition_key`` names the batch field of the captions."""
+
+    condition_key: str
+
+    def tokens(self, texts: list[str]) -> Tensor: ...
+
+    def condition_kl(self, tokens: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
 class StyleBased(Protocol):
     """A style-based generator (StyleGAN): z -> w by ``mapping``, then ``synthesis`` of one w per layer."""
 

@@ -31,7 +31,7 @@ from genlab.latent import interpolate as interp
 from genlab.latent.edit import image_latents
 from genlab.latent import style
 from genlab.latent.sample import decode, require_sampler, sample_shape
-from genlab.models.protocols import Encoder, Translator, eval_mode
+from genlab.models.protocols import Encoder, TextConditional, Translator, eval_mode
 from genlab.studio.codec import MAX_UPLOAD_BYTES, BadUpload, png_data_urls, read_upload
 from genlab.studio.runs import ServedRun
 
@@ -56,11 +56,13 @@ class SampleRequest(Strict):
     n: Annotated[int, Field(ge=1, le=MAX_SAMPLES)] = 16
     label: Label = None
     truncation: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] | None = None
+    text: Annotated[str, Field(max_length=300)] | None = None  # text-to-image models: the caption
 
 
 class DecodeRequest(Strict):
     z: Latent
     label: Label = None
+    text: Annotated[str, Field(max_length=300)] | None = None
 
 
 class InterpolateRequest(Strict):
@@ -161,6 +163,8 @@ def create_app(run_dirs: Sequence[str | Path]) -> FastAPI:
         with run_at(index).model() as model:
             sampler = require_sampler(model)
             z = sampler.latents(req.n, generator=torch.Generator().manual_seed(req.seed), truncation=req.truncation)
+            if req.text is not None:
+                return {"images": png_data_urls(_text_decode(sampler, z, req.text)), "latents": z.tolist()}
             return {"images": png_data_urls(decode(sampler, z, req.label)), "latents": z.tolist()}
 
     @app.post("/api/runs/{index}/decode")
@@ -169,6 +173,8 @@ def create_app(run_dirs: Sequence[str | Path]) -> FastAPI:
         with run_at(index).model() as model:
             sampler = require_sampler(model)
             z = _latent(req.z, sampler.latent_dim)
+            if req.text is not None:
+                return {"image": png_data_urls(_text_decode(sampler, z, req.text))[0]}
             return {"image": png_data_urls(decode(sampler, z, req.label))[0]}
 
     @app.post("/api/runs/{index}/interpolate")
@@ -251,6 +257,14 @@ def _latent(values: list[float], latent_dim: int) -> torch.Tensor:
     if len(values) != latent_dim:
         raise ConfigError(f"this model's latents have {latent_dim} values, the request gave {len(values)}")
     return torch.tensor(values, dtype=torch.float32)[None]  # finite and within +-LATENT_LIMIT: checked by pydantic
+
+
+def _text_decode(model, z: torch.Tensor, text: str) -> torch.Tensor:
+    """Latents [N, D] decoded with one caption by a text-to-image model."""
+    if not isinstance(model, TextConditional):
+        raise ConfigError("this model is not conditioned on text; leave the caption out")
+    with eval_mode(model):
+        return model.decode(z, model.tokens([text]).expand(z.shape[0], -1))
 
 
 def _image_shape(sampler) -> tuple[int, int, int]:

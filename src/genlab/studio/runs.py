@@ -23,7 +23,7 @@ from genlab.data import load_dataset
 from genlab.data.base import Classes, LabelMap, TensorDataset, describe
 from genlab.errors import ConfigError, RunError
 from genlab.latent.sample import sample_shape
-from genlab.models.protocols import Encoder, LatentSampler, StyleBased, Translator, is_conditional
+from genlab.models.protocols import Encoder, LatentSampler, StyleBased, TextConditional, Translator, is_conditional
 from genlab.training.checkpoint import list_checkpoints
 from genlab.training.run import read_run
 
@@ -105,6 +105,7 @@ class ServedRun:
             caps["latent_dim"] = int(model.latent_dim)
             caps["image_shape"] = list(sample_shape(model))
             caps["sampler"] = len(caps["image_shape"]) == 3  # a toy GAN's points are not pictures: the game is for those
+        caps["text"] = isinstance(model, TextConditional)
         caps["style_based"] = isinstance(model, StyleBased)
         if caps["style_based"]:
             caps["num_ws"] = int(model.num_ws)

@@ -67,6 +67,7 @@ function latestOnly(fn) {
 const caps = () => (state.run && state.run.capabilities) || {};
 const runPath = (tail) => `/api/runs/${state.run.index}/${tail}`;
 const currentClass = (id) => (caps().classes ? Number($(id).value) : null);
+const currentText = () => (caps().text ? $("sample-text").value : null);
 
 async function loadRuns() {
   state.runs = await guarded("loading runs", () => api("/api/runs")) || [];
@@ -95,6 +96,7 @@ function selectRun(index) {
     (c.classes || []).forEach((name, k) => select.add(new Option(`${k}: ${name}`, k)));
   }
   document.querySelectorAll(".needs-classes").forEach((el) => { el.style.display = c.classes ? "" : "none"; });
+  document.querySelectorAll(".needs-text").forEach((el) => { el.style.display = c.text ? "" : "none"; });
   $("samples-grid").innerHTML = "";
   $("interp-strip").innerHTML = "";
   for (const id of ["latent-image", "key-a", "key-b", "upload-input-image", "upload-recon", "translation", "example-target", "mix-image"]) $(id).removeAttribute("src");
@@ -153,7 +155,7 @@ async function newSamples(advance = true) {
   if (advance) $("seed").value = Number($("seed").value || 0) + 1;
   const truncation = $("truncation").value === "" ? null : Number($("truncation").value);
   const body = { seed: Number($("seed").value || 0), n: Number($("sample-count").value),
-                 label: currentClass("sample-class"), truncation };
+                 label: currentClass("sample-class"), truncation, text: currentText() };
   const result = await guarded("sampling", () => postJSON(runPath("samples"), body));
   if (!result) return;
   const grid = $("samples-grid");
@@ -231,7 +233,8 @@ function syncSliders() {
 const decodeLive = latestOnly(async () => {
   const run = state.run;
   if (!state.z) return;
-  const result = await guarded("decoding", () => postJSON(runPath("decode"), { z: state.z.map(clampLatent), label: currentClass("latent-class") }));
+  const body = { z: state.z.map(clampLatent), label: currentClass("latent-class"), text: currentText() };
+  const result = await guarded("decoding", () => postJSON(runPath("decode"), body));
   if (result && run === state.run) $("latent-image").src = result.image;
 });
 
@@ -523,6 +526,7 @@ document.querySelectorAll("nav button").forEach((b) => b.addEventListener("click
 $("run-select").addEventListener("change", (e) => selectRun(e.target.value === "" ? null : Number(e.target.value)));
 $("new-samples").addEventListener("click", () => newSamples(true));
 $("sample-class").addEventListener("change", () => newSamples(false));
+$("sample-text").addEventListener("change", () => newSamples(false));
 $("reset-sliders").addEventListener("click", () => { if (state.base) { state.z = state.base.slice(); syncSliders(); decodeLive(); } });
 $("latent-class").addEventListener("change", () => decodeLive());
 $("upload-input").addEventListener("change", (e) => uploadToEdit(e.target.files[0]));

@@ -26,7 +26,7 @@ from genlab.images import Grid
 from genlab.losses import gan as L
 from genlab.models.layers import Generator
 from genlab.distributed import world_size
-from genlab.models.protocols import StyleBased, eval_mode, is_conditional
+from genlab.models.protocols import StyleBased, TextConditional, eval_mode, is_conditional
 from genlab.registry import register_objective
 from genlab.training.health import GANHealth
 from genlab.training.objectives.snapshots import class_grid
@@ -67,12 +67,15 @@ class GANObjectiveConfig(ObjectiveConfig):
     pl_decay: float = 0.01  # moving-average rate of the target path length
     ema_decay: float = 0.999  # per G update; 0 exports G itself instead of an EMA copy
     ortho_weight: float = 0.0  # BigGAN's orthogonal regularisation of G's weights (1e-4 in the paper); 0 disables
+    matching_aware: bool = False  # conditional D also sees real images with mismatched conditions as fakes (GAN-INT-CLS)
+    ca_kl_weight: float = 1.0  # text-conditioned G: weight of conditioning augmentation's KL (StackGAN)
     bounds: ClassVar[dict[str, Range]] = {
         "n_critic": at_least(1, "D steps per G step"), "lr_d": POSITIVE, "lr_g": POSITIVE, "betas": PROBABILITY,
         "momentum": PROBABILITY, "clip": NON_NEGATIVE, "gp_weight": NON_NEGATIVE, "r1_weight": NON_NEGATIVE,
         "ema_decay": Range(0, 1, high_open=True, note="0 turns the EMA off"), "ortho_weight": NON_NEGATIVE,
         "r1_every": at_least(1, "D steps per R1 penalty"), "pl_weight": NON_NEGATIVE,
         "pl_every": at_least(1, "G steps per path-length penalty"), "pl_decay": Range(0, 1, low_open=True),
+        "ca_kl_weight": NON_NEGATIVE,
     }
 
     def __post_init__(self) -> None:
@@ -123,7 +126,8 @@ def _mean_pairwise_distance(x: Tensor) -> Tensor:
 class GANStep(Step):
     def __init__(self, cfg: GANObjectiveConfig, G: Generator, D: nn.Module, real_key: str) -> None:
         self.cfg, self.real_key = cfg, real_key
-        self.label_key = "label" if is_conditional(G) else None
+        # The batch field G and D are conditioned on: class labels, or a text G's captions.
+        self.label_key = "label" if is_conditional(G) else getattr(G, "condition_key", None)
         self.d_loss_fn, self.g_loss_fn = LOSSES[cfg.loss]
         self.modules = {"G": G, "D": D}
         if cfg.ema_decay > 0:
@@ -165,6 +169,12 @@ class GANStep(Step):
             "D(x)": self._scores(real_logits),
             "D(G(z))": self._scores(fake_logits),
         }
+        if self.cfg.matching_aware and cond:
+            # Real images with the next example's condition count as fakes: half the fake term each
+            # (Reed et al.'s L_D = log D(x, h) + [log(1 - D(x, h')) + log(1 - D(G(z, h), h))] / 2).
+            mismatched_logits = D(real, *(torch.roll(c, 1, dims=0) for c in cond)).float()
+            loss = 0.5 * (loss + self.d_loss_fn(real_logits, mismatched_logits))
+            stats["D(x, wrong condition)"] = self._scores(mismatched_logits)
         if self.cfg.loss in ("wgan", "wgan_gp"):
             stats["wasserstein"] = L.wasserstein_estimate(real_logits, fake_logits).detach()
         if self.cfg.loss == "wgan_gp":
@@ -182,6 +192,10 @@ class GANStep(Step):
         fake, cond = self._fakes(batch)
         loss = self.g_loss_fn(self.nets["D"](fake, *cond).float())
         stats: dict[str, Tensor | float] = {"diversity": batch_diversity(fake, batch[self.real_key])}
+        if isinstance(self.modules["G"], TextConditional) and self.cfg.ca_kl_weight > 0:
+            kl = self.modules["G"].condition_kl(cond[0])
+            loss = loss + self.cfg.ca_kl_weight * kl
+            stats["condition_kl"] = kl.detach()
         if self.cfg.ortho_weight > 0:
             ortho = L.orthogonal_penalty(self.modules["G"])
             loss = loss + self.cfg.ortho_weight * ortho
@@ -239,7 +253,7 @@ class GANStep(Step):
         for key, name in names.items():
             with eval_mode(self.modules[name]) as G:
                 grids[key] = Grid(G.sample(64, generator=torch.Generator().manual_seed(seed)), 8)
-        if self.label_key is not None:
+        if self.label_key == "label":
             with eval_mode(self.modules[self.export.module]) as G:
                 grids["classes"] = class_grid(G, seed)
         return grids
@@ -262,6 +276,9 @@ def build_gan_step(cfg: GANObjectiveConfig, modules: dict[str, nn.Module], spec:
     if cfg.pl_weight > 0 and not isinstance(modules["G"], StyleBased):
         raise ConfigError(f"objective.pl_weight > 0 regularises a style-based generator's mapping; this "
                           f"{type(modules['G']).__name__} has none: use model.name=stylegan or set pl_weight=0")
+    if isinstance(modules["G"], TextConditional) and cfg.ca_kl_weight > 0 and world_size() > 1:
+        raise ConfigError("a text-conditioned G's conditioning-augmentation KL is not supported under torchrun yet; "
+                          "train in one process or set objective.ca_kl_weight=0")
     if cfg.pl_weight > 0 and world_size() > 1:
         raise ConfigError("objective.pl_weight > 0 is not supported under torchrun yet (its gradients would bypass "
                           "DDP's all-reduce); train in one process or set objective.pl_weight=0")

@@ -1,0 +1,155 @@
+"""Text-to-image GANs on captioned sprites: StackGAN's stage I (Zhang et al., ICCV 2017) with GAN-INT-CLS's
+matching-aware discriminator (Reed et al., ICML 2016).
+
+- Text encoder (one in G, one in D, learned with them): word embeddings and a GRU whose last
+  hidden state (at each caption's last word) is the sentence embedding. The papers use a
+  pre-trained char-CNN-RNN; captions of sprites are simple enough to learn from scratch.
+- Conditioning augmentation (StackGAN): the embedding gives mu and sigma of a Gaussian over the
+  condition c = mu + sigma * eps, with KL(N(mu, sigma^2) || N(0, I)) added to G's loss
+  (:meth:`TextGenerator.condition_kl`). Here eps is part of the latent (the last ``c_dim``
+  entries of z), so a latent and a caption always give the same image.
+- G: [z, c] through the DCGAN generator; D: the DCGAN discriminator's convolutions to 4x4,
+  the sentence embedding projected and tiled over the 4x4 map, a 1x1 convolution and a
+  4x4 one to the logit. The GAN objective's ``matching_aware`` term shows D real images with
+  mismatched captions as fakes.
+
+Differences: one stage (StackGAN's stage II, which refines 64 to 256 pixels, has no use at 32
+pixels on a CPU); the DCGAN layouts of :mod:`genlab.models.dcgan` instead of the papers' nets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from genlab.config import ModelConfig, Range, at_least
+from genlab.data.base import Image, Spec, Tokens, image_field
+from genlab.data.captions import MAX_WORDS, VOCABULARY, random_attributes, captions, tokenize
+from genlab.errors import ConfigError
+from genlab.models.dcgan import BASE_SIDE, DCGANDiscriminator, DCGANGenerator
+from genlab.models.layers import Generator
+from genlab.models.protocols import normal_latents
+from genlab.registry import register_model
+
+
+class TextEncoder(nn.Module):
+    """Word indices [N, L] (0 = padding, at the end) -> sentence embeddings [N, dim]."""
+
+    def __init__(self, vocabulary_size: int, dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocabulary_size, dim, padding_idx=0)
+        self.gru = nn.GRU(dim, dim, batch_first=True)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        states, _ = self.gru(self.embed(tokens))  # [N, L, dim]
+        last = (tokens != 0).sum(dim=1).clamp_min(1) - 1  # each caption's last word
+        return states[torch.arange(tokens.shape[0], device=tokens.device), last]
+
+
+class TextGenerator(Generator):
+    """(z [N, latent_dim], captions [N, L]) -> images [N, C, S, S] in [-1, 1].
+
+    ``latent_dim`` = noise_dim + c_dim: the last c_dim entries are conditioning augmentation's eps.
+    """
+
+    condition_key = "caption"  # the batch field the GAN objective hands to G and D
+
+    def __init__(self, image_shape: tuple[int, int, int], noise_dim: int, c_dim: int, text_dim: int,
+                 channels: int, vocabulary: tuple[str, ...], max_words: int) -> None:
+        super().__init__()
+        self.image_shape, self.latent_dim, self.c_dim = tuple(image_shape), noise_dim + c_dim, c_dim
+        self.vocabulary, self.max_words = vocabulary, max_words
+        self.text = TextEncoder(len(vocabulary), text_dim)
+        self.augment = nn.Linear(text_dim, 2 * c_dim)
+        self.net = DCGANGenerator(image_shape, noise_dim + c_dim, channels)
+
+    def _condition(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        mu, logvar = self.augment(self.text(tokens)).chunk(2, dim=1)
+        return mu, logvar.clamp(-10, 10)
+
+    def condition_kl(self, tokens: Tensor) -> Tensor:
+        """Mean KL(N(mu, sigma^2) || N(0, I)) of the captions' conditions (StackGAN's regulariser)."""
+        mu, logvar = self._condition(tokens)
+        return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(dim=1).mean()
+
+    def forward(self, z: Tensor, tokens: Tensor) -> Tensor:
+        noise, eps = z[:, : -self.c_dim], z[:, -self.c_dim :]
+        mu, logvar = self._condition(tokens)
+        return self.net(torch.cat([noise, mu + (0.5 * logvar).exp() * eps], dim=1))
+
+    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Latents [N, latent_dim] and captions [N, L] (word indices) -> images; random captions without."""
+        if labels is None:
+            labels = self.random_captions(z.shape[0], None)
+        return self(z, labels.to(z.device))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None,
+               truncation: float | None = None) -> Tensor:
+        """n images of captions ``labels`` [n, L] (word indices; see :meth:`tokens`), random captions without."""
+        z = normal_latents(n, self.latent_dim, generator, next(self.parameters()).device, truncation)
+        return self.decode(z, labels if labels is not None else self.random_captions(n, generator))
+
+    def tokens(self, texts: list[str]) -> Tensor:
+        """Texts in this model's vocabulary -> word indices [N, L] on its device."""
+        if self.vocabulary != VOCABULARY:
+            raise ConfigError("this model was trained with another vocabulary than genlab's sprite captions")
+        return tokenize(texts, self.max_words).to(next(self.parameters()).device)
+
+    def random_captions(self, n: int, generator: torch.Generator | None) -> Tensor:
+        attributes = random_attributes(n, generator if generator is not None else torch.Generator().manual_seed(0))
+        return self.tokens(captions(attributes, seed=0))
+
+
+class MatchingDiscriminator(nn.Module):
+    """(images [N, C, S, S], captions [N, L]) -> logits [N]: is this a real image of this caption?"""
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: int, text_dim: int, vocabulary_size: int,
+                 projected: int = 32) -> None:
+        super().__init__()
+        size = image_shape[-1]
+        self.text = TextEncoder(vocabulary_size, text_dim)
+        self.project = nn.Sequential(nn.Linear(text_dim, projected), nn.LeakyReLU(0.2))
+        body = DCGANDiscriminator(image_shape, channels, sn=False, batch_norm=False)
+        self.features = nn.Sequential(*list(body.net)[:-2])  # everything before the last conv: [N, W, side, side]
+        width = channels * 2 ** ((size // BASE_SIDE[size]).bit_length() - 2)
+        self.side = BASE_SIDE[size]
+        self.joint = nn.Sequential(nn.Conv2d(width + projected, width, 1), nn.LeakyReLU(0.2),
+                                   nn.Conv2d(width, 1, self.side), nn.Flatten(0))
+
+    def forward(self, images: Tensor, tokens: Tensor) -> Tensor:
+        h = self.features(images)
+        t = self.project(self.text(tokens))[:, :, None, None].expand(-1, -1, self.side, self.side)
+        return self.joint(torch.cat([h, t], dim=1))
+
+
+@dataclass
+class TextGANConfig(ModelConfig):
+    name: str = "text_gan"
+    family: ClassVar[str] = "gan"
+    noise_dim: int = 64
+    c_dim: int = 32  # conditioning augmentation's dimension (128 in StackGAN)
+    text_dim: int = 64  # word embedding and GRU width
+    g_channels: int = 32
+    d_channels: int = 32
+    example_spec: ClassVar[Spec] = {"image": Image(3, 32, 32), "caption": Tokens(VOCABULARY, MAX_WORDS)}
+    example_variants: ClassVar[tuple[dict, ...]] = ({"noise_dim": 8, "c_dim": 4, "text_dim": 8, "g_channels": 4,
+                                                     "d_channels": 4},)
+    bounds: ClassVar[dict[str, Range]] = {"noise_dim": at_least(1), "c_dim": at_least(1), "text_dim": at_least(1),
+                                          "g_channels": at_least(1), "d_channels": at_least(1)}
+
+
+@register_model("text_gan", TextGANConfig)
+def build_text_gan(cfg: TextGANConfig, spec: Spec) -> dict:
+    shape = image_field(spec, "text_gan", sorted(BASE_SIDE)).shape
+    caption = spec.get("caption")
+    if not isinstance(caption, Tokens):
+        raise ConfigError("text_gan needs captions: use data name captioned (sprites with their captions)")
+    return {
+        "G": lambda: TextGenerator(shape, cfg.noise_dim, cfg.c_dim, cfg.text_dim, cfg.g_channels, caption.vocabulary,
+                                   caption.length),
+        "D": lambda: MatchingDiscriminator(shape, cfg.d_channels, cfg.text_dim, len(caption.vocabulary)),
+    }

@@ -1,0 +1,120 @@
+"""Text to image on captioned sprites: captions, tokens, the text-conditioned G and the matching-aware D."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import genlab
+from genlab.cli.main import main
+from genlab.config import config_from_dict, model_config_from_dict
+from genlab.data import load_dataset
+from genlab.data.base import Image, Tokens, spec_from_json, spec_to_json
+from genlab.data.captions import (ATTRIBUTES, MAX_WORDS, TEMPLATES, VOCABULARY, attributes_of, caption, captions,
+                                  random_attributes, tokenize)
+from genlab.data.sprites import COLOR_FACTORS
+from genlab.errors import ConfigError
+from genlab.models import build_modules
+from genlab.models.protocols import TextConditional
+
+SPEC = {"image": Image(3, 32, 32), "caption": Tokens(VOCABULARY, MAX_WORDS)}
+TINY = {"name": "text_gan", "noise_dim": 8, "c_dim": 4, "text_dim": 8, "g_channels": 4, "d_channels": 4}
+
+
+def test_attributes_read_the_factors():
+    # shape, scale, rotation, pos_x, pos_y, hue
+    factors = torch.tensor([[2.0, 0.9, 1.0, 0.2, 0.1, 0.0], [0.0, 0.6, 0.1, 0.8, 0.9, 4 / 6]])
+    attributes = attributes_of(factors, COLOR_FACTORS)
+    assert caption(attributes[0], 0) == "a big red heart in the upper left , rotated"
+    assert caption(attributes[1], 2) == "there is a small blue square in the lower right"
+    with pytest.raises(ConfigError, match="no hue"):
+        attributes_of(factors[:, :5], COLOR_FACTORS[:5])
+
+
+def test_captions_are_deterministic_for_a_seed_and_use_only_the_vocabulary():
+    attributes = random_attributes(200, torch.Generator().manual_seed(0))
+    assert captions(attributes, seed=3) == captions(attributes, seed=3) != captions(attributes, seed=4)
+    tokens = tokenize(captions(attributes, seed=3))
+    assert tokens.shape == (200, MAX_WORDS) and tokens.min() >= 0 and tokens.max() < len(VOCABULARY)
+    used = {len(t.split()) for t in TEMPLATES}
+    assert max(used) <= MAX_WORDS
+
+
+@pytest.mark.parametrize("text, words", [("a purple dragon", "unknown words"), ("", "no words"),
+                                         ("a " * 13, "at most 12")])
+def test_tokenize_names_what_is_wrong(text, words):
+    with pytest.raises(ConfigError, match=words):
+        tokenize([text])
+
+
+def test_captioned_dataset_and_its_spec_round_trip():
+    cfg = config_from_dict({"name": "c", "data": {"name": "captioned", "base": {"name": "sprites", "color": True,
+                                                                                "n_train": 16, "n_test": 4}},
+                            "model": {"name": "dcgan"}, "objective": {"name": "gan"}}).data
+    data = load_dataset(cfg, "train")
+    assert isinstance(data.spec["caption"], Tokens) and data["attributes"].shape == (16, len(ATTRIBUTES))
+    assert spec_from_json(spec_to_json(data.spec)) == data.spec
+    first = " ".join(VOCABULARY[i] for i in data["caption"][0] if i)
+    assert first == captions(data["attributes"][:1].long(), seed=0)[0]
+
+
+def tiny():
+    torch.manual_seed(0)
+    return build_modules(model_config_from_dict(TINY, "test"), SPEC)
+
+
+def test_the_caption_steers_the_image_and_a_latent_fixes_it():
+    G = tiny()["G"].eval()
+    assert isinstance(G, TextConditional)
+    z = G.latents(2, generator=torch.Generator().manual_seed(0))
+    red, blue = G.tokens(["a big red square"] * 2), G.tokens(["a small blue heart"] * 2)
+    with torch.no_grad():
+        assert torch.equal(G.decode(z, red), G.decode(z, red))  # conditioning augmentation's noise is in z
+        assert not torch.allclose(G.decode(z, red), G.decode(z, blue))
+
+
+def test_padding_does_not_change_the_sentence_embedding():
+    G = tiny()["G"]
+    short = G.tokens(["a red square"])
+    longer = torch.cat([short[:, :3], torch.zeros(1, 20, dtype=torch.int64)], dim=1)
+    assert torch.allclose(G.text(short), G.text(longer), atol=1e-6)
+
+
+def test_conditioning_kl_is_zero_at_the_prior():
+    G = tiny()["G"]
+    torch.nn.init.zeros_(G.augment.weight)
+    torch.nn.init.zeros_(G.augment.bias)
+    assert G.condition_kl(G.tokens(["a red square"])).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_matching_aware_d_sees_mismatched_captions_as_fakes(tmp_path):
+    from genlab.training.loop import build_step
+
+    for aware in (False, True):
+        config = config_from_dict({
+            "name": "t", "data": {"name": "captioned", "base": {"name": "sprites", "color": True, "n_train": 16,
+                                                                "n_test": 4}},
+            "model": TINY, "objective": {"name": "gan", "matching_aware": aware},
+            "train": {"out_dir": str(tmp_path)}})
+        data = load_dataset(config.data, "train")
+        step = build_step(config, data.spec, torch.device("cpu"), data)
+        out = step.phases()[0].loss(data.batch(slice(0, 8)))
+        assert ("D(x, wrong condition)" in out.stats) is aware
+        if aware:  # L_D = -log D(x, h) - [log(1 - D(x, h')) + log(1 - D(G(z, h), h))] / 2
+            assert math.isfinite(out.loss.item())
+
+
+def test_sample_with_a_caption_from_the_command_line(tmp_path, capsys):
+    run = genlab.train(config_from_dict({
+        "name": "t2i", "data": {"name": "captioned", "base": {"name": "sprites", "color": True, "n_train": 64,
+                                                               "n_test": 8}},
+        "model": TINY, "objective": {"name": "gan", "matching_aware": True},
+        "train": {"kimg": 0.064, "batch_size": 16, "out_dir": str(tmp_path), "progress_bar": False,
+                  "tensorboard": False, "snapshot_every_kimg": 0}}))
+    out = tmp_path / "red.png"
+    assert main(["sample", str(run), "--text", "a big red square in the upper left", "-n", "4", "-o", str(out)]) == 0
+    assert "of 'a big red square in the upper left'" in capsys.readouterr().out and out.is_file()
+    assert main(["sample", str(run), "--text", "a purple dragon", "-o", str(out)]) == 2
+    assert "unknown words ['dragon', 'purple']" in capsys.readouterr().err
