@@ -54,10 +54,12 @@ def test_captioned_dataset_and_its_spec_round_trip():
                                                                                 "n_train": 16, "n_test": 4}},
                             "model": {"name": "dcgan"}, "objective": {"name": "gan"}}).data
     data = load_dataset(cfg, "train")
-    assert isinstance(data.spec["caption"], Tokens) and data["attributes"].shape == (16, len(ATTRIBUTES))
+    assert isinstance(data.spec["caption"], Tokens) and all(data[name].shape == (16,) for name in ATTRIBUTES)
+    assert data.spec["colour"].names == ATTRIBUTES["colour"]
     assert spec_from_json(spec_to_json(data.spec)) == data.spec
     first = " ".join(VOCABULARY[i] for i in data["caption"][0] if i)
-    assert first == captions(data["attributes"][:1].long(), seed=0)[0]
+    attributes = torch.stack([data[name][:1] for name in ATTRIBUTES], dim=1)
+    assert first == captions(attributes, seed=0)[0]
 
 
 def tiny():

@@ -7,8 +7,8 @@ fixed (:data:`VOCABULARY`), captions are a pure function of the attributes and a
 :func:`tokenize` turns any text of these words into the word indices models read.
 
 The ``captioned`` dataset wraps a sprite set (``sprites`` with ``color: true``, or
-``color_sprites``) and adds ``caption`` (Tokens) and ``attributes`` (the attribute indices as
-Factors, what a generated image is checked against).
+``color_sprites``) and adds ``caption`` (Tokens) and one Classes field per attribute (``shape``,
+``size``, ...: what an attribute classifier learns and a generated image is checked against).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from genlab.config import SEED, DataConfig, Range
-from genlab.data.base import Factors, Spec, TensorDataset, Tokens, describe
+from genlab.data.base import Classes, Factors, Spec, TensorDataset, Tokens, describe
 from genlab.data.sprites import SpritesConfig
 from genlab.errors import ConfigError
 from genlab.registry import DATASETS, register_dataset
@@ -121,5 +121,10 @@ def build(cfg: CaptionedConfig, split: str) -> TensorDataset:
                           f"{describe(base.spec)}")
     attributes = attributes_of(base[factors], base.spec[factors].names)
     tokens = tokenize(captions(attributes, seed=cfg.seed * 2 + _SPLIT_STREAM[split]))
-    spec: Spec = {**base.spec, "caption": Tokens(VOCABULARY, MAX_WORDS), "attributes": Factors(tuple(ATTRIBUTES))}
-    return TensorDataset("captioned", spec, {**base.fields, "caption": tokens, "attributes": attributes.float()})
+    clash = sorted(set(ATTRIBUTES) & set(base.spec))
+    if clash:
+        raise ConfigError(f"captioned adds fields {list(ATTRIBUTES)}, but its base already has {clash}")
+    spec: Spec = {**base.spec, "caption": Tokens(VOCABULARY, MAX_WORDS),
+                  **{name: Classes(words) for name, words in ATTRIBUTES.items()}}
+    fields = {**base.fields, "caption": tokens, **{name: attributes[:, k] for k, name in enumerate(ATTRIBUTES)}}
+    return TensorDataset("captioned", spec, fields)

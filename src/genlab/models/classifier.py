@@ -30,18 +30,24 @@ class ClassifierConfig(ModelConfig):
     channels: int = 32  # first conv stage; the second has twice as many
     feature_dim: int = 128  # width of the penultimate layer: the metrics' feature space
     dropout: float = 0.2  # before the last layer, during training only
+    targets: tuple[str, ...] = ("label",)  # Classes fields to predict, one head each (e.g. a sprite's attributes)
     bounds: ClassVar[dict[str, Range]] = {"channels": at_least(1), "feature_dim": at_least(1), "dropout": PROBABILITY}
     example_spec: ClassVar[Spec] = {"image": Image(1, 28, 28), "label": Classes(tuple("0123456789"))}
 
 
 class DigitClassifier(nn.Module):
-    """x: ``[N, C, H, W]`` in [-1, 1] (H, W divisible by 4) -> logits ``[N, num_classes]``."""
+    """x: ``[N, C, H, W]`` in [-1, 1] (H, W divisible by 4) -> logits ``[N, num_classes]``.
 
-    def __init__(self, image_shape: tuple[int, int, int], num_classes: int, channels: int, feature_dim: int, dropout: float) -> None:
+    With several ``targets`` the logits are the heads' side by side, ``head_sizes`` wide each.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], num_classes: int, channels: int, feature_dim: int, dropout: float,
+                 targets: tuple[str, ...] = ("label",), head_sizes: tuple[int, ...] | None = None) -> None:
         super().__init__()
         c, h, w = image_shape
         self.image_shape = tuple(image_shape)
         self.num_classes = num_classes
+        self.targets, self.head_sizes = tuple(targets), tuple(head_sizes or (num_classes,))
         self.body = nn.Sequential(
             nn.Conv2d(c, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.BatchNorm2d(2 * channels), nn.ReLU(), nn.MaxPool2d(2),
@@ -60,7 +66,11 @@ class DigitClassifier(nn.Module):
 
 @register_model("mnist_classifier", ClassifierConfig)
 def build_classifier(cfg: ClassifierConfig, spec: Spec) -> dict:
-    image, classes = spec.get("image"), class_field(spec)
-    if not isinstance(image, Image) or image.height % 4 or image.width % 4 or classes is None or classes.num_classes < 2:
-        raise ConfigError(f"mnist_classifier needs labelled images with sides divisible by 4, the data has {describe(spec)}")
-    return {"classifier": lambda: DigitClassifier(image.shape, classes.num_classes, cfg.channels, cfg.feature_dim, cfg.dropout)}
+    image = spec.get("image")
+    heads = [class_field(spec, key=target) for target in cfg.targets]
+    if not isinstance(image, Image) or image.height % 4 or image.width % 4 or any(h is None or h.num_classes < 2 for h in heads):
+        raise ConfigError(f"mnist_classifier needs images with sides divisible by 4 and class fields {list(cfg.targets)} "
+                          f"(model.targets), the data has {describe(spec)}")
+    sizes = tuple(h.num_classes for h in heads)
+    return {"classifier": lambda: DigitClassifier(image.shape, sum(sizes), cfg.channels, cfg.feature_dim, cfg.dropout,
+                                                  cfg.targets, sizes)}

@@ -43,10 +43,14 @@ class ClassifierStep(Step):
         return [Phase("classifier", "classifier", ("classifier",), self.loss)]
 
     def loss(self, batch: Batch) -> LossOutput:
-        logits = self.nets["classifier"](batch["image"]).float()
-        loss = F.cross_entropy(logits, batch["label"])
-        accuracy = (logits.argmax(1) == batch["label"]).float().mean()
-        return LossOutput(loss, {"accuracy": accuracy.detach()})
+        """Cross-entropy of each head (one per target field), averaged; accuracy per head when there are several."""
+        model = self.modules["classifier"]
+        heads = self.nets["classifier"](batch["image"]).float().split(list(model.head_sizes), dim=1)
+        losses, stats = [], {}
+        for target, logits in zip(model.targets, heads):
+            losses.append(F.cross_entropy(logits, batch[target]))
+            stats[f"accuracy/{target}" if len(heads) > 1 else "accuracy"] = (logits.argmax(1) == batch[target]).float().mean().detach()
+        return LossOutput(sum(losses) / len(losses), stats)
 
     def snapshots(self, fixed: Batch, seed: int) -> dict[str, Grid]:
         return {}  # a classifier makes no images; its progress is the logged accuracy
@@ -54,6 +58,7 @@ class ClassifierStep(Step):
 
 @register_objective("classifier", ClassifierObjectiveConfig)
 def build_classifier_step(cfg: ClassifierObjectiveConfig, modules: dict[str, nn.Module], spec: Spec, train: TrainConfig) -> ClassifierStep:
-    if class_field(spec) is None or "image" not in spec:
-        raise ConfigError(f"objective 'classifier' needs labelled images, the data has {describe(spec)}")
+    missing = [t for t in modules["classifier"].targets if class_field(spec, key=t) is None]
+    if missing or "image" not in spec:
+        raise ConfigError(f"objective 'classifier' needs images and class fields {missing}, the data has {describe(spec)}")
     return ClassifierStep(cfg, modules["classifier"])

@@ -1,0 +1,89 @@
+"""Text to image on captioned sprites: does G draw what the caption says?
+
+    python benchmarks/text2image.py [--kimg 100] [--n 5000] [--threads 1] [--run RUN] [--classifier RUN]
+
+1. Trains the attribute classifier (configs/attribute_classifier.yaml: one head per caption
+   attribute) unless --classifier names a run, and prints its accuracy on real test sprites:
+   the ceiling of the judge.
+2. Trains configs/text2image_sprites.yaml for --kimg unless --run names a run.
+3. Samples --n images of random captions and prints the classifier's per-attribute accuracy
+   against the captions, beside chance (1 / the attribute's number of values) and the same
+   images scored against shuffled captions (what ignoring the text would score).
+4. FID between the samples and the real test sprites in the classifier's feature space
+   (penultimate layer), beside the FID of one half of the real test set against the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import genlab
+from genlab.config import load_config
+from genlab.data import load_dataset
+from genlab.data.captions import ATTRIBUTES, random_attributes
+from genlab.metrics import fid
+from genlab.metrics.captions import attribute_accuracy, caption_accuracy, predicted_attributes
+from genlab.models.protocols import eval_mode
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = ["train.progress_bar=false", "train.tensorboard=false"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kimg", type=float, default=100.0)
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--run", help="a trained text_gan run")
+    parser.add_argument("--classifier", help="a trained attribute classifier run")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(tempfile.mkdtemp(prefix="genlab-t2i-"))
+    threads = [f"train.threads={args.threads}", f"train.out_dir={out}"]
+
+    start = time.perf_counter()
+    judge_run = args.classifier or genlab.train(str(ROOT / "configs" / "attribute_classifier.yaml"), QUIET + threads)
+    judge = genlab.load(judge_run)
+    judge_config = load_config(ROOT / "configs" / "attribute_classifier.yaml")
+    test = load_dataset(judge_config.data, "test")
+    real = test.batch(slice(None))
+    truth = torch.stack([real[name] for name in ATTRIBUTES], dim=1)
+    real_acc = attribute_accuracy(predicted_attributes(judge, real["image"]), truth)
+    print(f"attribute classifier ({time.perf_counter() - start:.0f} s), accuracy on {len(test)} real test sprites: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in real_acc.items()))
+
+    start = time.perf_counter()
+    run = args.run or genlab.train(str(ROOT / "configs" / "text2image_sprites.yaml"),
+                                   QUIET + threads + [f"train.kimg={args.kimg}"])
+    train_s = time.perf_counter() - start
+    G = genlab.load(run)
+    accuracy, images = caption_accuracy(G, judge, args.n, seed=1)
+    shuffled = predicted_attributes(judge, images)
+    chance = {name: 1 / (3 if name == "shape" else len(words)) for name, words in ATTRIBUTES.items()}
+    other = random_attributes(args.n, torch.Generator().manual_seed(2))
+    ignoring = attribute_accuracy(shuffled, other)
+
+    print(f"\ntext_gan {run} ({args.kimg:g} kimg, {train_s:.0f} s of training), {args.n} samples of random captions:")
+    print("| attribute | accuracy | shuffled captions | chance |")
+    print("|---|---|---|---|")
+    for name in (*ATTRIBUTES, "all"):
+        print(f"| {name} | {accuracy[name]:.3f} | {ignoring[name]:.3f} | "
+              f"{chance.get(name, float('nan')):.3f} |")
+
+    def feats(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), eval_mode(judge):
+            return torch.cat([judge.features(chunk) for chunk in x.split(500)]).double()
+
+    real_features = feats(real["image"])
+    half = len(real_features) // 2
+    print(f"\nFID in the attribute classifier's features: samples vs {len(test)} real test sprites "
+          f"{fid.fid(feats(images), real_features)['fid']:.2f}; real half vs half {fid.fid(real_features[:half], real_features[half:])['fid']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""How well a text-to-image model follows its captions: an attribute classifier trained on real
+captioned sprites (``configs/attribute_classifier.yaml``) reads each generated image, and each
+attribute the caption names (shape, size, colour, position, rotation) is right or wrong.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from genlab.data.captions import ATTRIBUTES, captions, random_attributes
+from genlab.errors import ConfigError
+from genlab.models.protocols import TextConditional, eval_mode
+
+
+@torch.no_grad()
+def predicted_attributes(classifier: nn.Module, images: Tensor, batch_size: int = 500) -> Tensor:
+    """Images [N, C, H, W] in [-1, 1] -> the classifier's attribute indices [N, len(ATTRIBUTES)]."""
+    if tuple(classifier.targets) != tuple(ATTRIBUTES):
+        raise ConfigError(f"the attribute classifier must predict {list(ATTRIBUTES)}, this one predicts "
+                          f"{list(classifier.targets)}; train it with configs/attribute_classifier.yaml")
+    with eval_mode(classifier):
+        chunks = []
+        for i in range(0, len(images), batch_size):
+            heads = classifier(images[i : i + batch_size]).split(list(classifier.head_sizes), dim=1)
+            chunks.append(torch.stack([h.argmax(1) for h in heads], dim=1))
+    return torch.cat(chunks)
+
+
+def attribute_accuracy(predicted: Tensor, expected: Tensor) -> dict[str, float]:
+    """Per-attribute accuracy of predicted against expected indices, both [N, len(ATTRIBUTES)], and
+    ``all``: the fraction of images right in every attribute."""
+    correct = predicted == expected
+    return {**{name: float(correct[:, k].float().mean()) for k, name in enumerate(ATTRIBUTES)},
+            "all": float(correct.all(dim=1).float().mean())}
+
+
+@torch.no_grad()
+def caption_accuracy(model: nn.Module, classifier: nn.Module, n: int, seed: int = 0,
+                     shapes: int = 3) -> tuple[dict[str, float], Tensor]:
+    """Sample ``n`` images of random captions (uniform attributes, seeded) and score them;
+    returns the accuracies and the images (for FID)."""
+    if not isinstance(model, TextConditional):
+        raise ConfigError(f"a {type(model).__name__} is not conditioned on text; caption accuracy needs a text_gan")
+    generator = torch.Generator().manual_seed(seed)
+    attributes = random_attributes(n, generator, shapes)
+    tokens = model.tokens(captions(attributes, seed))
+    with eval_mode(model):
+        images = torch.cat([model.sample(len(t), generator=generator, labels=t) for t in tokens.split(500)])
+    return attribute_accuracy(predicted_attributes(classifier, images), attributes), images
