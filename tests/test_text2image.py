@@ -120,3 +120,33 @@ def test_sample_with_a_caption_from_the_command_line(tmp_path, capsys):
     assert "of 'a big red square in the upper left'" in capsys.readouterr().out and out.is_file()
     assert main(["sample", str(run), "--text", "a purple dragon", "-o", str(out)]) == 2
     assert "unknown words ['dragon', 'purple']" in capsys.readouterr().err
+
+
+def test_attribute_accuracy_counts_each_attribute_and_all_of_them():
+    from genlab.metrics.captions import attribute_accuracy
+
+    expected = torch.tensor([[0, 1, 2, 0, 1, 0], [1, 0, 3, 1, 0, 1]])
+    predicted = expected.clone()
+    predicted[1, 2] = 5  # one wrong colour
+    scores = attribute_accuracy(predicted, expected)
+    assert scores["colour"] == 0.5 and scores["shape"] == 1.0 and scores["all"] == 0.5
+
+
+def test_a_classifier_with_a_head_per_attribute_trains_and_judges(tmp_path):
+    from genlab.metrics.captions import caption_accuracy, predicted_attributes
+
+    data = {"name": "captioned", "base": {"name": "sprites", "color": True, "n_train": 128, "n_test": 16}}
+    run = genlab.train(config_from_dict({
+        "name": "judge", "data": data,
+        "model": {"name": "mnist_classifier", "channels": 4, "feature_dim": 8, "targets": list(ATTRIBUTES)},
+        "objective": {"name": "classifier"},
+        "train": {"kimg": 0.128, "batch_size": 32, "out_dir": str(tmp_path), "progress_bar": False, "tensorboard": False,
+                  "log_every_kimg": 0.128, "snapshot_every_kimg": 0}}))
+    logged = (run / "stats.jsonl").read_text()
+    assert all(f'"classifier/accuracy/{name}"' in logged for name in ATTRIBUTES)
+    judge = genlab.load(run)
+    assert predicted_attributes(judge, torch.zeros(3, 3, 32, 32)).shape == (3, len(ATTRIBUTES))
+    scores, images = caption_accuracy(tiny()["G"], judge, n=8)
+    assert images.shape == (8, 3, 32, 32) and set(scores) == {*ATTRIBUTES, "all"}
+    with pytest.raises(ConfigError, match="not conditioned on text"):
+        caption_accuracy(torch.nn.Linear(1, 1), judge, n=2)
