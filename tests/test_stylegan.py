@@ -153,3 +153,22 @@ def test_mixing_grid_and_w_truncation_from_the_command_line(style_run, tmp_path,
     assert all(np.array_equal(tiles[0], t) for t in tiles)  # psi 0: every sample is the mean image
     assert main(["sample", str(style_run), "--psi", "3", "-o", str(tmp_path / "bad.png")]) == 2
     assert "use 0..2" in capsys.readouterr().err
+
+
+def test_latent_tools_work_in_w_through_the_wspace_view(style_run, tmp_path, capsys):
+    import genlab
+    from genlab.cli.main import main
+    from genlab.latent import interpolate
+    from genlab.latent.sample import decode
+    from genlab.latent.style import WSpace
+
+    G = genlab.load(style_run)
+    W = WSpace(G)
+    w = W.latents(2, generator=torch.Generator().manual_seed(0))
+    z = G.latents(2, generator=torch.Generator().manual_seed(0))
+    assert w.shape == (2, G.w_dim) and torch.allclose(w, G.mapping(z))
+    assert torch.allclose(decode(W, w), decode(G, z), atol=1e-6)  # the same images, reached through w
+    path = interpolate.interpolate(W, w, steps=5)
+    assert interpolate.default_method(W) == "lerp" and torch.allclose(path[0], decode(W, w[:1]), atol=1e-6)
+    assert main(["latent", "interpolate", str(style_run), "--seeds", "1,2", "--space", "w", "-o", str(tmp_path / "w.png")]) == 0
+    assert "lerp interpolation" in capsys.readouterr().out

@@ -107,6 +107,8 @@ def _tool(tools, name: str, help_text: str, func, suffixes: tuple[str, ...] = ("
     q.add_argument("--seed", type=int, default=0, help="seed of drawn latents and inversion restarts")
     q.add_argument("--truncation", type=float, metavar="T", help="redraw drawn latent values beyond +-T")
     q.add_argument("--class", dest="label", type=int, metavar="K", help="class to decode as (conditional models)")
+    q.add_argument("--space", choices=("z", "w"), default="z",
+                   help="style-based models: work on w = mapping(z) instead of z (default: z)")
     q.add_argument("--device", default="cpu", type=device_name)
     q.set_defaults(func=func, suffixes=suffixes)
     return q
@@ -153,6 +155,8 @@ def _model(args: argparse.Namespace):
     if Path(args.output).suffix.lower() not in args.suffixes:
         raise ConfigError(f"-o is the file to write, ending in {' or '.join(args.suffixes)}; got {args.output!r}")
     model = sample.require_sampler(load(args.run, device=args.device))
+    if args.space == "w" and args.tool != "mix":  # mix reads both spaces itself
+        model = style.WSpace(style.require_style_based(model))
     if args.label is not None or is_conditional(model):
         sample.class_labels(model, args.label, 1)  # a missing or out-of-range --class fails before any work
     return model

@@ -1,5 +1,6 @@
 """Tools of style-based generators (:class:`~genlab.models.protocols.StyleBased`, e.g. StyleGAN): samples
-truncated in W and the style-mixing grid of Karras et al. (2019), Figure 3.
+truncated in W, the style-mixing grid of Karras et al. (2019), Figure 3, and :class:`WSpace`, which
+lets every latent tool (interpolation, traversal, arithmetic, inversion, edits) work in W.
 """
 
 from __future__ import annotations
@@ -17,6 +18,36 @@ def require_style_based(model: nn.Module) -> StyleBased:
         raise ConfigError(f"a {type(model).__name__} has no mapping network and W space; truncation in W and style "
                           "mixing need a style-based generator (model.name=stylegan)")
     return model
+
+
+class WSpace(nn.Module):
+    """A style-based G seen through its W space, as a :class:`~genlab.models.protocols.LatentSampler`:
+    latents are w = mapping(z) [N, w_dim] and decoding is the synthesis of that w at every layer.
+
+    W is where StyleGAN's latent space is better behaved (Karras et al. 2019, section 4): paths
+    between ws change images more evenly than paths between zs. Its prior is not a Gaussian, so
+    interpolation defaults to lerp, and values are in w's own units (traverse with --relative).
+    """
+
+    noise = "w"  # not "normal": the latent tools then interpolate linearly
+
+    def __init__(self, G: StyleBased) -> None:
+        super().__init__()
+        self.G, self.latent_dim, self.image_shape = G, G.w_dim, G.image_shape
+
+    @torch.no_grad()
+    def latents(self, n: int, generator: torch.Generator | None = None, truncation: float | None = None) -> Tensor:
+        return self.G.mapping(self.G.latents(n, generator, truncation))
+
+    def decode(self, w: Tensor, labels: Tensor | None = None) -> Tensor:
+        if labels is not None:
+            raise ConfigError("this style-based generator is not class-conditional; use it without a class")
+        return self.G.synthesis(self.G.broadcast(w))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None,
+               truncation: float | None = None) -> Tensor:
+        return self.decode(self.latents(n, generator, truncation), labels)
 
 
 def check_psi(psi: float) -> float:
