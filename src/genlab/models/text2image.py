@@ -8,7 +8,8 @@ matching-aware discriminator (Reed et al., ICML 2016).
   condition c = mu + sigma * eps, with KL(N(mu, sigma^2) || N(0, I)) added to G's loss
   (:meth:`TextGenerator.condition_kl`). Here eps is part of the latent (the last ``c_dim``
   entries of z), so a latent and a caption always give the same image.
-- G: [z, c] through the DCGAN generator; D: the DCGAN discriminator's convolutions to 4x4,
+- G: [z, c] through the DCGAN generator; D: the DCGAN discriminator's convolutions to 4x4
+  (with spectral norm instead of batch norm by default),
   the sentence embedding projected and tiled over the 4x4 map, a 1x1 convolution and a
   4x4 one to the logit. The GAN objective's ``matching_aware`` term shows D real images with
   mismatched captions as fakes.
@@ -30,7 +31,7 @@ from genlab.data.base import Image, Spec, Tokens, image_field
 from genlab.data.captions import MAX_WORDS, VOCABULARY, random_attributes, captions, tokenize
 from genlab.errors import ConfigError
 from genlab.models.dcgan import BASE_SIDE, DCGANDiscriminator, DCGANGenerator
-from genlab.models.layers import Generator
+from genlab.models.layers import Generator, maybe_sn
 from genlab.models.protocols import normal_latents
 from genlab.registry import register_model
 
@@ -108,17 +109,17 @@ class MatchingDiscriminator(nn.Module):
     """(images [N, C, S, S], captions [N, L]) -> logits [N]: is this a real image of this caption?"""
 
     def __init__(self, image_shape: tuple[int, int, int], channels: int, text_dim: int, vocabulary_size: int,
-                 projected: int = 32) -> None:
+                 spectral_norm: bool, projected: int = 32) -> None:
         super().__init__()
         size = image_shape[-1]
         self.text = TextEncoder(vocabulary_size, text_dim)
         self.project = nn.Sequential(nn.Linear(text_dim, projected), nn.LeakyReLU(0.2))
-        body = DCGANDiscriminator(image_shape, channels, sn=False, batch_norm=False)
+        body = DCGANDiscriminator(image_shape, channels, sn=spectral_norm, batch_norm=False)
         self.features = nn.Sequential(*list(body.net)[:-2])  # everything before the last conv: [N, W, side, side]
         width = channels * 2 ** ((size // BASE_SIDE[size]).bit_length() - 2)
         self.side = BASE_SIDE[size]
-        self.joint = nn.Sequential(nn.Conv2d(width + projected, width, 1), nn.LeakyReLU(0.2),
-                                   nn.Conv2d(width, 1, self.side), nn.Flatten(0))
+        self.joint = nn.Sequential(maybe_sn(nn.Conv2d(width + projected, width, 1), spectral_norm), nn.LeakyReLU(0.2),
+                                   maybe_sn(nn.Conv2d(width, 1, self.side), spectral_norm), nn.Flatten(0))
 
     def forward(self, images: Tensor, tokens: Tensor) -> Tensor:
         h = self.features(images)
@@ -135,6 +136,7 @@ class TextGANConfig(ModelConfig):
     text_dim: int = 64  # word embedding and GRU width
     g_channels: int = 32
     d_channels: int = 32
+    d_spectral_norm: bool = True  # on D's image layers (SN-DCGAN); its text encoder stays plain
     example_spec: ClassVar[Spec] = {"image": Image(3, 32, 32), "caption": Tokens(VOCABULARY, MAX_WORDS)}
     example_variants: ClassVar[tuple[dict, ...]] = ({"noise_dim": 8, "c_dim": 4, "text_dim": 8, "g_channels": 4,
                                                      "d_channels": 4},)
@@ -151,5 +153,6 @@ def build_text_gan(cfg: TextGANConfig, spec: Spec) -> dict:
     return {
         "G": lambda: TextGenerator(shape, cfg.noise_dim, cfg.c_dim, cfg.text_dim, cfg.g_channels, caption.vocabulary,
                                    caption.length),
-        "D": lambda: MatchingDiscriminator(shape, cfg.d_channels, cfg.text_dim, len(caption.vocabulary)),
+        "D": lambda: MatchingDiscriminator(shape, cfg.d_channels, cfg.text_dim, len(caption.vocabulary),
+                                           cfg.d_spectral_norm),
     }
