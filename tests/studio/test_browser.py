@@ -83,6 +83,15 @@ def wait_for_new_src(page, selector: str, old: str | None) -> None:
                            " return s && s.startsWith('data:') && s !== old; }", arg=[selector, old], timeout=20_000)
 
 
+def assert_slider_changes_image(page, dim: int, value: float) -> None:
+    """Move latent slider ``dim`` to ``value``: the decoded image must change visibly (mean pixel difference)."""
+    before_src = page.get_attribute("#latent-image", "src")
+    before = image_of(page, "#latent-image")
+    page.locator("#sliders input").nth(dim).fill(str(value))
+    wait_for_new_src(page, "#latent-image", before_src)
+    assert np.abs(image_of(page, "#latent-image") - before).mean() > 0.5
+
+
 def choose_run(page, name: str) -> None:
     page.select_option("#run-select", str(INDEX[name]))
 
@@ -99,11 +108,7 @@ def test_samples_appear_and_new_samples_replace_them(page, shots):
 def test_a_slider_changes_the_decoded_image(page, shots):
     page.locator("#samples-grid img").nth(3).click()
     page.click("#tab-latent")
-    before_src = page.get_attribute("#latent-image", "src")
-    before = image_of(page, "#latent-image")
-    page.locator("#sliders input").nth(0).fill("2.5")
-    wait_for_new_src(page, "#latent-image", before_src)
-    assert np.abs(image_of(page, "#latent-image") - before).mean() > 0.5
+    assert_slider_changes_image(page, 0, 2.5)
     page.screenshot(path=shots / "latent.png")
     page.click("#reset-sliders")
     page.wait_for_function("document.querySelector('#sliders input').value !== '2.5'")
@@ -150,11 +155,7 @@ def test_uploaded_image_is_encoded_then_edited(page, shots, tmp_path):
     page.set_input_files("#upload-input", str(tmp_path / "mine.png"))
     wait_for_new_src(page, "#upload-recon", None)
     assert "MSE" in page.text_content("#upload-caption")
-    edited_src = page.get_attribute("#latent-image", "src")
-    before = image_of(page, "#latent-image")
-    page.locator("#sliders input").nth(1).fill("-2.5")
-    wait_for_new_src(page, "#latent-image", edited_src)
-    assert np.abs(image_of(page, "#latent-image") - before).mean() > 0.5
+    assert_slider_changes_image(page, 1, -2.5)
     page.screenshot(path=shots / "upload-edit.png")
 
 
