@@ -72,9 +72,11 @@ class TextGenerator(Generator):
         return mu, logvar.clamp(-10, 10)
 
     def condition_kl(self, tokens: Tensor) -> Tensor:
-        """Mean KL(N(mu, sigma^2) || N(0, I)) of the captions' conditions (StackGAN's regulariser)."""
+        """KL(N(mu, sigma^2) || N(0, I)) of the captions' conditions per dimension, averaged over
+        dimensions and examples as StackGAN's code does (a sum over dimensions weighs it c_dim times
+        more, and at weight 1 that pushed every condition to the prior: G ignored the text)."""
         mu, logvar = self._condition(tokens)
-        return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(dim=1).mean()
+        return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).mean()
 
     def forward(self, z: Tensor, tokens: Tensor) -> Tensor:
         noise, eps = z[:, : -self.c_dim], z[:, -self.c_dim :]
