@@ -1,6 +1,6 @@
 """Text to image on captioned sprites: does G draw what the caption says?
 
-    python benchmarks/text2image.py [--kimg 100] [--n 5000] [--threads 1] [--run RUN] [--classifier RUN]
+    python benchmarks/text2image.py [--kimg 100] [--n 5000] [--threads 1] [--run RUN] [--classifier RUN] [--set K=V]
 
 1. Trains the attribute classifier (configs/attribute_classifier.yaml: one head per caption
    attribute) unless --classifier names a run, and prints its accuracy on real test sprites:
@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--run", help="a trained text_gan run")
     parser.add_argument("--classifier", help="a trained attribute classifier run")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a key of configs/text2image_sprites.yaml (repeatable)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(tempfile.mkdtemp(prefix="genlab-t2i-"))
@@ -59,7 +61,7 @@ def main() -> None:
 
     start = time.perf_counter()
     run = args.run or genlab.train(str(ROOT / "configs" / "text2image_sprites.yaml"),
-                                   QUIET + threads + [f"train.kimg={args.kimg}"])
+                                   QUIET + threads + [f"train.kimg={args.kimg}", *args.overrides])
     train_s = time.perf_counter() - start
     G = genlab.load(run)
     accuracy, images = caption_accuracy(G, judge, args.n, seed=1)
