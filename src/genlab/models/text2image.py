@@ -1,8 +1,8 @@
 """Text-to-image GANs on captioned sprites: StackGAN's stage I (Zhang et al., ICCV 2017) with GAN-INT-CLS's
 matching-aware discriminator (Reed et al., ICML 2016).
 
-- Text encoder (one in G, one in D, learned with them): word embeddings and a GRU whose last
-  hidden state (at each caption's last word) is the sentence embedding. The papers use a
+- Text encoder (one in G, one in D, learned with them): word embeddings and a GRU whose states,
+  averaged over the caption's words, are the sentence embedding. The papers use a
   pre-trained char-CNN-RNN; captions of sprites are simple enough to learn from scratch.
 - Conditioning augmentation (StackGAN): the embedding gives mu and sigma of a Gaussian over the
   condition c = mu + sigma * eps, with KL(N(mu, sigma^2) || N(0, I)) added to G's loss
@@ -46,8 +46,11 @@ class TextEncoder(nn.Module):
 
     def forward(self, tokens: Tensor) -> Tensor:
         states, _ = self.gru(self.embed(tokens))  # [N, L, dim]
-        last = (tokens != 0).sum(dim=1).clamp_min(1) - 1  # each caption's last word
-        return states[torch.arange(tokens.shape[0], device=tokens.device), last]
+        words = (tokens != 0).unsqueeze(2).float()
+        # The mean of the states over the words, not the last state alone: a GRU learned from scratch
+        # keeps mostly the last words (in the first runs G followed the position words, which end most
+        # captions, and nothing said before them).
+        return (states * words).sum(dim=1) / words.sum(dim=1).clamp_min(1)
 
 
 class TextGenerator(Generator):
