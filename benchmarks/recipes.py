@@ -1,0 +1,97 @@
+"""Quality per CPU-second (issue 12): MNIST GAN recipes trained for the same wall-clock budget.
+
+Each config trains for ``--minutes`` of loop time (``train.max_minutes``; ``train.kimg`` is
+raised to ``--kimg-cap`` so that the clock, not the recipe's length, ends training; the
+recipes here use constant learning rates, so nothing else changes), then its exported model
+is scored with genlab's own metrics on ``--n`` samples: FID-MNIST, precision and recall in the
+digit classifier's feature space against the training split, and the KL of the classifier's
+class histogram to uniform. One table row per recipe: kimg reached, images/s, FID, precision,
+recall, KL.
+
+    PYTHONPATH=src python benchmarks/recipes.py --data-root ../shared/data [--configs A.yaml B.yaml]
+        [--minutes 5] [--threads 1] [--n 10000] [--set objective.r1_weight=0 ...]
+
+``--set`` applies the same overrides to every config (one lever at a time, for ablations).
+Needs a trained digit classifier (``genlab train-classifier``) or ``--classifier RUN``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import genlab
+from genlab.config import Config, load_config
+from genlab.metrics.evaluate import evaluate
+from genlab.metrics.settings import EvalSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ["configs/gan2014_mnist.yaml", "configs/dcgan_mnist.yaml", "configs/fast_mnist_gan.yaml"]
+HEADER = "| recipe | kimg | images/s | FID-MNIST | precision | recall | KL to uniform | train s | eval s |\n|---|---|---|---|---|---|---|---|---|"
+
+
+def loop_speed(run_dir: Path) -> tuple[float, float]:
+    """(kimg reached, mean images/s of the loop) from stats.jsonl, whose windows tile the loop's time."""
+    records = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    images = [0.0] + [1000 * r["kimg"] for r in records]
+    seconds = sum((b - a) / r["images_per_sec"] for a, b, r in zip(images, images[1:], records))
+    return records[-1]["kimg"], images[-1] / seconds
+
+
+def train_and_score(config: Config, args: argparse.Namespace) -> dict:
+    start = time.perf_counter()
+    run_dir = genlab.train(config)
+    train_s = time.perf_counter() - start
+    kimg, speed = loop_speed(run_dir)
+    settings = EvalSettings(metrics=("fid", "pr", "modes"), n=args.n, features="mnist", seed=args.seed,
+                            classifier=args.classifier)
+    start = time.perf_counter()
+    results, _ = evaluate(genlab.load(run_dir), config, settings, run_dir / "eval" / f"mnist-n{args.n}-seed{args.seed}",
+                          run=str(run_dir))
+    return {"run_dir": str(run_dir), "kimg": kimg, "images_per_sec": speed, "train_s": train_s,
+            "eval_s": time.perf_counter() - start, **{k: v for k, v in results.items() if k != "mode_histogram"},
+            "mode_histogram": results["mode_histogram"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", nargs="+", default=RECIPES, help="recipes, relative to the repository or absolute")
+    p.add_argument("--minutes", type=float, default=5.0, help="wall-clock training budget per recipe")
+    p.add_argument("--kimg-cap", type=float, default=100_000.0, help="train.kimg during the timed runs")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--n", type=int, default=10_000, help="samples per evaluation")
+    p.add_argument("--seed", type=int, default=0, help="evaluation seed (training uses each config's train.seed)")
+    p.add_argument("--classifier", help="classifier run (default: the newest from genlab train-classifier)")
+    p.add_argument("--out-dir", help="where the runs go (default: a new temporary folder)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override for every config, e.g. --set objective.ema_decay=0")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    out_dir = args.out_dir or tempfile.mkdtemp(prefix="genlab-recipes-")
+
+    rows = []
+    for path in args.configs:
+        config = load_config(ROOT / path, [
+            f"data.root={args.data_root}", f"train.threads={args.threads}", f"train.max_minutes={args.minutes}",
+            f"train.kimg={args.kimg_cap}", f"train.out_dir={out_dir}", "train.progress_bar=false",
+            "train.tensorboard=false", "train.snapshot_every_kimg=0", *args.overrides,
+        ])
+        result = {"config": path, "overrides": args.overrides, "minutes": args.minutes, "threads": args.threads,
+                  **train_and_score(config, args)}
+        print(json.dumps(result), flush=True)
+        name = Path(path).stem + "".join(f" {o}" for o in args.overrides)
+        rows.append(f"| {name} | {result['kimg']:.1f} | {result['images_per_sec']:.0f} | {result['fid']:.1f} | "
+                    f"{result['precision']:.3f} | {result['recall']:.3f} | {result['kl_to_uniform']:.4f} | "
+                    f"{result['train_s']:.0f} | {result['eval_s']:.0f} |")
+    print(f"\n{args.minutes:g} min of training per recipe, {args.threads} thread(s), {args.n} samples, eval seed {args.seed}")
+    print(HEADER, *rows, sep="\n")
+
+
+if __name__ == "__main__":
+    main()
