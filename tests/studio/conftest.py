@@ -33,7 +33,7 @@ RUNS = {  # studio index -> what it is; the order is the order the studio serves
                                          "g_channels": 4, "d_channels": 4, "max_channels": 16},
               "objective": {"name": "gan", "betas": [0.0, 0.99]}, "kimg": 0.064},
     "text": {"data": {"name": "captioned", "base": {"name": "sprites", "color": True, "n_train": 64, "n_test": 8}},
-             "model": {"name": "text_gan", "noise_dim": 8, "c_dim": 4, "text_dim": 8, "g_channels": 4, "d_channels": 4},
+             "model": {"name": "text_gan", "noise_dim": 2, "c_dim": 8, "text_dim": 16, "g_channels": 4, "d_channels": 4},
              "objective": {"name": "gan", "matching_aware": True}, "kimg": 0.064},
 }
 INDEX = {name: i for i, name in enumerate(RUNS)}
