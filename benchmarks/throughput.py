@@ -28,21 +28,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from genlab.config import load_config
 from genlab.data import load_dataset
 from genlab.training.loop import _training_only, build_step
+from matmul_cpu import gflops as matmul_gflops  # benchmarks/matmul_cpu.py: the same timing of the peak
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = {"vae": 128, "dcgan": 64}
 CONFIGS = {"vae": "vae_mnist.yaml", "dcgan": "dcgan_mnist.yaml"}
-
-
-def matmul_gflops(dtype: torch.dtype, size: int = 1024, seconds: float = 1.0) -> float:
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    for _ in range(5):
-        a @ b
-    reps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        reps += 1
-    return 2 * size**3 * reps / (time.perf_counter() - start) / 1e9
 
 
 class Trainer:
@@ -161,7 +151,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}")
     for threads in args.threads:
         torch.set_num_threads(threads)
-        peak = {p: matmul_gflops(d) for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+        peak = {p: matmul_gflops(1024, 1024, 1024, d) for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
         print(f"\n== {threads} thread(s): matmul peak fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
         print("| model | precision | ms/step | images/s | GFLOP/s | of peak | s/epoch |")
         print("|---|---|---|---|---|---|---|")
