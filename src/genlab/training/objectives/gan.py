@@ -162,7 +162,8 @@ class GANStep(Step):
         D = self.nets["D"]
         with torch.no_grad():  # D's step never reaches G: fakes are constants here
             fake, cond = self._fakes(batch)
-        real = batch[self.real_key].detach().requires_grad_(self.cfg.r1_weight > 0)
+        r1_now = self.cfg.r1_weight > 0 and self.d_updates % self.cfg.r1_every == 0
+        real = batch[self.real_key].detach().requires_grad_(r1_now)  # input gradients only when R1 needs them
         real_logits, fake_logits = D(real, *cond).float(), D(fake, *cond).float()
         loss = self.d_loss_fn(real_logits, fake_logits)
         stats: dict[str, Tensor | float] = {  # the loop adds "loss" (with penalties) and "grad_norm"
@@ -181,7 +182,7 @@ class GANStep(Step):
             gp = L.gradient_penalty(lambda x: D(x, *cond), real, fake)
             loss = loss + self.cfg.gp_weight * gp
             stats["gp"] = gp.detach()
-        if self.cfg.r1_weight > 0 and self.d_updates % self.cfg.r1_every == 0:
+        if r1_now:
             r1 = L.r1_penalty(real_logits, real)
             loss = loss + 0.5 * self.cfg.r1_weight * self.cfg.r1_every * r1  # gamma/2 as in Mescheder et al.
             stats["r1"] = r1.detach()
