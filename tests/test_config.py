@@ -43,7 +43,7 @@ def test_wrong_type_names_key_and_expected_type(tmp_path):
 
 
 def test_literal_values_are_checked(tmp_path):
-    with pytest.raises(ConfigError, match=r"train\.precision must be one of \['fp32', 'bf16'\]"):
+    with pytest.raises(ConfigError, match=r"train\.precision must be one of \['fp32', 'bf16', 'auto'\]"):
         load_config(write(tmp_path, BASE + "train: {precision: fp16}\n"))
 
 

@@ -45,7 +45,7 @@ BAD_VALUES = [
     (VAE, "train.grad_clip=-1", "train.grad_clip must be >= 0 (0 disables), got -1.0"),
     (VAE, "train.threads=-1", "train.threads must be >= 0"),
     (VAE, "train.seed=-1", "train.seed must be in [0, 4294967295], got -1"),
-    (VAE, "train.precision=fp16", "train.precision must be one of ['fp32', 'bf16'], got 'fp16'"),
+    (VAE, "train.precision=fp16", "train.precision must be one of ['fp32', 'bf16', 'auto'], got 'fp16'"),
     (VAE, "train.device=gpu", "device must be auto, cpu, mps, cuda or cuda:N, got 'gpu'"),
     (VAE, "train.lr_schedule.final_fraction=2", "train.lr_schedule.final_fraction must be in [0, 1], got 2.0"),
     (VAE, "train.lr_schedules={vae: {warmup_kimg: -1}}", "train.lr_schedules.vae.warmup_kimg must be >= 0, got -1.0"),

@@ -14,6 +14,7 @@ and the number of GPUs do not change the schedule.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import shutil
@@ -36,6 +37,7 @@ from genlab.models import build_modules
 from genlab.models.protocols import DataInitialised, Progressive
 from genlab.registry import OBJECTIVES
 from genlab.training import checkpoint as ckpt
+from genlab.training import precision as precision_probe
 from genlab.training.batches import BatchStream
 from genlab.training.progress import progress_strip
 from genlab.training.run import create_run_dir, read_run, write_run_files
@@ -118,12 +120,14 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
         return state
 
     images_seen = iteration = rollbacks = 0
+    precision = None if tc.precision == "auto" else tc.precision  # auto: measured once the run folder exists
     fallback = None
     if resume is not None:
         latest, skipped = ckpt.good_checkpoint(resume)
         fallback = ckpt.fallback_note(latest, skipped)
         state = restore(latest)
         images_seen, iteration, rollbacks = state["images_seen"], state["iteration"], state.get("rollbacks", 0)
+        precision = precision or state.get("precision")
 
     total = int(tc.kimg * 1000)
     stop_at = total if stop_after_kimg is None else min(total, int(stop_after_kimg * 1000))
@@ -133,8 +137,47 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
             group.setdefault("initial_lr", group["lr"])  # the base rate schedules scale; checkpointed with the optimiser
     wrapped = _wrap_for_ddp(step, phases, device, tc.sync_batchnorm) if dist.world_size > 1 else {}
     meter = Meter()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
+    autocasts = {p: torch.autocast(device.type, dtype=torch.bfloat16, enabled=p == "bf16") for p in precision_probe.PRECISIONS}
     stop_requested = False
+
+    def run_iteration(precision: str, images_before: int) -> int:
+        """One iteration: every phase, with its repeats. Returns the real images it drew (all processes)."""
+        drawn, batch = 0, None
+        for phase in phases:
+            optimizer = step.optimizers[phase.optimizer]
+            with _training_only(step, phase, wrapped):
+                for _ in range(phase.repeats):
+                    if not phase.reuse_batch or batch is None:
+                        batch = next(stream)
+                        drawn += len(batch) * dist.world_size
+                    where = f"at iteration {iteration} ({(images_before + drawn) / 1000:.1f} kimg)"
+                    optimizer.zero_grad(set_to_none=True)
+                    with autocasts[precision]:
+                        out = phase.loss(batch)
+                    if not torch.isfinite(out.loss):
+                        raise TrainingDiverged(f"{phase.name} loss became {out.loss.item()} {where}{_bad_fields(batch)}")
+                    out.loss.backward()
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params[phase.name], tc.grad_clip if tc.grad_clip > 0 else math.inf)
+                    if not torch.isfinite(grad_norm):  # checked before the step, so the weights stay finite
+                        raise TrainingDiverged(f"{phase.name} gradient norm became {grad_norm.item()} {where} while its loss "
+                                               f"was finite ({out.loss.item():.4g}); first in {_bad_gradient(step.modules)}"
+                                               f"{_bad_fields(batch)}")
+                    optimizer.step()
+                    if phase.after_step is not None:
+                        phase.after_step()
+                    meter.add(phase.name, {"loss": out.loss.detach(), **out.stats, "grad_norm": grad_norm})
+        return drawn
+
+    def probe_precision() -> str:
+        """train.precision=auto: time both precisions on this run's own iterations, then undo them."""
+        before = _capture(step, stream)
+        try:
+            seconds = precision_probe.time_precisions(lambda p: run_iteration(p, images_seen), distributed.broadcast_object)
+        finally:
+            _restore(step, stream, before)
+        chosen = distributed.broadcast_object(precision_probe.choose(seconds))  # every process trains alike: process 0's
+        logger.message(precision_probe.describe(seconds, chosen))
+        return chosen
 
     def save() -> None:
         state = {
@@ -142,6 +185,7 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
             "images_seen": images_seen,
             "iteration": iteration,
             "rollbacks": rollbacks,  # learning-rate halvings after NaNs so far (train.on_nan=rollback)
+            "precision": precision,  # train.precision=auto's choice, kept so that a resume trains the same way
             "optimizers": {name: opt.state_dict() for name, opt in step.optimizers.items()},
             "step": step.state_dict(),
             "data": _gather(stream.state_dict()),
@@ -169,42 +213,21 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
                        f"{f' x{dist.world_size}' if dist.world_size > 1 else ''}")
         if fallback:
             logger.warning(fallback, images_seen)
+        if precision is None:
+            precision = probe_precision()
+            meter = Meter()
         progress = _progress_bar(tc.progress_bar and dist.is_main, images_seen, total)
         window_start, window_images = time.perf_counter(), images_seen
         deadline, timed_out = window_start + 60 * tc.max_minutes, False
         while images_seen < stop_at and not stop_requested:
             before = images_seen
-            batch = None
             for name, opt in step.optimizers.items():
                 _set_learning_rate(opt, lr_factor(schedules[name], images_seen, total))
             for module in step.modules.values():  # growth schedules (ProGAN), like the learning rates, follow images seen
                 if isinstance(module, Progressive):
                     module.set_progress(images_seen)
             try:
-                for phase in phases:
-                    optimizer = step.optimizers[phase.optimizer]
-                    with _training_only(step, phase, wrapped):
-                        for _ in range(phase.repeats):
-                            if not phase.reuse_batch or batch is None:
-                                batch = next(stream)
-                                images_seen += len(batch) * dist.world_size
-                            optimizer.zero_grad(set_to_none=True)
-                            with autocast:
-                                out = phase.loss(batch)
-                            if not torch.isfinite(out.loss):
-                                raise TrainingDiverged(f"{phase.name} loss became {out.loss.item()} at iteration {iteration} "
-                                                       f"({images_seen / 1000:.1f} kimg){_bad_fields(batch)}")
-                            out.loss.backward()
-                            grad_norm = torch.nn.utils.clip_grad_norm_(params[phase.name], tc.grad_clip if tc.grad_clip > 0 else math.inf)
-                            if not torch.isfinite(grad_norm):  # checked before the step, so the weights stay finite
-                                raise TrainingDiverged(f"{phase.name} gradient norm became {grad_norm.item()} at iteration "
-                                                       f"{iteration} ({images_seen / 1000:.1f} kimg) while its loss was finite "
-                                                       f"({out.loss.item():.4g}); first in {_bad_gradient(step.modules)}"
-                                                       f"{_bad_fields(batch)}")
-                            optimizer.step()
-                            if phase.after_step is not None:
-                                phase.after_step()
-                            meter.add(phase.name, {"loss": out.loss.detach(), **out.stats, "grad_norm": grad_norm})
+                images_seen += run_iteration(precision, images_seen)
             except TrainingDiverged as diverged:
                 if tc.on_nan != "rollback" or rollbacks >= tc.max_rollbacks or not ckpt.list_checkpoints(run_dir / "checkpoints"):
                     raise _stop(diverged, tc, rollbacks, run_dir, logger) from None
@@ -214,7 +237,7 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
                 for opt in step.optimizers.values():  # halvings since that checkpoint was written
                     for group in opt.param_groups:
                         group["initial_lr"] *= 0.5 ** (rollbacks - state.get("rollbacks", 0))
-                images_seen, iteration, window_images, batch = state["images_seen"], state["iteration"], state["images_seen"], None
+                images_seen, iteration, window_images = state["images_seen"], state["iteration"], state["images_seen"]
                 meter, progress.n = Meter(), images_seen
                 logger.warning(f"{diverged}; rolled back to {checkpoint.name} with the learning rates halved "
                                f"(rollback {rollbacks} of train.max_rollbacks={tc.max_rollbacks})", images_seen)
@@ -337,6 +360,25 @@ def _sync_batchnorm(step: Step, names: set[str]) -> None:
     """
     for name in names:
         step.modules[name] = nn.SyncBatchNorm.convert_sync_batchnorm(step.modules[name])
+
+
+def _capture(step: Step, stream: BatchStream) -> dict:
+    """An in-memory copy of everything a training iteration changes, for ``_restore``."""
+    return copy.deepcopy({
+        "modules": {name: m.state_dict() for name, m in step.modules.items()},
+        "optimizers": {name: opt.state_dict() for name, opt in step.optimizers.items()},
+        "step": step.state_dict(), "data": stream.state_dict(), "rng": ckpt.capture_rng(),
+    })
+
+
+def _restore(step: Step, stream: BatchStream, state: dict) -> None:
+    for name, module in step.modules.items():
+        module.load_state_dict(state["modules"][name])
+    for name, opt in step.optimizers.items():
+        opt.load_state_dict(state["optimizers"][name])
+    step.load_state_dict(state["step"])
+    stream.load_state_dict(state["data"])
+    ckpt.restore_rng(state["rng"])
 
 
 @contextmanager
