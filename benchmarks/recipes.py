@@ -1,12 +1,13 @@
-"""Quality per CPU-second (issue 12): MNIST GAN recipes trained for the same wall-clock budget.
+"""Quality per CPU-second (issue 12): MNIST GAN and VAE recipes trained for the same wall-clock budget.
 
 Each config trains for ``--minutes`` of loop time (``train.max_minutes``; ``train.kimg`` is
 raised to ``--kimg-cap`` so that the clock, not the recipe's length, ends training; the
 recipes here use constant learning rates, so nothing else changes), then its exported model
 is scored with genlab's own metrics on ``--n`` samples: FID-MNIST, precision and recall in the
 digit classifier's feature space against the training split, and the KL of the classifier's
-class histogram to uniform. One table row per recipe: kimg reached, images/s, FID, precision,
-recall, KL.
+class histogram to uniform; for a VAE also the test ELBO and importance-weighted NLL (``--iw-k``
+samples, against the prior the VAE samples from). One table row per recipe: kimg reached,
+images/s, FID, precision, recall, KL (and ELBO, NLL).
 
     PYTHONPATH=src python benchmarks/recipes.py --data-root ../shared/data [--configs A.yaml B.yaml]
         [--minutes 5] [--threads 1] [--n 10000] [--set objective.r1_weight=0 ...]
@@ -31,8 +32,10 @@ from genlab.metrics.evaluate import evaluate
 from genlab.metrics.settings import EvalSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = ["configs/gan2014_mnist.yaml", "configs/dcgan_mnist.yaml", "configs/fast_mnist_gan.yaml"]
-HEADER = "| recipe | kimg | images/s | FID-MNIST | precision | recall | KL to uniform | train s | eval s |\n|---|---|---|---|---|---|---|---|---|"
+RECIPES = ["configs/gan2014_mnist.yaml", "configs/dcgan_mnist.yaml", "configs/fast_mnist_gan.yaml", "configs/vae_mnist.yaml",
+           "configs/fast_mnist_vae.yaml"]
+HEADER = ("| recipe | kimg | images/s | FID-MNIST | precision | recall | KL to uniform | test ELBO | IW NLL | train s | eval s |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def loop_speed(run_dir: Path) -> tuple[float, float]:
@@ -48,14 +51,19 @@ def train_and_score(config: Config, args: argparse.Namespace) -> dict:
     run_dir = genlab.train(config)
     train_s = time.perf_counter() - start
     kimg, speed = loop_speed(run_dir)
-    settings = EvalSettings(metrics=("fid", "pr", "modes"), n=args.n, features="mnist", seed=args.seed,
-                            classifier=args.classifier)
+    likelihood = ("nll",) if config.objective.family == "vae" else ()
+    settings = EvalSettings(metrics=("fid", "pr", "modes", *likelihood), n=args.n, features="mnist", seed=args.seed,
+                            classifier=args.classifier, iw_k=args.iw_k)
     start = time.perf_counter()
     results, _ = evaluate(genlab.load(run_dir), config, settings, run_dir / "eval" / f"mnist-n{args.n}-seed{args.seed}",
                           run=str(run_dir))
     return {"run_dir": str(run_dir), "kimg": kimg, "images_per_sec": speed, "train_s": train_s,
             "eval_s": time.perf_counter() - start, **{k: v for k, v in results.items() if k != "mode_histogram"},
             "mode_histogram": results["mode_histogram"]}
+
+
+def _nats(result: dict, key: str) -> str:
+    return f"{result[key]:.1f}" if key in result else ""
 
 
 def main() -> None:
@@ -68,6 +76,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=10_000, help="samples per evaluation")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (training uses each config's train.seed)")
     p.add_argument("--classifier", help="classifier run (default: the newest from genlab train-classifier)")
+    p.add_argument("--iw-k", type=int, default=100, help="importance samples per test image for a VAE's NLL")
     p.add_argument("--out-dir", help="where the runs go (default: a new temporary folder)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override for every config, e.g. --set objective.ema_decay=0")
@@ -88,7 +97,7 @@ def main() -> None:
         name = Path(path).stem + "".join(f" {o}" for o in args.overrides)
         rows.append(f"| {name} | {result['kimg']:.1f} | {result['images_per_sec']:.0f} | {result['fid']:.1f} | "
                     f"{result['precision']:.3f} | {result['recall']:.3f} | {result['kl_to_uniform']:.4f} | "
-                    f"{result['train_s']:.0f} | {result['eval_s']:.0f} |")
+                    f"{_nats(result, 'elbo_nats')} | {_nats(result, 'iw_nll_nats')} | {result['train_s']:.0f} | {result['eval_s']:.0f} |")
     print(f"\n{args.minutes:g} min of training per recipe, {args.threads} thread(s), {args.n} samples, eval seed {args.seed}")
     print(HEADER, *rows, sep="\n")
 

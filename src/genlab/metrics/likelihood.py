@@ -1,6 +1,6 @@
 """Likelihood estimates for VAEs, in nats per image.
 
-ELBO(x) = E_q[log p(x|z)] - KL(q || p) with the KL in closed form, and the importance-
+ELBO(x) = E_q[log p(x|z)] - KL(q || p) (closed form against N(0, I)), and the importance-
 weighted estimate (Burda et al. 2016)
     log p(x) ~ log (1/k) sum_i p(x, z_i) / q(z_i|x),  z_i ~ q(z|x),
 a lower bound that tightens as k grows; k = 1 is the ELBO in expectation. Computed with
@@ -14,16 +14,22 @@ import math
 import torch
 from torch import Tensor
 
-from genlab.losses.vae import decoder_log_likelihood, kl_divergence, log_normal_diag, log_standard_normal
+from genlab.losses.vae import decoder_log_likelihood, kl_divergence, log_normal_diag
 
 
 @torch.no_grad()
 def elbo(vae, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Single-sample ELBO per image (analytic KL). x: [N, C, H, W] in [-1, 1] -> [N] nats."""
+    """Single-sample ELBO per image. x: [N, C, H, W] in [-1, 1] -> [N] nats.
+
+    The KL is analytic against N(0, I); against a fitted ex-post prior (the one the VAE then
+    samples from) it is the one-sample estimate log q(z|x) - log p(z).
+    """
     mu, logvar = vae.encode(x)
     eps = torch.randn(mu.shape, generator=generator).to(mu)
     z = mu + eps * (0.5 * logvar).exp()
     log_px = decoder_log_likelihood(vae.likelihood, vae.decode_params(z), x, vae.log_sigma)
+    if vae.fitted_prior is not None:
+        return log_px - (log_normal_diag(z, mu, logvar) - vae.log_prior(z))
     return log_px - kl_divergence(mu, logvar)
 
 
@@ -42,7 +48,7 @@ def iwae_log_likelihood(vae, x: Tensor, k: int, generator: torch.Generator | Non
         params = vae.decode_params(z.flatten(0, 1))  # [count * N, C, H, W]
         x_rep = x.expand(count, *x.shape).flatten(0, 1)
         log_px = decoder_log_likelihood(vae.likelihood, params, x_rep, vae.log_sigma).view(count, -1)
-        log_weights.append(log_px + log_standard_normal(z) - log_normal_diag(z, mu, logvar))
+        log_weights.append(log_px + vae.log_prior(z) - log_normal_diag(z, mu, logvar))
     return torch.logsumexp(torch.cat(log_weights), dim=0) - math.log(k)
 
 

@@ -34,7 +34,7 @@ from genlab.data.base import Batch, Spec, TensorDataset, spec_to_json
 from genlab.errors import ConfigError, GenlabError, RunError, TrainingDiverged
 from genlab.images import make_grid, save_grid
 from genlab.models import build_modules
-from genlab.models.protocols import DataInitialised, Progressive
+from genlab.models.protocols import DataInitialised, FittedToData, Progressive
 from genlab.registry import OBJECTIVES
 from genlab.training import checkpoint as ckpt
 from genlab.training import precision as precision_probe
@@ -258,9 +258,15 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
                 progress.set_postfix_str(_summary(record), refresh=False)
                 for warning in step.check_health(record, iteration):
                     logger.warning(f"iteration {iteration} ({images_seen / 1000:.1f} kimg): {warning}", images_seen)
-            if dist.is_main and (_crossed(before, images_seen, tc.snapshot_every_kimg) or images_seen >= total):
+            snapshot_due = dist.is_main and (_crossed(before, images_seen, tc.snapshot_every_kimg) or images_seen >= total)
+            checkpoint_due = _crossed(before, images_seen, tc.checkpoint_every_kimg) or stop_requested
+            if snapshot_due or checkpoint_due:
+                for module in step.modules.values():
+                    if isinstance(module, FittedToData):
+                        module.fit_to_data(data)
+            if snapshot_due:
                 _write_snapshots(step, fixed, tc.seed, run_dir, images_seen, logger)
-            if _crossed(before, images_seen, tc.checkpoint_every_kimg) or stop_requested:
+            if checkpoint_due:
                 save()
     progress.close()
     if images_seen < total:
