@@ -30,6 +30,9 @@ from genlab.models.protocols import check_labels, normal_latents
 from genlab.registry import register_model
 
 
+PRIOR_FIT_IMAGES = 10_000  # ample for a mixture of ~1,500 parameters (10 components in 16-D); bounds EM time on big data
+
+
 class VAEOutput(NamedTuple):
     mu: Tensor  # [N, D]
     logvar: Tensor  # [N, D]
@@ -107,8 +110,9 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def fit_to_data(self, data: TensorDataset, batch_size: int = 1000) -> None:
-        """Fit the ex-post prior to the aggregate posterior, one draw z ~ q(z|x) per image of ``data``;
-        nothing without a prior. The training loop calls this before every snapshot and export.
+        """Fit the ex-post prior to the aggregate posterior, one draw z ~ q(z|x) per image of (at most
+        ``PRIOR_FIT_IMAGES`` of) ``data``; nothing without a prior. The training loop calls this
+        before every snapshot and export.
 
         Draws, not the posterior means: dimensions the decoder ignores have means near 0 and
         variances near 1, and a mixture fitted to the means would squeeze them to a point, a poor
@@ -119,10 +123,11 @@ class VAE(nn.Module):
             return
         image_key, was_training = sample_field(data.spec), self.training
         device, generator = next(self.parameters()).device, torch.Generator().manual_seed(0)
+        chosen = torch.randperm(len(data), generator=generator)[:PRIOR_FIT_IMAGES]
         self.eval()
         codes = []
-        for start in range(0, len(data), batch_size):
-            batch = data.batch(slice(start, start + batch_size), device)
+        for index in chosen.split(batch_size):
+            batch = data.batch(index, device)
             mu, logvar = self.encode(batch[image_key], batch["label"] if self.num_classes else None)
             codes.append(mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator).to(mu))
         self.train(was_training)
