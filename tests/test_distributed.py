@@ -140,3 +140,25 @@ def test_sync_batchnorm_keeps_parameters_and_plain_state_dicts(tmp_path):
         synced = step.modules[name].state_dict()
         assert list(synced) == list(plain.state_dict())
         plain.load_state_dict(synced, strict=True)
+
+
+@pytest.mark.slow
+def test_a_growing_progan_trains_under_torchrun(tmp_path):
+    """ProGAN's not-yet-faded-in layers get no gradient in the first stages: DDP looks for such
+    parameters on that model, so two processes train it through 4x4, the fade-in and 8x8."""
+    config = {
+        "name": "grow",
+        "data": {"name": "sprites", "image_size": 8, "n_train": 64, "n_test": 8},
+        "model": {"name": "progan", "latent_dim": 8, "g_channels": 4, "d_channels": 4, "max_channels": 8, "stage_kimg": 0.032},
+        "objective": {"name": "gan", "r1_weight": 1.0},
+        "train": train_section(tmp_path / "runs", kimg=0.128, batch_size=8),
+    }
+    done = torchrun_train(config, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "00000-grow"
+    state = ckpt.load_training_state(ckpt.latest_checkpoint(run_dir))
+    assert state["images_seen"] == 128
+    assert "x2" in (run_dir / "log.txt").read_text()
+    initial, final = initial_modules(config), final_modules(run_dir)
+    grown = [k for k in final if k.startswith("G.blocks.0.")]  # the 8x8 block, faded in from 32 images on
+    assert grown and any(not torch.equal(final[k], initial[k]) for k in grown)

@@ -32,8 +32,6 @@ from torch import Tensor, nn
 
 from genlab.config import POSITIVE, ModelConfig, Range, at_least
 from genlab.data.base import Image, Spec, image_field
-from genlab.distributed import world_size
-from genlab.errors import ConfigError
 from genlab.models.layers import EqualConv2d, EqualLinear, Generator, channel_widths
 from genlab.models.stylegan import minibatch_stddev
 from genlab.registry import register_model
@@ -160,9 +158,6 @@ class ProGANConfig(ModelConfig):
 @register_model("progan", ProGANConfig)
 def build_progan(cfg: ProGANConfig, spec: Spec) -> dict:
     shape = image_field(spec, "progan", list(SIZES)).shape
-    if world_size() > 1:  # inactive stages' parameters get no gradient, which DDP's reducer refuses
-        raise ConfigError("model.name=progan trains in one process for now: its not-yet-grown layers get no "
-                          "gradients, which DDP does not allow; run it without torchrun")
     stage_images = max(1, round(cfg.stage_kimg * 1000))
     return {
         "G": lambda: ProGANGenerator(shape, cfg.latent_dim, cfg.g_channels, cfg.max_channels, stage_images),

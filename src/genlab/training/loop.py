@@ -355,7 +355,10 @@ def _wrap_for_ddp(step: Step, phases: list[Phase], device: torch.device, sync_ba
     trained = {name for phase in phases for name in phase.trains}
     if sync_batchnorm:
         _sync_batchnorm(step, trained)
-    return {name: nn.parallel.DistributedDataParallel(m, device_ids=ids) for name, m in step.modules.items() if name in trained}
+    # A growing model's not-yet-faded-in layers get no gradient; DDP must look for such parameters
+    # each iteration, which costs a graph traversal, so only those models ask for it.
+    return {name: nn.parallel.DistributedDataParallel(m, device_ids=ids, find_unused_parameters=isinstance(m, Progressive))
+            for name, m in step.modules.items() if name in trained}
 
 
 def _sync_batchnorm(step: Step, names: set[str]) -> None:
