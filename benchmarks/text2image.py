@@ -1,15 +1,20 @@
 """Text to image on captioned sprites: does G draw what the caption says?
 
-    python benchmarks/text2image.py [--kimg 100] [--n 5000] [--threads 1] [--run RUN] [--classifier RUN] [--set K=V]
+    python benchmarks/text2image.py [--kimg 100] [--n 5000] [--threads 1] [--run RUN] [--classifier RUN]
+                                    [--pretrain-kimg K | --text-encoder RUN] [--set K=V]
 
 1. Trains the attribute classifier (configs/attribute_classifier.yaml: one head per caption
    attribute) unless --classifier names a run, and prints its accuracy on real test sprites:
    the ceiling of the judge.
-2. Trains configs/text2image_sprites.yaml for --kimg unless --run names a run.
-3. Samples --n images of random captions and prints the classifier's per-attribute accuracy
+2. With --pretrain-kimg K, trains the joint text-image embedding (configs/text_embedding_sprites.yaml)
+   for K kimg, or takes the text_embedding run --text-encoder names, and prints its text->image
+   top-1 retrieval accuracy within batches of 64 real test sprites; the GAN then reads its text
+   encoder, frozen (model.text_encoder).
+3. Trains configs/text2image_sprites.yaml for --kimg unless --run names a run.
+4. Samples --n images of random captions and prints the classifier's per-attribute accuracy
    against the captions, beside chance (1 / the attribute's number of values) and the same
    images scored against shuffled captions (what ignoring the text would score).
-4. FID between the samples and the real test sprites in the classifier's feature space
+5. FID between the samples and the real test sprites in the classifier's feature space
    (penultimate layer), beside the FID of one half of the real test set against the other.
 """
 
@@ -25,13 +30,29 @@ import torch
 import genlab
 from genlab.config import load_config
 from genlab.data import load_dataset
+from genlab.data.base import TensorDataset
 from genlab.data.captions import ATTRIBUTES, random_attributes
+from genlab.losses.contrastive import identical_rows
 from genlab.metrics import fid
 from genlab.metrics.captions import attribute_accuracy, caption_accuracy, predicted_attributes
 from genlab.models.protocols import eval_mode
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["train.progress_bar=false", "train.tensorboard=false"]
+RETRIEVAL_BATCH = 64  # the training batch: the logged top-1 and this one have the same chance level
+
+
+@torch.no_grad()
+def retrieval_accuracy(embedding: torch.nn.Module, data: TensorDataset) -> float:
+    """Text->image top-1 within consecutive batches of RETRIEVAL_BATCH examples: a caption's nearest image
+    is right when its caption is the same."""
+    right = 0
+    for start in range(0, len(data) - RETRIEVAL_BATCH + 1, RETRIEVAL_BATCH):
+        batch = data.batch(slice(start, start + RETRIEVAL_BATCH))
+        text, images, _ = embedding(batch["caption"], batch["image"])
+        nearest = (text @ images.T).argmax(dim=1)
+        right += int(identical_rows(batch["caption"])[torch.arange(RETRIEVAL_BATCH), nearest].sum())
+    return right / (len(data) // RETRIEVAL_BATCH * RETRIEVAL_BATCH)
 
 
 def main() -> None:
@@ -41,6 +62,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--run", help="a trained text_gan run")
     parser.add_argument("--classifier", help="a trained attribute classifier run")
+    encoder = parser.add_mutually_exclusive_group()
+    encoder.add_argument("--pretrain-kimg", type=float, default=0.0,
+                         help="first train the text embedding this long; the GAN reads its text encoder, frozen")
+    encoder.add_argument("--text-encoder", help="a trained text_embedding run whose text encoder the GAN reads, frozen")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a key of configs/text2image_sprites.yaml (repeatable)")
     args = parser.parse_args()
@@ -59,9 +84,21 @@ def main() -> None:
     print(f"attribute classifier ({time.perf_counter() - start:.0f} s), accuracy on {len(test)} real test sprites: "
           + ", ".join(f"{k} {v:.3f}" for k, v in real_acc.items()))
 
+    text_encoder, gan_overrides = args.text_encoder, args.overrides
+    if args.pretrain_kimg > 0:
+        start = time.perf_counter()
+        text_encoder = genlab.train(str(ROOT / "configs" / "text_embedding_sprites.yaml"),
+                                    QUIET + threads + [f"train.kimg={args.pretrain_kimg}"])
+        print(f"text embedding {text_encoder} ({args.pretrain_kimg:g} kimg, {time.perf_counter() - start:.0f} s)")
+    if text_encoder:
+        top1 = retrieval_accuracy(genlab.load(text_encoder), test)  # loaded in eval mode
+        print(f"text->image top-1 within batches of {RETRIEVAL_BATCH} real test sprites: {top1:.3f} "
+              f"(chance {1 / RETRIEVAL_BATCH:.3f})")
+        gan_overrides = [f"model.text_encoder={text_encoder}", *gan_overrides]
+
     start = time.perf_counter()
     run = args.run or genlab.train(str(ROOT / "configs" / "text2image_sprites.yaml"),
-                                   QUIET + threads + [f"train.kimg={args.kimg}", *args.overrides])
+                                   QUIET + threads + [f"train.kimg={args.kimg}", *gan_overrides])
     train_s = time.perf_counter() - start
     G = genlab.load(run)
     accuracy, images = caption_accuracy(G, judge, args.n, seed=1)

@@ -21,6 +21,7 @@ from genlab.models import cyclegan  # noqa: F401  (registers the unpaired ResNet
 from genlab.models import stylegan  # noqa: F401  (registers the style-based generator and its residual D)
 from genlab.models import progan  # noqa: F401  (registers the progressively grown G and D)
 from genlab.models import text2image  # noqa: F401  (registers the caption-conditioned GAN)
+from genlab.models import text_embedding  # noqa: F401  (registers the joint caption-image embedding)
 from genlab.registry import MODELS
 
 ModuleFactories = dict[str, Callable[[], nn.Module]]

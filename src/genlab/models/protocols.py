@@ -8,7 +8,8 @@ After torch-fidelity's ``GenerativeModelBase`` (``z_size``, ``z_type``, ``num_cl
 - :class:`Conditional`: a sampler conditioned on a class label;
 - :class:`Translator`: maps a source image to a target image (pix2pix's G);
 - :class:`DataInitialised`: a module that sets some weights from the training data
-  (the 2014 GAN's output bias), called once before a new run trains;
+  (the 2014 GAN's output bias) or from another run (a text_gan's pre-trained text encoder),
+  called once before a new run trains;
 - :class:`FittedToData`: parts refitted to the training data at every export (a VAE's ex-post prior).
 
 ``labels`` are int64 ``[N]`` class indices; images are ``[N, C, H, W]`` in [-1, 1].

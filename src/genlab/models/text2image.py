@@ -1,9 +1,11 @@
 """Text-to-image GANs on captioned sprites: StackGAN's stage I (Zhang et al., ICCV 2017) with GAN-INT-CLS's
 matching-aware discriminator (Reed et al., ICML 2016).
 
-- Text encoder (one in G, one in D, learned with them): word embeddings and a GRU whose states,
-  averaged over the caption's words, are the sentence embedding. The papers use a
-  pre-trained char-CNN-RNN; captions of sprites are simple enough to learn from scratch.
+- Text encoder (one in G, one in D): word embeddings and a GRU whose states, averaged over the
+  caption's words, are the sentence embedding (:class:`genlab.models.text_embedding.TextEncoder`).
+  By default each is learned with its network, through the adversarial game alone; with
+  ``model.text_encoder: RUN`` both are a ``text_embedding`` run's text encoder, pre-trained as a
+  joint image-text embedding and frozen, as the papers' char-CNN-RNN is.
 - Conditioning augmentation (StackGAN): the embedding gives mu and sigma of a Gaussian over the
   condition c = mu + sigma * eps, with KL(N(mu, sigma^2) || N(0, I)) added to G's loss
   (:meth:`TextGenerator.condition_kl`). Here eps is part of the latent (the last ``c_dim``
@@ -27,30 +29,26 @@ import torch
 from torch import Tensor, nn
 
 from genlab.config import ModelConfig, Range, at_least
-from genlab.data.base import Image, Spec, Tokens, image_field
+from genlab.data.base import Image, Spec, TensorDataset, Tokens, image_field
 from genlab.data.captions import MAX_WORDS, VOCABULARY, random_attributes, captions, tokenize
 from genlab.errors import ConfigError
 from genlab.models.dcgan import BASE_SIDE, DCGANDiscriminator, DCGANGenerator
 from genlab.models.layers import Generator, maybe_sn
 from genlab.models.protocols import normal_latents
+from genlab.models.text_embedding import TextEncoder, pretrained_text_encoder
 from genlab.registry import register_model
 
 
-class TextEncoder(nn.Module):
-    """Word indices [N, L] (0 = padding, at the end) -> sentence embeddings [N, dim]."""
+def text_encoder(vocabulary: tuple[str, ...], text_dim: int, pretrained: str) -> TextEncoder:
+    """A sentence encoder, frozen when it will be a pre-trained run's (loaded by :func:`load_pretrained`),
+    so that no optimiser moves it and the loop, which toggles only trainable parameters, leaves it frozen."""
+    return TextEncoder(len(vocabulary), text_dim).requires_grad_(not pretrained)
 
-    def __init__(self, vocabulary_size: int, dim: int) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocabulary_size, dim, padding_idx=0)
-        self.gru = nn.GRU(dim, dim, batch_first=True)
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        states, _ = self.gru(self.embed(tokens))  # [N, L, dim]
-        words = (tokens != 0).unsqueeze(2).float()
-        # The mean of the states over the words, not the last state alone: a GRU learned from scratch
-        # keeps mostly the last words (in the first runs G followed the position words, which end most
-        # captions, and nothing said before them).
-        return (states * words).sum(dim=1) / words.sum(dim=1).clamp_min(1)
+def load_pretrained(encoder: TextEncoder, run_dir: str, vocabulary: tuple[str, ...]) -> None:
+    """``encoder`` <- the text encoder of the ``text_embedding`` run ``run_dir``; nothing when it is empty."""
+    if run_dir:
+        encoder.load_state_dict(pretrained_text_encoder(run_dir, vocabulary, encoder.gru.hidden_size))
 
 
 class TextGenerator(Generator):
@@ -62,13 +60,17 @@ class TextGenerator(Generator):
     condition_key = "caption"  # the batch field the GAN objective hands to G and D
 
     def __init__(self, image_shape: tuple[int, int, int], noise_dim: int, c_dim: int, text_dim: int,
-                 channels: int, vocabulary: tuple[str, ...], max_words: int) -> None:
+                 channels: int, vocabulary: tuple[str, ...], max_words: int, pretrained_text: str = "") -> None:
         super().__init__()
         self.image_shape, self.latent_dim, self.c_dim = tuple(image_shape), noise_dim + c_dim, c_dim
-        self.vocabulary, self.max_words = vocabulary, max_words
-        self.text = TextEncoder(len(vocabulary), text_dim)
+        self.vocabulary, self.max_words, self.pretrained_text = vocabulary, max_words, pretrained_text
+        self.text = text_encoder(vocabulary, text_dim, pretrained_text)
         self.augment = nn.Linear(text_dim, 2 * c_dim)
         self.net = DCGANGenerator(image_shape, noise_dim + c_dim, channels)
+
+    def init_from_data(self, data: TensorDataset) -> None:
+        """Before a new run trains (not on resume or ``genlab.load``, which read the run's own weights)."""
+        load_pretrained(self.text, self.pretrained_text, self.vocabulary)
 
     def _condition(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
         mu, logvar = self.augment(self.text(tokens)).chunk(2, dim=1)
@@ -113,11 +115,12 @@ class TextGenerator(Generator):
 class MatchingDiscriminator(nn.Module):
     """(images [N, C, S, S], captions [N, L]) -> logits [N]: is this a real image of this caption?"""
 
-    def __init__(self, image_shape: tuple[int, int, int], channels: int, text_dim: int, vocabulary_size: int,
-                 spectral_norm: bool, projected: int = 32) -> None:
+    def __init__(self, image_shape: tuple[int, int, int], channels: int, text_dim: int, vocabulary: tuple[str, ...],
+                 spectral_norm: bool, pretrained_text: str = "", projected: int = 32) -> None:
         super().__init__()
         size = image_shape[-1]
-        self.text = TextEncoder(vocabulary_size, text_dim)
+        self.vocabulary, self.pretrained_text = vocabulary, pretrained_text
+        self.text = text_encoder(vocabulary, text_dim, pretrained_text)
         self.project = nn.Sequential(nn.Linear(text_dim, projected), nn.LeakyReLU(0.2))
         body = DCGANDiscriminator(image_shape, channels, sn=spectral_norm, batch_norm=False)
         self.features = nn.Sequential(*list(body.net)[:-2])  # everything before the last conv: [N, W, side, side]
@@ -125,6 +128,10 @@ class MatchingDiscriminator(nn.Module):
         self.side = BASE_SIDE[size]
         self.joint = nn.Sequential(maybe_sn(nn.Conv2d(width + projected, width, 1), spectral_norm), nn.LeakyReLU(0.2),
                                    maybe_sn(nn.Conv2d(width, 1, self.side), spectral_norm), nn.Flatten(0))
+
+    def init_from_data(self, data: TensorDataset) -> None:
+        """Before a new run trains: the pre-trained text encoder, as G's."""
+        load_pretrained(self.text, self.pretrained_text, self.vocabulary)
 
     def forward(self, images: Tensor, tokens: Tensor) -> Tensor:
         h = self.features(images)
@@ -142,6 +149,9 @@ class TextGANConfig(ModelConfig):
     g_channels: int = 32
     d_channels: int = 32
     d_spectral_norm: bool = True  # on D's image layers (SN-DCGAN); its text encoder stays plain
+    # A text_embedding run (configs/text_embedding_sprites.yaml) whose text encoder G and D use, frozen;
+    # empty: each learns its own. Read when a run starts only: the GAN's export holds the weights.
+    text_encoder: str = ""
     example_spec: ClassVar[Spec] = {"image": Image(3, 32, 32), "caption": Tokens(VOCABULARY, MAX_WORDS)}
     example_variants: ClassVar[tuple[dict, ...]] = ({"noise_dim": 8, "c_dim": 4, "text_dim": 8, "g_channels": 4,
                                                      "d_channels": 4},)
@@ -157,7 +167,7 @@ def build_text_gan(cfg: TextGANConfig, spec: Spec) -> dict:
         raise ConfigError("text_gan needs captions: use data name captioned (sprites with their captions)")
     return {
         "G": lambda: TextGenerator(shape, cfg.noise_dim, cfg.c_dim, cfg.text_dim, cfg.g_channels, caption.vocabulary,
-                                   caption.length),
-        "D": lambda: MatchingDiscriminator(shape, cfg.d_channels, cfg.text_dim, len(caption.vocabulary),
-                                           cfg.d_spectral_norm),
+                                   caption.length, cfg.text_encoder),
+        "D": lambda: MatchingDiscriminator(shape, cfg.d_channels, cfg.text_dim, caption.vocabulary,
+                                           cfg.d_spectral_norm, cfg.text_encoder),
     }
