@@ -162,3 +162,21 @@ def test_a_growing_progan_trains_under_torchrun(tmp_path):
     initial, final = initial_modules(config), final_modules(run_dir)
     grown = [k for k in final if k.startswith("G.blocks.0.")]  # the 8x8 block, faded in from 32 images on
     assert grown and any(not torch.equal(final[k], initial[k]) for k in grown)
+
+
+@pytest.mark.slow
+def test_a_text_gan_with_conditioning_augmentation_trains_under_torchrun(tmp_path):
+    """The conditioning-augmentation KL comes out of G's forward pass, through its DDP wrapper, so
+    two processes train a text-conditioned G with it (it was refused before)."""
+    config = {
+        "name": "text",
+        "data": {"name": "captioned", "base": {"name": "sprites", "color": True, "image_size": 32, "n_train": 64,
+                                                "n_test": 8}},
+        "model": {"name": "text_gan", "noise_dim": 8, "c_dim": 4, "text_dim": 8, "g_channels": 4, "d_channels": 4},
+        "objective": {"name": "gan", "matching_aware": True, "ca_kl_weight": 1.0},
+        "train": train_section(tmp_path / "runs", kimg=0.032, batch_size=8),
+    }
+    done = torchrun_train(config, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = (tmp_path / "runs" / "00000-text" / "stats.jsonl").read_text().splitlines()
+    assert records and '"G/condition_kl"' in records[-1]

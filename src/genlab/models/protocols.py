@@ -86,13 +86,12 @@ class FittedToData(Protocol):
 @runtime_checkable
 class TextConditional(Protocol):
     """A sampler conditioned on a text: ``decode(z, tokens)`` with word indices [N, L] (``tokens(texts)`` makes
-    them); ``condition_key`` names the batch field of the captions."""
+    them); ``condition_key`` names the batch field of the captions; ``G(z, tokens, with_kl=True)`` returns
+    the images and the conditioning's KL to its prior (StackGAN's conditioning augmentation)."""
 
     condition_key: str
 
     def tokens(self, texts: list[str]) -> Tensor: ...
-
-    def condition_kl(self, tokens: Tensor) -> Tensor: ...
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ matching-aware discriminator (Reed et al., ICML 2016).
   joint image-text embedding and frozen, as the papers' char-CNN-RNN is.
 - Conditioning augmentation (StackGAN): the embedding gives mu and sigma of a Gaussian over the
   condition c = mu + sigma * eps, with KL(N(mu, sigma^2) || N(0, I)) added to G's loss
-  (:meth:`TextGenerator.condition_kl`). Here eps is part of the latent (the last ``c_dim``
+  (``TextGenerator(z, tokens, with_kl=True)``). Here eps is part of the latent (the last ``c_dim``
   entries of z), so a latent and a caption always give the same image.
 - G: [z, c] through the DCGAN generator; D: the DCGAN discriminator's convolutions to 4x4
   (with spectral norm instead of batch norm by default),
@@ -76,17 +76,20 @@ class TextGenerator(Generator):
         mu, logvar = self.augment(self.text(tokens)).chunk(2, dim=1)
         return mu, logvar.clamp(-10, 10)
 
-    def condition_kl(self, tokens: Tensor) -> Tensor:
-        """KL(N(mu, sigma^2) || N(0, I)) of the captions' conditions per dimension, averaged over
-        dimensions and examples as StackGAN's code does (a sum over dimensions weighs it c_dim times
-        more, and at weight 1 that pushed every condition to the prior: G ignored the text)."""
-        mu, logvar = self._condition(tokens)
-        return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).mean()
+    def forward(self, z: Tensor, tokens: Tensor, with_kl: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Images; with ``with_kl`` also conditioning augmentation's KL(N(mu, sigma^2) || N(0, I)).
 
-    def forward(self, z: Tensor, tokens: Tensor) -> Tensor:
+        The KL is per dimension, averaged over dimensions and examples as StackGAN's code does (a
+        sum over dimensions weighs it c_dim times more, and at weight 1 that pushed every condition
+        to the prior: G ignored the text). It comes out of the forward pass, not a second call, so
+        that under DDP its gradients go through G's wrapper and are all-reduced with the rest.
+        """
         noise, eps = z[:, : -self.c_dim], z[:, -self.c_dim :]
         mu, logvar = self._condition(tokens)
-        return self.net(torch.cat([noise, mu + (0.5 * logvar).exp() * eps], dim=1))
+        images = self.net(torch.cat([noise, mu + (0.5 * logvar).exp() * eps], dim=1))
+        if not with_kl:
+            return images
+        return images, 0.5 * (mu.square() + logvar.exp() - 1 - logvar).mean()
 
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Latents [N, latent_dim] and captions [N, L] (word indices) -> images; random captions without."""

@@ -190,11 +190,15 @@ class GANStep(Step):
         return LossOutput(loss, stats)
 
     def g_loss(self, batch: Batch) -> LossOutput:
-        fake, cond = self._fakes(batch)
+        condition_kl = isinstance(self.modules["G"], TextConditional) and self.cfg.ca_kl_weight > 0
+        if condition_kl:  # the KL from G's own forward pass, through its DDP wrapper
+            cond = (batch[self.label_key],)
+            fake, kl = self.nets["G"](self.modules["G"].latents(len(batch)), *cond, with_kl=True)
+        else:
+            fake, cond = self._fakes(batch)
         loss = self.g_loss_fn(self.nets["D"](fake, *cond).float())
         stats: dict[str, Tensor | float] = {"diversity": batch_diversity(fake, batch[self.real_key])}
-        if isinstance(self.modules["G"], TextConditional) and self.cfg.ca_kl_weight > 0:
-            kl = self.modules["G"].condition_kl(cond[0])
+        if condition_kl:
             loss = loss + self.cfg.ca_kl_weight * kl
             stats["condition_kl"] = kl.detach()
         if self.cfg.ortho_weight > 0:
@@ -277,9 +281,6 @@ def build_gan_step(cfg: GANObjectiveConfig, modules: dict[str, nn.Module], spec:
     if cfg.pl_weight > 0 and not isinstance(modules["G"], StyleBased):
         raise ConfigError(f"objective.pl_weight > 0 regularises a style-based generator's mapping; this "
                           f"{type(modules['G']).__name__} has none: use model.name=stylegan or set pl_weight=0")
-    if isinstance(modules["G"], TextConditional) and cfg.ca_kl_weight > 0 and world_size() > 1:
-        raise ConfigError("a text-conditioned G's conditioning-augmentation KL is not supported under torchrun yet; "
-                          "train in one process or set objective.ca_kl_weight=0")
     if cfg.pl_weight > 0 and world_size() > 1:
         raise ConfigError("objective.pl_weight > 0 is not supported under torchrun yet (its gradients would bypass "
                           "DDP's all-reduce); train in one process or set objective.pl_weight=0")
