@@ -7,12 +7,13 @@ For each thread count:
 2. the 784-400-20 VAE and DCGAN-28 (configs/vae_mnist.yaml, configs/dcgan_mnist.yaml): one
    training step as genlab's loop runs it (the step's phases, fused Adam), in fp32 and bf16
    autocast; FLOPs per step counted by torch.utils.flop_counter, so GFLOP/s and the fraction of
-   the peak follow; the VAE's seconds per 60,000-image epoch;
+   the peak follow; the VAE's seconds per 60,000-image epoch, and the epoch's floor: its FLOPs
+   at the matmul peak; "auto" is the precision train.precision=auto's rule picks from these times;
 3. switches on DCGAN-28, each alone: channels_last memory format, Adam's for-loop and foreach
    implementations against the fused one;
 4. a plain loop (unless --skip-plain): what a newcomer writes from the common examples,
    torchvision's ToTensor + Normalize per sample through a DataLoader, plain Adam, the same DCGAN,
-   timed in the same run: genlab's images/s over it.
+   timed in the same run: genlab's images/s over it, in fp32 and in the precision auto picks.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from genlab.config import load_config
 from genlab.data import load_dataset
 from genlab.training.loop import _training_only, build_step
+from genlab.training.precision import choose
 from matmul_cpu import gflops as matmul_gflops  # benchmarks/matmul_cpu.py: the same timing of the peak
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,18 +155,22 @@ def main() -> None:
         torch.set_num_threads(threads)
         peak = {p: matmul_gflops(1024, 1024, 1024, d) for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
         print(f"\n== {threads} thread(s): matmul peak fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
-        print("| model | precision | ms/step | images/s | GFLOP/s | of peak | s/epoch |")
-        print("|---|---|---|---|---|---|---|")
+        print("| model | precision | ms/step | images/s | GFLOP/s | of peak | s/epoch | s/epoch at peak |")
+        print("|---|---|---|---|---|---|---|---|")
+        step_seconds = {}
         for name in ("vae", "dcgan"):
             trainer = Trainer(name, args.data_root)
             flops = flops_per_step(trainer)
             for precision in ("fp32", "bf16"):
-                seconds = time_steps(trainer, args.steps, precision=precision)
+                seconds = step_seconds[name, precision] = time_steps(trainer, args.steps, precision=precision)
                 images = BATCH[name] / seconds
                 gflops = flops / seconds / 1e9
-                epoch = 60_000 / images
+                steps_per_epoch = 60_000 / BATCH[name]
                 print(f"| {name} | {precision} | {seconds * 1e3:.2f} | {images:.0f} | {gflops:.0f} | "
-                      f"{gflops / peak[precision]:.0%} | {epoch:.2f} |")
+                      f"{gflops / peak[precision]:.0%} | {seconds * steps_per_epoch:.2f} | "
+                      f"{flops * steps_per_epoch / (peak[precision] * 1e9):.2f} |")
+            picked = choose({p: step_seconds[name, p] for p in ("fp32", "bf16")})
+            print(f"| {name} | auto picks {picked} | {step_seconds[name, picked] * 1e3:.2f} | {BATCH[name] / step_seconds[name, picked]:.0f} | | | | |")
         trainer = Trainer("dcgan", args.data_root)
         base = time_steps(trainer, args.steps)
         cl = time_steps(trainer, args.steps, memory_format=torch.channels_last)
@@ -181,7 +187,10 @@ def main() -> None:
         if not args.skip_plain:
             plain = plain_dcgan_images_per_sec(args.data_root, args.steps)
             ours = BATCH["dcgan"] / base
-            print(f"dcgan-28 images/s: genlab {ours:.0f}, plain loop {plain:.0f}: {ours / plain:.2f}x")
+            picked = choose({p: step_seconds["dcgan", p] for p in ("fp32", "bf16")})
+            auto = BATCH["dcgan"] / step_seconds["dcgan", picked]
+            print(f"dcgan-28 images/s: plain loop {plain:.0f}; genlab fp32 {ours:.0f} ({ours / plain:.2f}x), "
+                  f"genlab auto ({picked}) {auto:.0f} ({auto / plain:.2f}x)")
 
 
 if __name__ == "__main__":
