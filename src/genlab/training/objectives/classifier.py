@@ -13,35 +13,21 @@ from typing import ClassVar
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.config import NON_NEGATIVE, POSITIVE, PROBABILITY, ObjectiveConfig, Range, TrainConfig
+from genlab.config import TrainConfig
 from genlab.data.base import Batch, Spec, class_field, describe
 from genlab.errors import ConfigError
-from genlab.images import Grid
 from genlab.registry import register_objective
-from genlab.training.optim import adam
-from genlab.training.step import Export, LossOutput, Phase, Step
+from genlab.training.objectives.single import AdamObjectiveConfig, SingleNetworkStep
+from genlab.training.step import LossOutput
 
 
 @dataclass
-class ClassifierObjectiveConfig(ObjectiveConfig):
+class ClassifierObjectiveConfig(AdamObjectiveConfig):
     name: str = "classifier"
     family: ClassVar[str] = "classifier"
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    bounds: ClassVar[dict[str, Range]] = {"lr": POSITIVE, "betas": PROBABILITY, "weight_decay": NON_NEGATIVE}
 
 
-class ClassifierStep(Step):
-    export = Export("classifier", "classifier")
-
-    def __init__(self, cfg: ClassifierObjectiveConfig, classifier: nn.Module) -> None:
-        self.modules = {"classifier": classifier}
-        self.optimizers = {"classifier": adam(classifier.parameters(), cfg.lr, cfg.betas, cfg.weight_decay)}
-
-    def phases(self) -> list[Phase]:
-        return [Phase("classifier", "classifier", ("classifier",), self.loss)]
-
+class ClassifierStep(SingleNetworkStep):
     def loss(self, batch: Batch) -> LossOutput:
         """Cross-entropy of each head (one per target field), averaged; accuracy per head when there are several."""
         model = self.modules["classifier"]
@@ -52,13 +38,10 @@ class ClassifierStep(Step):
             stats[f"accuracy/{target}" if len(heads) > 1 else "accuracy"] = (logits.argmax(1) == batch[target]).float().mean().detach()
         return LossOutput(sum(losses) / len(losses), stats)
 
-    def snapshots(self, fixed: Batch, seed: int) -> dict[str, Grid]:
-        return {}  # a classifier makes no images; its progress is the logged accuracy
-
 
 @register_objective("classifier", ClassifierObjectiveConfig)
 def build_classifier_step(cfg: ClassifierObjectiveConfig, modules: dict[str, nn.Module], spec: Spec, train: TrainConfig) -> ClassifierStep:
     missing = [t for t in modules["classifier"].targets if class_field(spec, key=t) is None]
     if missing or "image" not in spec:
         raise ConfigError(f"objective 'classifier' needs images and class fields {missing}, the data has {describe(spec)}")
-    return ClassifierStep(cfg, modules["classifier"])
+    return ClassifierStep("classifier", modules["classifier"], cfg)

@@ -13,36 +13,22 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from genlab.config import NON_NEGATIVE, POSITIVE, PROBABILITY, ObjectiveConfig, Range, TrainConfig
+from genlab.config import TrainConfig
 from genlab.data.base import Batch, Image, Spec, Tokens, describe
 from genlab.errors import ConfigError
-from genlab.images import Grid
 from genlab.losses.contrastive import identical_rows, symmetric_info_nce
 from genlab.registry import register_objective
-from genlab.training.optim import adam
-from genlab.training.step import Export, LossOutput, Phase, Step
+from genlab.training.objectives.single import AdamObjectiveConfig, SingleNetworkStep
+from genlab.training.step import LossOutput
 
 
 @dataclass
-class ContrastiveObjectiveConfig(ObjectiveConfig):
+class ContrastiveObjectiveConfig(AdamObjectiveConfig):
     name: str = "contrastive"
     family: ClassVar[str] = "embedding"
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    bounds: ClassVar[dict[str, Range]] = {"lr": POSITIVE, "betas": PROBABILITY, "weight_decay": NON_NEGATIVE}
 
 
-class ContrastiveStep(Step):
-    export = Export("embedding", "embedding")
-
-    def __init__(self, cfg: ContrastiveObjectiveConfig, embedding: nn.Module) -> None:
-        self.modules = {"embedding": embedding}
-        self.optimizers = {"embedding": adam(embedding.parameters(), cfg.lr, cfg.betas, cfg.weight_decay)}
-
-    def phases(self) -> list[Phase]:
-        return [Phase("embedding", "embedding", ("embedding",), self.loss)]
-
+class ContrastiveStep(SingleNetworkStep):
     def loss(self, batch: Batch) -> LossOutput:
         """Symmetric InfoNCE with identical captions as each other's positives; text->image top-1 accuracy."""
         text, images, scale = (t.float() for t in self.nets["embedding"](batch["caption"], batch["image"]))
@@ -52,9 +38,6 @@ class ContrastiveStep(Step):
         return LossOutput(symmetric_info_nce(text, images, scale, positives),
                           {"text->image top-1": retrieved.float().mean(), "logit_scale": scale.detach()})
 
-    def snapshots(self, fixed: Batch, seed: int) -> dict[str, Grid]:
-        return {}  # an embedding makes no images; its progress is the logged retrieval accuracy
-
 
 @register_objective("contrastive", ContrastiveObjectiveConfig)
 def build_contrastive_step(cfg: ContrastiveObjectiveConfig, modules: dict[str, nn.Module], spec: Spec,
@@ -62,4 +45,4 @@ def build_contrastive_step(cfg: ContrastiveObjectiveConfig, modules: dict[str, n
     if not (isinstance(spec.get("image"), Image) and isinstance(spec.get("caption"), Tokens)):
         raise ConfigError(f"objective 'contrastive' needs image and caption fields (data name captioned), the data "
                           f"has {describe(spec)}")
-    return ContrastiveStep(cfg, modules["embedding"])
+    return ContrastiveStep("embedding", modules["embedding"], cfg)
