@@ -143,6 +143,10 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
     def run_iteration(precision: str, images_before: int) -> int:
         """One iteration: every phase, with its repeats. Returns the real images it drew (all processes)."""
         drawn, batch = 0, None
+
+        def where() -> str:  # for the divergence messages only
+            return f"at iteration {iteration} ({(images_before + drawn) / 1000:.1f} kimg)"
+
         for phase in phases:
             optimizer = step.optimizers[phase.optimizer]
             with _training_only(step, phase, wrapped):
@@ -150,16 +154,15 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
                     if not phase.reuse_batch or batch is None:
                         batch = next(stream)
                         drawn += len(batch) * dist.world_size
-                    where = f"at iteration {iteration} ({(images_before + drawn) / 1000:.1f} kimg)"
                     optimizer.zero_grad(set_to_none=True)
                     with autocasts[precision]:
                         out = phase.loss(batch)
                     if not torch.isfinite(out.loss):
-                        raise TrainingDiverged(f"{phase.name} loss became {out.loss.item()} {where}{_bad_fields(batch)}")
+                        raise TrainingDiverged(f"{phase.name} loss became {out.loss.item()} {where()}{_bad_fields(batch)}")
                     out.loss.backward()
                     grad_norm = torch.nn.utils.clip_grad_norm_(params[phase.name], tc.grad_clip if tc.grad_clip > 0 else math.inf)
                     if not torch.isfinite(grad_norm):  # checked before the step, so the weights stay finite
-                        raise TrainingDiverged(f"{phase.name} gradient norm became {grad_norm.item()} {where} while its loss "
+                        raise TrainingDiverged(f"{phase.name} gradient norm became {grad_norm.item()} {where()} while its loss "
                                                f"was finite ({out.loss.item():.4g}); first in {_bad_gradient(step.modules)}"
                                                f"{_bad_fields(batch)}")
                     optimizer.step()
