@@ -17,6 +17,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from genlab.errors import ConfigError
 from genlab.models.protocols import normal_latents
 
 REG_COVAR = 1e-5  # added to each covariance's diagonal: keeps a component over near-duplicate codes positive definite
@@ -38,7 +39,8 @@ class GaussianMixturePrior(nn.Module):
         from sklearn.mixture import GaussianMixture  # imported here: only fitting needs scikit-learn
 
         if codes.shape[0] < self.means.shape[0]:
-            raise ValueError(f"a {self.means.shape[0]}-component prior needs at least as many codes, got {codes.shape[0]}")
+            raise ConfigError(f"model.prior_components={self.means.shape[0]} needs at least as many training images to fit "
+                              f"to, the data has {codes.shape[0]}: lower model.prior_components or use more data")
         mixture = GaussianMixture(self.means.shape[0], covariance_type="full", reg_covar=REG_COVAR, random_state=seed)
         mixture.fit(codes.detach().double().cpu().numpy())
         to = dict(dtype=self.means.dtype, device=self.means.device)
