@@ -32,6 +32,7 @@ from genlab.config import ModelConfig, Range, at_least
 from genlab.data.base import Image, Spec, TensorDataset, Tokens, image_field
 from genlab.data.captions import MAX_WORDS, VOCABULARY, random_attributes, captions, tokenize
 from genlab.errors import ConfigError
+from genlab.losses.vae import kl_divergence
 from genlab.models.dcgan import BASE_SIDE, DCGANDiscriminator, DCGANGenerator
 from genlab.models.layers import Generator, maybe_sn
 from genlab.models.protocols import normal_latents
@@ -89,7 +90,7 @@ class TextGenerator(Generator):
         images = self.net(torch.cat([noise, mu + (0.5 * logvar).exp() * eps], dim=1))
         if not with_kl:
             return images
-        return images, 0.5 * (mu.square() + logvar.exp() - 1 - logvar).mean()
+        return images, kl_divergence(mu, logvar).mean() / self.c_dim
 
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Latents [N, latent_dim] and captions [N, L] (word indices) -> images; random captions without."""

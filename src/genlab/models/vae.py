@@ -26,7 +26,7 @@ from genlab.data.base import Classes, Image, Spec, TensorDataset, image_field, n
 from genlab.errors import ConfigError
 from genlab.losses.vae import log_standard_normal
 from genlab.models.priors import GaussianMixturePrior
-from genlab.models.protocols import check_labels, normal_latents
+from genlab.models.protocols import check_labels, eval_mode, normal_latents
 from genlab.registry import register_model
 
 
@@ -108,7 +108,6 @@ class VAE(nn.Module):
         """log p(z) under the prior :meth:`latents` samples. z: [..., D] -> [...]."""
         return self.fitted_prior.log_prob(z) if self.fitted_prior is not None else log_standard_normal(z)
 
-    @torch.no_grad()
     def fit_to_data(self, data: TensorDataset, batch_size: int = 1000) -> None:
         """Fit the ex-post prior to the aggregate posterior, one draw z ~ q(z|x) per image of (at most
         ``PRIOR_FIT_IMAGES`` of) ``data``; nothing without a prior. The training loop calls this
@@ -121,16 +120,15 @@ class VAE(nn.Module):
         """
         if self.prior is None:
             return
-        image_key, was_training = sample_field(data.spec), self.training
-        device, generator = next(self.parameters()).device, torch.Generator().manual_seed(0)
+        image_key, device = sample_field(data.spec), next(self.parameters()).device
+        generator = torch.Generator().manual_seed(0)
         chosen = torch.randperm(len(data), generator=generator)[:PRIOR_FIT_IMAGES]
-        self.eval()
         codes = []
-        for index in chosen.split(batch_size):
-            batch = data.batch(index, device)
-            mu, logvar = self.encode(batch[image_key], batch["label"] if self.num_classes else None)
-            codes.append(mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator).to(mu))
-        self.train(was_training)
+        with eval_mode(self):
+            for index in chosen.split(batch_size):
+                batch = data.batch(index, device)
+                mu, logvar = self.encode(batch[image_key], batch["label"] if self.num_classes else None)
+                codes.append(mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator).to(mu))
         self.prior.fit(torch.cat(codes).float())
 
     @torch.no_grad()
