@@ -180,3 +180,22 @@ def test_a_text_gan_with_conditioning_augmentation_trains_under_torchrun(tmp_pat
     assert done.returncode == 0, done.stderr[-3000:]
     records = (tmp_path / "runs" / "00000-text" / "stats.jsonl").read_text().splitlines()
     assert records and '"G/condition_kl"' in records[-1]
+
+
+@pytest.mark.slow
+def test_a_stylegan_with_path_length_regularisation_trains_under_torchrun(tmp_path):
+    """The path lengths come out of G's forward pass, through its DDP wrapper, so two processes
+    train a style-based G with the penalty (it was refused before); the target a is shared."""
+    config = {
+        "name": "pl",
+        "data": {"name": "color_sprites", "image_size": 16, "n_train": 64, "n_test": 8},
+        "model": {"name": "stylegan", "latent_dim": 8, "w_dim": 8, "mapping_layers": 1, "g_channels": 4,
+                  "d_channels": 4, "max_channels": 8},
+        "objective": {"name": "gan", "pl_weight": 2.0, "pl_every": 2, "betas": [0.0, 0.99]},
+        "train": train_section(tmp_path / "runs", kimg=0.032, batch_size=8),
+    }
+    done = torchrun_train(config, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "00000-pl"
+    assert '"G/path_length"' in (run_dir / "stats.jsonl").read_text()
+    assert ckpt.load_training_state(ckpt.latest_checkpoint(run_dir))["step"]["pl_mean"] > 0

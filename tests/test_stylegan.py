@@ -114,6 +114,22 @@ def test_path_lengths_match_the_jacobian_by_hand():
     assert torch.allclose(path_lengths(images, ws, noise), expected, atol=1e-5)
 
 
+def test_the_forward_pass_returns_path_lengths_that_train_mapping_and_synthesis():
+    """G(z, with_path_lengths=True) is G(z) plus each fake's path length at its own ws, differentiable
+    into both networks (the penalty trains them through G's DDP wrapper under torchrun)."""
+    G = tiny()["G"].train()
+    z = torch.randn(4, 8)
+    torch.manual_seed(1)
+    images = G(z)
+    torch.manual_seed(1)
+    same, lengths = G(z, with_path_lengths=True)
+    assert torch.equal(images, same)
+    assert lengths.shape == (4,) and bool((lengths > 0).all())
+    (lengths - 1).square().mean().backward()
+    for part in (G.mapping_net, G.convs):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
+
+
 def test_path_length_regularisation_needs_a_style_based_generator(tmp_path):
     import genlab
     from genlab.config import config_from_dict

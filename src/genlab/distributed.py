@@ -78,6 +78,16 @@ def broadcast_object(obj):
     return box[0]
 
 
+def mean_over_ranks(value: float) -> float:
+    """The mean of ``value`` over the ranks, on every rank (e.g. a moving average's update, so that every
+    rank keeps the same state and a checkpoint of rank 0 resumes all of them)."""
+    if not dist.is_initialized():
+        return value
+    tensor = torch.tensor([float(value)], dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(tensor)
+    return float(tensor.item()) / dist.get_world_size()
+
+
 def any_rank(flag: bool) -> bool:
     """True on every rank when ``flag`` is true on at least one (e.g. a stop signal)."""
     if not dist.is_initialized():

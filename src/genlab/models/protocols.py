@@ -96,7 +96,8 @@ class TextConditional(Protocol):
 
 @runtime_checkable
 class StyleBased(Protocol):
-    """A style-based generator (StyleGAN): z -> w by ``mapping``, then ``synthesis`` of one w per layer."""
+    """A style-based generator (StyleGAN): z -> w by ``mapping``, then ``synthesis`` of one w per layer;
+    ``G(z, with_path_lengths=True)`` returns the images and their path lengths [N] (StyleGAN2's regulariser)."""
 
     num_ws: int
     w_dim: int

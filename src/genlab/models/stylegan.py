@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from genlab.config import PROBABILITY, ModelConfig, Range, at_least
 from genlab.data.base import Image, Spec, image_field
 from genlab.errors import ConfigError
+from genlab.losses.gan import path_lengths
 from genlab.models.layers import SQRT2, EqualConv2d, EqualLinear, Generator, channel_widths
 from genlab.registry import register_model
 
@@ -157,7 +158,14 @@ class StyleGenerator(Generator):
         ws[:, crossover:] = self.truncate(self.mapping(z_b), psi)[:, None]
         return self.synthesis(ws)
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, with_path_lengths: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Images; with ``with_path_lengths`` also each image's path length ||J_w^T y|| (StyleGAN2's
+        regulariser, :func:`genlab.losses.gan.path_lengths`) at its own ws, [N].
+
+        The lengths come out of the forward pass, not a second call through ``mapping`` and
+        ``synthesis``, so that under DDP the penalty's gradients go through G's wrapper and are
+        all-reduced with the rest.
+        """
         w = self.mapping(z)
         if self.training:
             with torch.no_grad():
@@ -169,7 +177,11 @@ class StyleGenerator(Generator):
             w_other = self.mapping(torch.randn_like(z))
             layers = torch.arange(self.num_ws, device=z.device)[None, :, None] >= crossover
             ws = torch.where(mixed[:, None, None] & layers, w_other[:, None], ws)
-        return self.synthesis(ws)
+        images = self.synthesis(ws)
+        if not with_path_lengths:
+            return images
+        noise = torch.randn_like(images) / (images.shape[2] * images.shape[3]) ** 0.5
+        return images, path_lengths(images, ws, noise)
 
 
 # ----------------------------------------------------------------------------- discriminator

@@ -25,7 +25,7 @@ from genlab.errors import ConfigError
 from genlab.images import Grid
 from genlab.losses import gan as L
 from genlab.models.layers import Generator
-from genlab.distributed import world_size
+from genlab.distributed import mean_over_ranks
 from genlab.models.protocols import StyleBased, TextConditional, eval_mode, is_conditional
 from genlab.registry import register_objective
 from genlab.training.health import GANHealth
@@ -63,7 +63,7 @@ class GANObjectiveConfig(ObjectiveConfig):
     r1_weight: float = 0.0  # gamma of the R1 penalty on real data (any loss); 0 disables
     r1_every: int = 1  # lazy regularisation (Karras et al. 2020): R1 on every r1_every-th D step, weighted by it
     pl_weight: float = 0.0  # StyleGAN2's path-length regularisation of a style-based G (2 in the paper); 0 disables
-    pl_every: int = 4  # lazy: on every pl_every-th G step, weighted by it
+    pl_every: int = 4  # lazy: on every pl_every-th G step (over that step's fakes), weighted by it
     pl_decay: float = 0.01  # moving-average rate of the target path length
     ema_decay: float = 0.999  # per G update; 0 exports G itself instead of an EMA copy
     ortho_weight: float = 0.0  # BigGAN's orthogonal regularisation of G's weights (1e-4 in the paper); 0 disables
@@ -191,9 +191,14 @@ class GANStep(Step):
 
     def g_loss(self, batch: Batch) -> LossOutput:
         condition_kl = isinstance(self.modules["G"], TextConditional) and self.cfg.ca_kl_weight > 0
-        if condition_kl:  # the KL from G's own forward pass, through its DDP wrapper
+        path_length_now = self.cfg.pl_weight > 0 and self.g_updates % self.cfg.pl_every == 0
+        # Either regulariser's term comes out of G's own forward pass, through its DDP wrapper.
+        if condition_kl:
             cond = (batch[self.label_key],)
             fake, kl = self.nets["G"](self.modules["G"].latents(len(batch)), *cond, with_kl=True)
+        elif path_length_now:
+            cond = ()
+            fake, lengths = self.nets["G"](self.modules["G"].latents(len(batch)), with_path_lengths=True)
         else:
             fake, cond = self._fakes(batch)
         loss = self.g_loss_fn(self.nets["D"](fake, *cond).float())
@@ -205,24 +210,19 @@ class GANStep(Step):
             ortho = L.orthogonal_penalty(self.modules["G"])
             loss = loss + self.cfg.ortho_weight * ortho
             stats["ortho"] = ortho.detach()
-        if self.cfg.pl_weight > 0 and self.g_updates % self.cfg.pl_every == 0:
-            penalty, stats["path_length"] = self._path_length_penalty(len(batch))
+        if path_length_now:
+            penalty, stats["path_length"] = self._path_length_penalty(lengths)
             loss = loss + self.cfg.pl_weight * self.cfg.pl_every * penalty
         self.g_updates += 1
         return LossOutput(loss, stats)
 
-    def _path_length_penalty(self, batch_size: int) -> tuple[Tensor, float]:
-        """(|J_w^T y| - a)^2 on half a batch of fresh latents, a the moving mean of the path lengths.
+    def _path_length_penalty(self, lengths: Tensor) -> tuple[Tensor, float]:
+        """(|J_w^T y| - a)^2 over the G step's own fakes, a the moving mean of the path lengths; and their mean.
 
-        Runs through the unwrapped G (it needs ``mapping`` and ``synthesis``); the builder refuses it
-        under DDP, where those gradients would bypass the all-reduce.
+        The moving mean follows the mean over every process's fakes, so all processes of a torchrun
+        keep the same ``a`` and rank 0's checkpoint resumes each of them exactly.
         """
-        G = self.modules["G"]
-        ws = G.broadcast(G.mapping(G.latents(max(1, batch_size // 2))))
-        images = G.synthesis(ws)
-        noise = torch.randn_like(images) / (images.shape[2] * images.shape[3]) ** 0.5
-        lengths = L.path_lengths(images, ws, noise)
-        mean = lengths.mean().item()
+        mean = mean_over_ranks(lengths.mean().item())
         self.pl_mean += self.cfg.pl_decay * (mean - self.pl_mean)
         return (lengths - self.pl_mean).square().mean(), mean
 
@@ -281,7 +281,4 @@ def build_gan_step(cfg: GANObjectiveConfig, modules: dict[str, nn.Module], spec:
     if cfg.pl_weight > 0 and not isinstance(modules["G"], StyleBased):
         raise ConfigError(f"objective.pl_weight > 0 regularises a style-based generator's mapping; this "
                           f"{type(modules['G']).__name__} has none: use model.name=stylegan or set pl_weight=0")
-    if cfg.pl_weight > 0 and world_size() > 1:
-        raise ConfigError("objective.pl_weight > 0 is not supported under torchrun yet (its gradients would bypass "
-                          "DDP's all-reduce); train in one process or set objective.pl_weight=0")
     return GANStep(cfg, modules["G"], modules["D"], sample_field(spec))
