@@ -34,8 +34,7 @@ from genlab.data.base import TensorDataset
 from genlab.data.captions import ATTRIBUTES, random_attributes
 from genlab.losses.contrastive import identical_rows
 from genlab.metrics import fid
-from genlab.metrics.captions import attribute_accuracy, caption_accuracy, predicted_attributes
-from genlab.models.protocols import eval_mode
+from genlab.metrics.captions import attribute_accuracy, caption_accuracy, classifier_features, predicted_attributes
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["train.progress_bar=false", "train.tensorboard=false"]
@@ -114,14 +113,10 @@ def main() -> None:
         print(f"| {name} | {accuracy[name]:.3f} | {ignoring[name]:.3f} | "
               f"{chance.get(name, float('nan')):.3f} |")
 
-    def feats(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), eval_mode(judge):
-            return torch.cat([judge.features(chunk) for chunk in x.split(500)]).double()
-
-    real_features = feats(real["image"])
+    real_features = classifier_features(judge, real["image"])
     half = len(real_features) // 2
     print(f"\nFID in the attribute classifier's features: samples vs {len(test)} real test sprites "
-          f"{fid.fid(feats(images), real_features)['fid']:.2f}; real half vs half {fid.fid(real_features[:half], real_features[half:])['fid']:.2f}")
+          f"{fid.fid(classifier_features(judge, images), real_features)['fid']:.2f}; real half vs half {fid.fid(real_features[:half], real_features[half:])['fid']:.2f}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,14 @@ def predicted_attributes(classifier: nn.Module, images: Tensor, batch_size: int 
     return torch.cat(chunks)
 
 
+@torch.no_grad()
+def classifier_features(classifier: nn.Module, images: Tensor, batch_size: int = 500) -> Tensor:
+    """Images [N, C, H, W] in [-1, 1] -> the classifier's penultimate features, float64 [N, feature_dim]:
+    the in-domain feature space for FID on sprites (Inception's does not know them)."""
+    with eval_mode(classifier):
+        return torch.cat([classifier.features(chunk) for chunk in images.split(batch_size)]).double()
+
+
 def attribute_accuracy(predicted: Tensor, expected: Tensor) -> dict[str, float]:
     """Per-attribute accuracy of predicted against expected indices, both [N, len(ATTRIBUTES)], and
     ``all``: the fraction of images right in every attribute."""
