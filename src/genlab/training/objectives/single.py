@@ -1,5 +1,6 @@
-"""What the objectives of one network share (the classifier, the text-image embedding): one Adam
-optimiser, one phase that trains the network, the network as the export, no image snapshots."""
+"""What the objectives of one network share (the VAE, the classifier, the text-image embedding): one
+Adam optimiser, one phase that trains the network, the network as the export; no image snapshots
+unless the step draws some (the VAE's)."""
 
 from __future__ import annotations
 

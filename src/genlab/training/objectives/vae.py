@@ -1,5 +1,5 @@
 """The VAE family's step: one phase that maximises the (beta-weighted) ELBO, conditioned
-on the class label for a CVAE."""
+on the class label for a CVAE; a single network trained by Adam like the classifier's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import torch
 
-from genlab.config import NON_NEGATIVE, POSITIVE, PROBABILITY, ObjectiveConfig, Range, TrainConfig
+from genlab.config import NON_NEGATIVE, Range, TrainConfig
 from genlab.data.base import Batch, Spec, sample_field
 from genlab.images import Grid
 from genlab.latent.traverse import traversal_grid
@@ -16,33 +16,24 @@ from genlab.losses.vae import decoder_log_likelihood, elbo, kl_divergence
 from genlab.models.protocols import eval_mode, is_conditional
 from genlab.models.vae import VAE
 from genlab.registry import register_objective
+from genlab.training.objectives.single import AdamObjectiveConfig, SingleNetworkStep
 from genlab.training.objectives.snapshots import class_grid
-from genlab.training.optim import adam
-from genlab.training.step import Export, LossOutput, Phase, Step
+from genlab.training.step import LossOutput
 
 
 @dataclass
-class VAEObjectiveConfig(ObjectiveConfig):
+class VAEObjectiveConfig(AdamObjectiveConfig):
     name: str = "vae"
     family: ClassVar[str] = "vae"
     beta: float = 1.0  # weight of the KL term; 1 is the ELBO, > 1 is beta-VAE
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    bounds: ClassVar[dict[str, Range]] = {"beta": NON_NEGATIVE, "lr": POSITIVE, "betas": PROBABILITY, "weight_decay": NON_NEGATIVE}
+    bounds: ClassVar[dict[str, Range]] = {**AdamObjectiveConfig.bounds, "beta": NON_NEGATIVE}
 
 
-class VAEStep(Step):
-    export = Export("vae", "vae")
-
+class VAEStep(SingleNetworkStep):
     def __init__(self, cfg: VAEObjectiveConfig, vae: VAE, image_key: str) -> None:
+        super().__init__("vae", vae, cfg)
         self.cfg, self.image_key = cfg, image_key
         self.label_key = "label" if is_conditional(vae) else None
-        self.modules = {"vae": vae}
-        self.optimizers = {"vae": adam(vae.parameters(), cfg.lr, cfg.betas, cfg.weight_decay)}
-
-    def phases(self) -> list[Phase]:
-        return [Phase("vae", "vae", ("vae",), self.loss)]
 
     def _labels(self, batch: Batch) -> torch.Tensor | None:
         return batch[self.label_key] if self.label_key else None
