@@ -57,6 +57,30 @@ def test_stopped_and_resumed_run_is_bitwise_identical_to_an_uninterrupted_one(tm
     assert state_a["images_seen"] == state_b["images_seen"] == 1024
 
 
+def test_channels_last_runs_resume_bitwise_and_keep_their_layout(tmp_path):
+    """train.memory_format=channels_last: conv weights and image batches in NHWC, checkpoints as ever."""
+    def config(out_dir):
+        return config_from_dict({
+            "name": "tiny-gan", "data": {"name": "sprites", "image_size": 28, "n_train": 512, "n_test": 64},
+            "model": {"name": "dcgan", "latent_dim": 8, "g_channels": 8, "d_channels": 8, "d_norm": "none"},
+            "objective": {"name": "gan", "ema_decay": 0.9, "r1_weight": 1.0, "r1_every": 2},
+            "train": {"kimg": 0.512, "batch_size": 32, "out_dir": str(out_dir), "memory_format": "channels_last",
+                      "log_every_kimg": 0.128, "snapshot_every_kimg": 0, "checkpoint_every_kimg": 0.256,
+                      "progress_bar": False, "tensorboard": False},
+        })
+
+    straight = genlab.train(config(tmp_path / "a"))
+    stopped = genlab.train(config(tmp_path / "b"), stop_after_kimg=0.2)
+    genlab.train(resume=stopped)
+    (weights_a, state_a), (weights_b, state_b) = final_state(straight), final_state(stopped)
+    assert state_a["images_seen"] == state_b["images_seen"] == 512
+    for key in weights_a:
+        assert torch.equal(weights_a[key], weights_b[key]), key
+    step = genlab.load_step(stopped)
+    convs = [m.weight for m in step.modules["D"].modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in convs)
+
+
 def test_run_folder_describes_itself(tmp_path):
     run_dir = genlab.train(sprites_config(tmp_path, kimg=0.256, keep_checkpoints=2))
     assert run_dir.name == "00000-tiny"

@@ -7,6 +7,9 @@ import torch
 from genlab.data.base import Batch, TensorDataset
 from genlab.errors import ConfigError
 
+# train.memory_format -> the torch layout of conv weights and image batches.
+MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
 
 class BatchStream:
     """Yields ``Batch``es forever, one shuffled epoch after another.
@@ -14,11 +17,13 @@ class BatchStream:
     Epoch ``e``'s order is a permutation drawn from ``(seed, e)`` alone, and under DDP each
     rank takes a disjoint stride of it, so the position ``(epoch, index)`` is the whole
     state: saving it is enough to resume the exact same batches. The last partial batch
-    of an epoch is dropped so every step sees ``batch_size`` examples.
+    of an epoch is dropped so every step sees ``batch_size`` examples. Image-shaped (4-D) fields
+    come in ``memory_format``.
     """
 
     def __init__(
-        self, data: TensorDataset, batch_size: int, seed: int, device: torch.device, rank: int = 0, world_size: int = 1
+        self, data: TensorDataset, batch_size: int, seed: int, device: torch.device, rank: int = 0, world_size: int = 1,
+        memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
         self.per_rank = len(data) // world_size
         if self.per_rank < batch_size:
@@ -28,6 +33,7 @@ class BatchStream:
             )
         self.data, self.batch_size, self.seed = data, batch_size, seed
         self.device, self.rank, self.world_size = device, rank, world_size
+        self.memory_format = memory_format
         self.epoch, self.index = 0, 0
         self._order = self._epoch_order()
 
@@ -45,7 +51,10 @@ class BatchStream:
             self._order = self._epoch_order()
         idx = self._order[self.index : self.index + self.batch_size]
         self.index += self.batch_size
-        return self.data.batch(idx, self.device)
+        batch = self.data.batch(idx, self.device)
+        if self.memory_format == torch.contiguous_format:
+            return batch
+        return Batch({k: v.contiguous(memory_format=self.memory_format) if v.dim() == 4 else v for k, v in batch.items()})
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "index": self.index}

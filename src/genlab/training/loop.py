@@ -38,7 +38,7 @@ from genlab.models.protocols import DataInitialised, FittedToData, Progressive
 from genlab.registry import OBJECTIVES
 from genlab.training import checkpoint as ckpt
 from genlab.training import precision as precision_probe
-from genlab.training.batches import BatchStream
+from genlab.training.batches import MEMORY_FORMATS, BatchStream
 from genlab.training.progress import progress_strip
 from genlab.training.run import create_run_dir, read_run, write_run_files
 from genlab.training.schedules import lr_factor
@@ -62,7 +62,10 @@ def build_step(config: Config, spec: Spec, device: torch.device, data: TensorDat
     for module in modules.values():
         if data is not None and isinstance(module, DataInitialised):
             module.init_from_data(data)
-    modules = {name: m.to(device) for name, m in modules.items()}
+    # channels_last (NHWC) lets oneDNN and cuDNN skip layout conversions around each convolution; it changes
+    # no result beyond float rounding. Module.to converts only 4-D tensors, so MLPs are unaffected.
+    layout = MEMORY_FORMATS[config.train.memory_format]
+    modules = {name: m.to(device, memory_format=layout) for name, m in modules.items()}
     return OBJECTIVES.get(config.objective.name).builder(config.objective, modules, spec, config.train)
 
 
@@ -99,7 +102,8 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
     step = build_step(config, data.spec, device, data=None if resume is not None else data)
     phases = step.phases()
     schedules = _schedules(config, step)
-    stream = BatchStream(data, tc.batch_size, tc.seed, device, dist.rank, dist.world_size)
+    stream = BatchStream(data, tc.batch_size, tc.seed, device, dist.rank, dist.world_size,
+                         MEMORY_FORMATS[tc.memory_format])
     fixed = data.batch(slice(0, SNAPSHOT_SIZE), device)
 
     def restore(checkpoint: Path) -> dict:
