@@ -30,7 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from genlab.config import load_config
 from genlab.data import load_dataset
-from genlab.training.batches import MEMORY_FORMATS
+from genlab.training.batches import MEMORY_FORMATS, in_layout
 from genlab.training.loop import _training_only, build_step
 from genlab.training.precision import choose
 from matmul_cpu import gflops as matmul_gflops  # benchmarks/matmul_cpu.py: the same timing of the peak
@@ -60,9 +60,7 @@ class Trainer:
             self.position = 0
         index = self.order[self.position : self.position + n]
         self.position += n
-        batch = self.data.batch(index, "cpu")
-        layout = MEMORY_FORMATS[self.config.train.memory_format]  # as BatchStream lays batches out
-        return type(batch)({k: v.contiguous(memory_format=layout) if v.dim() == 4 else v for k, v in batch.items()})
+        return in_layout(self.data.batch(index, "cpu"), MEMORY_FORMATS[self.config.train.memory_format])
 
     def run(self, precision: str = "fp32") -> None:
         batch = None

@@ -21,7 +21,7 @@ from genlab.models import build_modules, examples
 from genlab.models.protocols import Encoder, LatentSampler, Translator, is_conditional
 from genlab.registry import MODELS, OBJECTIVES
 from genlab.training import checkpoint as ckpt
-from genlab.training.batches import MEMORY_FORMATS
+from genlab.training.batches import MEMORY_FORMATS, in_layout
 from genlab.training.step import Step
 
 CASES = [pytest.param(name, i, id=f"{name}-{i}") for name in MODELS.names() for i in range(len(examples(name)))]
@@ -77,9 +77,7 @@ def test_every_phase_gives_the_same_loss_and_gradients_in_channels_last(name, va
         step, data = build(name, variant, dropout=False)
         for module in step.modules.values():
             module.to(memory_format=MEMORY_FORMATS[layout])
-        batch = data.batch(slice(0, 8))
-        batch = type(batch)({k: v.contiguous(memory_format=MEMORY_FORMATS[layout]) if v.dim() == 4 else v
-                             for k, v in batch.items()})
+        batch = in_layout(data.batch(slice(0, 8)), MEMORY_FORMATS[layout])
         results[layout] = []
         for phase in step.phases():
             torch.manual_seed(7)

@@ -11,6 +11,13 @@ from genlab.errors import ConfigError
 MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
+def in_layout(batch: Batch, memory_format: torch.memory_format) -> Batch:
+    """``batch`` with its image-shaped (4-D) fields in ``memory_format``; the batch itself when they already are."""
+    if memory_format == torch.contiguous_format:
+        return batch
+    return Batch({k: v.contiguous(memory_format=memory_format) if v.dim() == 4 else v for k, v in batch.items()})
+
+
 class BatchStream:
     """Yields ``Batch``es forever, one shuffled epoch after another.
 
@@ -51,10 +58,7 @@ class BatchStream:
             self._order = self._epoch_order()
         idx = self._order[self.index : self.index + self.batch_size]
         self.index += self.batch_size
-        batch = self.data.batch(idx, self.device)
-        if self.memory_format == torch.contiguous_format:
-            return batch
-        return Batch({k: v.contiguous(memory_format=self.memory_format) if v.dim() == 4 else v for k, v in batch.items()})
+        return in_layout(self.data.batch(idx, self.device), self.memory_format)
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "index": self.index}
