@@ -13,7 +13,7 @@ from genlab.config import config_from_dict, model_config_from_dict
 from genlab.data import load_dataset
 from genlab.data.base import Image, Tokens, spec_from_json, spec_to_json
 from genlab.data.captions import (ATTRIBUTES, MAX_WORDS, TEMPLATES, VOCABULARY, attributes_of, caption, captions,
-                                  random_attributes, tokenize)
+                                  one_attribute_changed, random_attributes, tokenize)
 from genlab.data.sprites import COLOR_FACTORS
 from genlab.errors import ConfigError
 from genlab.models import build_modules
@@ -60,6 +60,21 @@ def test_captioned_dataset_and_its_spec_round_trip():
     first = " ".join(VOCABULARY[i] for i in data["caption"][0] if i)
     attributes = torch.stack([data[name][:1] for name in ATTRIBUTES], dim=1)
     assert first == captions(attributes, seed=0)[0]
+    # the hard negative: the same sprite's attributes with one changed, captioned from its own stream
+    all_attributes = torch.stack([data[name] for name in ATTRIBUTES], dim=1)
+    wrong = one_attribute_changed(all_attributes, torch.Generator().manual_seed(0), shapes=3)
+    assert torch.equal(data["caption_one_off"], tokenize(captions(wrong, seed=1000)))
+
+
+def test_a_one_off_caption_differs_in_exactly_one_attribute_within_its_values():
+    attributes = random_attributes(2000, torch.Generator().manual_seed(0), shapes=3)
+    changed = one_attribute_changed(attributes, torch.Generator().manual_seed(1), shapes=3)
+    assert ((changed != attributes).sum(dim=1) == 1).all()
+    sizes = torch.tensor([3] + [len(words) for words in list(ATTRIBUTES.values())[1:]])
+    assert ((changed >= 0) & (changed < sizes)).all()
+    which = (changed != attributes).long().argmax(dim=1)
+    assert torch.bincount(which, minlength=6).min() > 250  # every attribute is the changed one about 1/6 of the time
+    assert torch.equal(changed, one_attribute_changed(attributes, torch.Generator().manual_seed(1), shapes=3))
 
 
 def tiny():
@@ -107,6 +122,32 @@ def test_matching_aware_d_sees_mismatched_captions_as_fakes(tmp_path):
         assert ("D(x, wrong condition)" in out.stats) is aware
         if aware:  # L_D = -log D(x, h) - [log(1 - D(x, h')) + log(1 - D(G(z, h), h))] / 2
             assert math.isfinite(out.loss.item())
+
+
+
+def test_matching_aware_d_can_take_its_wrong_captions_from_a_field(tmp_path):
+    from genlab.training.loop import build_step
+
+    def step_for(objective):
+        config = config_from_dict({
+            "name": "t", "data": {"name": "captioned", "base": {"name": "sprites", "color": True, "n_train": 16,
+                                                                "n_test": 4}},
+            "model": TINY, "objective": {"name": "gan", **objective}, "train": {"out_dir": str(tmp_path)}})
+        data = load_dataset(config.data, "train")
+        return build_step(config, data.spec, torch.device("cpu"), data), data
+
+    step, data = step_for({"matching_aware": True, "mismatch_field": "caption_one_off"})
+    batch = data.batch(slice(0, 8))
+    seen = []
+    D = step.modules["D"]
+    hook = D.register_forward_pre_hook(lambda module, args: seen.append(args[1]))
+    out = step.phases()[0].loss(batch)
+    hook.remove()
+    assert math.isfinite(out.loss.item()) and "D(x, wrong condition)" in out.stats
+    assert any(torch.equal(c, batch["caption_one_off"]) for c in seen)
+    for objective in ({"mismatch_field": "caption_one_off"}, {"matching_aware": True, "mismatch_field": "nope"}):
+        with pytest.raises(ConfigError, match="mismatch_field"):
+            step_for(objective)
 
 
 def test_sample_with_a_caption_from_the_command_line(tmp_path, capsys):

@@ -7,8 +7,9 @@ fixed (:data:`VOCABULARY`), captions are a pure function of the attributes and a
 :func:`tokenize` turns any text of these words into the word indices models read.
 
 The ``captioned`` dataset wraps a sprite set (``sprites`` with ``color: true``, or
-``color_sprites``) and adds ``caption`` (Tokens) and one Classes field per attribute (``shape``,
-``size``, ...: what an attribute classifier learns and a generated image is checked against).
+``color_sprites``) and adds ``caption`` (Tokens), ``caption_one_off`` (the same sprite's caption with
+one attribute changed: a hard negative for a matching-aware D) and one Classes field per attribute
+(``shape``, ``size``, ...: what an attribute classifier learns and a generated image is checked against).
 """
 
 from __future__ import annotations
@@ -97,6 +98,19 @@ def tokenize(texts: list[str], length: int = MAX_WORDS) -> Tensor:
     return torch.tensor(rows, dtype=torch.int64)
 
 
+def one_attribute_changed(attributes: Tensor, generator: torch.Generator, shapes: int = 3) -> Tensor:
+    """``attributes`` [N, 6] with one attribute per row (uniformly chosen) set to another of its values
+    (shape among the first ``shapes``): captions that are wrong in one word, as hard negatives for a
+    matching-aware D, which random other captions let judge by the easiest attribute alone."""
+    sizes = torch.tensor([shapes] + [len(words) for words in list(ATTRIBUTES.values())[1:]])
+    rows = torch.arange(len(attributes))
+    which = torch.randint(len(ATTRIBUTES), (len(attributes),), generator=generator)
+    step = 1 + (torch.rand(len(attributes), generator=generator) * (sizes[which] - 1)).long()  # 1 .. size - 1
+    changed = attributes.clone()
+    changed[rows, which] = (attributes[rows, which] + step) % sizes[which]
+    return changed
+
+
 def random_attributes(n: int, generator: torch.Generator, shapes: int = 3) -> Tensor:
     """Uniformly drawn attribute indices [n, 6] (the first ``shapes`` shapes): captions to sample with."""
     sizes = [shapes] + [len(words) for words in list(ATTRIBUTES.values())[1:]]
@@ -124,7 +138,11 @@ def build(cfg: CaptionedConfig, split: str) -> TensorDataset:
     clash = sorted(set(ATTRIBUTES) & set(base.spec))
     if clash:
         raise ConfigError(f"captioned adds fields {list(ATTRIBUTES)}, but its base already has {clash}")
-    spec: Spec = {**base.spec, "caption": Tokens(VOCABULARY, MAX_WORDS),
+    stream = cfg.seed * 2 + _SPLIT_STREAM[split]
+    shapes = getattr(cfg.base, "shapes", None) or int(attributes[:, 0].max()) + 1
+    wrong = one_attribute_changed(attributes, torch.Generator().manual_seed(stream), shapes)
+    spec: Spec = {**base.spec, "caption": Tokens(VOCABULARY, MAX_WORDS), "caption_one_off": Tokens(VOCABULARY, MAX_WORDS),
                   **{name: Classes(words) for name, words in ATTRIBUTES.items()}}
-    fields = {**base.fields, "caption": tokens, **{name: attributes[:, k] for k, name in enumerate(ATTRIBUTES)}}
+    fields = {**base.fields, "caption": tokens, "caption_one_off": tokenize(captions(wrong, seed=stream + 1000)),
+              **{name: attributes[:, k] for k, name in enumerate(ATTRIBUTES)}}
     return TensorDataset("captioned", spec, fields)

@@ -68,6 +68,8 @@ class GANObjectiveConfig(ObjectiveConfig):
     ema_decay: float = 0.999  # per G update; 0 exports G itself instead of an EMA copy
     ortho_weight: float = 0.0  # BigGAN's orthogonal regularisation of G's weights (1e-4 in the paper); 0 disables
     matching_aware: bool = False  # conditional D also sees real images with mismatched conditions as fakes (GAN-INT-CLS)
+    mismatch_field: str = ""  # matching_aware: the batch field of each real example's wrong condition (captioned
+    # data: caption_one_off, one attribute changed); empty: the next example's condition, as in the paper
     ca_kl_weight: float = 1.0  # text-conditioned G: weight of conditioning augmentation's KL (StackGAN)
     bounds: ClassVar[dict[str, Range]] = {
         "n_critic": at_least(1, "D steps per G step"), "lr_d": POSITIVE, "lr_g": POSITIVE, "betas": PROBABILITY,
@@ -173,7 +175,8 @@ class GANStep(Step):
         if self.cfg.matching_aware and cond:
             # Real images with the next example's condition count as fakes: half the fake term each
             # (Reed et al.'s L_D = log D(x, h) + [log(1 - D(x, h')) + log(1 - D(G(z, h), h))] / 2).
-            mismatched_logits = D(real, *(torch.roll(c, 1, dims=0) for c in cond)).float()
+            wrong = (batch[self.cfg.mismatch_field],) if self.cfg.mismatch_field else (torch.roll(c, 1, dims=0) for c in cond)
+            mismatched_logits = D(real, *wrong).float()
             loss = 0.5 * (loss + self.d_loss_fn(real_logits, mismatched_logits))
             stats["D(x, wrong condition)"] = self._scores(mismatched_logits)
         if self.cfg.loss in ("wgan", "wgan_gp"):
@@ -281,4 +284,7 @@ def build_gan_step(cfg: GANObjectiveConfig, modules: dict[str, nn.Module], spec:
     if cfg.pl_weight > 0 and not isinstance(modules["G"], StyleBased):
         raise ConfigError(f"objective.pl_weight > 0 regularises a style-based generator's mapping; this "
                           f"{type(modules['G']).__name__} has none: use model.name=stylegan or set pl_weight=0")
+    if cfg.mismatch_field and (not cfg.matching_aware or cfg.mismatch_field not in spec):
+        raise ConfigError(f"objective.mismatch_field={cfg.mismatch_field!r} names the wrong conditions of a matching-aware D: "
+                          f"it needs objective.matching_aware=true and a field of the data ({', '.join(spec)})")
     return GANStep(cfg, modules["G"], modules["D"], sample_field(spec))
