@@ -49,6 +49,13 @@ def test_tokenize_names_what_is_wrong(text, words):
         tokenize([text])
 
 
+def test_unknown_words_name_the_vocabulary_word_to_say_instead():
+    with pytest.raises(ConfigError, match="say 'in' for 'at', 'lower' for 'bottom', captions use") as error:
+        tokenize(["a big square at the bottom"])
+    assert "e.g. 'a big red square in the lower left , upright'" in str(error.value)
+    tokenize(["a big red square in the lower left , upright"])  # the example it gives is valid
+
+
 def test_captioned_dataset_and_its_spec_round_trip():
     cfg = config_from_dict({"name": "c", "data": {"name": "captioned", "base": {"name": "sprites", "color": True,
                                                                                 "n_train": 16, "n_test": 4}},

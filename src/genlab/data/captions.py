@@ -46,6 +46,11 @@ TEMPLATES = (
 VOCABULARY: tuple[str, ...] = ("<pad>", "a", "in", "the", "there", "is", "and", ",",
                                *(word for words in ATTRIBUTES.values() for word in words))
 MAX_WORDS = 12  # the longest template is 11 words
+# Words a user is likely to type -> the vocabulary's word for them, named in the unknown-word error
+# (not substituted: the templates name every attribute, so "at the bottom" alone is still unlike training).
+SAY_INSTEAD = {"top": "upper", "bottom": "lower", "at": "in", "large": "big", "little": "small", "tiny": "small",
+               "circle": "ellipse", "oval": "ellipse", "purple": "magenta", "pink": "magenta", "tilted": "rotated",
+               "straight": "upright"}
 _INDEX = {word: i for i, word in enumerate(VOCABULARY)}
 _SPLIT_STREAM = {"train": 0, "test": 1}
 
@@ -88,8 +93,10 @@ def tokenize(texts: list[str], length: int = MAX_WORDS) -> Tensor:
         words = re.findall(r"[a-z]+|,", text.lower())
         unknown = sorted({w for w in words if w not in _INDEX})
         if unknown:
-            raise ConfigError(f"unknown words {unknown} in {text!r}; captions use: "
-                              f"{' '.join(w for w in VOCABULARY[1:])}")
+            hints = "".join(f"'{SAY_INSTEAD[w]}' for '{w}', " for w in unknown if w in SAY_INSTEAD)
+            raise ConfigError(f"unknown words {unknown} in {text!r}; {'say ' + hints if hints else ''}captions use: "
+                              f"{' '.join(w for w in VOCABULARY[1:])}, and name every attribute, e.g. "
+                              f"'a big red square in the lower left , upright'")
         if not words:
             raise ConfigError(f"{text!r} has no words; describe a sprite, e.g. 'a big red square in the upper left'")
         if len(words) > length:
