@@ -105,11 +105,16 @@ def tokenize(texts: list[str], length: int = MAX_WORDS) -> Tensor:
     return torch.tensor(rows, dtype=torch.int64)
 
 
+def attribute_sizes(shapes: int = 3) -> list[int]:
+    """How many values each attribute takes, in the order of :data:`ATTRIBUTES`, with the first ``shapes`` shapes."""
+    return [shapes] + [len(words) for words in list(ATTRIBUTES.values())[1:]]
+
+
 def one_attribute_changed(attributes: Tensor, generator: torch.Generator, shapes: int = 3) -> Tensor:
     """``attributes`` [N, 6] with one attribute per row (uniformly chosen) set to another of its values
     (shape among the first ``shapes``): captions that are wrong in one word, as hard negatives for a
     matching-aware D, which random other captions let judge by the easiest attribute alone."""
-    sizes = torch.tensor([shapes] + [len(words) for words in list(ATTRIBUTES.values())[1:]])
+    sizes = torch.tensor(attribute_sizes(shapes))
     rows = torch.arange(len(attributes))
     which = torch.randint(len(ATTRIBUTES), (len(attributes),), generator=generator)
     step = 1 + (torch.rand(len(attributes), generator=generator) * (sizes[which] - 1)).long()  # 1 .. size - 1
@@ -120,8 +125,7 @@ def one_attribute_changed(attributes: Tensor, generator: torch.Generator, shapes
 
 def random_attributes(n: int, generator: torch.Generator, shapes: int = 3) -> Tensor:
     """Uniformly drawn attribute indices [n, 6] (the first ``shapes`` shapes): captions to sample with."""
-    sizes = [shapes] + [len(words) for words in list(ATTRIBUTES.values())[1:]]
-    return torch.stack([torch.randint(k, (n,), generator=generator) for k in sizes], dim=1)
+    return torch.stack([torch.randint(k, (n,), generator=generator) for k in attribute_sizes(shapes)], dim=1)
 
 
 @dataclass
