@@ -82,3 +82,34 @@ def test_timing_alternates_and_survives_a_diverging_bf16():
     seconds = precision_probe.time_precisions(iterate)
     assert seconds["bf16"] == math.inf and math.isfinite(seconds["fp32"])
     assert calls[:2] == ["fp32", "bf16"]
+
+
+def test_a_device_without_native_bf16_is_timed_in_fp32_only(tmp_path, monkeypatch):
+    """On such a device bf16 runs on slow fallbacks: the probe does not spend the run's time learning that."""
+    monkeypatch.setattr(precision_probe, "native_bf16", lambda device: False)
+    timed = []
+    real_time_precisions = precision_probe.time_precisions
+
+    def recording(iterate, agree, precisions):
+        return real_time_precisions(lambda p: (timed.append(p), iterate(p))[1], agree, precisions)
+
+    monkeypatch.setattr(precision_probe, "time_precisions", recording)
+    run = genlab.train(tiny_config("vae", tmp_path, "auto"))
+    assert timed and set(timed) == {"fp32"}
+    log = (run / "log.txt").read_text()
+    assert "bf16 not timed: no native bf16 kernels on this device; training in fp32" in log
+    assert ckpt.load_training_state(ckpt.latest_checkpoint(run))["precision"] == "fp32"
+
+
+def test_asking_for_bf16_without_native_kernels_warns_and_names_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(precision_probe, "native_bf16", lambda device: False)
+    run = genlab.train(tiny_config("vae", tmp_path, "bf16"))
+    assert "WARNING: train.precision=bf16 on cpu, which has no native bf16 kernels" in (run / "log.txt").read_text()
+    assert "set train.precision=fp32 or auto" in (run / "log.txt").read_text()
+
+
+def test_only_the_given_precisions_are_timed():
+    calls = []
+    seconds = precision_probe.time_precisions(calls.append, precisions=("fp32",))
+    assert set(calls) == {"fp32"} and seconds.keys() == {"fp32"}
+    assert precision_probe.choose(seconds) == "fp32"
