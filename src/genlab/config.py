@@ -199,6 +199,7 @@ class TrainConfig(Bounded):
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
     precision: Literal["fp32", "bf16", "auto"] = "fp32"  # bf16 = autocast for forward passes; auto = the faster, measured
     memory_format: Literal["contiguous", "channels_last"] = "contiguous"  # of conv weights and image batches
+    cpu_linear: Literal["auto", "blas", "onednn"] = "auto"  # library of fp32 Linear products on the CPU; auto = measured
     grad_clip: float = 0.0  # max global gradient norm per optimiser step; 0 disables
     log_every_kimg: float = 1.0
     snapshot_every_kimg: float = 10.0

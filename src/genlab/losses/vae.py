@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 LOG_2PI = math.log(2 * math.pi)
@@ -26,8 +25,38 @@ def bernoulli_log_likelihood(logits: Tensor, target: Tensor) -> Tensor:
     logits, target: [N, ...] -> [N]. Grey levels are used as soft targets (the convention of
     the widely used PyTorch VAE example), so this is minus the summed binary cross-entropy.
     """
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    return -bce.flatten(1).sum(dim=1)
+    return -_BinaryCrossEntropySum.apply(logits.flatten(1), target.flatten(1))
+
+
+def _softplus(x: Tensor) -> Tensor:
+    """log(1 + e^x), stably: max(x, 0) + log(1 + e^-|x|).
+
+    Written out because PyTorch's CPU softplus, log_sigmoid and log1p are not vectorised: on
+    a [128, 784] batch they took 0.46-0.54 ms against 0.11 ms for this form (AVX-512 EPYC, 2
+    threads). log(1 + u) instead of log1p(u) errs by at most 6e-8 per pixel where u < 1e-7.
+    """
+    return x.clamp(min=0) + torch.log(1.0 + torch.exp(-x.abs()))
+
+
+class _BinaryCrossEntropySum(torch.autograd.Function):
+    """Summed BCE with logits per row, [N, P] -> [N], with the closed-form gradient sigmoid(l) - t.
+
+    Autograd through ``_softplus`` would keep and traverse six intermediates; this keeps the
+    inputs: forward and backward of the MNIST VAE's loss 0.63 -> 0.23 ms at 2 threads.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, target: Tensor) -> Tensor:
+        ctx.save_for_backward(logits, target)
+        return (_softplus(logits) - target * logits).sum(dim=1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        logits, target = ctx.saved_tensors
+        grad = grad[:, None]
+        grad_logits = (torch.sigmoid(logits) - target) * grad if ctx.needs_input_grad[0] else None
+        grad_target = -logits * grad if ctx.needs_input_grad[1] else None
+        return grad_logits, grad_target
 
 
 def gaussian_log_likelihood(mean: Tensor, log_sigma: Tensor, target: Tensor) -> Tensor:

@@ -36,6 +36,7 @@ from genlab.models import build_modules
 from genlab.models.protocols import DataInitialised, FittedToData, Progressive
 from genlab.registry import OBJECTIVES
 from genlab.training import checkpoint as ckpt
+from genlab.training import cpu_linear
 from genlab.training import precision as precision_probe
 from genlab.training.batches import MEMORY_FORMATS, BatchStream
 from genlab.training.progress import progress_strip
@@ -52,15 +53,19 @@ RESUMABLE_CHANGES = {"data.root"} | {f"train.{key}" for key in (
     "on_nan", "max_rollbacks", "max_minutes")}
 
 
-def build_step(config: Config, spec: Spec, device: torch.device, data: TensorDataset | None = None) -> Step:
+def build_step(config: Config, spec: Spec, device: torch.device, data: TensorDataset | None = None,
+               linear_backend: cpu_linear.Backend = "blas") -> Step:
     """Modules of ``config.model`` for data of ``spec`` on ``device``, in the objective's Step.
 
     With ``data`` (a new run), modules that initialise weights from the data do so.
+    ``linear_backend="onednn"`` runs their fp32 Linear layers on oneDNN (see cpu_linear.py).
     """
     modules = build_modules(config.model, spec)
     for module in modules.values():
         if data is not None and isinstance(module, DataInitialised):
             module.init_from_data(data)
+        if linear_backend == "onednn":
+            cpu_linear.use_onednn(module)
     # channels_last (NHWC) lets oneDNN and cuDNN skip layout conversions around each convolution; it changes
     # no result beyond float rounding. Module.to converts only 4-D tensors, so MLPs are unaffected.
     layout = MEMORY_FORMATS[config.train.memory_format]
@@ -98,7 +103,12 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
     torch.manual_seed(tc.seed * 1000 + dist.rank)  # model init is synced by DDP; data order is not the RNG's
 
     data = load_dataset(config.data, "train")
-    step = build_step(config, data.spec, device, data=None if resume is not None else data)
+    latest, skipped = ckpt.good_checkpoint(resume) if resume is not None else (None, [])
+    # A resume keeps the run's backend (checkpoints from before the choice existed trained on the BLAS).
+    requested = ckpt.load_training_state(latest).get("cpu_linear", "blas") if latest else tc.cpu_linear
+    linear_backend, linear_note = cpu_linear.resolve(requested, device)
+    linear_backend = distributed.broadcast_object(linear_backend)  # every process computes alike: process 0's
+    step = build_step(config, data.spec, device, data=None if resume is not None else data, linear_backend=linear_backend)
     phases = step.phases()
     schedules = _schedules(config, step)
     stream = BatchStream(data, tc.batch_size, tc.seed, device, dist.rank, dist.world_size,
@@ -126,7 +136,6 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
     precision = None if tc.precision == "auto" else tc.precision  # auto: measured once the run folder exists
     fallback = None
     if resume is not None:
-        latest, skipped = ckpt.good_checkpoint(resume)
         fallback = ckpt.fallback_note(latest, skipped)
         state = restore(latest)
         images_seen, iteration, rollbacks = state["images_seen"], state["iteration"], state.get("rollbacks", 0)
@@ -197,6 +206,7 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
             "iteration": iteration,
             "rollbacks": rollbacks,  # learning-rate halvings after NaNs so far (train.on_nan=rollback)
             "precision": precision,  # train.precision=auto's choice, kept so that a resume trains the same way
+            "cpu_linear": linear_backend,  # train.cpu_linear's choice, likewise
             "optimizers": {name: opt.state_dict() for name, opt in step.optimizers.items()},
             "step": step.state_dict(),
             "data": _gather(stream.state_dict()),
@@ -224,6 +234,8 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
                        f"{f' x{dist.world_size}' if dist.world_size > 1 else ''}")
         if fallback:
             logger.warning(fallback, images_seen)
+        if linear_note:
+            logger.message(linear_note)
         if precision is None:
             precision = probe_precision()
             meter = Meter()
