@@ -3,10 +3,11 @@
     python benchmarks/throughput.py --data-root ../shared/data [--threads 1 2] [--steps 200] [--skip-plain]
 
 For each thread count:
-1. the matmul peak: GFLOP/s of a 1024^3 product in fp32 and bf16 (what the CPU can do at best);
+1. the matmul peak: GFLOP/s of a 1024^3 product in fp32 (the faster of the BLAS and oneDNN) and
+   bf16 (what the CPU can do at best);
 2. the 784-400-20 VAE and DCGAN-28 (configs/vae_mnist.yaml, configs/dcgan_mnist.yaml): one
-   training step as genlab's loop runs it (the step's phases, fused Adam), in fp32 and bf16
-   autocast; FLOPs per step counted by torch.utils.flop_counter, so GFLOP/s and the fraction of
+   training step as genlab's loop runs it (the step's phases, fused Adam), in fp32 (the VAE with
+   its Linear layers on the BLAS and on oneDNN, train.cpu_linear) and bf16 autocast; FLOPs per step counted by torch.utils.flop_counter, so GFLOP/s and the fraction of
    the peak follow; the VAE's seconds per 60,000-image epoch, and the epoch's floor: its FLOPs
    at the matmul peak; "auto" is the precision train.precision=auto's rule picks from these times;
 3. switches on DCGAN-28, each alone: train.memory_format=channels_last (conv weights and
@@ -15,7 +16,8 @@ For each thread count:
 4. a plain loop (unless --skip-plain): what a newcomer writes from the common examples,
    torchvision's ToTensor + Normalize per sample through a DataLoader, plain Adam, the same DCGAN,
    timed in the same run: genlab's images/s over it, in fp32, in the precision auto picks, and in
-   that precision with channels_last.
+   that precision with channels_last. Its G's first layer is the common example's
+   nn.ConvTranspose2d, not genlab's LatentProjection (the same weights and results).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from genlab.config import load_config
 from genlab.data import load_dataset
 from genlab.training.batches import MEMORY_FORMATS, in_layout
+from genlab.training import cpu_linear
 from genlab.training.loop import _training_only, build_step
 from genlab.training.precision import choose
 from matmul_cpu import gflops as matmul_gflops  # benchmarks/matmul_cpu.py: the same timing of the peak
@@ -49,7 +52,8 @@ class Trainer:
         self.config = config
         self.data = load_dataset(config.data, "train")
         torch.manual_seed(0)
-        self.step = build_step(config, self.data.spec, torch.device("cpu"), self.data)
+        self.linear_backend, _ = cpu_linear.resolve(config.train.cpu_linear, torch.device("cpu"))
+        self.step = build_step(config, self.data.spec, torch.device("cpu"), self.data, self.linear_backend)
         self.phases = self.step.phases()
         self.order = torch.randperm(len(self.data))
         self.position = 0
@@ -121,6 +125,7 @@ def plain_dcgan_images_per_sec(data_root: str, steps: int) -> float:
     loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH["dcgan"], shuffle=True, drop_last=True)
     torch.manual_seed(0)
     G, D = DCGANGenerator((1, 28, 28), 100, 64), DCGANDiscriminator((1, 28, 28), 64, sn=False, batch_norm=True)
+    G.net[0].__class__ = torch.nn.ConvTranspose2d  # the common example's first layer: same weights, its own kernel
     opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999), foreach=False)
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999), foreach=False)
     bce = torch.nn.BCEWithLogitsLoss()
@@ -153,30 +158,39 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}")
     for threads in args.threads:
         torch.set_num_threads(threads)
-        peak = {p: matmul_gflops(1024, 1024, 1024, d) for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
-        print(f"\n== {threads} thread(s): matmul peak fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
+        blas, onednn = matmul_gflops(1024, 1024, 1024, torch.float32), matmul_gflops(1024, 1024, 1024, torch.float32, onednn=True)
+        peak = {"fp32": max(blas, onednn), "bf16": matmul_gflops(1024, 1024, 1024, torch.bfloat16)}
+        print(f"\n== {threads} thread(s): matmul peak fp32 {peak['fp32']:.0f} GFLOP/s (BLAS {blas:.0f}, oneDNN {onednn:.0f}), "
+              f"bf16 {peak['bf16']:.0f} GFLOP/s")
         print("| model | precision | ms/step | images/s | GFLOP/s | of peak | s/epoch | s/epoch at peak |")
         print("|---|---|---|---|---|---|---|---|")
         step_seconds = {}
+        variants = {"vae": [("fp32", "blas"), ("fp32", "onednn"), ("bf16", "blas")], "dcgan": [("fp32", "blas"), ("bf16", "blas")]}
         for name in ("vae", "dcgan"):
-            trainer = Trainer(name, args.data_root)
-            flops = flops_per_step(trainer)
-            for precision in ("fp32", "bf16"):
-                seconds = step_seconds[name, precision] = time_steps(trainer, args.steps, precision=precision)
+            # Counted on the BLAS variant: FlopCounterMode knows aten's products, not oneDNN's linear; the FLOPs are the same.
+            flops = flops_per_step(Trainer(name, args.data_root, ["train.cpu_linear=blas"]))
+            for precision, linear in variants[name]:
+                trainer = Trainer(name, args.data_root, [f"train.cpu_linear={linear}"])
+                seconds = step_seconds[name, precision, linear] = time_steps(trainer, args.steps, precision=precision)
                 images = BATCH[name] / seconds
                 gflops = flops / seconds / 1e9
                 steps_per_epoch = 60_000 / BATCH[name]
-                print(f"| {name} | {precision} | {seconds * 1e3:.2f} | {images:.0f} | {gflops:.0f} | "
+                shown = f"{precision}, Linear on {linear}" if name == "vae" and precision == "fp32" else precision
+                print(f"| {name} | {shown} | {seconds * 1e3:.2f} | {images:.0f} | {gflops:.0f} | "
                       f"{gflops / peak[precision]:.0%} | {seconds * steps_per_epoch:.2f} | "
                       f"{flops * steps_per_epoch / (peak[precision] * 1e9):.2f} |")
-            picked = choose({p: step_seconds[name, p] for p in ("fp32", "bf16")})
-            print(f"| {name} | auto picks {picked} | {step_seconds[name, picked] * 1e3:.2f} | {BATCH[name] / step_seconds[name, picked]:.0f} | | | | |")
+            linear = Trainer(name, args.data_root).linear_backend  # what train.cpu_linear=auto picks here
+            fp32 = step_seconds.get((name, "fp32", linear), step_seconds[name, "fp32", "blas"])
+            picked = choose({"fp32": fp32, "bf16": step_seconds[name, "bf16", "blas"]})
+            seconds = fp32 if picked == "fp32" else step_seconds[name, "bf16", "blas"]
+            shown = f"{picked}, Linear on {linear}" if name == "vae" and picked == "fp32" else picked
+            print(f"| {name} | auto picks {shown} | {seconds * 1e3:.2f} | {BATCH[name] / seconds:.0f} | | | | |")
         trainer = Trainer("dcgan", args.data_root)
         base = time_steps(trainer, args.steps)
         nhwc = Trainer("dcgan", args.data_root, ["train.memory_format=channels_last"])
         cl = {p: time_steps(nhwc, args.steps, precision=p) for p in ("fp32", "bf16")}
         print(f"dcgan switches, ms/step: fused Adam (genlab) {base * 1e3:.2f}; channels_last {cl['fp32'] * 1e3:.2f}, "
-              f"in bf16 {cl['bf16'] * 1e3:.2f} (contiguous bf16 {step_seconds['dcgan', 'bf16'] * 1e3:.2f})", end="")
+              f"in bf16 {cl['bf16'] * 1e3:.2f} (contiguous bf16 {step_seconds['dcgan', 'bf16', 'blas'] * 1e3:.2f})", end="")
         for impl in ("foreach", "for-loop"):
             t = Trainer("dcgan", args.data_root)
             for name, opt in t.step.optimizers.items():
@@ -189,8 +203,8 @@ def main() -> None:
         if not args.skip_plain:
             plain = plain_dcgan_images_per_sec(args.data_root, args.steps)
             ours = BATCH["dcgan"] / base
-            picked = choose({p: step_seconds["dcgan", p] for p in ("fp32", "bf16")})
-            auto = BATCH["dcgan"] / step_seconds["dcgan", picked]
+            picked = choose({p: step_seconds["dcgan", p, "blas"] for p in ("fp32", "bf16")})
+            auto = BATCH["dcgan"] / step_seconds["dcgan", picked, "blas"]
             auto_cl = BATCH["dcgan"] / cl[picked]
             print(f"dcgan-28 images/s: plain loop {plain:.0f}; genlab fp32 {ours:.0f} ({ours / plain:.2f}x), "
                   f"genlab auto ({picked}) {auto:.0f} ({auto / plain:.2f}x), "

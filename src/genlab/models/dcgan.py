@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from genlab.config import ModelConfig, Range, at_least
 from genlab.data.base import Image, Spec, image_field
-from genlab.models.layers import DownBlock, Generator, UpBlock, init_dcgan, maybe_sn
+from genlab.models.layers import DownBlock, Generator, LatentProjection, UpBlock, init_dcgan, maybe_sn
 from genlab.registry import register_model
 
 # Side of the first feature map per supported image size; each stage doubles it.
@@ -57,7 +57,7 @@ class DCGANGenerator(Generator):
         stages = (size // BASE_SIDE[size]).bit_length() - 1  # stride-2 upsamplings
         widths = [channels * 2**i for i in reversed(range(stages))]  # e.g. [512, 256, 128, 64]
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(latent_dim, widths[0], BASE_SIDE[size], 1, 0, bias=False),
+            LatentProjection(latent_dim, widths[0], BASE_SIDE[size], bias=False),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(),
         ]

@@ -72,6 +72,33 @@ class Maxout(nn.Module):
         return self.linear(x).view(x.shape[0], self.units, self.pieces).amax(dim=2)
 
 
+class LatentProjection(nn.ConvTranspose2d):
+    """DCGAN G's first layer: a stride-1, unpadded transposed convolution from z as a 1x1 map to a
+    ``side`` x ``side`` one, computed as the matrix product it is.
+
+    x: [N, C_in, 1, 1] -> [N, C_out, side, side]. The weights, their layout and the state dict are
+    ``nn.ConvTranspose2d``'s, and so are the results (to float rounding); larger inputs take its own
+    path. Why: oneDNN's transposed convolution of a 1x1 map is slow: 100 -> 128 x 7 x 7 at batch
+    64 took 2.7 ms forward and backward in fp32, 2.9 in bf16, against 0.5 and 0.3 ms for this product
+    (AVX-512 EPYC, 2 threads).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, side: int, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, side, 1, 0, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-2:] != (1, 1):
+            return super().forward(x)
+        weight = self.weight  # [C_in, C_out, k, k]
+        if weight.is_contiguous(memory_format=torch.channels_last):  # memory order [C_in, k, k, C_out]: keep it
+            memory_order = weight.permute(0, 2, 3, 1)
+            y = (x.flatten(1) @ memory_order.reshape(weight.shape[0], -1)).view(-1, *memory_order.shape[1:])
+            y = y.permute(0, 3, 1, 2)
+        else:
+            y = (x.flatten(1) @ weight.flatten(1)).view(-1, *weight.shape[1:])
+        return y if self.bias is None else y + self.bias.to(y.dtype)[:, None, None]
+
+
 def init_uniform(module: nn.Module, irange: float) -> None:
     """pylearn2's ``irange`` init: weights U(-irange, irange), biases zero."""
     for m in module.modules():
