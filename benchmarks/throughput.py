@@ -7,7 +7,8 @@ For each thread count:
    bf16 (what the CPU can do at best);
 2. the 784-400-20 VAE and DCGAN-28 (configs/vae_mnist.yaml, configs/dcgan_mnist.yaml): one
    training step as genlab's loop runs it (the step's phases, fused Adam), in fp32 (the VAE with
-   its Linear layers on the BLAS and on oneDNN, train.cpu_linear) and bf16 autocast; FLOPs per step counted by torch.utils.flop_counter, so GFLOP/s and the fraction of
+   its Linear layers on the BLAS and on oneDNN, train.cpu_linear) and bf16 autocast; FLOPs per
+   step counted by torch.utils.flop_counter, so GFLOP/s and the fraction of
    the peak follow; the VAE's seconds per 60,000-image epoch, and the epoch's floor: its FLOPs
    at the matmul peak; "auto" is the precision train.precision=auto's rule picks from these times;
 3. switches on DCGAN-28, each alone: train.memory_format=channels_last (conv weights and
@@ -52,8 +53,8 @@ class Trainer:
         self.config = config
         self.data = load_dataset(config.data, "train")
         torch.manual_seed(0)
-        self.linear_backend, _ = cpu_linear.resolve(config.train.cpu_linear, torch.device("cpu"))
-        self.step = build_step(config, self.data.spec, torch.device("cpu"), self.data, self.linear_backend)
+        self.step = build_step(config, self.data.spec, torch.device("cpu"), self.data)
+        self.linear_backend, _ = cpu_linear.setup(config.train.cpu_linear, torch.device("cpu"), self.step.modules.values())
         self.phases = self.step.phases()
         self.order = torch.randperm(len(self.data))
         self.position = 0

@@ -126,3 +126,19 @@ def test_latent_projection_is_the_transposed_convolution_it_replaces(layout, bia
         assert layer(z).dtype == torch.bfloat16  # as the convolution's output under autocast
     larger = torch.randn(2, 10, 3, 3)  # not a 1x1 map: the convolution's own path
     torch.testing.assert_close(layer(larger), torch.nn.functional.conv_transpose2d(larger, layer.weight, layer.bias))
+
+
+def test_a_model_without_linear_layers_is_not_measured(tmp_path, monkeypatch):
+    def no_measuring(threads):
+        raise AssertionError("a convolutional model has no Linear layer to move")
+
+    monkeypatch.setattr(cpu_linear, "measure", no_measuring)
+    config = config_from_dict({
+        "name": "conv", "data": {"name": "sprites", "image_size": 28, "n_train": 128, "n_test": 32},
+        "model": {"name": "dcgan", "latent_dim": 8, "g_channels": 8, "d_channels": 8}, "objective": {"name": "gan"},
+        "train": {"kimg": 0.064, "batch_size": 32, "out_dir": str(tmp_path), "log_every_kimg": 0, "snapshot_every_kimg": 0,
+                  "checkpoint_every_kimg": 0, "progress_bar": False, "tensorboard": False},
+    })
+    run = genlab.train(config)
+    assert ckpt.load_training_state(ckpt.latest_checkpoint(run))["cpu_linear"] == "blas"
+    assert "train.cpu_linear" not in (run / "log.txt").read_text()

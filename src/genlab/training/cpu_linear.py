@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import statistics
 import time
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 import torch
@@ -122,6 +123,25 @@ def measure(threads: int) -> dict[Backend, float]:
 def choose(seconds: dict[Backend, float]) -> Backend:
     """oneDNN when it took at most ``MARGIN`` of the BLAS's time, else the BLAS."""
     return "onednn" if seconds["onednn"] <= MARGIN * seconds["blas"] else "blas"
+
+
+def setup(requested: str, device: torch.device, modules: Iterable[nn.Module],
+          agree: Callable[[Backend], Backend] = lambda backend: backend) -> tuple[Backend, str]:
+    """Resolve ``train.cpu_linear=requested`` for ``modules`` on ``device`` and apply it to them.
+
+    Returns the backend and a log line ("" when there is nothing to say). Modules without a
+    plain ``nn.Linear`` (convolutional nets) keep the BLAS unmeasured: there is nothing to move.
+    ``agree`` makes every process of a distributed run take the same backend (process 0's).
+    """
+    modules = list(modules)
+    if not any(type(m) is nn.Linear for module in modules for m in module.modules()):
+        return "blas", ""
+    backend, note = resolve(requested, device)
+    backend = agree(backend)
+    if backend == "onednn":
+        for module in modules:
+            use_onednn(module)
+    return backend, note
 
 
 def resolve(requested: str, device: torch.device) -> tuple[Backend, str]:

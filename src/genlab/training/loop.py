@@ -53,19 +53,15 @@ RESUMABLE_CHANGES = {"data.root"} | {f"train.{key}" for key in (
     "on_nan", "max_rollbacks", "max_minutes")}
 
 
-def build_step(config: Config, spec: Spec, device: torch.device, data: TensorDataset | None = None,
-               linear_backend: cpu_linear.Backend = "blas") -> Step:
+def build_step(config: Config, spec: Spec, device: torch.device, data: TensorDataset | None = None) -> Step:
     """Modules of ``config.model`` for data of ``spec`` on ``device``, in the objective's Step.
 
     With ``data`` (a new run), modules that initialise weights from the data do so.
-    ``linear_backend="onednn"`` runs their fp32 Linear layers on oneDNN (see cpu_linear.py).
     """
     modules = build_modules(config.model, spec)
     for module in modules.values():
         if data is not None and isinstance(module, DataInitialised):
             module.init_from_data(data)
-        if linear_backend == "onednn":
-            cpu_linear.use_onednn(module)
     # channels_last (NHWC) lets oneDNN and cuDNN skip layout conversions around each convolution; it changes
     # no result beyond float rounding. Module.to converts only 4-D tensors, so MLPs are unaffected.
     layout = MEMORY_FORMATS[config.train.memory_format]
@@ -104,11 +100,10 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
 
     data = load_dataset(config.data, "train")
     latest, skipped = ckpt.good_checkpoint(resume) if resume is not None else (None, [])
+    step = build_step(config, data.spec, device, data=None if resume is not None else data)
     # A resume keeps the run's backend (checkpoints from before the choice existed trained on the BLAS).
     requested = ckpt.load_training_state(latest).get("cpu_linear", "blas") if latest else tc.cpu_linear
-    linear_backend, linear_note = cpu_linear.resolve(requested, device)
-    linear_backend = distributed.broadcast_object(linear_backend)  # every process computes alike: process 0's
-    step = build_step(config, data.spec, device, data=None if resume is not None else data, linear_backend=linear_backend)
+    linear_backend, linear_note = cpu_linear.setup(requested, device, step.modules.values(), distributed.broadcast_object)
     phases = step.phases()
     schedules = _schedules(config, step)
     stream = BatchStream(data, tc.batch_size, tc.seed, device, dist.rank, dist.world_size,
