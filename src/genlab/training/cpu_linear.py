@@ -2,15 +2,15 @@
 
 PyTorch sends fp32 ``nn.Linear`` to its BLAS and takes oneDNN only for bf16 and convolutions.
 The BLAS in the standard wheels is Intel's MKL, which runs its AVX2 code on AMD CPUs: on a
-2-core AMD EPYC with AVX-512, the 784-400-20 VAE's 128 x 784 x 400 product ran at 157-202 GFLOP/s
-in MKL against 400 in oneDNN, and a Linear's forward and backward took 1.23 ms against 0.52 ms
-(docs/benchmarks.md). On Intel CPUs the two are close. So the choice is measured on the machine
+2-core AMD EPYC with AVX-512, the 784-400-20 VAE's 128 x 784 x 400 product ran at 201 GFLOP/s
+in MKL against 412 in oneDNN (benchmarks/matmul_cpu.py), and a Linear of that shape took 0.9-1.6 ms
+forward and backward against 0.5-0.9 ms (docs/benchmarks.md). On Intel CPUs the two are close. So the choice is measured on the machine
 (``train.cpu_linear=auto``: :func:`measure`), never assumed from the vendor.
 
 PyTorch has no switch for this (its oneDNN fp32 matmul serves only the reduced-precision modes),
 so :class:`OneDNNLinear` routes the forward and both backward products through
 ``torch.ops.mkldnn._linear_pointwise`` (the oneDNN linear that TorchInductor's CPU backend
-calls), whose strided inputs need no copies. The backward is written with the same differentiable
+calls), which takes the backward's transposed views as they are. The backward is written with the same differentiable
 function, so double backward (R1, gradient penalties) works. Anything but fp32 CPU tensors outside
 autocast (bf16 autocast already runs on oneDNN) takes ``nn.Linear``'s own path.
 """
