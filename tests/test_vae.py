@@ -27,6 +27,19 @@ def test_bernoulli_log_likelihood_is_minus_summed_bce_on_grey_levels():
     assert torch.allclose(bernoulli_log_likelihood(logits, target), expected, atol=1e-4)
 
 
+def test_bernoulli_log_likelihood_is_stable_and_has_the_bce_gradient_at_extreme_logits():
+    """The hand-written BCE (a vectorised softplus) against PyTorch's, where naive forms overflow."""
+    logits = (torch.tensor([-1e4, -100.0, -20.0, -1.0, 0.0, 1.0, 20.0, 100.0, 1e4]).view(1, 9) * torch.ones(2, 1))
+    target = torch.rand(2, 9)
+    ours_logits, ref_logits = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    ours = bernoulli_log_likelihood(ours_logits, target)
+    ref = -F.binary_cross_entropy_with_logits(ref_logits, target, reduction="none").sum(1)
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-4)
+    ours.sum().backward()
+    ref.sum().backward()
+    torch.testing.assert_close(ours_logits.grad, ref_logits.grad)
+
+
 def test_gaussian_log_likelihood_matches_torch_distributions():
     mean, target, log_sigma = torch.randn(3, 2, 3), torch.randn(3, 2, 3), torch.tensor([-0.3])
     expected = torch.distributions.Normal(mean, log_sigma.exp()).log_prob(target).sum((1, 2))
