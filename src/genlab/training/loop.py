@@ -101,8 +101,9 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
     data = load_dataset(config.data, "train")
     latest, skipped = ckpt.good_checkpoint(resume) if resume is not None else (None, [])
     step = build_step(config, data.spec, device, data=None if resume is not None else data)
+    saved = ckpt.load_training_state(latest) if latest else None
     # A resume keeps the run's backend (checkpoints from before the choice existed trained on the BLAS).
-    requested = ckpt.load_training_state(latest).get("cpu_linear", "blas") if latest else tc.cpu_linear
+    requested = saved.get("cpu_linear", "blas") if saved else tc.cpu_linear
     linear_backend, linear_note = cpu_linear.setup(requested, device, step.modules.values(), distributed.broadcast_object)
     phases = step.phases()
     schedules = _schedules(config, step)
@@ -110,10 +111,11 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
                          MEMORY_FORMATS[tc.memory_format])
     fixed = data.batch(slice(0, SNAPSHOT_SIZE), device)
 
-    def restore(checkpoint: Path) -> dict:
-        """Modules, optimisers, step state, data position and RNGs from ``checkpoint``; returns its training state."""
+    def restore(checkpoint: Path, state: dict | None = None) -> dict:
+        """Modules, optimisers, step state, data position and RNGs from ``checkpoint`` (its training state
+        ``state`` when already read); returns that training state."""
         ckpt.load_modules(checkpoint, step.modules)
-        state = ckpt.load_training_state(checkpoint)
+        state = state if state is not None else ckpt.load_training_state(checkpoint)
         if state.get("version") != VERSION:
             raise ConfigError(f"{checkpoint} was written by another genlab version (training state {state.get('version')}, "
                               f"this one reads {VERSION}); continue it with that version")
@@ -132,7 +134,7 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
     fallback = None
     if resume is not None:
         fallback = ckpt.fallback_note(latest, skipped)
-        state = restore(latest)
+        state = restore(latest, saved)
         images_seen, iteration, rollbacks = state["images_seen"], state["iteration"], state.get("rollbacks", 0)
         precision = precision or state.get("precision")
 
