@@ -181,7 +181,7 @@ def main() -> None:
                       f"{gflops / peak[precision]:.0%} | {seconds * steps_per_epoch:.2f} | "
                       f"{flops * steps_per_epoch / (peak[precision] * 1e9):.2f} |")
             linear = Trainer(name, args.data_root).linear_backend  # what train.cpu_linear=auto picks here
-            fp32 = step_seconds.get((name, "fp32", linear), step_seconds[name, "fp32", "blas"])
+            fp32 = step_seconds[name, "fp32", linear]
             picked = choose({"fp32": fp32, "bf16": step_seconds[name, "bf16", "blas"]})
             seconds = fp32 if picked == "fp32" else step_seconds[name, "bf16", "blas"]
             shown = f"{picked}, Linear on {linear}" if name == "vae" and picked == "fp32" else picked
