@@ -38,6 +38,7 @@ from genlab.registry import OBJECTIVES
 from genlab.training import checkpoint as ckpt
 from genlab.training import cpu_linear
 from genlab.training import precision as precision_probe
+from genlab.training import run_lock
 from genlab.training.batches import MEMORY_FORMATS, BatchStream
 from genlab.training.progress import progress_strip
 from genlab.training.run import create_run_dir, read_run, write_run_files
@@ -96,6 +97,13 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
                           f"run on {device.type} tensors, and these {dist.world_size} processes train on {device.type}. "
                           "Run one process per GPU (train.device=auto), or set train.sync_batchnorm=false so that each "
                           "process normalises with its own batch's statistics")
+    with _writer_lock(resume, dist):
+        return _train(config, resume, stop_after_kimg, device, dist)
+
+
+def _train(config: Config, resume: str | Path | None, stop_after_kimg: float | None, device: torch.device,
+           dist: distributed.DistInfo) -> Path:
+    tc = config.train
     torch.manual_seed(tc.seed * 1000 + dist.rank)  # model init is synced by DDP; data order is not the RNG's
 
     data = load_dataset(config.data, "train")
@@ -305,6 +313,25 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
 
 
 @contextmanager
+def _writer_lock(resume: str | Path | None, dist: distributed.DistInfo):
+    """A resumed run's writer lock, held by process 0 for the run's life; every process is refused together."""
+    if resume is None:  # a new folder is locked as soon as it is made (_run_folder)
+        yield
+        return
+    with contextlib.ExitStack() as held:
+        refusal = None
+        if dist.is_main:
+            try:
+                held.enter_context(run_lock.hold(Path(resume)))
+            except RunError as err:
+                refusal = err
+        refusal = distributed.broadcast_object(None if refusal is None else str(refusal))
+        if refusal is not None:
+            raise run_lock.RunLocked(refusal)
+        yield
+
+
+@contextmanager
 def _run_folder(resume: str | Path | None, config: Config, data: TensorDataset, dist: distributed.DistInfo):
     """The run's folder: ``resume``, or a new numbered one (made by process 0) holding config.yaml and data.json.
 
@@ -317,9 +344,10 @@ def _run_folder(resume: str | Path | None, config: Config, data: TensorDataset, 
     run_dir = create_run_dir(config.train.out_dir, config.name) if dist.is_main else None
     run_dir = Path(distributed.broadcast_object(str(run_dir)))
     try:
-        if dist.is_main:
-            write_run_files(run_dir, config, data)
-        yield run_dir
+        with run_lock.hold(run_dir) if dist.is_main else contextlib.nullcontext():
+            if dist.is_main:
+                write_run_files(run_dir, config, data)
+            yield run_dir
     except BaseException as err:
         if not dist.is_main or ckpt.list_checkpoints(run_dir / "checkpoints"):
             raise
