@@ -53,6 +53,9 @@ def studio_runs(tmp_path_factory, mnist_root) -> list:
     return runs
 
 
+LOCAL = "http://127.0.0.1"
+
+
 @pytest.fixture(scope="session")
 def studio_app(studio_runs):
     from genlab.studio.app import create_app
@@ -65,7 +68,7 @@ def client(studio_app):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Using .httpx. with .starlette.testclient.")  # about httpx's successor
         from fastapi.testclient import TestClient
-    with TestClient(studio_app) as c:
+    with TestClient(studio_app, base_url=LOCAL) as c:  # the studio answers only to its own names
         yield c
 
 

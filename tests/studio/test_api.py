@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from genlab.cli.main import main
-from .conftest import INDEX
+from .conftest import INDEX, LOCAL
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")
 
@@ -248,7 +248,7 @@ def test_concurrent_requests_share_one_loaded_model(studio_runs, monkeypatch):
 
     def client_thread() -> None:
         try:
-            with TestClient(app) as c:
+            with TestClient(app, base_url=LOCAL) as c:
                 for _ in range(6):
                     answer = c.post("/api/runs/0/decode", json={"z": z})
                     answers.append((answer.status_code, answer.json()["image"]))
@@ -312,6 +312,23 @@ def test_studio_listens_on_loopback_unless_told_otherwise():
     assert build_parser().parse_args(["studio", "run"]).host == "127.0.0.1"
 
 
+@pytest.mark.parametrize("host, answers_any_name, warned", [("127.0.0.1", False, False), ("::1", False, False),
+                                                            ("0.0.0.0", True, True)])
+def test_studio_checks_host_names_only_on_loopback(monkeypatch, capsys, host, answers_any_name, warned):
+    """On another address the studio cannot know the names it is reached by, so it answers any and warns."""
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    assert main(["studio", "--host", host]) == 0
+    assert served["host"] == host and ("warning: serving on" in capsys.readouterr().out) == warned
+    with TestClient(served["app"], base_url="http://studio.example") as other:
+        assert (other.get("/api/runs").status_code == 200) == answers_any_name
+    with TestClient(served["app"], base_url=f"http://[::1]:8000" if ":" in host else f"http://{host}:8000") as own:
+        assert own.get("/api/runs").status_code == 200
+
+
 def test_test_examples_give_a_real_source_and_its_target(client):
     first = client.get(f"/api/runs/{INDEX['labels']}/example", params={"number": 0}).json()
     assert pixels(first["source"]).shape == pixels(first["target"]).shape == (32, 32, 3)
@@ -326,6 +343,7 @@ def test_test_examples_give_a_real_source_and_its_target(client):
     assert not_paired.status_code == 400 and "no paired source and target" in not_paired.json()["detail"]
 
 
+@pytest.mark.slow
 def test_genlab_studio_command_serves_the_page(studio_runs):
     """The command a user types: the page, its script and the API from a child process."""
     import socket
@@ -353,6 +371,12 @@ def test_genlab_studio_command_serves_the_page(studio_runs):
         assert page.status_code == 200 and "genlab studio" in page.text
         assert httpx.get(f"http://127.0.0.1:{port}/static/studio.js").status_code == 200
         assert httpx.get(f"http://127.0.0.1:{port}/api/runs").json()[0]["model"] == "conv_vae"
+        for name in ("localhost", "127.0.0.1", "[::1]"):  # its own names, with its port or without
+            for host in (name, f"{name}:{port}"):
+                assert httpx.get(f"http://127.0.0.1:{port}/api/runs", headers={"Host": host}).status_code == 200, host
+        for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example", ""):  # DNS rebinding's names
+            refused = httpx.get(f"http://127.0.0.1:{port}/api/runs", headers={"Host": host})
+            assert refused.status_code == 400, host
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn  # imported here: the other commands do not need the web stack
 
     from genlab.errors import ConfigError
-    from genlab.studio.app import create_app
+    from genlab.studio.app import LOOPBACK_NAMES, create_app
 
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port {args.port} is not a TCP port; use 1..65535, e.g. --port 8000")
@@ -36,13 +36,19 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ConfigError(f"--threads {args.threads} must be 1 or more")
         torch.set_num_threads(args.threads)
-    app = create_app(args.runs)
-    if not _is_loopback(args.host):
+    if _is_loopback(args.host):  # answer only to this machine's own names (no DNS rebinding)
+        app = create_app(args.runs, allowed_hosts=sorted({*LOOPBACK_NAMES, _host_name(args.host)}))
+    else:
+        app = create_app(args.runs, allowed_hosts=None)
         print(f"genlab: warning: serving on {args.host}: anyone who can reach it can use these models")
-    shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"genlab studio: http://{shown}:{args.port}/  ({len(args.runs)} runs; Ctrl-C stops it)", flush=True)
+    print(f"genlab studio: http://{_host_name(args.host)}:{args.port}/  ({len(args.runs)} runs; Ctrl-C stops it)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _host_name(host: str) -> str:
+    """``host`` as a Host header names it (IPv6 addresses in brackets)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def _is_loopback(host: str) -> bool:

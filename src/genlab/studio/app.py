@@ -23,6 +23,7 @@ from fastapi import FastAPI, File, Form, HTTPException, Path as PathParam, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from pydantic import BaseModel, ConfigDict, Field
 
 from genlab.errors import ConfigError, GenlabError, RunError
@@ -36,6 +37,7 @@ from genlab.studio.codec import MAX_UPLOAD_BYTES, BadUpload, png_data_urls, read
 from genlab.studio.runs import ServedRun
 
 STATIC = Path(__file__).parent / "static"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")  # the names a browser on this machine uses
 MAX_GAMES = 16  # games kept at once; the oldest is dropped for a new one
 MAX_SAMPLES = 64
 LATENT_LIMIT = 10.0  # prior standard deviations; sliders go to +-3
@@ -117,13 +119,21 @@ class Games:
             return self._games[key]
 
 
-def create_app(run_dirs: Sequence[str | Path]) -> FastAPI:
-    """The studio for ``run_dirs`` (each read now, its model loaded on first use)."""
+def create_app(run_dirs: Sequence[str | Path], allowed_hosts: Sequence[str] | None = LOOPBACK_NAMES) -> FastAPI:
+    """The studio for ``run_dirs`` (each read now, its model loaded on first use).
+
+    It answers only requests whose ``Host`` (any port) is one of ``allowed_hosts`` and refuses the
+    rest with a 400: a page on another site that rebinds its own name to 127.0.0.1 (DNS rebinding)
+    sends its own name, so it cannot reach the models. ``None`` answers any name (for a studio
+    served on a non-loopback address, whose names the studio cannot know).
+    """
     runs = [ServedRun(i, path) for i, path in enumerate(run_dirs)]
     games = Games()
     # A run's index, bounded in the schema too (so clients and fuzzers know the valid ones).
     RunIndex = Annotated[int, PathParam(ge=0, le=max(len(runs) - 1, 0), description="index in the served list")]
     app = FastAPI(title="genlab studio", version="1", description=__doc__)
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False)
 
     @app.exception_handler(GenlabError)
     async def genlab_error(request: Request, err: GenlabError) -> JSONResponse:
