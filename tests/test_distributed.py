@@ -21,6 +21,8 @@ from genlab.training.loop import _sync_batchnorm, build_step
 # --standalone: torchrun picks a free port itself, so these runs never meet another test's (29517).
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
+pytestmark = pytest.mark.slow  # torchrun starts processes: the slow tier (make test-slow)
+
 
 def torchrun_train(config: dict, tmp_path: Path) -> subprocess.CompletedProcess:
     path = tmp_path / "c.yaml"
@@ -67,7 +69,6 @@ def initial_modules(raw: dict) -> dict[str, torch.Tensor]:
     return {f"{name}.{key}": t for name, m in step.modules.items() for key, t in m.state_dict().items()}
 
 
-@pytest.mark.slow
 def test_two_processes_at_batch_b_train_as_one_process_at_2b(tmp_path):
     """2 processes x batch 8 and 1 process x batch 16 end with the same weights (max |diff| <= 1e-5).
 
@@ -105,7 +106,6 @@ def test_two_processes_at_batch_b_train_as_one_process_at_2b(tmp_path):
     assert moved > 1e-4  # they did train (Adam moves a weight by up to lr = 2e-4 a step): not two untouched copies
 
 
-@pytest.mark.slow
 def test_sync_batchnorm_on_cpu_processes_is_a_config_error(tmp_path):
     """torch's SyncBatchNorm runs on GPU (CUDA, XPU, ...) tensors only: several gloo processes on the
     CPU stop before training with a message naming the key and both ways out, leaving no run folder."""
@@ -142,7 +142,6 @@ def test_sync_batchnorm_keeps_parameters_and_plain_state_dicts(tmp_path):
         plain.load_state_dict(synced, strict=True)
 
 
-@pytest.mark.slow
 def test_a_growing_progan_trains_under_torchrun(tmp_path):
     """ProGAN's not-yet-faded-in layers get no gradient in the first stages: DDP looks for such
     parameters on that model, so two processes train it through 4x4, the fade-in and 8x8."""
@@ -164,7 +163,6 @@ def test_a_growing_progan_trains_under_torchrun(tmp_path):
     assert grown and any(not torch.equal(final[k], initial[k]) for k in grown)
 
 
-@pytest.mark.slow
 def test_a_text_gan_with_conditioning_augmentation_trains_under_torchrun(tmp_path):
     """The conditioning-augmentation KL comes out of G's forward pass, through its DDP wrapper, so
     two processes train a text-conditioned G with it (it was refused before)."""
@@ -182,7 +180,6 @@ def test_a_text_gan_with_conditioning_augmentation_trains_under_torchrun(tmp_pat
     assert records and '"G/condition_kl"' in records[-1]
 
 
-@pytest.mark.slow
 def test_a_stylegan_with_path_length_regularisation_trains_under_torchrun(tmp_path):
     """The path lengths come out of G's forward pass, through its DDP wrapper, so two processes
     train a style-based G with the penalty (it was refused before); the target a is shared."""

@@ -131,6 +131,7 @@ def test_resume_refuses_a_config_that_would_break_exactness(tmp_path):
     assert final_state(longer)[1]["images_seen"] == 256
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(

@@ -33,7 +33,7 @@ from .conftest import fuzz_examples
 from .test_images import user_files
 from .test_kill import RECIPES as KILL_RECIPES
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 EXAMPLES = {"config": 100, "overrides": 100, "start": 40, "cli": 160}  # per test, times GENLAB_FUZZ_SCALE
 RUN_FOLDER = re.compile(r"\d{5}-")

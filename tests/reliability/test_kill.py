@@ -25,7 +25,7 @@ from genlab.cli.main import main
 from genlab.config import load_config
 from genlab.training import checkpoint as ckpt
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 KILLS = int(os.environ.get("GENLAB_KILLS", "2"))
 FAMILIES = os.environ.get("GENLAB_KILL_FAMILIES", "vae").split(",")

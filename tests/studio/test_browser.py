@@ -2,7 +2,7 @@
 through ``executable_path``; Playwright's own browser download is never used).
 
 The fixture installs Chromium with apt-get where it is missing and the test runs as root; the
-tests skip, saying why, only where it cannot be installed. Screenshots of every view are
+tests skip, saying why, only where it cannot be installed, and never in CI (CI=true), where that fails. Screenshots of every view are
 written to ``$GENLAB_STUDIO_SHOTS`` when that is set (to look at them), else to a temp folder.
 """
 
@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -24,28 +25,40 @@ from .conftest import INDEX
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
+pytestmark = pytest.mark.slow  # the slow tier (make test-slow)
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip where Chromium cannot be had; in CI (CI=true) fail instead, so that no browser test is lost silently."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and the browser tests cannot run: {reason}")
+    pytest.skip(reason)
+
 
 def find_or_install_chromium() -> str:
-    """Path of a Chromium binary, installed from Debian's packages if needed; skips with the reason otherwise."""
+    """Path of a Chromium binary, installed from Debian's packages if needed; skips (fails in CI) otherwise."""
     for name in ("chromium", "chromium-browser"):
         if path := shutil.which(name):
             return path
     if shutil.which("apt-get") is None or os.geteuid() != 0:
-        pytest.skip("no chromium on PATH and no way to install it here (needs apt-get as root): "
+        unavailable("no chromium on PATH and no way to install it here (needs apt-get as root): "
                     "apt-get install chromium, then rerun")
     for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
         done = subprocess.run(command, capture_output=True, text=True, timeout=900,
                               env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
         if done.returncode != 0:
-            pytest.skip(f"could not install chromium ({' '.join(command)}: {done.stderr.strip()[-300:]})")
+            unavailable(f"could not install chromium ({' '.join(command)}: {done.stderr.strip()[-300:]})")
     if path := shutil.which("chromium"):
         return path
-    pytest.skip("apt-get installed chromium but no chromium binary is on PATH")
+    unavailable("apt-get installed chromium but no chromium binary is on PATH")
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency: pip install -e '.[dev]'")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        unavailable("playwright is a dev dependency: pip install -e '.[dev]'")
     executable = find_or_install_chromium()
     with sync_api.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
