@@ -44,7 +44,9 @@ def test_conditional_batch_norm_starts_as_batch_norm_and_depends_on_the_label():
     cbn = ConditionalBatchNorm2d(4, num_classes=3)
     x = torch.randn(6, 4, 5, 5)
     same = torch.zeros(6, dtype=torch.int64)
-    assert torch.allclose(cbn(x, same), nn.BatchNorm2d(4)(x))  # gain 1, bias 0 at init
+    # two computations (batch norm without affine, then * 1 + 0, vs nn.BatchNorm2d's affine kernel): outputs near 0
+    # come from cancelling O(1) terms, so allow their float32 rounding (1e-5 ~ 80 ulps at 1), not the default 1e-8
+    assert torch.allclose(cbn(x, same), nn.BatchNorm2d(4)(x), atol=1e-5)  # gain 1, bias 0 at init
     randomise_conditional_norms(nn.Sequential(cbn))
     assert not torch.allclose(cbn(x, same), cbn(x, same + 1))
 

@@ -169,9 +169,11 @@ def test_arithmetic_grid_rows_are_exemplars_then_mean():
     a, b, c = torch.randn(3, 4), torch.randn(1, 4), torch.randn(2, 4)
     grid = arithmetic.arithmetic_grid(vae, a, b, c)
     assert grid.nrow == 4 and grid.images.shape == (16, 1, 28, 28)
-    assert torch.allclose(grid.images[3], sample.decode(vae, a.mean(0, keepdim=True))[0], atol=1e-6)
+    # two computations (a row decoded as a batch of 4 vs one latent alone): float32 conv kernels may round
+    # differently per batch size and CPU; images in [-1, 1]: 1e-4 is ~800 ulps at 1; a wrong latent moves them by > 1e-2
+    assert torch.allclose(grid.images[3], sample.decode(vae, a.mean(0, keepdim=True))[0], atol=1e-4)
     assert torch.equal(grid.images[5], torch.ones(1, 28, 28))  # b's row padded with white
-    assert torch.allclose(grid.images[12], sample.decode(vae, (a.mean(0) - b[0] + c.mean(0))[None])[0], atol=1e-5)
+    assert torch.allclose(grid.images[12], sample.decode(vae, (a.mean(0) - b[0] + c.mean(0))[None])[0], atol=1e-4)
 
 
 def test_conditional_sweeps_and_class_range():
@@ -179,7 +181,9 @@ def test_conditional_sweeps_and_class_range():
     z = torch.randn(2, 4)
     grid = conditional.sweep_grid(cvae, z)
     assert grid.nrow == 3 and grid.images.shape == (6, 1, 28, 28)
-    assert torch.allclose(grid.images[4], conditional.latent_sweep(cvae, z, 1)[1], atol=1e-6)
+    # two computations (decoded alone vs in a batch of 2): float32 kernels may round differently per CPU;
+    # 1e-4 is ~800 ulps at 1, far below the change of a wrong class or row (> 1e-2)
+    assert torch.allclose(grid.images[4], conditional.latent_sweep(cvae, z, 1)[1], atol=1e-4)
     with pytest.raises(ConfigError, match=r"class 3 is out of range: .* 3 classes, 0..2"):
         conditional.class_sweep(cvae, z[0], [0, 3])
     with pytest.raises(ConfigError, match="give a class in 0..2"):

@@ -86,8 +86,10 @@ def test_every_phase_gives_the_same_loss_and_gradients_in_channels_last(name, va
             results[layout].append((phase.name, out.loss.detach(), grads))
     for (phase, loss_a, grads_a), (_, loss_b, grads_b) in zip(*results.values()):
         torch.testing.assert_close(loss_b, loss_a, rtol=1e-4, atol=1e-5, msg=lambda m: f"{phase} loss: {m}")
-        # over the phase's whole gradient: through batch norm on 8 examples rounding moves single elements more
-        assert (grads_b - grads_a).norm() <= 1e-3 * grads_a.norm(), f"{phase} gradients: {(grads_b - grads_a).norm()}"
+        # over the phase's whole gradient: through batch norm on 8 examples rounding moves single elements more.
+        # NCHW and NHWC run different kernels, whose rounding differs per CPU: up to 4e-4 of the norm measured with
+        # AVX2 kernels (1.6e-3 with SSE4 ones), while a layout bug moves the gradient by about its norm.
+        assert (grads_b - grads_a).norm() <= 1e-2 * grads_a.norm(), f"{phase} gradients: {(grads_b - grads_a).norm()}"
 
 
 @pytest.mark.parametrize("name, variant", CASES)

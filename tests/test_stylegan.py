@@ -32,7 +32,9 @@ def test_modulation_scales_inputs_and_demodulation_normalises_each_output_filter
     styles = torch.rand(2, 3, generator=g) + 0.5
     plain = modulated_conv2d(x, weight, styles, demodulate=False)
     by_hand = torch.stack([F.conv2d(x[i : i + 1], weight * styles[i][None, :, None, None], padding=1)[0] for i in range(2)])
-    assert torch.allclose(plain, by_hand, atol=1e-5)
+    # two computations (one batched conv of scaled inputs vs a conv per example of scaled weights): float32 sums of
+    # 27 products may round differently per CPU; outputs reach ~20, where 1e-4 is ~50 ulps
+    assert torch.allclose(plain, by_hand, atol=1e-4)
     demodulated = modulated_conv2d(x, weight, styles)
     per_example = [weight * styles[i][None, :, None, None] for i in range(2)]
     per_example = [w / w.square().sum(dim=(1, 2, 3), keepdim=True).sqrt() for w in per_example]
@@ -185,6 +187,8 @@ def test_latent_tools_work_in_w_through_the_wspace_view(style_run, tmp_path, cap
     assert w.shape == (2, G.w_dim) and torch.allclose(w, G.mapping(z))
     assert torch.allclose(decode(W, w), decode(G, z), atol=1e-6)  # the same images, reached through w
     path = interpolate.interpolate(W, w, steps=5)
-    assert interpolate.default_method(W) == "lerp" and torch.allclose(path[0], decode(W, w[:1]), atol=1e-6)
+    # two computations (path[0] decoded in a batch of 5 vs alone): float32 conv/matmul kernels may block sums
+    # differently per batch size and CPU; images in [-1, 1]: 1e-4 is ~800 ulps at 1, far below a wrong latent's change
+    assert interpolate.default_method(W) == "lerp" and torch.allclose(path[0], decode(W, w[:1]), atol=1e-4)
     assert main(["latent", "interpolate", str(style_run), "--seeds", "1,2", "--space", "w", "-o", str(tmp_path / "w.png")]) == 0
     assert "lerp interpolation" in capsys.readouterr().out

@@ -103,7 +103,9 @@ def test_padding_does_not_change_the_sentence_embedding():
     G = tiny()["G"]
     short = G.tokens(["a red square"])
     longer = torch.cat([short[:, :3], torch.zeros(1, 20, dtype=torch.int64)], dim=1)
-    assert torch.allclose(G.text(short), G.text(longer), atol=1e-6)
+    # two computations (a GRU over 12 vs 23 steps, each with its own matmul shapes): float32 rounding may differ per
+    # CPU; embeddings are below 1, so 1e-5 is ~100 ulps, while counting the padding would change them by far more
+    assert torch.allclose(G.text(short), G.text(longer), atol=1e-5)
 
 
 def test_conditioning_kl_is_zero_at_the_prior():
