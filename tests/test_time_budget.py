@@ -30,16 +30,18 @@ def tiny_config(out_dir: Path, **train) -> genlab.Config:
 
 
 def test_timed_out_run_checkpoints_logs_and_resumes_bitwise(tmp_path):
-    straight = genlab.train(tiny_config(tmp_path / "a"))
+    snapshots = {"snapshot_every_kimg": 0.128}
+    straight = genlab.train(tiny_config(tmp_path / "a", **snapshots))
     # A budget far below one iteration: the loop stops after its first iteration.
-    stopped = genlab.train(tiny_config(tmp_path / "b", max_minutes=1e-9))
+    stopped = genlab.train(tiny_config(tmp_path / "b", max_minutes=1e-9, **snapshots))
     state = ckpt.load_training_state(ckpt.latest_checkpoint(stopped))
     assert state["images_seen"] == BATCH
     records = [json.loads(line) for line in (stopped / "stats.jsonl").read_text().splitlines()]
     assert records[-1]["kimg"] == BATCH / 1000  # the stop writes the last window, like the end of a run
     assert "train.max_minutes=1e-09 ran out" in (stopped / "log.txt").read_text()
+    assert (stopped / "samples" / "samples-latest.png").is_file()  # and shows where it stopped
 
-    resumed = genlab.train(tiny_config(tmp_path / "b"), resume=stopped)  # max_minutes back to 0
+    resumed = genlab.train(tiny_config(tmp_path / "b", **snapshots), resume=stopped)  # max_minutes back to 0
     a = load_file(ckpt.latest_checkpoint(straight) / ckpt.MODULES_FILE)
     b = load_file(ckpt.latest_checkpoint(resumed) / ckpt.MODULES_FILE)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

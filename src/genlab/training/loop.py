@@ -290,7 +290,10 @@ def _train(config: Config, resume: str | Path | None, stop_after_kimg: float | N
                 progress.set_postfix_str(_summary(record), refresh=False)
                 for warning in step.check_health(record, iteration):
                     logger.warning(f"iteration {iteration} ({images_seen / 1000:.1f} kimg): {warning}", images_seen)
-            snapshot_due = dist.is_main and (_crossed(before, images_seen, tc.snapshot_every_kimg) or images_seen >= total)
+            # A stop (time budget, signal) shows where the run stopped, as the end of a run does; snapshots draw from
+            # their own seeded generators, so an extra one leaves the resumed run exact.
+            snapshot_due = dist.is_main and (_crossed(before, images_seen, tc.snapshot_every_kimg) or images_seen >= total
+                                             or (stop_requested and tc.snapshot_every_kimg > 0))
             checkpoint_due = _crossed(before, images_seen, tc.checkpoint_every_kimg) or stop_requested
             if snapshot_due or checkpoint_due:
                 for module in step.modules.values():
