@@ -3,7 +3,9 @@
 Serves a local page over the runs given: samples, latent sliders, interpolation,
 upload-and-edit, a drawing canvas for image-to-image runs, the GAN game on toy data and a
 live training monitor. It listens on 127.0.0.1 only unless --host names another address
-(anyone who can reach that address can then use the models). Stop it with Ctrl-C.
+(anyone who can reach that address can then use the models). On a loopback address it answers
+only requests for its own names (127.0.0.1, localhost, [::1]), so that a web page elsewhere cannot
+reach it by pointing its own name at 127.0.0.1 (DNS rebinding). Stop it with Ctrl-C.
 """
 
 from __future__ import annotations
