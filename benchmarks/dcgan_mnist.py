@@ -28,7 +28,7 @@ import torch
 import genlab
 from genlab.config import load_config
 from genlab.errors import DataError
-from genlab.training.run import read_run
+from genlab.runs.folder import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "dcgan_mnist.yaml"

@@ -35,7 +35,7 @@ from genlab.metrics.features import Extractor, extract_features
 from genlab.metrics.inception import INCEPTION, inception_extractor, inception_resize_mode
 from genlab.metrics.reference import reference_features
 from genlab.metrics.settings import EvalSettings
-from genlab.training.run import read_run
+from genlab.runs.folder import read_run
 
 
 def extraction_speed(extractor: Extractor, images: torch.Tensor, batch_size: int) -> float:

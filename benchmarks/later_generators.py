@@ -29,7 +29,7 @@ from genlab.data import load_dataset
 from genlab.data.captions import ATTRIBUTES
 from genlab.metrics import fid
 from genlab.metrics.captions import attribute_accuracy, classifier_features, predicted_attributes
-from genlab.training.checkpoint import list_checkpoints
+from genlab.runs.checkpoint import list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["configs/stylegan_sprites.yaml", "configs/progan_sprites.yaml"]

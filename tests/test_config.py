@@ -91,3 +91,30 @@ def test_api_applies_overrides_to_a_config_object_too(tmp_path):
     assert override_config(config, ["train.kimg=3"]).train.kimg == 3
     with pytest.raises(ConfigError, match="did you mean train.'kimg'"):
         override_config(config, ["train.kimgs=3"])
+
+
+def test_every_registry_fills_itself_from_its_package(tmp_path, monkeypatch):
+    """A registry imports each module of its package on first lookup; errors name the module and the table."""
+    import genlab.registry
+    from genlab.registry import Registry, UnknownNameError
+
+    package = tmp_path / "plugins_for_test"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from genlab.registry import THINGS\nTHINGS.add('alpha', 1)\n")
+    (package / "b.py").write_text("from genlab.registry import THINGS\nTHINGS.add('beta', 2)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    things = Registry("thing", "plugins_for_test")
+    monkeypatch.setattr(genlab.registry, "THINGS", things, raising=False)
+    assert things.names() == ["alpha", "beta"] and things.get("beta") == 2
+    with pytest.raises(UnknownNameError, match="unknown thing 'alpa'. Did you mean 'alpha'"):
+        things.get("alpa")
+    with pytest.raises(ValueError, match="thing 'alpha' is registered twice"):
+        things.add("alpha", 3)
+
+    (package / "c.py").write_text("raise RuntimeError('broken plugin')\n")
+    broken = Registry("thing", "plugins_for_test")
+    monkeypatch.setattr(genlab.registry, "THINGS", broken)
+    with pytest.raises(RuntimeError, match="broken plugin") as err:
+        broken.names()
+    assert "while importing plugins_for_test.c to find what plugins_for_test registers" in err.value.__notes__[0]

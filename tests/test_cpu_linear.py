@@ -15,7 +15,7 @@ import genlab
 from genlab.config import config_from_dict
 from genlab.errors import ConfigError
 from genlab.models.layers import LatentProjection
-from genlab.training import checkpoint as ckpt
+from genlab.runs import checkpoint as ckpt
 from genlab.training import cpu_linear
 
 needs_onednn = pytest.mark.skipif(not cpu_linear.available(), reason="this PyTorch has no oneDNN linear")

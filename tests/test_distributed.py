@@ -15,7 +15,7 @@ import genlab
 from genlab.config import config_from_dict
 from genlab.data import load_dataset
 from genlab.models import build_model
-from genlab.training import checkpoint as ckpt
+from genlab.runs import checkpoint as ckpt
 from genlab.training.loop import _sync_batchnorm, build_step
 
 # --standalone: torchrun picks a free port itself, so these runs never meet another test's (29517).

@@ -16,10 +16,10 @@ from genlab.config import TrainConfig, load_config
 from genlab.data.base import Image, TensorDataset
 from genlab.errors import ConfigError
 from genlab.losses import gan as L
-from genlab.registry import MODELS, OBJECTIVES
-from genlab.training import checkpoint as ckpt
-from genlab.training.health import GANHealth, HealthHistory, gan_warnings
 from genlab.models import build_modules
+from genlab.registry import MODELS, OBJECTIVES
+from genlab.runs import checkpoint as ckpt
+from genlab.training.health import GANHealth, HealthHistory, gan_warnings
 from genlab.training.loop import _training_only, train
 from genlab.training.objectives.gan import GANObjectiveConfig, batch_diversity
 from genlab.training.progress import progress_strip

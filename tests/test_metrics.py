@@ -15,13 +15,13 @@ import scipy.special
 import scipy.stats
 import torch
 
+from genlab.data.stacked import stack_digits, stacked_modes
+from genlab.images import to_uint8
 from genlab.metrics import fid as fid_mod
+from genlab.metrics.coverage import mode_coverage, mode_histogram
 from genlab.metrics.fid import fid, fid_from_statistics, fid_statistics
 from genlab.metrics.inception_score import inception_score
 from genlab.metrics.kid import kid
-from genlab.data.stacked import stack_digits, stacked_modes
-from genlab.images import to_uint8
-from genlab.metrics.coverage import mode_coverage, mode_histogram
 from genlab.metrics.nearest_neighbours import distance_report, nearest
 from genlab.metrics.parzen import parzen_log_likelihoods, parzen_window, select_sigma
 from genlab.metrics.precision_recall import precision_recall
@@ -219,6 +219,16 @@ def test_stacked_mnist_modes():
     assert mode_coverage(mode_histogram(modes, 1000))["modes_covered"] > 990
 
 
+def test_the_modes_metric_reads_stacked_modes_as_the_data_set_labels_them():
+    from genlab.config import DataConfig
+    from genlab.data.stacked import NUM_MODES, StackedMNISTConfig
+    from genlab.metrics.coverage import channel_modes
+
+    digits = torch.randint(10, (50, 3), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(channel_modes(digits, 10), stacked_modes(digits))
+    assert StackedMNISTConfig.num_modes == NUM_MODES == 10**3 and DataConfig.num_modes is None
+
+
 def test_stacked_mnist_dataset_stacks_real_digits(mnist_root):
     from genlab.data import load_dataset
     from genlab.data.stacked import StackedMNISTConfig
@@ -298,7 +308,8 @@ def test_a_new_metric_needs_only_its_decorator(tmp_path, monkeypatch):
     from genlab.metrics.settings import EvalSettings
 
     registry.metric_names()  # the built-in metrics register first, into the table the test copies
-    monkeypatch.setattr(registry, "_METRICS", dict(registry._METRICS))  # what the test registers goes with it
+    # What the test registers goes with the copy.
+    monkeypatch.setattr(registry.METRICS, "_entries", dict(registry.METRICS._entries))
 
     @registry.register_metric("mean_pixel", needs=("samples",))
     def _mean_pixel(ctx):
@@ -436,7 +447,7 @@ def test_classifier_cosine_schedule_resumes_exactly(tmp_path, mnist_root):
 
     from genlab.api import train
     from genlab.config import config_from_dict
-    from genlab.training import checkpoint as ckpt
+    from genlab.runs import checkpoint as ckpt
 
     def config(out):
         return config_from_dict({
@@ -513,7 +524,7 @@ def test_conditional_metrics_refuse_an_unconditional_model(tiny_runs, tmp_path):
     from genlab.errors import ConfigError
     from genlab.metrics.evaluate import evaluate
     from genlab.metrics.settings import EvalSettings
-    from genlab.training.run import read_run
+    from genlab.runs.folder import read_run
 
     _, vae_run = tiny_runs
     _, config, _ = read_run(vae_run)

@@ -20,7 +20,7 @@ from genlab.data.base import Classes, Image, Points, TensorDataset, Tokens, fiel
 from genlab.models import build_modules, examples
 from genlab.models.protocols import Encoder, LatentSampler, Translator, is_conditional
 from genlab.registry import MODELS, OBJECTIVES
-from genlab.training import checkpoint as ckpt
+from genlab.runs import checkpoint as ckpt
 from genlab.training.batches import MEMORY_FORMATS, in_layout
 from genlab.training.step import Step
 

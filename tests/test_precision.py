@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 import genlab
 from genlab.config import config_from_dict
 from genlab.errors import TrainingDiverged
-from genlab.training import checkpoint as ckpt
+from genlab.runs import checkpoint as ckpt
 from genlab.training import precision as precision_probe
 
 

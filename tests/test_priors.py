@@ -16,7 +16,7 @@ from genlab.data import load_dataset
 from genlab.images import to_model
 from genlab.metrics.likelihood import elbo, evaluate_likelihood
 from genlab.models.priors import GaussianMixturePrior
-from genlab.training import checkpoint as ckpt
+from genlab.runs import checkpoint as ckpt
 
 TRUE_MEANS = torch.tensor([[-4.0, 0.0], [4.0, 1.0]])
 

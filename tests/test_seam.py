@@ -13,7 +13,7 @@ import genlab
 from genlab.config import ScheduleConfig, config_from_dict
 from genlab.models.protocols import is_conditional
 from genlab.registry import MODELS
-from genlab.training import checkpoint as ckpt
+from genlab.runs import checkpoint as ckpt
 from genlab.training.loop import _training_only
 from genlab.training.schedules import lr_factor
 

@@ -18,7 +18,7 @@ import genlab
 from genlab.cli.main import main
 from genlab.config import config_from_dict
 from genlab.errors import TrainingDiverged
-from genlab.training import checkpoint as ckpt
+from genlab.runs import checkpoint as ckpt
 from genlab.training.objectives.vae import VAEStep
 from genlab.training.step import LossOutput
 

@@ -141,10 +141,16 @@ class Bounded:
 
 @dataclass
 class DataConfig(Bounded):
-    """Base of every dataset's config; subclasses add their own keys."""
+    """Base of every dataset's config; subclasses add their own keys.
+
+    ``num_modes`` is what the ``modes`` metric counts with the digit classifier: None when an
+    example is one digit (the classifier's classes are the modes); a set whose channels each
+    hold a digit declares the classes to the power of its channels (Stacked MNIST: 1000).
+    """
 
     name: str
     registry: ClassVar[Registry] = DATASETS
+    num_modes: ClassVar[int | None] = None
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from genlab.training import checkpoint as ckpt
+from genlab.runs import checkpoint as ckpt
 
 
 def flip(fraction: float):

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 import genlab
 from genlab.cli.main import main
 from genlab.errors import RunError
-from genlab.training import checkpoint as ckpt
+from genlab.runs import checkpoint as ckpt
 
 from .conftest import tiny_config
 

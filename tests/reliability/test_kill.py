@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 import genlab
 from genlab.cli.main import main
 from genlab.config import load_config
-from genlab.training import checkpoint as ckpt
+from genlab.runs import checkpoint as ckpt
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 

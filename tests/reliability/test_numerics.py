@@ -12,7 +12,7 @@ import genlab
 from genlab.cli.main import main
 from genlab.data.base import Batch, TensorDataset
 from genlab.errors import TrainingDiverged
-from genlab.training import checkpoint as ckpt
+from genlab.runs import checkpoint as ckpt
 from genlab.training.objectives.gan import GANStep
 from genlab.training.objectives.vae import VAEStep
 

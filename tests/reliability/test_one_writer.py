@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from genlab.cli.main import main
-from genlab.training import run_lock
+from genlab.runs import lock as run_lock
 
 pytestmark = pytest.mark.reliability
 
-HOLD = "import sys, time; from pathlib import Path; from genlab.training import run_lock\n" \
+HOLD = "import sys, time; from pathlib import Path; from genlab.runs import lock as run_lock\n" \
        "with run_lock.hold(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(600)"
 
 

@@ -20,7 +20,7 @@ from genlab.metrics.evaluate import evaluate
 from genlab.metrics.registry import metric_names
 from genlab.metrics.settings import (ENCODER_METRICS, FEATURE_SPACES, SAMPLE_METRICS, EvalSettings, default_features,
                                      default_metrics)
-from genlab.training.run import read_run
+from genlab.runs.folder import read_run
 
 
 def add_parser(subparsers) -> None:

@@ -11,8 +11,8 @@ import yaml
 from genlab.config import config_to_dict
 from genlab.data.base import describe
 from genlab.errors import RunError
-from genlab.training.checkpoint import good_checkpoint, list_checkpoints
-from genlab.training.run import read_run
+from genlab.runs.checkpoint import good_checkpoint, list_checkpoints
+from genlab.runs.folder import read_run
 
 
 def add_parser(subparsers) -> None:

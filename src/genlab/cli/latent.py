@@ -34,7 +34,7 @@ from genlab.images import save_gif, save_grid, save_strip, to_model
 from genlab.latent import arithmetic, attributes, conditional, edit, interpolate, sample, style, traverse
 from genlab.latent.encode import encode_dataset
 from genlab.models.protocols import Encoder, is_conditional
-from genlab.training.run import read_run
+from genlab.runs.folder import read_run
 
 MODES = {1: "L", 3: "RGB"}  # the PIL mode the model's channels read
 

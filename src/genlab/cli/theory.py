@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from genlab.experiments.theory import TheoryConfig, TheoryResult, run_theory
-from genlab.plotting import draw_theory_figure
+from genlab.experiments.theory_figure import draw_theory_figure
 
 
 def add_parser(subparsers) -> None:

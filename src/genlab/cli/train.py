@@ -13,9 +13,9 @@ from genlab.cli.common import add_data_root, load_cli_config, with_data_root
 from genlab.config import config_to_dict, override_config
 from genlab.distributed import print0
 from genlab.errors import ConfigError
-from genlab.models.protocols import Encoder, LatentSampler, TextConditional, Translator, is_conditional
 from genlab.models import build_model
-from genlab.training.run import read_run
+from genlab.models.protocols import Encoder, LatentSampler, TextConditional, Translator, is_conditional
+from genlab.runs.folder import read_run
 
 
 def add_parser(subparsers) -> None:

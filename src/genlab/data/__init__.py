@@ -1,13 +1,12 @@
 """Datasets: real image sets, procedural sprites, image folders, toy mixtures and image pairs.
 
-Importing this package registers every dataset with ``genlab.registry.DATASETS``.
+Each module registers its datasets with ``genlab.registry.DATASETS``, which imports every
+module here on its first lookup.
 """
 
 from __future__ import annotations
 
 from genlab.config import DataConfig
-from genlab.data import folder, sprites, stacked, standard, tensors, toy  # noqa: F401  (registers datasets)
-from genlab.data import captions, color_sprites, paired_folder, pairs, photos, unpaired  # noqa: F401
 from genlab.data.base import Batch, Classes, Factors, Image, LabelMap, Points, Spec, TensorDataset, Tokens
 from genlab.registry import DATASETS
 

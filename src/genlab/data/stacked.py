@@ -28,6 +28,7 @@ class StackedMNISTConfig(standard.StandardConfig):
     n_train: int = 60000
     n_test: int = 10000
     seed: int = 0
+    num_modes: ClassVar[int] = NUM_MODES  # one digit per channel; the modes metric classifies each channel
     bounds: ClassVar[dict[str, Range]] = {
         "channels": one_of(0, 3, note="RGB by construction; leave it at 0"), "n_train": at_least(1),
         "n_test": at_least(1), "seed": SEED,

@@ -15,7 +15,7 @@ two-mode p_g (in development runs on the mixture, max|D - D*| was 0.14 with D* f
 of Gaussian noise (its quantile function), so nothing is lost. The KDE of G's samples is still reported, as a cross-check of the JSD.
 
 Runs in seconds on one CPU thread; the global RNG is left as it was found.
-:func:`genlab.plotting.draw_theory_figure` draws the result.
+:func:`genlab.experiments.theory_figure.draw_theory_figure` draws the result.
 """
 
 from __future__ import annotations

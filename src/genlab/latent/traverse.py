@@ -57,11 +57,3 @@ def traversal(model: LatentSampler, z: Tensor, dims: Sequence[int] | None = None
     values = traversal_values(steps, span)
     return Grid(traverse(lambda rows: decode(model, rows, label), z, dims, values, relative), steps)
 
-
-@torch.no_grad()
-def traversal_grid(vae, x: Tensor, steps: int = 9, span: float = 3.0) -> Grid:
-    """Traverse every latent dim of a VAE from -span to +span around the posterior mean of x[0].
-
-    One row per latent dimension, ``steps`` columns; x: [1, C, H, W] in [-1, 1].
-    """
-    return traversal(vae, vae.encode(x[:1])[0][0], steps=steps, span=span)

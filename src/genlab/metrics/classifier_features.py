@@ -21,6 +21,8 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from genlab.errors import DataError
 from genlab.images import to_model
 from genlab.metrics.features import Extractor, cache_dir, extract_features, file_sha256
+from genlab.models import load
+from genlab.runs.checkpoint import MODULES_FILE, latest_checkpoint, list_checkpoints
 
 MNIST = "genlab-mnist"
 
@@ -32,8 +34,6 @@ def classifier_dir() -> Path:
 
 def find_classifier_run(run: str | Path | None = None) -> Path:
     """The classifier run folder: ``run``, else the newest trained one in :func:`classifier_dir`."""
-    from genlab.training.checkpoint import list_checkpoints
-
     if run is not None:
         return Path(run)
     candidates = sorted(p for p in classifier_dir().glob("*") if list_checkpoints(p / "checkpoints"))
@@ -55,8 +55,6 @@ class FeatureExtractorMNIST(FeatureExtractorBase):
 
     def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None, **kwargs) -> None:
         super().__init__(name, features_list)
-        from genlab.api import load
-
         self.run_dir = find_classifier_run(feature_extractor_weights_path)
         self.classifier = load(self.run_dir)
         self.requires_grad_(False)
@@ -105,8 +103,6 @@ if MNIST not in FEATURE_EXTRACTORS_REGISTRY:  # re-import (e.g. importlib.reload
 
 def mnist_extractor(run: str | Path | None = None) -> Extractor:
     """The digit classifier of ``run`` (default: the newest in :func:`classifier_dir`)."""
-    from genlab.training.checkpoint import MODULES_FILE, latest_checkpoint
-
     module = FeatureExtractorMNIST(MNIST, ["features", "logits"], feature_extractor_weights_path=run)
     weights = latest_checkpoint(module.run_dir) / MODULES_FILE
     layers = {"fid": "features", "kid": "features", "pr": "features", "is": "logits"}

@@ -14,11 +14,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from genlab.config import config_from_dict
+from genlab.data.tensors import save_tensors
 from genlab.metrics import fid, precision_recall
 from genlab.metrics.classifier_features import classifier_accuracy, mnist_extractor
 from genlab.metrics.evaluate import EvalContext, sample_images
 from genlab.metrics.features import extract_features
 from genlab.metrics.registry import register_metric
+from genlab.training.loop import train
 
 CAS_EPOCHS = 5  # passes over the generated set; the real-data recipe uses 3 over 60,000 digits
 TRUNCATIONS = (None, 2.0, 1.5, 1.0, 0.5)  # None: the untruncated prior
@@ -52,10 +55,6 @@ def intra_class_fid(ctx: EvalContext) -> dict:
 
 @register_metric("cas", needs=("samples", "labels"))
 def classification_accuracy_score(ctx: EvalContext) -> dict:
-    from genlab.api import train  # the one training loop; imported here as the API sits above metrics
-    from genlab.config import config_from_dict
-    from genlab.data.tensors import save_tensors
-
     folder = ctx.out_dir / "cas"
     folder.mkdir(parents=True, exist_ok=True)
     names = ctx.test_data.spec["label"].names

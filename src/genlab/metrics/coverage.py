@@ -21,6 +21,13 @@ KEY_KL_UNIFORM = "kl_to_uniform"
 
 
 
+def channel_modes(channel_classes: Tensor, classes: int) -> Tensor:
+    """The mode index ``[N]`` of per-channel classes ``[N, C]`` in ``0..classes-1``: the channels read as the
+    digits of a base-``classes`` number, the first most significant (Stacked MNIST: ``100 r + 10 g + b``)."""
+    weights = classes ** torch.arange(channel_classes.shape[1] - 1, -1, -1, device=channel_classes.device)
+    return channel_classes.long() @ weights
+
+
 def mode_histogram(modes: Tensor, num_modes: int) -> Tensor:
     """Counts int64 ``[num_modes]`` of the mode index ``modes: [N]`` (int) of each sample."""
     if modes.numel() and (modes.min() < 0 or modes.max() >= num_modes):

@@ -4,7 +4,7 @@ shared by every requested metric, and summarised in an eval card.
 The metrics (``genlab eval --metrics``), each registered with what it needs: fid, kid, is,
 pr (in the chosen feature space), parzen (pixel space), nll (models with an encoder: ELBO
 and importance-weighted NLL), nn (memorisation), modes (class coverage via the digit
-classifier; the 1000 modes of ``stacked_mnist`` runs).
+classifier; data sets with a digit per channel declare their modes, such as Stacked MNIST's 1000).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from genlab.config import Config
-from genlab.data import TensorDataset, load_dataset, stacked
+from genlab.data import TensorDataset, load_dataset
 from genlab.errors import ConfigError
 from genlab.images import to_model, to_uint8
 from genlab.metrics import card as card_mod
@@ -243,12 +243,17 @@ def _nn(ctx: EvalContext) -> dict:
 
 @register_metric("modes", needs=("samples", "classifier"))
 def _modes(ctx: EvalContext) -> dict:
-    x = ctx.samples
-    if ctx.config.data.name == "stacked_mnist":  # one digit per channel, 1000 modes
-        per_channel = [_predict(ctx, x[:, c : c + 1]) for c in range(x.shape[1])]
-        mode, num_modes = stacked.stacked_modes(torch.stack(per_channel, 1)), stacked.NUM_MODES
-    else:  # digits, grey or replicated to RGB (the classifier averages the channels)
-        mode, num_modes = _predict(ctx, x), ctx.classifier.module.classifier.num_classes
+    x, digits = ctx.samples, ctx.classifier.module.classifier.num_classes
+    num_modes = ctx.config.data.num_modes or digits  # declared by the data set's config
+    if num_modes == digits:  # one digit per image, grey or replicated to RGB (the classifier averages the channels)
+        mode = _predict(ctx, x)
+    elif num_modes == digits ** x.shape[1]:  # one digit per channel (Stacked MNIST: 1000 modes)
+        per_channel = torch.stack([_predict(ctx, x[:, c : c + 1]) for c in range(x.shape[1])], 1)
+        mode = coverage.channel_modes(per_channel, digits)
+    else:
+        raise ConfigError(f"data {ctx.config.data.name!r} declares {num_modes} modes, but the digit classifier tells "
+                          f"{digits} per image or {digits ** x.shape[1]} over its {x.shape[1]} channels; "
+                          "the modes metric does not apply")
     histogram = coverage.mode_histogram(mode, num_modes)
     return {**coverage.mode_coverage(histogram), "mode_histogram": histogram.tolist()}
 

@@ -4,26 +4,24 @@ A metric is a function of an :class:`~genlab.metrics.evaluate.EvalContext` retur
 results under constant keys. Its ``needs`` name what the run must offer (see ``NEEDS``), so
 that an evaluation refuses a metric that cannot apply before it computes anything.
 
-Every module of :mod:`genlab.metrics` is imported on the first lookup, so a new metric is a
-new module there holding one decorated function; nothing else needs editing.
+The table is a :class:`genlab.registry.Registry` like the models': every module of
+:mod:`genlab.metrics` is imported on its first lookup, so a new metric is a new module there
+holding one decorated function; nothing else needs editing.
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
-import importlib
-import pkgutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 from genlab.errors import ConfigError
 from genlab.models.protocols import Encoder, LatentSampler, is_conditional
+from genlab.registry import Registry
 
-if TYPE_CHECKING:
-    from genlab.metrics.evaluate import EvalContext
-
-MetricFn = Callable[["EvalContext"], dict]
+# A metric takes a genlab.metrics.evaluate.EvalContext. Typed as Any: the context is built
+# from the settings, which check their metric names here, so naming it would close a circle.
+MetricFn = Callable[[Any], dict]
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,7 @@ class Need:
     description: str  # completes "metric 'nll' needs ..."
     # Model capabilities are tested; for networks, building them is the test (a missing
     # file raises its own DataError saying what to do).
-    met: Callable[["EvalContext"], bool]
+    met: Callable[[Any], bool]  # of an EvalContext
 
 
 # Checked in this order: the model's capabilities first, as they cost nothing.
@@ -54,7 +52,7 @@ class Metric:
     needs: tuple[str, ...]
 
 
-_METRICS: dict[str, Metric] = {}
+METRICS: Registry[Metric] = Registry("metric", "genlab.metrics")
 
 
 def register_metric(name: str, needs: tuple[str, ...] = ()) -> Callable[[MetricFn], MetricFn]:
@@ -64,9 +62,7 @@ def register_metric(name: str, needs: tuple[str, ...] = ()) -> Callable[[MetricF
         raise ValueError(f"metric {name!r}: unknown needs {unknown}; choose from {', '.join(NEEDS)}")
 
     def decorator(compute: MetricFn) -> MetricFn:
-        if name in _METRICS:
-            raise ValueError(f"metric {name!r} is registered twice")
-        _METRICS[name] = Metric(name, compute, tuple(needs))
+        METRICS.add(name, Metric(name, compute, tuple(needs)))
         return compute
 
     return decorator
@@ -75,11 +71,11 @@ def register_metric(name: str, needs: tuple[str, ...] = ()) -> Callable[[MetricF
 def get_metric(name: str) -> Metric:
     """The metric ``name``; ConfigError naming the closest one when there is none."""
     names = metric_names()
-    if name not in _METRICS:
+    if name not in names:
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown metric {name!r}{hint}; choose from {', '.join(names)}")
-    return _METRICS[name]
+    return METRICS.get(name)
 
 
 def metric_names() -> list[str]:
@@ -87,14 +83,6 @@ def metric_names() -> list[str]:
 
     Sorted by module rather than kept in registration order, which depends on what was imported first.
     """
-    _load_metric_modules()
-    by_module = sorted(_METRICS.values(), key=lambda m: (m.compute.__module__ != "genlab.metrics.evaluate", m.compute.__module__))
+    by_module = sorted(METRICS.entries(),
+                       key=lambda m: (m.compute.__module__ != "genlab.metrics.evaluate", m.compute.__module__))
     return [m.name for m in by_module]
-
-
-@functools.cache
-def _load_metric_modules() -> None:
-    import genlab.metrics
-
-    for module in pkgutil.iter_modules(genlab.metrics.__path__):
-        importlib.import_module(f"genlab.metrics.{module.name}")

@@ -1,4 +1,5 @@
-"""Networks: plain nn.Modules, one file per family. Importing registers them.
+"""Networks: plain nn.Modules, one file per family, each registered by its module (every
+module here is imported on the first lookup of ``genlab.registry.MODELS``).
 
 A model builder reads only the data's spec and returns a factory per module role
 (``{"vae": ...}`` or ``{"G": ..., "D": ...}``), so that training builds every role and
@@ -7,22 +8,17 @@ A model builder reads only the data's spec and returns a factory per module role
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
+import torch
 from torch import nn
 
-from genlab.config import ModelConfig
-from genlab.data.base import Classes, Image, Spec
-from genlab.models import conditional, dcgan, gan_mlp, vae  # noqa: F401  (registers models)
-from genlab.models import classifier  # noqa: F401  (registers the metrics' digit classifier)
-from genlab.models import toy  # noqa: F401  (registers the toy-data GAN)
-from genlab.models import pix2pix  # noqa: F401  (registers the image-to-image U-Net / PatchGAN)
-from genlab.models import cyclegan  # noqa: F401  (registers the unpaired ResNet generators / PatchGANs)
-from genlab.models import stylegan  # noqa: F401  (registers the style-based generator and its residual D)
-from genlab.models import progan  # noqa: F401  (registers the progressively grown G and D)
-from genlab.models import text2image  # noqa: F401  (registers the caption-conditioned GAN)
-from genlab.models import text_embedding  # noqa: F401  (registers the joint caption-image embedding)
+from genlab.config import ModelConfig, model_config_from_dict
+from genlab.data.base import Classes, Image, Spec, spec_from_json
+from genlab.errors import ConfigError, RunError
 from genlab.registry import MODELS
+from genlab.runs import checkpoint as ckpt
 
 ModuleFactories = dict[str, Callable[[], nn.Module]]
 
@@ -35,6 +31,39 @@ def build_model(cfg: ModelConfig, spec: Spec) -> ModuleFactories:
 def build_modules(cfg: ModelConfig, spec: Spec) -> dict[str, nn.Module]:
     """Every module of ``cfg``, built in the builder's order (so a seed fixes all initial weights)."""
     return {role: make() for role, make in build_model(cfg, spec).items()}
+
+
+def load(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str | Path | None = None,
+         role: str | None = None) -> nn.Module:
+    """The exported model of a run (a VAE, a GAN's EMA generator, a classifier) in eval mode.
+
+    Builds only that model from the checkpoint's ``model.yaml`` and ``model.safetensors``
+    (no discriminator, no optimiser), from the newest checkpoint that passes its checksums
+    (an older one is used with a warning on stderr) unless ``checkpoint`` names one.
+    Samplers have ``sample(n, generator=..., labels=...)``; VAEs also ``encode`` and
+    ``decode`` (see ``genlab.models.protocols``).
+
+    ``role`` asks for another module than the export, built alone in the same way, with the
+    weights of the run's module of that name (from ``modules.safetensors``): e.g. a CycleGAN's
+    ``role="G_BA"`` (its export is G_AB) or a GAN's ``role="D"``. The export's own role (or
+    None) gives the export, so a GAN's ``role="G"`` is still its EMA generator.
+    """
+    path = ckpt.checkpoint_to_read(run_dir, checkpoint)
+    info, weights = ckpt.read_export(path)
+    cfg = model_config_from_dict(info["model"], source=str(path / ckpt.EXPORT_INFO))
+    factories = build_model(cfg, spec_from_json(info["data"]["spec"]))
+    role = role or info["role"]
+    if role not in factories:
+        raise ConfigError(f"model {cfg.name!r} of {run_dir} has no role {role!r}; it has {', '.join(factories)}")
+    if role != info["role"]:
+        weights = ckpt.read_module(path, role)
+    model = factories[role]()
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        source = path / (ckpt.EXPORT_WEIGHTS if role == info["role"] else ckpt.MODULES_FILE)
+        raise RunError(f"{source} does not fit the {role} its {ckpt.EXPORT_INFO} describes: {err}") from None
+    return model.to(device).eval()
 
 
 DEFAULT_EXAMPLE_SPEC: Spec = {"image": Image(1, 32, 32), "label": Classes(tuple("0123456789"))}

@@ -31,7 +31,7 @@ from genlab.data.base import Image, Spec, Tokens, image_field, spec_from_json
 from genlab.data.captions import MAX_WORDS, VOCABULARY
 from genlab.errors import ConfigError, RunError
 from genlab.registry import register_model
-from genlab.training import checkpoint as ckpt
+from genlab.runs import checkpoint as ckpt
 
 MAX_LOGIT_SCALE = 100.0  # CLIP's clamp: a larger scale makes the softmax unstable
 

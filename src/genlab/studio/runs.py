@@ -24,8 +24,8 @@ from genlab.data.base import Classes, LabelMap, TensorDataset, describe
 from genlab.errors import ConfigError, RunError
 from genlab.latent.sample import sample_shape
 from genlab.models.protocols import Encoder, LatentSampler, StyleBased, TextConditional, Translator, is_conditional
-from genlab.training.checkpoint import list_checkpoints
-from genlab.training.run import read_run
+from genlab.runs.checkpoint import list_checkpoints
+from genlab.runs.folder import read_run
 
 MAX_STATS_ROWS = 2000  # rows of stats.jsonl one monitor request returns
 

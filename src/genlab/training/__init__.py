@@ -1,1 +1,1 @@
-"""The one training loop, the step seam, checkpoints and run folders."""
+"""The one training loop and the step seam; it reads and writes runs through :mod:`genlab.runs`."""

@@ -35,13 +35,13 @@ from genlab.images import make_grid, save_grid
 from genlab.models import build_modules
 from genlab.models.protocols import DataInitialised, FittedToData, Progressive
 from genlab.registry import OBJECTIVES
-from genlab.training import checkpoint as ckpt
+from genlab.runs import checkpoint as ckpt
+from genlab.runs import lock as run_lock
+from genlab.runs.folder import create_run_dir, read_run, write_run_files
 from genlab.training import cpu_linear
 from genlab.training import precision as precision_probe
-from genlab.training import run_lock
 from genlab.training.batches import MEMORY_FORMATS, BatchStream
 from genlab.training.progress import progress_strip
-from genlab.training.run import create_run_dir, read_run, write_run_files
 from genlab.training.schedules import lr_factor
 from genlab.training.stats import Meter, RunLogger
 from genlab.training.step import Phase, Step

@@ -22,6 +22,21 @@ def class_grid(model: LatentSampler, seed: int, columns: int = SEEDS_PER_CLASS) 
     return Grid(model.decode(z.repeat(k, 1), labels.to(z.device)), columns)
 
 
+@torch.no_grad()
+def traversal_grid(model: LatentSampler, z: torch.Tensor, steps: int = 9, span: float = 3.0) -> Grid:
+    """One row per latent dimension of an unconditional sampler: ``z: [D]`` with that dimension
+    set to each of ``steps`` values from -span to +span prior standard deviations.
+
+    The training snapshot of :func:`genlab.latent.traverse.traversal`, which adds checks, chosen
+    dimensions, offsets and classes for the latent tools.
+    """
+    rows = z.repeat(model.latent_dim, steps, 1)  # [D, steps, D]
+    values = torch.linspace(-span, span, steps).to(z)
+    for dim in range(model.latent_dim):
+        rows[dim, :, dim] = values
+    return Grid(model.decode(rows.flatten(0, 1)), steps)
+
+
 def side_by_side(*columns: torch.Tensor) -> Grid:
     """Row i shows example i of each column, left to right (pix2pix: source | output | target).
 

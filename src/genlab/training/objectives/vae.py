@@ -11,13 +11,12 @@ import torch
 from genlab.config import NON_NEGATIVE, Range, TrainConfig
 from genlab.data.base import Batch, Spec, sample_field
 from genlab.images import Grid
-from genlab.latent.traverse import traversal_grid
 from genlab.losses.vae import decoder_log_likelihood, elbo, kl_divergence
 from genlab.models.protocols import eval_mode, is_conditional
 from genlab.models.vae import VAE
 from genlab.registry import register_objective
 from genlab.training.objectives.single import AdamObjectiveConfig, SingleNetworkStep
-from genlab.training.objectives.snapshots import class_grid
+from genlab.training.objectives.snapshots import class_grid, traversal_grid
 from genlab.training.step import LossOutput
 
 
@@ -60,7 +59,8 @@ class VAEStep(SingleNetworkStep):
                 "reconstructions": Grid(pairs, 8),
             }
             if self.label_key is None:
-                grids["traversal"] = traversal_grid(vae, x[:1], steps=9)
+                mu = vae.encode(x[:1])[0][0]  # the first image's posterior mean
+                grids["traversal"] = traversal_grid(vae, mu)
             else:
                 grids["classes"] = class_grid(vae, seed)
         return grids
