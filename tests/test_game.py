@@ -27,6 +27,7 @@ def test_game_is_deterministic_for_its_seed_and_leaves_the_global_rng_alone():
     assert other.view()["d"] != views[0]["d"]
 
 
+@pytest.mark.slow
 def test_1d_game_approaches_the_theorem():
     """Along training, V(D, G) tracks C(G) = -log 4 + 2 JSD and both fall towards -log 4."""
     game = ToyGame(GameConfig(data="gaussian"))

@@ -493,6 +493,7 @@ class _ReplaySampler(torch.nn.Module):
         return self.decode(self.latents(n, generator), labels)
 
 
+@pytest.mark.slow
 def test_conditional_metrics_separate_a_faithful_sampler_from_a_label_blind_one(tiny_runs, tmp_path, monkeypatch, mnist_root):
     from genlab.config import config_from_dict
     from genlab.data import load_dataset

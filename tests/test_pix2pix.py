@@ -180,6 +180,7 @@ def translation_diversity(run, data, seeds=(0, 1, 2)) -> float:
     return diversity(torch.stack([to_uint8(G.translate(source, torch.Generator().manual_seed(s))) for s in seeds]))
 
 
+@pytest.mark.slow
 def test_mode_seeking_raises_output_diversity_in_a_short_run(tmp_path):
     found = {}
     for weight in (0.0, 1.0):

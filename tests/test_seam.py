@@ -87,7 +87,11 @@ def assert_same(a, b, where: str = "") -> None:
         assert a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)), where
 
 
-@pytest.mark.parametrize("case", list(CASES))
+# The cases that take over 2 s (bigger networks, two domains) run in the slow tier.
+SLOW_CASES = {"stylegan", "progan", "text_gan", "pix2pix", "cyclegan", "projection"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c for c in CASES])
 def test_every_objective_resumes_bitwise_exactly(case, tmp_path, mnist_root):
     straight = genlab.train(case_config(case, tmp_path / "a", mnist_root))
     # Stop off the checkpoint cadence and mid-epoch (at 320 or 384 of 512 images), then resume from the folder alone.

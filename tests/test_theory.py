@@ -115,6 +115,7 @@ def test_bulk_mask_holds_the_mass_and_skips_the_gap_between_modes():
 # ----------------------------------------------------------------------------- the experiment
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data", ["gaussian", "mixture"])
 def test_learned_discriminator_approaches_d_star_on_a_small_budget(data):
     result = run_theory(TheoryConfig(data=data, seed=0, **SMALL))
