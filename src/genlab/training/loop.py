@@ -1,9 +1,10 @@
 """The one training loop. Every model family plugs in through a ``Step`` (see step.py).
 
-``train()`` owns batches, phase repeats, which modules each phase trains (requires_grad
-and DDP), learning-rate schedules, autocast, backward, gradient clipping, NaN checks,
-logging, snapshots, checkpoints with the exported model, exact resume, signals and DDP
-wrapping.
+``train()`` resolves the config, the device and the run's writer lock; its ``Trainer`` owns
+batches, phase repeats, which modules each phase trains (requires_grad and DDP),
+learning-rate schedules, autocast, backward, gradient clipping, NaN checks, logging,
+snapshots, checkpoints with the exported model, exact resume, signals and DDP wrapping:
+its state in attributes, each stage a method, ``Trainer.run`` read top to bottom.
 A NaN/Inf loss or gradient norm stops the run naming the iteration, the phase and which of
 the two it was (``train.on_nan=rollback`` instead reloads the last good checkpoint with the
 learning rates halved, at most ``train.max_rollbacks`` times).
@@ -79,6 +80,7 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
     A resume starts from the newest checkpoint that passes its checksums (saying so when
     that is not the newest). A new run's folder is made only once the data and the modules
     are built, and removed again if training fails before its first checkpoint.
+    One process trains a run folder at a time: a second is refused before it writes anything.
     Returns the run folder.
     """
     if stop_after_kimg is not None and not stop_after_kimg > 0:
@@ -98,221 +100,280 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
                           "Run one process per GPU (train.device=auto), or set train.sync_batchnorm=false so that each "
                           "process normalises with its own batch's statistics")
     with _writer_lock(resume, dist):
-        return _train(config, resume, stop_after_kimg, device, dist)
+        return Trainer(config, None if resume is None else Path(resume), stop_after_kimg, device, dist).run()
 
 
-def _train(config: Config, resume: str | Path | None, stop_after_kimg: float | None, device: torch.device,
-           dist: distributed.DistInfo) -> Path:
-    tc = config.train
-    torch.manual_seed(tc.seed * 1000 + dist.rank)  # model init is synced by DDP; data order is not the RNG's
+class Trainer:
+    """One call of the loop over one run: its state in attributes, each stage a method.
 
-    data = load_dataset(config.data, "train")
-    latest, skipped = ckpt.good_checkpoint(resume) if resume is not None else (None, [])
-    step = build_step(config, data.spec, device, data=None if resume is not None else data)
-    saved = ckpt.load_training_state(latest) if latest else None
-    # A resume keeps the run's backend (checkpoints from before the choice existed trained on the BLAS).
-    requested = saved.get("cpu_linear", "blas") if saved else tc.cpu_linear
-    linear_backend, linear_note = cpu_linear.setup(requested, device, step.modules.values(), distributed.broadcast_object)
-    phases = step.phases()
-    schedules = _schedules(config, step)
-    stream = BatchStream(data, tc.batch_size, tc.seed, device, dist.rank, dist.world_size,
-                         MEMORY_FORMATS[tc.memory_format])
-    fixed = data.batch(slice(0, SNAPSHOT_SIZE), device)
+    ``run`` reads top to bottom: open the run folder, choose the precision, then iterate
+    (schedules, one iteration, rollback on divergence, log, snapshot, checkpoint) until the
+    images, the clock or a signal say stop.
+    """
 
-    def restore(checkpoint: Path, state: dict | None = None) -> dict:
+    def __init__(self, config: Config, resume: Path | None, stop_after_kimg: float | None, device: torch.device,
+                 dist: distributed.DistInfo) -> None:
+        tc = self.tc = config.train
+        self.config, self.resume, self.device, self.dist = config, resume, device, dist
+        torch.manual_seed(tc.seed * 1000 + dist.rank)  # model init is synced by DDP; data order is not the RNG's
+
+        self.data = load_dataset(config.data, "train")
+        latest, skipped = ckpt.good_checkpoint(resume) if resume is not None else (None, [])
+        self.step = build_step(config, self.data.spec, device, data=None if resume is not None else self.data)
+        saved = ckpt.load_training_state(latest) if latest else None
+        # A resume keeps the run's backend (checkpoints from before the choice existed trained on the BLAS).
+        requested = saved.get("cpu_linear", "blas") if saved else tc.cpu_linear
+        self.linear_backend, self.linear_note = cpu_linear.setup(requested, device, self.step.modules.values(),
+                                                                 distributed.broadcast_object)
+        self.phases = self.step.phases()
+        self.schedules = _schedules(config, self.step)
+        self.stream = BatchStream(self.data, tc.batch_size, tc.seed, device, dist.rank, dist.world_size,
+                                  MEMORY_FORMATS[tc.memory_format])
+        self.fixed = self.data.batch(slice(0, SNAPSHOT_SIZE), device)
+
+        self.images_seen = self.iteration = self.rollbacks = 0
+        self.precision = None if tc.precision == "auto" else tc.precision  # auto: measured once the run folder exists
+        self.fallback = None
+        if latest is not None:
+            self.fallback = ckpt.fallback_note(latest, skipped)
+            state = self.restore(latest, saved)
+            self.images_seen, self.iteration, self.rollbacks = state["images_seen"], state["iteration"], state.get("rollbacks", 0)
+            self.precision = self.precision or state.get("precision")
+
+        self.total = int(tc.kimg * 1000)
+        self.stop_at = self.total if stop_after_kimg is None else min(self.total, int(stop_after_kimg * 1000))
+        self.params = {phase.name: [p for g in self.step.optimizers[phase.optimizer].param_groups for p in g["params"]]
+                       for phase in self.phases}
+        for opt in self.step.optimizers.values():
+            for group in opt.param_groups:
+                group.setdefault("initial_lr", group["lr"])  # the base rate schedules scale; checkpointed with the optimiser
+        self.wrapped = _wrap_for_ddp(self.step, self.phases, device, tc.sync_batchnorm) if dist.world_size > 1 else {}
+        self.meter = Meter()
+        self.autocasts = {p: torch.autocast(device.type, dtype=torch.bfloat16, enabled=p == "bf16")
+                          for p in precision_probe.PRECISIONS}
+
+    def run(self) -> Path:
+        """Train until the images, the clock or a signal say stop; returns the run folder."""
+        with _stop_signals() as stop_flag, _run_folder(self.resume, self.config, self.data, self.dist) as run_dir:
+            self.run_dir = run_dir
+            self.logger = RunLogger(run_dir, self.tc.tensorboard, enabled=self.dist.is_main)
+            self.announce()
+            self.choose_precision()
+            timed_out = self.iterate(stop_flag)
+        self.finish(timed_out)
+        return self.run_dir
+
+    def announce(self) -> None:
+        world = f" x{self.dist.world_size}" if self.dist.world_size > 1 else ""
+        self.logger.message(f"{'resuming' if self.resume else 'training'} {self.run_dir} at "
+                            f"{self.images_seen / 1000:.1f} kimg on {self.device}{world}")
+        if self.fallback:
+            self.logger.warning(self.fallback, self.images_seen)
+        if self.linear_note:
+            self.logger.message(self.linear_note)
+
+    def choose_precision(self) -> None:
+        """train.precision=auto: time both on this run's own iterations; an explicit bf16 without bf16 kernels warns."""
+        if self.precision is None:
+            self.precision = self.probe_precision()
+            self.meter = Meter()
+        elif self.precision == "bf16" and not precision_probe.native_bf16(self.device):
+            self.logger.warning(f"train.precision=bf16 on {self.device}, which has no native bf16 kernels: bf16 runs on "
+                                "slow fallbacks here (a DCGAN step 12-17x slower than fp32 on AVX2 CPUs); set "
+                                "train.precision=fp32 or auto", self.images_seen)
+
+    def iterate(self, stop_flag: _Flag) -> bool:
+        """The loop proper. Returns whether ``train.max_minutes`` ended it."""
+        tc, dist = self.tc, self.dist
+        progress = _progress_bar(tc.progress_bar and dist.is_main, self.images_seen, self.total)
+        window_start, window_images = time.perf_counter(), self.images_seen
+        deadline, timed_out, stop_requested = window_start + 60 * tc.max_minutes, False, False
+        while self.images_seen < self.stop_at and not stop_requested:
+            before = self.images_seen
+            self.follow_schedules()
+            try:
+                self.images_seen += self.run_iteration(self.precision, self.images_seen)
+            except TrainingDiverged as diverged:
+                self.roll_back(diverged)
+                window_images, progress.n = self.images_seen, self.images_seen
+                continue
+            self.iteration += 1
+            progress.update(self.images_seen - before)
+            # Every rank must agree on a timed stop, or one would wait for the others at the next collective.
+            timed_out = tc.max_minutes > 0 and distributed.any_rank(time.perf_counter() >= deadline)
+            stop_requested = distributed.any_rank(stop_flag.is_set) or self.images_seen >= self.stop_at or timed_out
+
+            if _crossed(before, self.images_seen, tc.log_every_kimg) or self.images_seen >= self.stop_at or timed_out:
+                now = time.perf_counter()
+                record = self.log(images_per_sec=(self.images_seen - window_images) / max(now - window_start, 1e-9))
+                window_start, window_images = now, self.images_seen
+                progress.set_postfix_str(_summary(record), refresh=False)
+            # A stop (time budget, signal) shows where the run stopped, as the end of a run does; snapshots draw from
+            # their own seeded generators, so an extra one leaves the resumed run exact.
+            snapshot_due = dist.is_main and (_crossed(before, self.images_seen, tc.snapshot_every_kimg)
+                                             or self.images_seen >= self.total
+                                             or (stop_requested and tc.snapshot_every_kimg > 0))
+            checkpoint_due = _crossed(before, self.images_seen, tc.checkpoint_every_kimg) or stop_requested
+            if snapshot_due or checkpoint_due:
+                for module in self.step.modules.values():
+                    if isinstance(module, FittedToData):
+                        module.fit_to_data(self.data)
+            if snapshot_due:
+                _write_snapshots(self.step, self.fixed, tc.seed, self.run_dir, self.images_seen, self.logger)
+            if checkpoint_due:
+                self.save()
+        progress.close()
+        return timed_out
+
+    def follow_schedules(self) -> None:
+        """Learning rates and growth (ProGAN) as functions of images seen."""
+        for name, opt in self.step.optimizers.items():
+            _set_learning_rate(opt, lr_factor(self.schedules[name], self.images_seen, self.total))
+        for module in self.step.modules.values():
+            if isinstance(module, Progressive):
+                module.set_progress(self.images_seen)
+
+    def run_iteration(self, precision: str, images_before: int) -> int:
+        """One iteration: every phase, with its repeats. Returns the real images it drew (all processes)."""
+        drawn, batch = 0, None
+        for phase in self.phases:
+            optimizer = self.step.optimizers[phase.optimizer]
+            with _training_only(self.step, phase, self.wrapped):
+                for _ in range(phase.repeats):
+                    if not phase.reuse_batch or batch is None:
+                        batch = next(self.stream)
+                        drawn += len(batch) * self.dist.world_size
+                    optimizer.zero_grad(set_to_none=True)
+                    with self.autocasts[precision]:
+                        out = phase.loss(batch)
+                    if not torch.isfinite(out.loss):
+                        raise TrainingDiverged(f"{phase.name} loss became {out.loss.item()} "
+                                               f"{self.where(images_before + drawn)}{_bad_fields(batch)}")
+                    out.loss.backward()
+                    grad_norm = self.gradient_norm(phase.name)
+                    if not torch.isfinite(grad_norm):  # checked before the step, so the weights stay finite
+                        raise TrainingDiverged(f"{phase.name} gradient norm became {grad_norm.item()} "
+                                               f"{self.where(images_before + drawn)} while its "
+                                               f"loss was finite ({out.loss.item():.4g}); first in "
+                                               f"{_bad_gradient(self.step.modules)}{_bad_fields(batch)}")
+                    optimizer.step()
+                    if phase.after_step is not None:
+                        phase.after_step()
+                    self.meter.add(phase.name, {"loss": out.loss.detach(), **out.stats, "grad_norm": grad_norm})
+        return drawn
+
+    def where(self, images: int) -> str:
+        """The current iteration and its kimg, for divergence messages."""
+        return f"at iteration {self.iteration} ({images / 1000:.1f} kimg)"
+
+    def gradient_norm(self, phase: str) -> torch.Tensor:
+        """The phase's total gradient norm, clipped to train.grad_clip when that is set."""
+        if self.tc.grad_clip > 0:
+            return torch.nn.utils.clip_grad_norm_(self.params[phase], self.tc.grad_clip)
+        # Without clipping, only the norm (for the stats and the NaN check): clip_grad_norm_ would also multiply
+        # every gradient by 1.0, 10 % of a VAE step on this CPU.
+        return torch.nn.utils.get_total_norm([p.grad for p in self.params[phase] if p.grad is not None])
+
+    def probe_precision(self) -> str:
+        """train.precision=auto: time both precisions on this run's own iterations, then undo them."""
+        before = _capture(self.step, self.stream)
+        try:
+            timed = distributed.broadcast_object(precision_probe.candidates(self.device))  # all time the same: process 0's
+            seconds = precision_probe.time_precisions(lambda p: self.run_iteration(p, self.images_seen),
+                                                      distributed.broadcast_object, timed)
+        finally:
+            _restore(self.step, self.stream, before)
+        chosen = distributed.broadcast_object(precision_probe.choose(seconds))  # every process trains alike: process 0's
+        self.logger.message(precision_probe.describe(seconds, chosen))
+        return chosen
+
+    def roll_back(self, diverged: TrainingDiverged) -> None:
+        """train.on_nan=rollback: reload the last good checkpoint with the learning rates halved; else stop."""
+        tc = self.tc
+        if (tc.on_nan != "rollback" or self.rollbacks >= tc.max_rollbacks
+                or not ckpt.list_checkpoints(self.run_dir / "checkpoints")):
+            raise _stop(diverged, tc, self.rollbacks, self.run_dir, self.logger) from None
+        self.rollbacks += 1
+        checkpoint, _ = ckpt.good_checkpoint(self.run_dir)
+        state = self.restore(checkpoint)
+        for opt in self.step.optimizers.values():  # halvings since that checkpoint was written
+            for group in opt.param_groups:
+                group["initial_lr"] *= 0.5 ** (self.rollbacks - state.get("rollbacks", 0))
+        self.images_seen, self.iteration = state["images_seen"], state["iteration"]
+        self.meter = Meter()
+        self.logger.warning(f"{diverged}; rolled back to {checkpoint.name} with the learning rates halved "
+                            f"(rollback {self.rollbacks} of train.max_rollbacks={tc.max_rollbacks})", self.images_seen)
+
+    def log(self, images_per_sec: float) -> dict[str, float]:
+        """A row of stats.jsonl (and TensorBoard) for the window that just ended, and the step's health check."""
+        record = {"kimg": self.images_seen / 1000, "iteration": self.iteration, **self.meter.averages(),
+                  **{f"lr/{name}": opt.param_groups[0]["lr"] for name, opt in self.step.optimizers.items()},
+                  "images_per_sec": images_per_sec}
+        self.logger.stats(record, self.images_seen)
+        for warning in self.step.check_health(record, self.iteration):
+            self.logger.warning(f"iteration {self.iteration} ({self.images_seen / 1000:.1f} kimg): {warning}",
+                                self.images_seen)
+        return record
+
+    def restore(self, checkpoint: Path, state: dict | None = None) -> dict:
         """Modules, optimisers, step state, data position and RNGs from ``checkpoint`` (its training state
         ``state`` when already read); returns that training state."""
-        ckpt.load_modules(checkpoint, step.modules)
+        ckpt.load_modules(checkpoint, self.step.modules)
         state = state if state is not None else ckpt.load_training_state(checkpoint)
         if state.get("version") != VERSION:
             raise ConfigError(f"{checkpoint} was written by another genlab version (training state {state.get('version')}, "
                               f"this one reads {VERSION}); continue it with that version")
-        if len(state["data"]) != dist.world_size:
+        if len(state["data"]) != self.dist.world_size:
             raise ConfigError(f"{checkpoint} was written by {len(state['data'])} processes; resume it with as many "
-                              f"(got {dist.world_size}) so that every process continues its own data order")
-        for name, opt in step.optimizers.items():
+                              f"(got {self.dist.world_size}) so that every process continues its own data order")
+        for name, opt in self.step.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
-        step.load_state_dict(state["step"])
-        stream.load_state_dict(state["data"][dist.rank])
-        ckpt.restore_rng(state["rng"][dist.rank])
+        self.step.load_state_dict(state["step"])
+        self.stream.load_state_dict(state["data"][self.dist.rank])
+        ckpt.restore_rng(state["rng"][self.dist.rank])
         return state
 
-    images_seen = iteration = rollbacks = 0
-    precision = None if tc.precision == "auto" else tc.precision  # auto: measured once the run folder exists
-    fallback = None
-    if resume is not None:
-        fallback = ckpt.fallback_note(latest, skipped)
-        state = restore(latest, saved)
-        images_seen, iteration, rollbacks = state["images_seen"], state["iteration"], state.get("rollbacks", 0)
-        precision = precision or state.get("precision")
-
-    total = int(tc.kimg * 1000)
-    stop_at = total if stop_after_kimg is None else min(total, int(stop_after_kimg * 1000))
-    params = {phase.name: [p for g in step.optimizers[phase.optimizer].param_groups for p in g["params"]] for phase in phases}
-    for opt in step.optimizers.values():
-        for group in opt.param_groups:
-            group.setdefault("initial_lr", group["lr"])  # the base rate schedules scale; checkpointed with the optimiser
-    wrapped = _wrap_for_ddp(step, phases, device, tc.sync_batchnorm) if dist.world_size > 1 else {}
-    meter = Meter()
-    autocasts = {p: torch.autocast(device.type, dtype=torch.bfloat16, enabled=p == "bf16") for p in precision_probe.PRECISIONS}
-    stop_requested = False
-
-    def run_iteration(precision: str, images_before: int) -> int:
-        """One iteration: every phase, with its repeats. Returns the real images it drew (all processes)."""
-        drawn, batch = 0, None
-
-        def where() -> str:  # for the divergence messages only
-            return f"at iteration {iteration} ({(images_before + drawn) / 1000:.1f} kimg)"
-
-        for phase in phases:
-            optimizer = step.optimizers[phase.optimizer]
-            with _training_only(step, phase, wrapped):
-                for _ in range(phase.repeats):
-                    if not phase.reuse_batch or batch is None:
-                        batch = next(stream)
-                        drawn += len(batch) * dist.world_size
-                    optimizer.zero_grad(set_to_none=True)
-                    with autocasts[precision]:
-                        out = phase.loss(batch)
-                    if not torch.isfinite(out.loss):
-                        raise TrainingDiverged(f"{phase.name} loss became {out.loss.item()} {where()}{_bad_fields(batch)}")
-                    out.loss.backward()
-                    # Without clipping, only the norm (for the stats and the check below): clip_grad_norm_ would
-                    # also multiply every gradient by 1.0, 10 % of a VAE step on this CPU.
-                    grad_norm = (torch.nn.utils.clip_grad_norm_(params[phase.name], tc.grad_clip) if tc.grad_clip > 0 else
-                                 torch.nn.utils.get_total_norm([p.grad for p in params[phase.name] if p.grad is not None]))
-                    if not torch.isfinite(grad_norm):  # checked before the step, so the weights stay finite
-                        raise TrainingDiverged(f"{phase.name} gradient norm became {grad_norm.item()} {where()} while its loss "
-                                               f"was finite ({out.loss.item():.4g}); first in {_bad_gradient(step.modules)}"
-                                               f"{_bad_fields(batch)}")
-                    optimizer.step()
-                    if phase.after_step is not None:
-                        phase.after_step()
-                    meter.add(phase.name, {"loss": out.loss.detach(), **out.stats, "grad_norm": grad_norm})
-        return drawn
-
-    def probe_precision() -> str:
-        """train.precision=auto: time both precisions on this run's own iterations, then undo them."""
-        before = _capture(step, stream)
-        try:
-            timed = distributed.broadcast_object(precision_probe.candidates(device))  # all time the same: process 0's
-            seconds = precision_probe.time_precisions(lambda p: run_iteration(p, images_seen), distributed.broadcast_object,
-                                                      timed)
-        finally:
-            _restore(step, stream, before)
-        chosen = distributed.broadcast_object(precision_probe.choose(seconds))  # every process trains alike: process 0's
-        logger.message(precision_probe.describe(seconds, chosen))
-        return chosen
-
-    def save() -> None:
+    def save(self) -> None:
+        """A checkpoint of everything a resume needs, and the exported model, written atomically by process 0."""
+        step, dist = self.step, self.dist
         state = {
             "version": VERSION,
-            "images_seen": images_seen,
-            "iteration": iteration,
-            "rollbacks": rollbacks,  # learning-rate halvings after NaNs so far (train.on_nan=rollback)
-            "precision": precision,  # train.precision=auto's choice, kept so that a resume trains the same way
-            "cpu_linear": linear_backend,  # train.cpu_linear's choice, likewise
+            "images_seen": self.images_seen,
+            "iteration": self.iteration,
+            "rollbacks": self.rollbacks,  # learning-rate halvings after NaNs so far (train.on_nan=rollback)
+            "precision": self.precision,  # train.precision=auto's choice, kept so that a resume trains the same way
+            "cpu_linear": self.linear_backend,  # train.cpu_linear's choice, likewise
             "optimizers": {name: opt.state_dict() for name, opt in step.optimizers.items()},
             "step": step.state_dict(),
-            "data": _gather(stream.state_dict()),
+            "data": _gather(self.stream.state_dict()),
             "rng": _gather(ckpt.capture_rng()),
         }
         failure = None
         if dist.is_main:
             export = ckpt.Export(step.modules[step.export.module].state_dict(), {
-                "model": config_to_dict(config)["model"], "role": step.export.role,
-                "data": {"name": data.name, "spec": spec_to_json(data.spec)}, "images_seen": images_seen})
+                "model": config_to_dict(self.config)["model"], "role": step.export.role,
+                "data": {"name": self.data.name, "spec": spec_to_json(self.data.spec)}, "images_seen": self.images_seen})
             try:
-                ckpt.save_checkpoint(run_dir / "checkpoints", images_seen, step.modules, state, tc.keep_checkpoints, export)
+                ckpt.save_checkpoint(self.run_dir / "checkpoints", self.images_seen, step.modules, state,
+                                     self.tc.keep_checkpoints, export)
             except RunError as err:  # e.g. a full disk: the previous checkpoint is kept
                 failure = err
         if distributed.any_rank(failure is not None):  # every process stops, none waits at the barrier
             failure = failure or RunError("process 0 could not write a checkpoint; its message says why")
             with contextlib.suppress(OSError):  # log.txt may be on the full disk too
-                logger.message(f"ERROR: {failure}", echo=False)
+                self.logger.message(f"ERROR: {failure}", echo=False)
             raise failure
         distributed.barrier()
 
-    with _stop_signals() as stop_flag, _run_folder(resume, config, data, dist) as run_dir:
-        logger = RunLogger(run_dir, tc.tensorboard, enabled=dist.is_main)
-        logger.message(f"{'resuming' if resume else 'training'} {run_dir} at {images_seen / 1000:.1f} kimg on {device}"
-                       f"{f' x{dist.world_size}' if dist.world_size > 1 else ''}")
-        if fallback:
-            logger.warning(fallback, images_seen)
-        if linear_note:
-            logger.message(linear_note)
-        if precision is None:
-            precision = probe_precision()
-            meter = Meter()
-        elif precision == "bf16" and not precision_probe.native_bf16(device):
-            logger.warning(f"train.precision=bf16 on {device}, which has no native bf16 kernels: bf16 runs on slow "
-                           "fallbacks here (a DCGAN step 12-17x slower than fp32 on AVX2 CPUs); set train.precision=fp32 "
-                           "or auto", images_seen)
-        progress = _progress_bar(tc.progress_bar and dist.is_main, images_seen, total)
-        window_start, window_images = time.perf_counter(), images_seen
-        deadline, timed_out = window_start + 60 * tc.max_minutes, False
-        while images_seen < stop_at and not stop_requested:
-            before = images_seen
-            for name, opt in step.optimizers.items():
-                _set_learning_rate(opt, lr_factor(schedules[name], images_seen, total))
-            for module in step.modules.values():  # growth schedules (ProGAN), like the learning rates, follow images seen
-                if isinstance(module, Progressive):
-                    module.set_progress(images_seen)
-            try:
-                images_seen += run_iteration(precision, images_seen)
-            except TrainingDiverged as diverged:
-                if tc.on_nan != "rollback" or rollbacks >= tc.max_rollbacks or not ckpt.list_checkpoints(run_dir / "checkpoints"):
-                    raise _stop(diverged, tc, rollbacks, run_dir, logger) from None
-                rollbacks += 1
-                checkpoint, _ = ckpt.good_checkpoint(run_dir)
-                state = restore(checkpoint)
-                for opt in step.optimizers.values():  # halvings since that checkpoint was written
-                    for group in opt.param_groups:
-                        group["initial_lr"] *= 0.5 ** (rollbacks - state.get("rollbacks", 0))
-                images_seen, iteration, window_images = state["images_seen"], state["iteration"], state["images_seen"]
-                meter, progress.n = Meter(), images_seen
-                logger.warning(f"{diverged}; rolled back to {checkpoint.name} with the learning rates halved "
-                               f"(rollback {rollbacks} of train.max_rollbacks={tc.max_rollbacks})", images_seen)
-                continue
-            iteration += 1
-            progress.update(images_seen - before)
-            # Every rank must agree on a timed stop, or one would wait for the others at the next collective.
-            timed_out = tc.max_minutes > 0 and distributed.any_rank(time.perf_counter() >= deadline)
-            stop_requested = distributed.any_rank(stop_flag.is_set) or images_seen >= stop_at or timed_out
-
-            if _crossed(before, images_seen, tc.log_every_kimg) or images_seen >= stop_at or timed_out:
-                now = time.perf_counter()
-                record = {"kimg": images_seen / 1000, "iteration": iteration, **meter.averages(),
-                          **{f"lr/{name}": opt.param_groups[0]["lr"] for name, opt in step.optimizers.items()},
-                          "images_per_sec": (images_seen - window_images) / max(now - window_start, 1e-9)}
-                window_start, window_images = now, images_seen
-                logger.stats(record, images_seen)
-                progress.set_postfix_str(_summary(record), refresh=False)
-                for warning in step.check_health(record, iteration):
-                    logger.warning(f"iteration {iteration} ({images_seen / 1000:.1f} kimg): {warning}", images_seen)
-            # A stop (time budget, signal) shows where the run stopped, as the end of a run does; snapshots draw from
-            # their own seeded generators, so an extra one leaves the resumed run exact.
-            snapshot_due = dist.is_main and (_crossed(before, images_seen, tc.snapshot_every_kimg) or images_seen >= total
-                                             or (stop_requested and tc.snapshot_every_kimg > 0))
-            checkpoint_due = _crossed(before, images_seen, tc.checkpoint_every_kimg) or stop_requested
-            if snapshot_due or checkpoint_due:
-                for module in step.modules.values():
-                    if isinstance(module, FittedToData):
-                        module.fit_to_data(data)
-            if snapshot_due:
-                _write_snapshots(step, fixed, tc.seed, run_dir, images_seen, logger)
-            if checkpoint_due:
-                save()
-    progress.close()
-    if images_seen < total:
-        budget = f" (train.max_minutes={tc.max_minutes:g} ran out)" if timed_out else ""
-        logger.message(f"stopped at {images_seen / 1000:.1f} of {tc.kimg:g} kimg{budget}; "
-                       f"continue with: genlab train --resume {run_dir}")
-    else:
-        shown = f"; images in {run_dir / 'samples'}" if (run_dir / "samples").is_dir() else ""
-        logger.message(f"finished {images_seen / 1000:.1f} kimg{shown}")
-    logger.close()
-    return run_dir
+    def finish(self, timed_out: bool) -> None:
+        if self.images_seen < self.total:
+            budget = f" (train.max_minutes={self.tc.max_minutes:g} ran out)" if timed_out else ""
+            self.logger.message(f"stopped at {self.images_seen / 1000:.1f} of {self.tc.kimg:g} kimg{budget}; "
+                                f"continue with: genlab train --resume {self.run_dir}")
+        else:
+            shown = f"; images in {self.run_dir / 'samples'}" if (self.run_dir / "samples").is_dir() else ""
+            self.logger.message(f"finished {self.images_seen / 1000:.1f} kimg{shown}")
+        self.logger.close()
 
 
 @contextmanager
