@@ -59,7 +59,9 @@ def recipe(tmp_path: Path, family: str) -> Path:
         f"name: kill\ndata: {data}\n{sections}"
         f"train: {{kimg: {total_images(family) / 1000}, batch_size: 32, out_dir: {tmp_path / 'runs'}, log_every_kimg: 0.032, "
         "snapshot_every_kimg: 0, checkpoint_every_kimg: 0.032, keep_checkpoints: 2, progress_bar: false, "
-        "tensorboard: false, threads: 1}\n"
+        # cpu_linear pinned: each process times the BLAS against oneDNN once (train.cpu_linear=auto), and on a loaded
+        # machine the straight run and the first killed process can choose differently, which changes the rounding.
+        "tensorboard: false, threads: 1, cpu_linear: blas}\n"
     )
     return path
 

@@ -49,12 +49,15 @@ def test_a_resume_while_the_run_trains_is_refused(run, capsys):
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
-        lock = run / run_lock.LOCK_FILE
+        lock, log = run / run_lock.LOCK_FILE, run / "log.txt"
+        resumes = log.read_text().count("resuming")
         while not (lock.is_file() and lock.read_text().startswith(f"{first.pid} ")) and time.time() < deadline:
             assert first.poll() is None, first.stderr.read()
             time.sleep(0.05)
         assert main(["train", "--resume", str(run), "--set", "train.kimg=1000"]) == 2
         assert f"is being trained by process {first.pid}" in capsys.readouterr().err
+        while log.read_text().count("resuming") == resumes and time.time() < deadline:
+            time.sleep(0.05)  # the lock is taken before the data and the model are built; SIGTERM checkpoints once it trains
     finally:
         first.send_signal(signal.SIGTERM)  # stops with a checkpoint, as Ctrl-C does
         _, err = first.communicate(timeout=120)
