@@ -1,8 +1,14 @@
 """The seam between the loop and the families: exact resume for every objective, phases
-that train only their modules, learning-rate schedules, step state and the export."""
+that train only their modules, learning-rate schedules, step state and the export.
+
+The resume runs come from the registry: each objective's config lists its own small runs
+(``resume_examples``, collected by ``genlab.training.objectives.resume_examples``), so a new
+objective is checked without editing this file, and one without a run fails here.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,60 +16,28 @@ import torch
 from safetensors.torch import load_file
 
 import genlab
-from genlab.config import ScheduleConfig, config_from_dict
+from genlab.config import EXAMPLE_FILES, ExampleRun, ObjectiveConfig, ScheduleConfig, config_from_dict
 from genlab.models.protocols import is_conditional
-from genlab.registry import MODELS
+from genlab.registry import MODELS, OBJECTIVES, Entry
 from genlab.runs import checkpoint as ckpt
 from genlab.training.loop import _training_only
+from genlab.training.objectives import resume_examples
+from genlab.training.objectives.contrastive import ContrastiveObjectiveConfig
+from genlab.training.objectives.gan import GANObjectiveConfig
 from genlab.training.schedules import lr_factor
 
-SPRITES = {"name": "sprites", "image_size": 28, "n_train": 512, "n_test": 64}
 TRAIN = {"batch_size": 32, "log_every_kimg": 0.064, "snapshot_every_kimg": 0.256, "checkpoint_every_kimg": 0.256,
          "progress_bar": False, "tensorboard": False}
 
-# One small run per objective and conditioning; data "mnist" is filled in from ../shared/data.
-CASES = {
-    "vae": (SPRITES, {"name": "conv_vae", "latent_dim": 4, "channels": 8}, {"name": "vae", "beta": 4.0}),
-    "cvae": ("mnist", {"name": "vae_mlp", "hidden": 64, "latent_dim": 4, "conditional": True}, {"name": "vae"}),
-    "gan_k2_ema": (SPRITES, {"name": "dcgan", "latent_dim": 8, "g_channels": 8, "d_channels": 8},
-                   {"name": "gan", "n_critic": 2, "ema_decay": 0.99}),
-    "wgan_gp": (SPRITES, {"name": "dcgan", "latent_dim": 8, "g_channels": 8, "d_channels": 8, "d_norm": "none"},
-                {"name": "gan", "loss": "wgan_gp", "n_critic": 4}),
-    "classifier": ("mnist", {"name": "mnist_classifier", "channels": 4, "feature_dim": 16}, {"name": "classifier"}),
-    "cgan": ("mnist", {"name": "gan_mlp", "conditional": True, "g_hidden": 64, "g_label_hidden": 16, "d_units": 16},
-             {"name": "gan", "ema_decay": 0.9}),
-    "projection": ("mnist", {"name": "sngan_projection", "latent_dim": 15, "g_channels": 8, "d_channels": 8,
-                             "attention_resolution": 14, "shared_embedding": True, "hierarchical_latent": True},
-                   {"name": "gan", "loss": "hinge", "n_critic": 2, "ortho_weight": 1e-4}),
-    # Per-layer noise, mixing regularisation, lazy R1 and path-length counters, the path-length target.
-    "stylegan": ({**SPRITES, "image_size": 32}, {"name": "stylegan", "latent_dim": 8, "w_dim": 8, "mapping_layers": 2, "g_channels": 4,
-                           "d_channels": 4, "max_channels": 16},
-                 {"name": "gan", "r1_weight": 1.0, "r1_every": 2, "pl_weight": 2.0, "pl_every": 2, "betas": [0.0, 0.99]}),
-    # Stages of 100 images: the stop at 320 falls mid-way through the fade-in of 16x16 (300..400).
-    "progan": ({**SPRITES, "image_size": 32}, {"name": "progan", "latent_dim": 8, "g_channels": 4, "d_channels": 4,
-                                               "max_channels": 16, "stage_kimg": 0.1},
-               {"name": "gan", "r1_weight": 1.0}),
-    # Captions through G and D, the matching-aware term (rolled captions), conditioning augmentation's KL.
-    "text_gan": ({"name": "captioned", "base": {"name": "sprites", "color": True, "image_size": 32, "n_train": 512,
-                                                "n_test": 64}},
-                 {"name": "text_gan", "noise_dim": 8, "c_dim": 4, "text_dim": 8, "g_channels": 4, "d_channels": 4},
-                 {"name": "gan", "matching_aware": True, "ema_decay": 0.99}),
-    # Dropout is G's noise (global RNG while training): resume must restore it.
-    "pix2pix": ({"name": "pairs", "kind": "edges", "base": {"name": "color_sprites", "image_size": 32, "n_train": 512,
-                                                            "n_test": 64}},
-                {"name": "pix2pix", "g_channels": 4, "d_channels": 4}, {"name": "pix2pix"}),
-    # A pool of 4 fakes per domain is full after the first batch: resume must restore its images and its generator.
-    "cyclegan": ({"name": "unpaired", "a": {**SPRITES, "image_size": 32}, "b": {"name": "color_sprites", "image_size": 32,
-                                                                              "n_train": 512, "n_test": 64}},
-                 {"name": "cyclegan", "g_channels": 4, "g_blocks": 1, "d_channels": 4}, {"name": "cyclegan", "pool_size": 4}),
-}
+RUNS: list[ExampleRun] = [run for runs in resume_examples().values() for run in runs]
+EXAMPLES: dict[str, ExampleRun] = {run.name: run for run in RUNS}
 
 
-def case_config(case: str, out_dir, mnist_root, **train) -> genlab.Config:
-    data, model, objective = CASES[case]
-    if data == "mnist":
-        data = {"name": "mnist", "root": str(mnist_root), "limit": 512}
-    return config_from_dict({"name": case, "data": data, "model": model, "objective": objective,
+def case_config(case: str, out_dir, example_files, **train) -> genlab.Config:
+    """The resume example named ``case`` as a run of 512 images into ``out_dir``, its data files filled in."""
+    run = EXAMPLES[case]
+    return config_from_dict({"name": case, "data": example_files(run.data), "model": run.model,
+                             "objective": run.objective,
                              "train": {**TRAIN, "kimg": 0.512, "out_dir": str(out_dir), **train}})
 
 
@@ -87,15 +61,65 @@ def assert_same(a, b, where: str = "") -> None:
         assert a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)), where
 
 
-# The cases that take over 2 s (bigger networks, two domains) run in the slow tier.
-SLOW_CASES = {"stylegan", "progan", "text_gan", "pix2pix", "cyclegan", "projection"}
+def objectives_without_examples(registry=OBJECTIVES) -> list[str]:
+    return [name for name, runs in resume_examples(registry).items() if not runs]
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c for c in CASES])
-def test_every_objective_resumes_bitwise_exactly(case, tmp_path, mnist_root):
-    straight = genlab.train(case_config(case, tmp_path / "a", mnist_root))
+def test_every_objective_supplies_a_resume_example():
+    missing = objectives_without_examples()
+    assert not missing, (f"objective(s) {missing} have no resume example: give the config class "
+                         "resume_examples = (ExampleRun(...),), a small run of it (see genlab.config.ExampleRun)")
+
+
+def test_resume_examples_have_unique_names_and_run_the_objective_that_lists_them():
+    assert len(EXAMPLES) == len(RUNS), f"resume examples share names: {sorted(r.name for r in RUNS)}"
+    for entry in OBJECTIVES.entries():
+        for run in vars(entry.config_cls).get("resume_examples", ()):
+            assert run.objective.get("name") == entry.name, f"{entry.name}: example {run.name} runs {run.objective}"
+
+
+@dataclasses.dataclass
+class _NoExampleConfig(ObjectiveConfig):
+    name: str = "no_example"
+
+
+@dataclasses.dataclass
+class _GANVariantConfig(GANObjectiveConfig):  # inherits the examples of "gan", which run "gan", not it
+    name: str = "gan_variant"
+
+
+class _Table:
+    """The real objectives and the given extra entries, as a registry's ``entries()`` lists them."""
+
+    def __init__(self, *extra: Entry) -> None:
+        self.extra = extra
+
+    def entries(self) -> list[Entry]:
+        return [*OBJECTIVES.entries(), *self.extra]
+
+
+def test_an_objective_without_a_resume_example_is_reported_by_name(monkeypatch):
+    def build(*args):
+        raise AssertionError("never built")
+
+    table = _Table(Entry("no_example", _NoExampleConfig, build), Entry("gan_variant", _GANVariantConfig, build))
+    assert objectives_without_examples(table) == ["gan_variant", "no_example"]
+    assert resume_examples(table)["gan"] == GANObjectiveConfig.resume_examples
+    monkeypatch.setattr(ContrastiveObjectiveConfig, "resume_examples", ())  # as if its example were deleted
+    assert objectives_without_examples() == ["contrastive"]
+
+
+def test_example_files_are_filled_in_where_the_data_reads_them(example_files, mnist_root):
+    data = {"name": "unpaired", "a": {"name": "mnist", "root": EXAMPLE_FILES, "limit": 512}, "b": {"name": "sprites"}}
+    assert example_files(data) == {**data, "a": {"name": "mnist", "root": str(mnist_root), "limit": 512}}
+    assert data["a"]["root"] == EXAMPLE_FILES  # a copy: the example itself is left as it is
+
+
+@pytest.mark.parametrize("case", [pytest.param(r.name, marks=pytest.mark.slow) if r.slow else r.name for r in RUNS])
+def test_every_objective_resumes_bitwise_exactly(case, tmp_path, example_files):
+    straight = genlab.train(case_config(case, tmp_path / "a", example_files))
     # Stop off the checkpoint cadence and mid-epoch (at 320 or 384 of 512 images), then resume from the folder alone.
-    stopped = genlab.train(case_config(case, tmp_path / "b", mnist_root), stop_after_kimg=0.3)
+    stopped = genlab.train(case_config(case, tmp_path / "b", example_files), stop_after_kimg=0.3)
     assert genlab.train(resume=stopped) == stopped
     (modules_a, export_a, state_a), (modules_b, export_b, state_b) = final(straight), final(stopped)
     assert state_a["images_seen"] == state_b["images_seen"] == 512
@@ -105,8 +129,8 @@ def test_every_objective_resumes_bitwise_exactly(case, tmp_path, mnist_root):
     assert_same(state_a["step"], state_b["step"], "step state")  # EMA counters, health history
 
 
-def test_load_builds_only_the_exported_model(tmp_path, mnist_root):
-    run_dir = genlab.train(case_config("cgan", tmp_path, mnist_root, kimg=0.128))
+def test_load_builds_only_the_exported_model(tmp_path, example_files):
+    run_dir = genlab.train(case_config("cgan", tmp_path, example_files, kimg=0.128))
     built = []
     entry = MODELS.get("gan_mlp")
     real_builder = entry.builder
@@ -128,8 +152,8 @@ def test_load_builds_only_the_exported_model(tmp_path, mnist_root):
     assert digits.shape == (10, 1, 28, 28)
 
 
-def test_a_phase_restores_requires_grad_even_when_its_loss_raises(tmp_path, mnist_root):
-    step = genlab.load_step(genlab.train(case_config("gan_k2_ema", tmp_path, mnist_root, kimg=0.064)))
+def test_a_phase_restores_requires_grad_even_when_its_loss_raises(tmp_path, example_files):
+    step = genlab.load_step(genlab.train(case_config("gan_k2_ema", tmp_path, example_files, kimg=0.064)))
     g_phase = step.phases()[1]
     with pytest.raises(RuntimeError, match="boom"):
         with _training_only(step, g_phase, wrapped={}):
@@ -150,8 +174,8 @@ def test_schedules_are_pure_functions_of_progress():
     assert lr_factor(cosine, total, total) == pytest.approx(0.1)
 
 
-def test_the_loop_schedules_each_optimiser(tmp_path, mnist_root):
-    config = case_config("gan_k2_ema", tmp_path, mnist_root, kimg=0.256, log_every_kimg=0.096,
+def test_the_loop_schedules_each_optimiser(tmp_path, example_files):
+    config = case_config("gan_k2_ema", tmp_path, example_files, kimg=0.256, log_every_kimg=0.096,
                          lr_schedules={"G": {"kind": "linear"}})
     run_dir = genlab.train(config)
     opt = ckpt.load_training_state(ckpt.latest_checkpoint(run_dir))["optimizers"]
@@ -160,4 +184,4 @@ def test_the_loop_schedules_each_optimiser(tmp_path, mnist_root):
     # The last step's rate was set before its images: 1 - 192/256 of the base rate.
     assert g_lr["initial_lr"] == pytest.approx(2e-4) and g_lr["lr"] == pytest.approx(2e-4 * (1 - 192 / 256))
     with pytest.raises(genlab.errors.ConfigError, match="optimisers \\['E'\\]"):
-        genlab.train(case_config("gan_k2_ema", tmp_path, mnist_root, lr_schedules={"E": {"kind": "linear"}}))
+        genlab.train(case_config("gan_k2_ema", tmp_path, example_files, lr_schedules={"E": {"kind": "linear"}}))

@@ -136,6 +136,29 @@ class Bounded:
         cls.__post_init__ = __post_init__
 
 
+# ----------------------------------------------------------------------------- examples for the shared tests
+
+# In an example config: the data set's files, which the shared tests supply (tests/conftest.py,
+# ``example_files``): the real MNIST for the sets that read it, small files they write for the others.
+EXAMPLE_FILES = "<example files>"
+
+
+@dataclass(frozen=True)
+class ExampleRun:
+    """A small run an objective supplies for the shared tests (bitwise resume): its data, model and
+    objective sections as in a YAML config.
+
+    The test trains 512 images in batches of 32, so the data holds at least 512 training examples.
+    ``slow``: the run takes over ~2 s (bigger networks, two domains), so it runs in the slow tier.
+    """
+
+    name: str  # the test's id, unique over every objective's examples
+    data: dict[str, Any]
+    model: dict[str, Any]
+    objective: dict[str, Any]
+    slow: bool = False
+
+
 # ----------------------------------------------------------------------------- sections
 
 
@@ -146,11 +169,16 @@ class DataConfig(Bounded):
     ``num_modes`` is what the ``modes`` metric counts with the digit classifier: None when an
     example is one digit (the classifier's classes are the modes); a set whose channels each
     hold a digit declares the classes to the power of its channels (Stacked MNIST: 1000).
+
+    ``example`` is the keys (besides ``name``) of a small config that builds offline in well under a
+    second, with ``EXAMPLE_FILES`` where it reads files: the data contract tests build every
+    registered data set from it (see ``genlab.data.example_configs``).
     """
 
     name: str
     registry: ClassVar[Registry] = DATASETS
     num_modes: ClassVar[int | None] = None
+    example: ClassVar[dict[str, Any] | None] = None
 
 
 @dataclass
@@ -169,11 +197,17 @@ class ModelConfig(Bounded):
 
 @dataclass
 class ObjectiveConfig(Bounded):
-    """Base of every objective's config (losses, optimisers, step schedule)."""
+    """Base of every objective's config (losses, optimisers, step schedule).
+
+    ``resume_examples`` are small runs of the objective (one per way it trains differently:
+    conditioning, penalties, EMA, ...) that the shared tests resume bitwise; see
+    ``genlab.training.objectives.resume_examples``.
+    """
 
     name: str
     registry: ClassVar[Registry] = OBJECTIVES
     family: ClassVar[str] = ""
+    resume_examples: ClassVar[tuple[ExampleRun, ...]] = ()
 
 
 @dataclass

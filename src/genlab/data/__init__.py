@@ -6,9 +6,11 @@ module here on its first lookup.
 
 from __future__ import annotations
 
+from typing import Any
+
 from genlab.config import DataConfig
 from genlab.data.base import Batch, Classes, Factors, Image, LabelMap, Points, Spec, TensorDataset, Tokens
-from genlab.registry import DATASETS
+from genlab.registry import DATASETS, BuilderRegistry
 
 
 def load_dataset(cfg: DataConfig, split: str = "train") -> TensorDataset:
@@ -16,6 +18,13 @@ def load_dataset(cfg: DataConfig, split: str = "train") -> TensorDataset:
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     return DATASETS.get(cfg.name).builder(cfg, split)
+
+
+def example_configs(registry: BuilderRegistry = DATASETS) -> dict[str, dict[str, Any] | None]:
+    """Every registered data set's example config (its config class's ``example`` with the set's ``name``),
+    by name (in name order); None for a set without one. ``EXAMPLE_FILES`` values are for the tests to fill in."""
+    return {entry.name: None if entry.config_cls.example is None else {"name": entry.name, **entry.config_cls.example}
+            for entry in sorted(registry.entries(), key=lambda entry: entry.name)}
 
 
 __all__ = ["Batch", "Classes", "Factors", "Image", "LabelMap", "Points", "Spec", "TensorDataset", "Tokens", "load_dataset"]

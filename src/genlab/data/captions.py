@@ -135,6 +135,7 @@ class CaptionedConfig(DataConfig):
     base: DataConfig = field(default_factory=lambda: SpritesConfig(name="sprites", color=True))
     seed: int = 0  # which template each caption takes, per split
     bounds: ClassVar[dict[str, Range]] = {"seed": SEED}
+    example: ClassVar[dict] = {"base": {"name": "sprites", "color": True, "n_train": 64, "n_test": 16}}
 
 
 @register_dataset("captioned", CaptionedConfig)

@@ -55,6 +55,7 @@ class ColorSpritesConfig(DataConfig):
         "image_size": at_least(8), "n_train": at_least(1), "n_test": at_least(1), "seed": SEED,
         "shapes": Range(1, len(sprites.SHAPES), note=", ".join(sprites.SHAPES)), "frames": at_least(1, "1 = stills"),
     }
+    example: ClassVar[dict] = {"image_size": 16, "n_train": 16, "n_test": 4, "frames": 3}  # 48 and 12 images
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.textures if t not in TEXTURES]

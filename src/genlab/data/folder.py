@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from genlab.config import PROBABILITY, DataConfig, Range, at_least, one_of
+from genlab.config import EXAMPLE_FILES, PROBABILITY, DataConfig, Range, at_least, one_of
 from genlab.data import base
 from genlab.errors import DataError
 from genlab.registry import register_dataset
@@ -42,6 +42,7 @@ class FolderConfig(DataConfig):
         "image_size": at_least(1), "channels": one_of(1, 3, note="grey or RGB"), "test_fraction": PROBABILITY,
         "max_pixels": at_least(1),
     }
+    example: ClassVar[dict] = {"path": EXAMPLE_FILES, "image_size": 16, "test_fraction": 0.5}
 
 
 @register_dataset("image_folder", FolderConfig)

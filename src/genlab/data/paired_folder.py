@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from genlab.config import DataConfig, Range, at_least, one_of
+from genlab.config import EXAMPLE_FILES, DataConfig, Range, at_least, one_of
 from genlab.data.base import Image, TensorDataset
 from genlab.data.folder import list_files, open_image, read_or_warn
 from genlab.errors import DataError
@@ -43,6 +43,7 @@ class PairedFolderConfig(DataConfig):
     bounds: ClassVar[dict[str, Range]] = {
         "image_size": at_least(1), "channels": one_of(1, 3, note="grey or RGB"), "max_pixels": at_least(1),
     }
+    example: ClassVar[dict] = {"path": EXAMPLE_FILES, "image_size": 16}
 
 
 @register_dataset("paired_folder", PairedFolderConfig)

@@ -151,6 +151,8 @@ class PairsConfig(DataConfig):
     seed: int = 0  # where the holes are (kind: inpaint), per split
 
     bounds: ClassVar[dict[str, Range]] = {"edge_sigma": Range(0, low_open=True), "seed": SEED}
+    # Inpainting, the kind the seed drives; the base's label map and factors come along as fields.
+    example: ClassVar[dict] = {"kind": "inpaint", "base": {"name": "color_sprites", "n_train": 64, "n_test": 16}}
 
 
 @register_dataset("pairs", PairsConfig)

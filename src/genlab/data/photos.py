@@ -56,6 +56,7 @@ class PhotosConfig(DataConfig):
         "channels": one_of(1, 3, note="grey or RGB"), "test_fraction": Range(0, 1, low_open=True, high_open=True),
         "crop_scale": Range(0, 1, low_open=True),
     }
+    example: ClassVar[dict] = {"image_size": 16, "n_train": 32, "n_test": 8, "photos": ["astronaut", "coffee"]}
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.photos if p not in PHOTOS]

@@ -53,6 +53,7 @@ class SpritesConfig(DataConfig):
         "image_size": at_least(8), "n_train": at_least(1), "n_test": at_least(1), "seed": SEED,
         "shapes": Range(1, len(SHAPES), note=", ".join(SHAPES)),
     }
+    example: ClassVar[dict] = {"n_train": 64, "n_test": 16}
 
 
 @register_dataset("sprites", SpritesConfig)

@@ -13,7 +13,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from genlab.config import SEED, Range, at_least, one_of
+from genlab.config import EXAMPLE_FILES, SEED, Range, at_least, one_of
 from genlab.data import standard
 from genlab.data.base import Classes, Image, TensorDataset
 from genlab.registry import register_dataset
@@ -33,6 +33,7 @@ class StackedMNISTConfig(standard.StandardConfig):
         "channels": one_of(0, 3, note="RGB by construction; leave it at 0"), "n_train": at_least(1),
         "n_test": at_least(1), "seed": SEED,
     }
+    example: ClassVar[dict] = {"root": EXAMPLE_FILES, "limit": 64, "n_train": 64, "n_test": 16}
 
 
 def stacked_modes(channel_classes: Tensor) -> Tensor:

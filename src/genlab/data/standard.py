@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from genlab.config import DataConfig, Range, at_least, one_of
+from genlab.config import EXAMPLE_FILES, DataConfig, Range, at_least, one_of
 from genlab.data.base import Classes, Image, TensorDataset
 from genlab.download import download
 from genlab.errors import DataError
@@ -53,6 +53,7 @@ class StandardConfig(DataConfig):
         "image_size": at_least(0, "0 keeps the native size"), "channels": one_of(0, 1, 3, note="0 keeps native channels"),
         "limit": at_least(0, "0 loads the whole split"),
     }
+    example: ClassVar[dict] = {"root": EXAMPLE_FILES, "limit": 64}
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from genlab.config import DataConfig
+from genlab.config import EXAMPLE_FILES, DataConfig
 from genlab.data.base import Classes, Image, Spec, TensorDataset
 from genlab.errors import DataError
 from genlab.registry import register_dataset
@@ -25,6 +26,7 @@ from genlab.registry import register_dataset
 class TensorsConfig(DataConfig):
     name: str = "tensors"
     path: str = ""
+    example: ClassVar[dict] = {"path": EXAMPLE_FILES}
 
 
 def save_tensors(path: Path, images: torch.Tensor, labels: torch.Tensor | None, classes: tuple[str, ...] = ()) -> Path:

@@ -58,6 +58,7 @@ class ToyConfig(DataConfig):
     n_test: int = 10_000
     seed: int = 0  # train and test draw from separate streams of this seed
     bounds: ClassVar[dict[str, Range]] = {"n_train": at_least(1), "n_test": at_least(1), "seed": SEED}
+    example: ClassVar[dict] = {"n_train": 256, "n_test": 64}
 
     def mixture(self) -> GaussianMixture:
         raise NotImplementedError

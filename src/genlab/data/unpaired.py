@@ -33,6 +33,9 @@ class UnpairedConfig(DataConfig):
     seed: int = 0  # the independent shuffles of a and b, per split
 
     bounds: ClassVar[dict[str, Range]] = {"seed": SEED}
+    # A grey domain beside an RGB one (replicated to RGB), of different lengths (cut to the shorter).
+    example: ClassVar[dict] = {"a": {"name": "sprites", "n_train": 64, "n_test": 16},
+                               "b": {"name": "color_sprites", "n_train": 48, "n_test": 12}}
 
 
 @register_dataset("unpaired", UnpairedConfig)

@@ -13,7 +13,7 @@ from typing import ClassVar
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.config import TrainConfig
+from genlab.config import EXAMPLE_FILES, ExampleRun, TrainConfig
 from genlab.data.base import Batch, Spec, class_field, describe
 from genlab.errors import ConfigError
 from genlab.registry import register_objective
@@ -25,6 +25,10 @@ from genlab.training.step import LossOutput
 class ClassifierObjectiveConfig(AdamObjectiveConfig):
     name: str = "classifier"
     family: ClassVar[str] = "classifier"
+    resume_examples: ClassVar[tuple[ExampleRun, ...]] = (
+        ExampleRun("classifier", {"name": "mnist", "root": EXAMPLE_FILES, "limit": 512},
+                   {"name": "mnist_classifier", "channels": 4, "feature_dim": 16}, {"name": "classifier"}),
+    )
 
 
 class ClassifierStep(SingleNetworkStep):

@@ -13,7 +13,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from genlab.config import TrainConfig
+from genlab.config import ExampleRun, TrainConfig
 from genlab.data.base import Batch, Image, Spec, Tokens, describe
 from genlab.errors import ConfigError
 from genlab.losses.contrastive import identical_rows, symmetric_info_nce
@@ -26,6 +26,13 @@ from genlab.training.step import LossOutput
 class ContrastiveObjectiveConfig(AdamObjectiveConfig):
     name: str = "contrastive"
     family: ClassVar[str] = "embedding"
+    # Captions of coloured sprites into a small GRU and image encoder, the learnt logit scale with them.
+    resume_examples: ClassVar[tuple[ExampleRun, ...]] = (
+        ExampleRun("contrastive", {"name": "captioned", "base": {"name": "sprites", "color": True, "n_train": 512,
+                                                                 "n_test": 64}},
+                   {"name": "text_embedding", "text_dim": 8, "image_channels": 4, "embed_dim": 8},
+                   {"name": "contrastive", "lr": 3e-3}),
+    )
 
 
 class ContrastiveStep(SingleNetworkStep):

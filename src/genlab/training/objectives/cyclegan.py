@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genlab.config import NON_NEGATIVE, POSITIVE, PROBABILITY, ObjectiveConfig, Range, TrainConfig, at_least
+from genlab.config import (NON_NEGATIVE, POSITIVE, PROBABILITY, ExampleRun, ObjectiveConfig, Range, TrainConfig,
+                           at_least)
 from genlab.data.base import Batch, Spec
 from genlab.images import Grid
 from genlab.losses import gan as L
@@ -61,6 +62,13 @@ class CycleGANObjectiveConfig(ObjectiveConfig):
     bounds: ClassVar[dict[str, Range]] = {"cycle_weight": NON_NEGATIVE, "identity_weight": NON_NEGATIVE,
                                           "pool_size": at_least(0, "0 disables the pool"), "lr_g": POSITIVE,
                                           "lr_d": POSITIVE, "betas": PROBABILITY}
+    resume_examples: ClassVar[tuple[ExampleRun, ...]] = (
+        # A pool of 4 fakes per domain is full after the first batch: resume must restore its images and its generator.
+        ExampleRun("cyclegan", {"name": "unpaired", "a": {"name": "sprites", "image_size": 32, "n_train": 512, "n_test": 64},
+                                "b": {"name": "color_sprites", "image_size": 32, "n_train": 512, "n_test": 64}},
+                   {"name": "cyclegan", "g_channels": 4, "g_blocks": 1, "d_channels": 4},
+                   {"name": "cyclegan", "pool_size": 4}, slow=True),
+    )
 
 
 class HistoryPool:

@@ -19,7 +19,8 @@ from typing import Callable, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from genlab.config import NON_NEGATIVE, POSITIVE, PROBABILITY, ObjectiveConfig, Range, TrainConfig, at_least
+from genlab.config import (EXAMPLE_FILES, NON_NEGATIVE, POSITIVE, PROBABILITY, ExampleRun, ObjectiveConfig, Range,
+                           TrainConfig, at_least)
 from genlab.data.base import Batch, Spec, sample_field
 from genlab.errors import ConfigError
 from genlab.images import Grid
@@ -79,6 +80,38 @@ class GANObjectiveConfig(ObjectiveConfig):
         "pl_every": at_least(1, "G steps per path-length penalty"), "pl_decay": Range(0, 1, low_open=True),
         "ca_kl_weight": NON_NEGATIVE,
     }
+
+    resume_examples: ClassVar[tuple[ExampleRun, ...]] = (
+        ExampleRun("gan_k2_ema", {"name": "sprites", "image_size": 28, "n_train": 512, "n_test": 64},
+                   {"name": "dcgan", "latent_dim": 8, "g_channels": 8, "d_channels": 8},
+                   {"name": "gan", "n_critic": 2, "ema_decay": 0.99}),
+        ExampleRun("wgan_gp", {"name": "sprites", "image_size": 28, "n_train": 512, "n_test": 64},
+                   {"name": "dcgan", "latent_dim": 8, "g_channels": 8, "d_channels": 8, "d_norm": "none"},
+                   {"name": "gan", "loss": "wgan_gp", "n_critic": 4}),
+        ExampleRun("cgan", {"name": "mnist", "root": EXAMPLE_FILES, "limit": 512},
+                   {"name": "gan_mlp", "conditional": True, "g_hidden": 64, "g_label_hidden": 16, "d_units": 16},
+                   {"name": "gan", "ema_decay": 0.9}),
+        ExampleRun("projection", {"name": "mnist", "root": EXAMPLE_FILES, "limit": 512},
+                   {"name": "sngan_projection", "latent_dim": 15, "g_channels": 8, "d_channels": 8,
+                    "attention_resolution": 14, "shared_embedding": True, "hierarchical_latent": True},
+                   {"name": "gan", "loss": "hinge", "n_critic": 2, "ortho_weight": 1e-4}, slow=True),
+        # Per-layer noise, mixing regularisation, lazy R1 and path-length counters, the path-length target.
+        ExampleRun("stylegan", {"name": "sprites", "image_size": 32, "n_train": 512, "n_test": 64},
+                   {"name": "stylegan", "latent_dim": 8, "w_dim": 8, "mapping_layers": 2, "g_channels": 4,
+                    "d_channels": 4, "max_channels": 16},
+                   {"name": "gan", "r1_weight": 1.0, "r1_every": 2, "pl_weight": 2.0, "pl_every": 2,
+                    "betas": [0.0, 0.99]}, slow=True),
+        # Stages of 100 images: the stop at 320 falls mid-way through the fade-in of 16x16 (300..400).
+        ExampleRun("progan", {"name": "sprites", "image_size": 32, "n_train": 512, "n_test": 64},
+                   {"name": "progan", "latent_dim": 8, "g_channels": 4, "d_channels": 4, "max_channels": 16,
+                    "stage_kimg": 0.1},
+                   {"name": "gan", "r1_weight": 1.0}, slow=True),
+        # Captions through G and D, the matching-aware term (rolled captions), conditioning augmentation's KL.
+        ExampleRun("text_gan", {"name": "captioned", "base": {"name": "sprites", "color": True, "image_size": 32,
+                                                              "n_train": 512, "n_test": 64}},
+                   {"name": "text_gan", "noise_dim": 8, "c_dim": 4, "text_dim": 8, "g_channels": 4, "d_channels": 4},
+                   {"name": "gan", "matching_aware": True, "ema_decay": 0.99}, slow=True),
+    )
 
     def __post_init__(self) -> None:
         if self.loss == "wgan" and self.clip <= 0:

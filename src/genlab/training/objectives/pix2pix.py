@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genlab.config import NON_NEGATIVE, POSITIVE, PROBABILITY, ObjectiveConfig, Range, TrainConfig
+from genlab.config import NON_NEGATIVE, POSITIVE, PROBABILITY, ExampleRun, ObjectiveConfig, Range, TrainConfig
 from genlab.data.base import Batch, Spec
 from genlab.errors import ConfigError
 from genlab.images import Grid
@@ -63,6 +63,12 @@ class Pix2PixObjectiveConfig(ObjectiveConfig):
     mode_seeking_weight: float = 0.0  # MSGAN's lambda (1 in the authors' code); 0 disables; needs g_dropout > 0
     bounds: ClassVar[dict[str, Range]] = {"l1_weight": NON_NEGATIVE, "lr_d": POSITIVE, "lr_g": POSITIVE,
                                           "betas": PROBABILITY, "mode_seeking_weight": NON_NEGATIVE}
+    resume_examples: ClassVar[tuple[ExampleRun, ...]] = (
+        # Dropout is G's noise (global RNG while training): resume must restore it.
+        ExampleRun("pix2pix", {"name": "pairs", "kind": "edges", "base": {"name": "color_sprites", "image_size": 32,
+                                                                        "n_train": 512, "n_test": 64}},
+                   {"name": "pix2pix", "g_channels": 4, "d_channels": 4}, {"name": "pix2pix"}, slow=True),
+    )
 
     @property
     def adversarial(self) -> bool:

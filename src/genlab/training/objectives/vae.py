@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import torch
 
-from genlab.config import NON_NEGATIVE, Range, TrainConfig
+from genlab.config import EXAMPLE_FILES, NON_NEGATIVE, ExampleRun, Range, TrainConfig
 from genlab.data.base import Batch, Spec, sample_field
 from genlab.images import Grid
 from genlab.losses.vae import decoder_log_likelihood, elbo, kl_divergence
@@ -26,6 +26,12 @@ class VAEObjectiveConfig(AdamObjectiveConfig):
     family: ClassVar[str] = "vae"
     beta: float = 1.0  # weight of the KL term; 1 is the ELBO, > 1 is beta-VAE
     bounds: ClassVar[dict[str, Range]] = {**AdamObjectiveConfig.bounds, "beta": NON_NEGATIVE}
+    resume_examples: ClassVar[tuple[ExampleRun, ...]] = (
+        ExampleRun("vae", {"name": "sprites", "image_size": 28, "n_train": 512, "n_test": 64},
+                   {"name": "conv_vae", "latent_dim": 4, "channels": 8}, {"name": "vae", "beta": 4.0}),
+        ExampleRun("cvae", {"name": "mnist", "root": EXAMPLE_FILES, "limit": 512},
+                   {"name": "vae_mlp", "hidden": 64, "latent_dim": 4, "conditional": True}, {"name": "vae"}),
+    )
 
 
 class VAEStep(SingleNetworkStep):
