@@ -8,6 +8,10 @@ and learning rates (two time-scale, Heusel et al. 2017). An optional EMA copy of
 Class-conditional models (a G with ``num_classes > 0``: cGAN, projection discriminators)
 get the batch's labels: G draws fakes of the real batch's classes, and D scores
 (image, label) pairs.
+
+Regularisers (gradient penalty, R1, conditioning KL, orthogonal, path length) are terms
+(regularisers.py): each with its weight, its interval and its phase, added to that phase's
+loss by ``_regularise``; the losses here never name one.
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ from genlab.errors import ConfigError
 from genlab.images import Grid
 from genlab.losses import gan as L
 from genlab.models.layers import Generator
-from genlab.distributed import mean_over_ranks
-from genlab.models.protocols import StyleBased, TextConditional, eval_mode, is_conditional
+from genlab.models.protocols import eval_mode, is_conditional
 from genlab.registry import register_objective
 from genlab.training.health import GANHealth
+from genlab.training.objectives.regularisers import Pass, Term, build_terms
 from genlab.training.objectives.snapshots import class_grid
 from genlab.training.optim import adam
 from genlab.training.step import Export, LossOutput, Phase, Step
@@ -80,7 +84,6 @@ class GANObjectiveConfig(ObjectiveConfig):
         "pl_every": at_least(1, "G steps per path-length penalty"), "pl_decay": Range(0, 1, low_open=True),
         "ca_kl_weight": NON_NEGATIVE,
     }
-
     resume_examples: ClassVar[tuple[ExampleRun, ...]] = (
         ExampleRun("gan_k2_ema", {"name": "sprites", "image_size": 28, "n_train": 512, "n_test": 64},
                    {"name": "dcgan", "latent_dim": 8, "g_channels": 8, "d_channels": 8},
@@ -159,7 +162,7 @@ def _mean_pairwise_distance(x: Tensor) -> Tensor:
 
 
 class GANStep(Step):
-    def __init__(self, cfg: GANObjectiveConfig, G: Generator, D: nn.Module, real_key: str) -> None:
+    def __init__(self, cfg: GANObjectiveConfig, G: Generator, D: nn.Module, real_key: str, terms: list[Term]) -> None:
         self.cfg, self.real_key = cfg, real_key
         # The batch field G and D are conditioned on: class labels, or a text G's captions.
         self.label_key = "label" if is_conditional(G) else getattr(G, "condition_key", None)
@@ -175,7 +178,7 @@ class GANStep(Step):
         self.health = GANHealth(cfg.loss)
         self.ema_updates = 0
         self.d_updates = self.g_updates = 0  # counted for the lazy regularisers
-        self.pl_mean = 0.0  # the path-length target a
+        self.terms = {phase: [t for t in terms if t.phase == phase] for phase in ("D", "G")}
 
     def phases(self) -> list[Phase]:
         clip = self._clip_d if self.cfg.loss == "wgan" else None
@@ -197,8 +200,9 @@ class GANStep(Step):
         D = self.nets["D"]
         with torch.no_grad():  # D's step never reaches G: fakes are constants here
             fake, cond = self._fakes(batch)
-        r1_now = self.cfg.r1_weight > 0 and self.d_updates % self.cfg.r1_every == 0
-        real = batch[self.real_key].detach().requires_grad_(r1_now)  # input gradients only when R1 needs them
+        due = [t for t in self.terms["D"] if t.due(self.d_updates)]
+        # input gradients only when a term needs them (R1)
+        real = batch[self.real_key].detach().requires_grad_(any(t.needs_real_grad for t in due))
         real_logits, fake_logits = D(real, *cond).float(), D(fake, *cond).float()
         loss = self.d_loss_fn(real_logits, fake_logits)
         stats: dict[str, Tensor | float] = {  # the loop adds "loss" (with penalties) and "grad_norm"
@@ -214,53 +218,22 @@ class GANStep(Step):
             stats["D(x, wrong condition)"] = self._scores(mismatched_logits)
         if self.cfg.loss in ("wgan", "wgan_gp"):
             stats["wasserstein"] = L.wasserstein_estimate(real_logits, fake_logits).detach()
-        if self.cfg.loss == "wgan_gp":
-            gp = L.gradient_penalty(lambda x: D(x, *cond), real, fake)
-            loss = loss + self.cfg.gp_weight * gp
-            stats["gp"] = gp.detach()
-        if r1_now:
-            r1 = L.r1_penalty(real_logits, real)
-            loss = loss + 0.5 * self.cfg.r1_weight * self.cfg.r1_every * r1  # gamma/2 as in Mescheder et al.
-            stats["r1"] = r1.detach()
+        loss = _regularise(loss, stats, due, Pass(batch, fake, cond, real, real_logits, lambda x: D(x, *cond)))
         self.d_updates += 1
         return LossOutput(loss, stats)
 
     def g_loss(self, batch: Batch) -> LossOutput:
-        condition_kl = isinstance(self.modules["G"], TextConditional) and self.cfg.ca_kl_weight > 0
-        path_length_now = self.cfg.pl_weight > 0 and self.g_updates % self.cfg.pl_every == 0
-        # Either regulariser's term comes out of G's own forward pass, through its DDP wrapper.
-        if condition_kl:
-            cond = (batch[self.label_key],)
-            fake, kl = self.nets["G"](self.modules["G"].latents(len(batch)), *cond, with_kl=True)
-        elif path_length_now:
-            cond = ()
-            fake, lengths = self.nets["G"](self.modules["G"].latents(len(batch)), with_path_lengths=True)
-        else:
-            fake, cond = self._fakes(batch)
+        due = [t for t in self.terms["G"] if t.due(self.g_updates)]
+        cond = () if self.label_key is None else (batch[self.label_key],)
+        z = self.modules["G"].latents(len(batch))
+        asked = [t.g_output for t in due if t.g_output is not None]  # at most one (build_terms)
+        # A term's input that comes out of G's own forward pass, through its DDP wrapper.
+        fake, extra = self.nets["G"](z, *cond, **{asked[0]: True}) if asked else (self.nets["G"](z, *cond), None)
         loss = self.g_loss_fn(self.nets["D"](fake, *cond).float())
         stats: dict[str, Tensor | float] = {"diversity": batch_diversity(fake, batch[self.real_key])}
-        if condition_kl:
-            loss = loss + self.cfg.ca_kl_weight * kl
-            stats["condition_kl"] = kl.detach()
-        if self.cfg.ortho_weight > 0:
-            ortho = L.orthogonal_penalty(self.modules["G"])
-            loss = loss + self.cfg.ortho_weight * ortho
-            stats["ortho"] = ortho.detach()
-        if path_length_now:
-            penalty, stats["path_length"] = self._path_length_penalty(lengths)
-            loss = loss + self.cfg.pl_weight * self.cfg.pl_every * penalty
+        loss = _regularise(loss, stats, due, Pass(batch, fake, cond, g_output=extra))
         self.g_updates += 1
         return LossOutput(loss, stats)
-
-    def _path_length_penalty(self, lengths: Tensor) -> tuple[Tensor, float]:
-        """(|J_w^T y| - a)^2 over the G step's own fakes, a the moving mean of the path lengths; and their mean.
-
-        The moving mean follows the mean over every process's fakes, so all processes of a torchrun
-        keep the same ``a`` and rank 0's checkpoint resumes each of them exactly.
-        """
-        mean = mean_over_ranks(lengths.mean().item())
-        self.pl_mean += self.cfg.pl_decay * (mean - self.pl_mean)
-        return (lengths - self.pl_mean).square().mean(), mean
 
     def _clip_d(self) -> None:
         L.clip_weights(self.modules["D"], self.cfg.clip)
@@ -271,15 +244,18 @@ class GANStep(Step):
             self.ema_updates += 1
 
     def state_dict(self) -> dict:
+        terms = {key: value for phase in self.terms.values() for t in phase for key, value in t.state_dict().items()}
         return {"ema_updates": self.ema_updates, "health": self.health.state_dict(), "d_updates": self.d_updates,
-                "g_updates": self.g_updates, "pl_mean": self.pl_mean}
+                "g_updates": self.g_updates, **terms}
 
     def load_state_dict(self, state: dict) -> None:
         self.ema_updates = int(state["ema_updates"])
         self.health.load_state_dict(state["health"])
         # Runs from before the lazy regularisers counted nothing: every step regularised, which 0 reproduces.
         self.d_updates, self.g_updates = int(state.get("d_updates", 0)), int(state.get("g_updates", 0))
-        self.pl_mean = float(state.get("pl_mean", 0.0))
+        for phase in self.terms.values():
+            for term in phase:
+                term.load_state_dict(state)
 
     def snapshots(self, fixed: Batch, seed: int) -> dict[str, Grid]:
         """64 samples of the exported generator from latents fixed by ``seed`` (and of raw G when an EMA exists),
@@ -303,21 +279,17 @@ class GANStep(Step):
         return self.health(stats)  # the loop prefixes each warning with the iteration and kimg
 
 
-def _has_batch_norm(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
-
-
 @register_objective("gan", GANObjectiveConfig)
 def build_gan_step(cfg: GANObjectiveConfig, modules: dict[str, nn.Module], spec: Spec, train: TrainConfig) -> GANStep:
-    if (cfg.loss == "wgan_gp" or cfg.r1_weight > 0) and _has_batch_norm(modules["D"]):
-        raise ConfigError(
-            "gradient penalties (objective.loss=wgan_gp, objective.r1_weight > 0) are per-example and "
-            "invalid under batch norm in D; set model.d_norm=none or model.spectral_norm=true"
-        )
-    if cfg.pl_weight > 0 and not isinstance(modules["G"], StyleBased):
-        raise ConfigError(f"objective.pl_weight > 0 regularises a style-based generator's mapping; this "
-                          f"{type(modules['G']).__name__} has none: use model.name=stylegan or set pl_weight=0")
     if cfg.mismatch_field and (not cfg.matching_aware or cfg.mismatch_field not in spec):
         raise ConfigError(f"objective.mismatch_field={cfg.mismatch_field!r} names the wrong conditions of a matching-aware D: "
                           f"it needs objective.matching_aware=true and a field of the data ({', '.join(spec)})")
-    return GANStep(cfg, modules["G"], modules["D"], sample_field(spec))
+    return GANStep(cfg, modules["G"], modules["D"], sample_field(spec), build_terms(cfg, modules))
+
+
+def _regularise(loss: Tensor, stats: dict[str, Tensor | float], due: list[Term], done: Pass) -> Tensor:
+    """``loss`` plus each due term's scaled penalty, in order; each term's value logged under its name."""
+    for term in due:
+        penalty, stats[term.name] = term.penalty(done)
+        loss = loss + term.scale * penalty
+    return loss
