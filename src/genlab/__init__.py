@@ -5,4 +5,4 @@ from genlab.config import Config, load_config
 
 __version__ = "0.1.0"
 
-__all__ = ["Config", "load", "load_config", "load_step", "train", "__version__"]
+__all__ = ["Config", "__version__", "load", "load_config", "load_step", "train"]

@@ -14,13 +14,18 @@ from genlab.config import Config, load_config, override_config
 from genlab.models import load
 from genlab.runs import checkpoint as ckpt
 from genlab.runs.folder import read_run
-from genlab.training.loop import build_step, train as _train
+from genlab.training.loop import build_step
+from genlab.training.loop import train as _train
 
 __all__ = ["load", "load_step", "train"]
 
 
-def train(config: Config | str | Path | None = None, overrides: list[str] | None = None, resume: str | Path | None = None,
-          stop_after_kimg: float | None = None) -> Path:
+def train(
+    config: Config | str | Path | None = None,
+    overrides: list[str] | None = None,
+    resume: str | Path | None = None,
+    stop_after_kimg: float | None = None,
+) -> Path:
     """Train from a Config or a YAML path, with ``key=value`` overrides; returns the run folder."""
     if isinstance(config, (str, Path)):
         config = load_config(config, overrides)

@@ -35,7 +35,6 @@ import yaml
 from genlab.errors import ConfigError
 from genlab.registry import DATASETS, MODELS, OBJECTIVES, Registry, UnknownNameError
 
-
 # ----------------------------------------------------------------------------- allowed values
 
 
@@ -133,7 +132,7 @@ class Bounded:
             Bounded.__post_init__(self)
             own(self)
 
-        cls.__post_init__ = __post_init__
+        setattr(cls, "__post_init__", __post_init__)  # noqa: B010 - mypy refuses assignments to a method
 
 
 # ----------------------------------------------------------------------------- examples for the shared tests
@@ -224,8 +223,11 @@ class ScheduleConfig(Bounded):
     warmup_kimg: float = 0.0
     decay_start_kimg: float = 0.0  # linear only
     final_fraction: float = 0.0  # of the base rate, at the end of linear and cosine decays
-    bounds: ClassVar[dict[str, Range]] = {"warmup_kimg": NON_NEGATIVE, "decay_start_kimg": NON_NEGATIVE,
-                                          "final_fraction": FRACTION}
+    bounds: ClassVar[dict[str, Range]] = {
+        "warmup_kimg": NON_NEGATIVE,
+        "decay_start_kimg": NON_NEGATIVE,
+        "final_fraction": FRACTION,
+    }
 
 
 @dataclass
@@ -233,13 +235,16 @@ class TrainConfig(Bounded):
     """What the one training loop needs, whatever the model family."""
 
     kimg: float = 100.0  # training length in thousands of real images seen
-    max_minutes: float = 0.0  # wall-clock budget of the loop in one train() call: then stop with a checkpoint; 0 disables
+    # wall-clock budget of the loop in one train() call: then stop with a checkpoint; 0 disables
+    max_minutes: float = 0.0
     batch_size: int = 64  # per process; the global batch is batch_size * world size
     seed: int = 0
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
-    precision: Literal["fp32", "bf16", "auto"] = "fp32"  # bf16 = autocast for forward passes; auto = the faster, measured
+    # bf16 = autocast for forward passes; auto = the faster, measured
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     memory_format: Literal["contiguous", "channels_last"] = "contiguous"  # of conv weights and image batches
-    cpu_linear: Literal["auto", "blas", "onednn"] = "auto"  # library of fp32 Linear products on the CPU; auto = measured
+    # library of fp32 Linear products on the CPU; auto = measured
+    cpu_linear: Literal["auto", "blas", "onednn"] = "auto"
     grad_clip: float = 0.0  # max global gradient norm per optimiser step; 0 disables
     log_every_kimg: float = 1.0
     snapshot_every_kimg: float = 10.0
@@ -255,10 +260,16 @@ class TrainConfig(Bounded):
     lr_schedules: dict[str, ScheduleConfig] = field(default_factory=dict)  # per optimiser name, e.g. {D: ..., G: ...}
     sync_batchnorm: bool = False  # under torchrun with several GPUs: batch norm over the global batch; 1 process: no-op
     bounds: ClassVar[dict[str, Range]] = {
-        "kimg": POSITIVE, "batch_size": at_least(1), "seed": SEED, "grad_clip": at_least(0, "0 disables"),
-        "log_every_kimg": at_least(0, "0 disables"), "snapshot_every_kimg": at_least(0, "0 disables"),
-        "checkpoint_every_kimg": at_least(0, "0: only when stopping"), "keep_checkpoints": at_least(1),
-        "threads": at_least(0, "0 keeps torch's default"), "max_rollbacks": at_least(1),
+        "kimg": POSITIVE,
+        "batch_size": at_least(1),
+        "seed": SEED,
+        "grad_clip": at_least(0, "0 disables"),
+        "log_every_kimg": at_least(0, "0 disables"),
+        "snapshot_every_kimg": at_least(0, "0 disables"),
+        "checkpoint_every_kimg": at_least(0, "0: only when stopping"),
+        "keep_checkpoints": at_least(1),
+        "threads": at_least(0, "0 keeps torch's default"),
+        "max_rollbacks": at_least(1),
         "max_minutes": at_least(0, "0 disables"),
     }
 
@@ -287,11 +298,16 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{path} is not a UTF-8 text file ({err.reason} at byte {err.start}); is it a YAML config?") from None
+        raise ConfigError(
+            f"{path} is not a UTF-8 text file ({err.reason} at byte {err.start}); is it a YAML config?"
+        ) from None
     except yaml.YAMLError as err:  # its own message spans lines, quoting the text
         mark = getattr(err, "problem_mark", None)
-        why = (f"{err.problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None
-               else " ".join(str(err).split()).replace('in "<unicode string>", ', "at "))
+        why = (
+            f"{err.problem} at line {mark.line + 1}, column {mark.column + 1}"
+            if mark is not None
+            else " ".join(str(err).split()).replace('in "<unicode string>", ', "at ")
+        )
         raise ConfigError(f"{path} is not valid YAML: {why}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
@@ -362,9 +378,7 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     registry = getattr(cls, "registry", None)
     if isinstance(registry, Registry):
         if "name" not in raw:
-            raise ConfigError(
-                f"{source}: {where} needs a 'name'; one of: {', '.join(registry.names())}"
-            )
+            raise ConfigError(f"{source}: {where} needs a 'name'; one of: {', '.join(registry.names())}")
         try:
             cls = registry.get(str(raw["name"])).config_cls
         except UnknownNameError as err:
@@ -375,9 +389,7 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.5)
             hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"{source}: unknown key {prefix}{key!r}{hint} Valid keys: {', '.join(fields)}"
-            )
+            raise ConfigError(f"{source}: unknown key {prefix}{key!r}{hint} Valid keys: {', '.join(fields)}")
     values = {}
     for name, f in fields.items():
         if name in raw:
@@ -394,7 +406,7 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
 def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, key + ".", source)
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:

@@ -51,15 +51,17 @@ def _destroy_process_group() -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" picks this process's GPU (LOCAL_RANK under torchrun) when CUDA is available."""
+    """ "auto" picks this process's GPU (LOCAL_RANK under torchrun) when CUDA is available."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda" and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"train.device={name!r} needs CUDA GPU {device.index}, but this machine has "
-                          f"{torch.cuda.device_count()} CUDA GPUs; use auto or cpu")
+        raise ConfigError(
+            f"train.device={name!r} needs CUDA GPU {device.index}, but this machine has "
+            f"{torch.cuda.device_count()} CUDA GPUs; use auto or cpu"
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"train.device={name!r}, but this machine has no MPS device; use auto or cpu")
     return device

@@ -19,8 +19,9 @@ from genlab.errors import DownloadError
 _CHUNK = 1 << 20  # bytes per read
 
 
-def download(url: str, path: str | Path, *, md5: str | None = None, sha256: str | None = None,
-             timeout_s: float = 30) -> Path:
+def download(
+    url: str, path: str | Path, *, md5: str | None = None, sha256: str | None = None, timeout_s: float = 30
+) -> Path:
     """Fetch ``url`` into ``path`` atomically, verified by ``md5`` and/or ``sha256`` (hex) when given.
 
     ``timeout_s`` bounds each network read, so a silent network fails instead of hanging.
@@ -48,8 +49,10 @@ def download(url: str, path: str | Path, *, md5: str | None = None, sha256: str 
         for name, want in expected.items():
             got = digests[name].hexdigest()
             if got != want:
-                raise DownloadError(f"the file downloaded from {url} has {name} {got}, not the expected {want} "
-                                    f"(a changed file or a proxy's error page); it was not kept")
+                raise DownloadError(
+                    f"the file downloaded from {url} has {name} {got}, not the expected {want} "
+                    f"(a changed file or a proxy's error page); it was not kept"
+                )
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -76,7 +76,7 @@ def save_gif(images: Tensor, path: str | Path, frame_ms: int = 120, bounce: bool
     them forwards then backwards so the loop has no jump."""
     from PIL import Image
 
-    frames = to_uint8(images).permute(0, 2, 3, 1).numpy()
+    frames = list(to_uint8(images).permute(0, 2, 3, 1).numpy())
     if bounce and len(frames) > 2:
         frames = [*frames, *frames[-2:0:-1]]
     pictures = [Image.fromarray(f[:, :, 0] if f.shape[2] == 1 else f) for f in frames]

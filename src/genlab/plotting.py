@@ -7,8 +7,8 @@ live with it (the 1-D GAN theory figure: :mod:`genlab.experiments.theory_figure`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -19,7 +19,7 @@ GREY: Color = (150, 150, 150)
 GREEN, BLUE, RED = (20, 140, 60), (30, 80, 200), (200, 40, 40)
 
 
-def font(size: int = 14) -> ImageFont.ImageFont:
+def font(size: int = 14) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has only its fixed bitmap font
@@ -39,8 +39,12 @@ class Panel:
     """One plot: a pixel ``box`` (left, top, right, bottom) showing ``xlim`` x ``ylim``."""
 
     def __init__(
-        self, image: Image.Image, box: tuple[int, int, int, int], xlim: tuple[float, float],
-        ylim: tuple[float, float], title: str = "",
+        self,
+        image: Image.Image,
+        box: tuple[int, int, int, int],
+        xlim: tuple[float, float],
+        ylim: tuple[float, float],
+        title: str = "",
     ) -> None:
         self.draw = ImageDraw.Draw(image)
         self.box, self.xlim, self.ylim, self.title = box, xlim, ylim, title
@@ -58,7 +62,7 @@ class Panel:
         inside = (np.asarray(x) >= self.xlim[0]) & (np.asarray(x) <= self.xlim[1])
         u, v = u[inside], v[inside]
         if dash <= 0:
-            self.draw.line(list(zip(u, v)), fill=color, width=width, joint="curve")
+            self.draw.line(list(zip(u, v, strict=True)), fill=color, width=width, joint="curve")
             return
         # Dashes follow the curve's arc length, so they stay even on steep parts.
         arc = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(u), np.diff(v)))])
@@ -72,15 +76,20 @@ class Panel:
         u, v = self.to_pixels(x, y)
         left, top, right, bottom = self.box
         keep = (u >= left) & (u <= right) & (v >= top) & (v <= bottom)
-        for a, b in zip(u[keep], v[keep]):
+        for a, b in zip(u[keep], v[keep], strict=True):
             box = [a - radius, b - radius, a + radius, b + radius]
             if filled:
                 self.draw.ellipse(box, fill=color)
             else:
                 self.draw.ellipse(box, outline=color, width=1)
 
-    def axes(self, xlabel: str = "", ylabel: str = "", xticks: Sequence[float] | None = None,
-             yticks: Sequence[float] | None = None) -> None:
+    def axes(
+        self,
+        xlabel: str = "",
+        ylabel: str = "",
+        xticks: Sequence[float] | None = None,
+        yticks: Sequence[float] | None = None,
+    ) -> None:
         """Frame, ticks with labels, axis labels and the title."""
         left, top, right, bottom = self.box
         self.draw.rectangle(self.box, outline=BLACK, width=1)
@@ -109,7 +118,7 @@ class Panel:
             y = top + 10 + 18 * i
             xs = np.linspace(x0, x0 + 28, 15)
             if dash:
-                for a, b in zip(xs[::2][:-1], xs[1::2]):
+                for a, b in zip(xs[::2][:-1], xs[1::2], strict=False):
                     self.draw.line([(a, y), (b, y)], fill=color, width=2)
             else:
                 self.draw.line([(x0, y), (x0 + 28, y)], fill=color, width=2)
@@ -124,15 +133,19 @@ def draw_curves(x_labels: Sequence[str], series: dict[str, Sequence[float]], xla
     for i, (name, values) in enumerate(series.items()):
         lo, hi = float(min(values)), float(max(values))
         pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
-        panel = Panel(image, (60 + 320 * i, 50, 320 * (i + 1) - 10, height - 60), (-0.5, len(x_labels) - 0.5),
-                      (lo - pad, hi + pad), title=name)
+        panel = Panel(
+            image,
+            (60 + 320 * i, 50, 320 * (i + 1) - 10, height - 60),
+            (-0.5, len(x_labels) - 0.5),
+            (lo - pad, hi + pad),
+            title=name,
+        )
         panel.line(xs, np.asarray(values, dtype=float), BLUE)
         panel.points(xs, np.asarray(values, dtype=float), BLUE, radius=3)
         panel.axes(xlabel=xlabel, xticks=[])
-        for x, label in zip(xs, x_labels):
+        for x, label in zip(xs, x_labels, strict=False):
             u, _ = panel.to_pixels(np.array([x]), np.array([panel.ylim[0]]))
             panel.draw.text((u[0], panel.box[3] + 6), label, fill=BLACK, font=panel.font, anchor="mt")
     path = Path(path)
     image.save(path)
     return path
-

@@ -14,8 +14,10 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T", bound=Callable[..., Any])
 E = TypeVar("E")
@@ -38,7 +40,8 @@ def import_modules(package: str) -> None:
         try:
             importlib.import_module(module.name)
         except Exception as err:
-            err.add_note(f"(while importing {module.name} to find what {package} registers)")
+            if sys.version_info >= (3, 11):  # exception notes are new in 3.11
+                err.add_note(f"(while importing {module.name} to find what {package} registers)")
             raise
 
 
@@ -64,9 +67,7 @@ class Registry(Generic[E]):
         if name not in self._entries:
             close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.5)
             hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise UnknownNameError(
-                f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(self.names())}"
-            )
+            raise UnknownNameError(f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(self.names())}")
         return self._entries[name]
 
     def names(self) -> list[str]:
@@ -92,7 +93,7 @@ class Registry(Generic[E]):
 @dataclass(frozen=True)
 class Entry:
     name: str
-    config_cls: type
+    config_cls: type[Any]
     builder: Callable[..., Any]
 
 

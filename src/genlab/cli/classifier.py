@@ -18,16 +18,20 @@ TARGET_ACCURACY = 0.99
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("train-classifier", help="train the MNIST classifier used by the metrics", description=__doc__)
+    p = subparsers.add_parser(
+        "train-classifier", help="train the MNIST classifier used by the metrics", description=__doc__
+    )
     p.add_argument("--config", default="configs/mnist_classifier.yaml", help="recipe (default: %(default)s)")
-    p.add_argument("--out", metavar="DIR", help=f"folder for the run (default: {classifier_dir()}, where the metrics look)")
+    p.add_argument(
+        "--out", metavar="DIR", help=f"folder for the run (default: {classifier_dir()}, where the metrics look)"
+    )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.kimg=60")
     add_data_root(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    args.set = list(args.set or []) + [f"train.out_dir={args.out or classifier_dir()}"]
+    args.set = [*list(args.set or []), f"train.out_dir={args.out or classifier_dir()}"]
     config = load_cli_config(args.config, args)
     run_dir = train(config)
     test = load_dataset(config.data, "test")
@@ -37,5 +41,8 @@ def run(args: argparse.Namespace) -> int:
         f.write(json.dumps(record) + "\n")
     write_json(record, None)
     if accuracy < TARGET_ACCURACY:
-        print(f"warning: test accuracy {accuracy:.4f} is below the {TARGET_ACCURACY:.0%} the metrics assume; train longer (--set train.kimg=...)")
+        print(
+            f"warning: test accuracy {accuracy:.4f} is below the {TARGET_ACCURACY:.0%} the metrics assume; "
+            "train longer (--set train.kimg=...)"
+        )
     return 0

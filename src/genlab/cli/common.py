@@ -7,6 +7,7 @@ import dataclasses
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from genlab.config import SEED, Config, DataConfig, load_config
 
@@ -39,7 +40,9 @@ def seed(text: str) -> int:
 
 
 def add_data_root(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-root", metavar="DIR", help="where data sets live (default: $GENLAB_DATA or ~/.cache/genlab/data)")
+    parser.add_argument(
+        "--data-root", metavar="DIR", help="where data sets live (default: $GENLAB_DATA or ~/.cache/genlab/data)"
+    )
 
 
 def with_data_root(config: Config, args: argparse.Namespace) -> Config:
@@ -50,7 +53,7 @@ def with_data_root(config: Config, args: argparse.Namespace) -> Config:
 
 
 def _with_root(data: DataConfig, root: str) -> DataConfig:
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     for f in dataclasses.fields(data):
         value = getattr(data, f.name)
         if f.name == "root":

@@ -18,22 +18,50 @@ from genlab.api import load
 from genlab.cli.common import add_data_root, device_name, seed, with_data_root, write_json
 from genlab.metrics.evaluate import evaluate
 from genlab.metrics.registry import metric_names
-from genlab.metrics.settings import (ENCODER_METRICS, FEATURE_SPACES, SAMPLE_METRICS, EvalSettings, default_features,
-                                     default_metrics)
+from genlab.metrics.settings import (
+    ENCODER_METRICS,
+    FEATURE_SPACES,
+    SAMPLE_METRICS,
+    EvalSettings,
+    default_features,
+    default_metrics,
+)
 from genlab.runs.folder import read_run
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("eval", help="evaluate a trained run", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "eval", help="evaluate a trained run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("run", help="run folder")
-    p.add_argument("--metrics", help=f"comma-separated, from {','.join(metric_names())} (default: "
-                   f"{','.join(ENCODER_METRICS)} for models with an encoder, else {','.join(SAMPLE_METRICS)})")
-    p.add_argument("--n", type=int, default=10_000, help="generated samples; nll uses at most this many test images (default: %(default)s)")
-    p.add_argument("--features", choices=FEATURE_SPACES, help="feature space of fid/kid/is/pr/nn (default: mnist for MNIST runs)")
-    p.add_argument("--reference", choices=["train", "test"], default="train", help="real split for fid/kid/pr (default: %(default)s)")
-    p.add_argument("--inception-weights", metavar="PATH", help="pt_inception-2015-12-05-6726825d.pth (default: the torch hub cache)")
-    p.add_argument("--classifier", metavar="RUN", help="MNIST classifier run (default: the newest from genlab train-classifier)")
+    p.add_argument(
+        "--metrics",
+        help=f"comma-separated, from {','.join(metric_names())} (default: "
+        f"{','.join(ENCODER_METRICS)} for models with an encoder, else {','.join(SAMPLE_METRICS)})",
+    )
+    p.add_argument(
+        "--n",
+        type=int,
+        default=10_000,
+        help="generated samples; nll uses at most this many test images (default: %(default)s)",
+    )
+    p.add_argument(
+        "--features", choices=FEATURE_SPACES, help="feature space of fid/kid/is/pr/nn (default: mnist for MNIST runs)"
+    )
+    p.add_argument(
+        "--reference",
+        choices=["train", "test"],
+        default="train",
+        help="real split for fid/kid/pr (default: %(default)s)",
+    )
+    p.add_argument(
+        "--inception-weights",
+        metavar="PATH",
+        help="pt_inception-2015-12-05-6726825d.pth (default: the torch hub cache)",
+    )
+    p.add_argument(
+        "--classifier", metavar="RUN", help="MNIST classifier run (default: the newest from genlab train-classifier)"
+    )
     p.add_argument("--k", type=int, default=1000, help="importance samples for the IW log-likelihood (nll)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="cpu", type=device_name)

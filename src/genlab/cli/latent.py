@@ -27,21 +27,25 @@ from PIL import Image
 from genlab.api import load
 from genlab.cli.common import add_data_root, device_name, with_data_root
 from genlab.cli.translate import read_image
-from genlab.data import load_dataset
+from genlab.data import base, load_dataset
 from genlab.data.base import class_field, sample_field
 from genlab.errors import ConfigError
 from genlab.images import save_gif, save_grid, save_strip, to_model
 from genlab.latent import arithmetic, attributes, conditional, edit, interpolate, sample, style, traverse
 from genlab.latent.encode import encode_dataset
-from genlab.models.protocols import Encoder, is_conditional
+from genlab.models.protocols import Encoder, LatentSampler, is_conditional
 from genlab.runs.folder import read_run
 
 MODES = {1: "L", 3: "RGB"}  # the PIL mode the model's channels read
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("latent", help="interpolate, traverse, edit and invert in a model's latent space",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "latent",
+        help="interpolate, traverse, edit and invert in a model's latent space",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     tools = p.add_subparsers(dest="tool", required=True, metavar="TOOL")
 
     q = _tool(tools, "interpolate", "a strip or GIF between seeds or real images", _interpolate, (".png", ".gif"))
@@ -62,24 +66,52 @@ def add_parser(subparsers) -> None:
 
     q = _tool(tools, "arithmetic", "a - b + c, each term the mean of its latents", _arithmetic)
     for term in "abc":
-        q.add_argument(f"--{term}", required=True, metavar="TERM",
-                       help="comma-separated seeds, image files or class:NAME (the mean latent of that class's "
-                            "training images; models with an encoder)")
-    q.add_argument("--jitter", type=float, default=0.25,
-                   help="uniform noise of the result's variations (default: %(default)s)")
+        q.add_argument(
+            f"--{term}",
+            required=True,
+            metavar="TERM",
+            help="comma-separated seeds, image files or class:NAME (the mean latent of that class's "
+            "training images; models with an encoder)",
+        )
+    q.add_argument(
+        "--jitter", type=float, default=0.25, help="uniform noise of the result's variations (default: %(default)s)"
+    )
     _inversion_args(q)
     add_data_root(q)
 
     q = _tool(tools, "edit", "encode (or invert) an image, change its latent, decode", _edit)
     q.add_argument("image", help="the image to edit")
-    q.add_argument("--set", dest="set_dims", action="append", type=_dim_value, default=[], metavar="D=V",
-                   help="set latent dimension D to V (repeatable)")
-    q.add_argument("--shift", dest="shift_dims", action="append", type=_dim_value, default=[], metavar="D=V",
-                   help="add V to latent dimension D (repeatable)")
-    q.add_argument("--attribute", metavar="NAME", help="add an attribute vector from the run's training data: "
-                   "sprites bigger, rotated, moved_right, moved_down (or a factor); classes A-B")
-    q.add_argument("--strength", type=_floats, default=[1.0], metavar="S1,S2,...",
-                   help="multiples of the attribute vector, one image each (default: 1)")
+    q.add_argument(
+        "--set",
+        dest="set_dims",
+        action="append",
+        type=_dim_value,
+        default=[],
+        metavar="D=V",
+        help="set latent dimension D to V (repeatable)",
+    )
+    q.add_argument(
+        "--shift",
+        dest="shift_dims",
+        action="append",
+        type=_dim_value,
+        default=[],
+        metavar="D=V",
+        help="add V to latent dimension D (repeatable)",
+    )
+    q.add_argument(
+        "--attribute",
+        metavar="NAME",
+        help="add an attribute vector from the run's training data: "
+        "sprites bigger, rotated, moved_right, moved_down (or a factor); classes A-B",
+    )
+    q.add_argument(
+        "--strength",
+        type=_floats,
+        default=[1.0],
+        metavar="S1,S2,...",
+        help="multiples of the attribute vector, one image each (default: 1)",
+    )
     _inversion_args(q)
     add_data_root(q)
 
@@ -92,8 +124,9 @@ def add_parser(subparsers) -> None:
     q.add_argument("--classes", type=_ints, metavar="K1,K2,...", help="classes (default: all)")
     q.add_argument("-n", type=int, default=8, help="latents, one row each (default: %(default)s)")
 
-    q = _tool(tools, "mix", "style-based generators: the style-mixing grid (rows' coarse styles, columns' fine ones)",
-              _mix)
+    q = _tool(
+        tools, "mix", "style-based generators: the style-mixing grid (rows' coarse styles, columns' fine ones)", _mix
+    )
     q.add_argument("--rows", type=int, default=4, help="latents giving the coarse styles (default: %(default)s)")
     q.add_argument("--cols", type=int, default=6, help="latents giving the fine styles (default: %(default)s)")
     q.add_argument("--crossover", type=int, help="first layer taking the column's style (default: half the layers)")
@@ -107,8 +140,12 @@ def _tool(tools, name: str, help_text: str, func, suffixes: tuple[str, ...] = ("
     q.add_argument("--seed", type=int, default=0, help="seed of drawn latents and inversion restarts")
     q.add_argument("--truncation", type=float, metavar="T", help="redraw drawn latent values beyond +-T")
     q.add_argument("--class", dest="label", type=int, metavar="K", help="class to decode as (conditional models)")
-    q.add_argument("--space", choices=("z", "w"), default="z",
-                   help="style-based models: work on w = mapping(z) instead of z (default: z)")
+    q.add_argument(
+        "--space",
+        choices=("z", "w"),
+        default="z",
+        help="style-based models: work on w = mapping(z) instead of z (default: z)",
+    )
     q.add_argument("--device", default="cpu", type=device_name)
     q.set_defaults(func=func, suffixes=suffixes)
     return q
@@ -116,8 +153,11 @@ def _tool(tools, name: str, help_text: str, func, suffixes: tuple[str, ...] = ("
 
 def _inversion_args(q: argparse.ArgumentParser, flag: bool = True) -> None:
     if flag:
-        q.add_argument("--invert", action="store_true", help="find real images' latents by optimisation "
-                       "(the only way for a GAN; also works for a VAE's decoder)")
+        q.add_argument(
+            "--invert",
+            action="store_true",
+            help="find real images' latents by optimisation (the only way for a GAN; also works for a VAE's decoder)",
+        )
     q.add_argument("--invert-steps", type=int, default=300, help="Adam steps per inversion (default: %(default)s)")
     q.add_argument("--restarts", type=int, default=4, help="random starts per image, best kept (default: %(default)s)")
     q.add_argument("--lr", type=float, default=0.1, help="Adam step size on z (default: %(default)s)")
@@ -162,7 +202,7 @@ def _model(args: argparse.Namespace):
     return model
 
 
-def read_images(paths: list[str], shape: tuple[int, ...]) -> torch.Tensor:
+def read_images(paths: list[str], shape: tuple[int, int, int]) -> torch.Tensor:
     """Image files as ``[N, C, H, W]`` in [-1, 1] of the model's ``shape``; a note on stderr for each
     one converted to the model's mode (grey / RGB) or resized to its size."""
     channels = shape[0]
@@ -174,9 +214,9 @@ def read_images(paths: list[str], shape: tuple[int, ...]) -> torch.Tensor:
         try:
             with Image.open(path) as image:
                 mode = image.mode
-            pixels, resized = read_image(path, tuple(shape))
+            pixels, resized = read_image(path, shape)
         # Broken files make decoders raise almost anything (OSError, SyntaxError, DecompressionBombError, ...).
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise ConfigError(f"{name} is not a readable image ({type(err).__name__}: {err})") from None
         if mode != MODES.get(channels):
             wanted = "grey (L)" if channels == 1 else "RGB"
@@ -195,8 +235,9 @@ def _real_latents(model, args: argparse.Namespace, paths: list[str]) -> torch.Te
     """The latents ``[N, D]`` of image files: encoded, or inverted with --invert (a note gives the error)."""
     _check_encoder(model, args)
     x = read_images(paths, _image_shape(args))
-    found = edit.image_latents(model, x, args.label, use_inversion=getattr(args, "invert", True),
-                               **_inversion_options(args))
+    found = edit.image_latents(
+        model, x, args.label, use_inversion=getattr(args, "invert", True), **_inversion_options(args)
+    )
     if getattr(args, "invert", True):
         _note("inversion error (MSE per pixel, [-1, 1] units): " + ", ".join(f"{e:.4g}" for e in found.mse.tolist()))
     return found.z
@@ -204,28 +245,38 @@ def _real_latents(model, args: argparse.Namespace, paths: list[str]) -> torch.Te
 
 def _check_encoder(model, args: argparse.Namespace) -> None:
     if not getattr(args, "invert", True) and not isinstance(model, Encoder):
-        raise ConfigError(f"{args.run} exports a {type(model).__name__}, which has no encoder to give real images "
-                          "their latents: pass --invert to find them by optimisation (GAN inversion; tune it with "
-                          "--invert-steps and --restarts)")
+        raise ConfigError(
+            f"{args.run} exports a {type(model).__name__}, which has no encoder to give real images "
+            "their latents: pass --invert to find them by optimisation (GAN inversion; tune it with "
+            "--invert-steps and --restarts)"
+        )
 
 
 def _inversion_options(args: argparse.Namespace) -> dict:
-    return {"steps": args.invert_steps, "restarts": args.restarts, "lr": args.lr,
-            "generator": torch.Generator().manual_seed(args.seed)}
+    return {
+        "steps": args.invert_steps,
+        "restarts": args.restarts,
+        "lr": args.lr,
+        "generator": torch.Generator().manual_seed(args.seed),
+    }
 
 
 def _image_shape(args: argparse.Namespace) -> tuple[int, int, int]:
     """[C, H, W] of the images the run's model was trained on (from its data spec)."""
     _, _, spec = read_run(args.run)
-    return spec[sample_field(spec)].shape
+    field = spec[sample_field(spec)]
+    assert isinstance(field, base.Image), f"the model's samples are {field}, not images"
+    return field.shape
 
 
 def _train_data(model, args: argparse.Namespace, what: str):
     """The run's training split, for ``what`` (an option that encodes it: the model needs an encoder)."""
     if not isinstance(model, Encoder):
-        raise ConfigError(f"{what} averages the encoded latents of the run's training images, which needs a model "
-                          f"with an encoder; a {type(model).__name__} has none: use --set / --shift, or arithmetic "
-                          "with seeds or inverted images")
+        raise ConfigError(
+            f"{what} averages the encoded latents of the run's training images, which needs a model "
+            f"with an encoder; a {type(model).__name__} has none: use --set / --shift, or arithmetic "
+            "with seeds or inverted images"
+        )
     _, config, _ = read_run(args.run)
     return load_dataset(with_data_root(config, args).data, "train")
 
@@ -263,16 +314,21 @@ def _traverse(args: argparse.Namespace) -> int:
     else:
         z = sample.seed_latents(model, [args.seed], args.truncation)[0]
     grid = traverse.traversal(model, z, dims, args.steps, args.span, args.relative, args.label)
-    return _written(f"a traversal of {len(dims)} dimension(s) from -{args.span:g} to +{args.span:g} sd",
-                    save_grid(grid.images, args.output, nrow=grid.nrow))
+    return _written(
+        f"a traversal of {len(dims)} dimension(s) from -{args.span:g} to +{args.span:g} sd",
+        save_grid(grid.images, args.output, nrow=grid.nrow),
+    )
 
 
 def _arithmetic(args: argparse.Namespace) -> int:
     model = _model(args)
     terms = [_term(model, args, getattr(args, name), name) for name in "abc"]
-    grid = arithmetic.arithmetic_grid(model, *terms, label=args.label, jitter=args.jitter, seed=args.seed)
-    return _written("a - b + c (rows a, b, c: exemplars and their mean; last row: the result and variations)",
-                    save_grid(grid.images, args.output, nrow=grid.nrow))
+    a, b, c = terms
+    grid = arithmetic.arithmetic_grid(model, a, b, c, label=args.label, jitter=args.jitter, seed=args.seed)
+    return _written(
+        "a - b + c (rows a, b, c: exemplars and their mean; last row: the result and variations)",
+        save_grid(grid.images, args.output, nrow=grid.nrow),
+    )
 
 
 def _term(model, args: argparse.Namespace, text: str, name: str) -> torch.Tensor:
@@ -325,12 +381,19 @@ def _invert(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     found = edit.image_latents(model, x, args.label, use_inversion=True, **_inversion_options(args))
     seconds = time.perf_counter() - start
-    for name, error in zip(args.images, found.mse.tolist()):
+    for name, error in zip(args.images, found.mse.tolist(), strict=True):
         print(f"{name}: MSE per pixel {error:.4g} ([-1, 1] units)")
     print(f"{seconds / len(x):.2f} s per image ({args.invert_steps} steps x {args.restarts} restarts)")
     if args.json:
-        record = {"images": args.images, "mse": found.mse.tolist(), "z": found.z.tolist(),
-                  "steps": args.invert_steps, "restarts": args.restarts, "lr": args.lr, "seed": args.seed}
+        record = {
+            "images": args.images,
+            "mse": found.mse.tolist(),
+            "z": found.z.tolist(),
+            "steps": args.invert_steps,
+            "restarts": args.restarts,
+            "lr": args.lr,
+            "seed": args.seed,
+        }
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     pairs = torch.stack([x.to(found.reconstruction), found.reconstruction], dim=1).flatten(0, 1)
     return _written("input | reconstruction pairs", save_grid(pairs, args.output, nrow=2))
@@ -351,12 +414,15 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _mix(args: argparse.Namespace) -> int:
     model = style.require_style_based(_model(args))
+    assert isinstance(model, LatentSampler)  # a style-based G samples z
     if not (1 <= args.rows <= 32 and 1 <= args.cols <= 32):
         raise ConfigError(f"--rows and --cols are 1..32 latents each; got {args.rows} and {args.cols}")
     z = sample.sample_latents(model, args.rows + args.cols, torch.Generator().manual_seed(args.seed), args.truncation)
     crossover = model.num_ws // 2 if args.crossover is None else args.crossover
     grid = style.mixing_grid(model, z[: args.rows], z[args.rows :], crossover, args.psi)
     save_grid(grid.images, args.output, nrow=grid.nrow)
-    print(f"wrote a {args.rows} x {args.cols} style-mixing grid (layers {crossover}..{model.num_ws - 1} "
-          f"from the columns) to {args.output}")
+    print(
+        f"wrote a {args.rows} x {args.cols} style-mixing grid (layers {crossover}..{model.num_ws - 1} "
+        f"from the columns) to {args.output}"
+    )
     return 0

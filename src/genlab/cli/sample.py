@@ -23,8 +23,12 @@ from genlab.models.protocols import LatentSampler, TextConditional, is_condition
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("sample", help="write a grid of samples from a run", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "sample",
+        help="write a grid of samples from a run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run", help="run folder, e.g. runs/00000-quickstart")
     p.add_argument("-n", type=int, default=64, help="number of samples")
     p.add_argument("-o", "--output", default="samples.png", help="PNG to write")
@@ -54,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
         labels = model.tokens([args.text]).expand(args.n, -1)
     generator = torch.Generator().manual_seed(args.seed)
     if args.psi is not None:
-        images = style.sample_w(style.require_style_based(model), model.latents(args.n, generator, args.truncation), args.psi)
+        images = style.sample_w(
+            style.require_style_based(model), model.latents(args.n, generator, args.truncation), args.psi
+        )
     else:
         images = model.sample(args.n, generator=generator, labels=labels, truncation=args.truncation)
     path = save_grid(images, args.output, nrow=max(1, round(math.sqrt(args.n))))

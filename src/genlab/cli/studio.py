@@ -17,8 +17,12 @@ import torch
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("studio", help="explore runs in a local web page", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "studio",
+        help="explore runs in a local web page",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("runs", nargs="*", metavar="RUN", help="run folders to serve (none: the game and nothing else)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
@@ -43,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         app = create_app(args.runs, allowed_hosts=None)
         print(f"genlab: warning: serving on {args.host}: anyone who can reach it can use these models")
-    print(f"genlab studio: http://{_host_name(args.host)}:{args.port}/  ({len(args.runs)} runs; Ctrl-C stops it)", flush=True)
+    print(
+        f"genlab studio: http://{_host_name(args.host)}:{args.port}/  ({len(args.runs)} runs; Ctrl-C stops it)",
+        flush=True,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

@@ -19,12 +19,17 @@ from genlab.experiments.theory_figure import draw_theory_figure
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("theory", help="check the 2014 GAN theory on 1-D data (figure + numbers)",
-                              description=__doc__)
+    p = subparsers.add_parser(
+        "theory", help="check the 2014 GAN theory on 1-D data (figure + numbers)", description=__doc__
+    )
     p.add_argument("--data", choices=("gaussian", "mixture"), default="gaussian", help="1-D data distribution")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--loss", choices=("nonsaturating", "minimax"), default="nonsaturating",
-                   help="G's loss: -log D(G(z)) or the saturating log(1 - D(G(z)))")
+    p.add_argument(
+        "--loss",
+        choices=("nonsaturating", "minimax"),
+        default="nonsaturating",
+        help="G's loss: -log D(G(z)) or the saturating log(1 - D(G(z)))",
+    )
     p.add_argument("--out", default="runs/theory", help="folder for theory-DATA-seedN.png and .json")
     p.set_defaults(func=run)
 
@@ -53,8 +58,10 @@ def format_report(result: TheoryResult, elapsed: float) -> str:
         "",
         f"{'check':<52}{'measured':>10}{'target':>10}",
     ]
-    labels = {"max_abs_d_error": f"max |D(x) - D*(x)| over {cfg.bulk_mass:.0%} of (p_data + p_g)/2",
-              "value_gap": "|V(D, G) - (-log 4 + 2 JSD(p_data || p_g))|  [nats]"}
+    labels = {
+        "max_abs_d_error": f"max |D(x) - D*(x)| over {cfg.bulk_mass:.0%} of (p_data + p_g)/2",
+        "value_gap": "|V(D, G) - (-log 4 + 2 JSD(p_data || p_g))|  [nats]",
+    }
     for key, (value, bound, ok) in checks.items():
         rows.append(f"{labels[key]:<52}{value:>10.4f}{'< ' + format(bound, 'g'):>10}  {'pass' if ok else 'FAIL'}")
     details = [
@@ -71,9 +78,13 @@ def format_report(result: TheoryResult, elapsed: float) -> str:
         "V -> -log 4 as p_g -> p_data, fixed generators G_t(x) = m + (2 - t)(x - m) + (1 - t) std:",
         f"  {'t':>5}{'JSD':>10}{'-log4+2JSD':>13}{'V(D*,G_t) MC':>15}",
     ]
-    rows += [f"  {r['t']:>5.2f}{r['jsd']:>10.4f}{r['theorem_value']:>13.4f}{r['value_monte_carlo']:>15.4f}"
-             for r in result.approach]
+    rows += [
+        f"  {r['t']:>5.2f}{r['jsd']:>10.4f}{r['theorem_value']:>13.4f}{r['value_monte_carlo']:>15.4f}"
+        for r in result.approach
+    ]
     first, last = result.trajectory[0], result.trajectory[-1]
-    rows.append(f"and along training: -log 4 + 2 JSD went from {first['theorem_value']:.4f} (step 0) "
-                f"to {last['theorem_value']:.4f} (step {last['step']})")
+    rows.append(
+        f"and along training: -log 4 + 2 JSD went from {first['theorem_value']:.4f} (step 0) "
+        f"to {last['theorem_value']:.4f} (step {last['step']})"
+    )
     return "\n".join(rows)

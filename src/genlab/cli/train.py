@@ -23,10 +23,16 @@ def add_parser(subparsers) -> None:
     p.add_argument("config", nargs="?", help="YAML config, e.g. configs/quickstart.yaml")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.kimg=50")
     p.add_argument("--resume", metavar="RUN", help="continue this run folder exactly from its latest checkpoint")
-    p.add_argument("--dry-run", action="store_true", help="check every key and value range, print the resolved config "
-                   "and exit (with --resume, also build the model for the run's data; a new run's data is loaded, "
-                   "and checked against the model, only by training, before its run folder is made)")
-    p.add_argument("--stop-after-kimg", type=float, metavar="KIMG", help="stop (with a checkpoint) after this many kimg")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check every key and value range, print the resolved config "
+        "and exit (with --resume, also build the model for the run's data; a new run's data is loaded, "
+        "and checked against the model, only by training, before its run folder is made)",
+    )
+    p.add_argument(
+        "--stop-after-kimg", type=float, metavar="KIMG", help="stop (with a checkpoint) after this many kimg"
+    )
     add_data_root(p)
     p.set_defaults(func=run)
 

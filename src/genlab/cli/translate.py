@@ -42,16 +42,29 @@ DIRECTIONS: dict[str, str | None] = {"AtoB": None, "BtoA": "G_BA"}
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("translate", help="translate images with an image-to-image run", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "translate",
+        help="translate images with an image-to-image run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run", help="run folder of an image-to-image model, e.g. runs/00000-facades-pix2pix")
     p.add_argument("input", help="an image file (PNG, JPEG, ...) or a folder of them")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="folder to write the translated PNGs into")
     p.add_argument("--seed", type=seed, default=0, help="seed of the model's noise (pix2pix: its dropout)")
-    p.add_argument("--direction", choices=sorted(DIRECTIONS), default="AtoB",
-                   help="AtoB: the run's export; BtoA: a CycleGAN's B -> A generator (G_BA)")
-    p.add_argument("--rollout", type=int, default=0, metavar="N",
-                   help="feed the output back in N times and write a strip PNG and a GIF (next-frame models)")
+    p.add_argument(
+        "--direction",
+        choices=sorted(DIRECTIONS),
+        default="AtoB",
+        help="AtoB: the run's export; BtoA: a CycleGAN's B -> A generator (G_BA)",
+    )
+    p.add_argument(
+        "--rollout",
+        type=int,
+        default=0,
+        metavar="N",
+        help="feed the output back in N times and write a strip PNG and a GIF (next-frame models)",
+    )
     p.add_argument("--device", default="cpu", type=device_name)
     p.set_defaults(func=run)
 
@@ -65,11 +78,15 @@ def load_translator(run_dir: str, device: str, direction: str = "AtoB") -> Trans
     except ConfigError as err:
         if role is None:
             raise
-        raise ConfigError(f"{err}. --direction {direction} needs a run that translates both ways (a CycleGAN's "
-                          f"{role}); a pix2pix run translates AtoB only: train one with data.direction=BtoA") from None
+        raise ConfigError(
+            f"{err}. --direction {direction} needs a run that translates both ways (a CycleGAN's "
+            f"{role}); a pix2pix run translates AtoB only: train one with data.direction=BtoA"
+        ) from None
     if not isinstance(model, Translator):
-        raise ConfigError(f"{run_dir} exports a {type(model).__name__}, which does not translate images; "
-                          "train an image-to-image model (e.g. model.name=pix2pix) or use genlab sample")
+        raise ConfigError(
+            f"{run_dir} exports a {type(model).__name__}, which does not translate images; "
+            "train an image-to-image model (e.g. model.name=pix2pix) or use genlab sample"
+        )
     return model
 
 
@@ -91,12 +108,16 @@ def read_image(path: Path, shape: tuple[int, int, int]) -> tuple[torch.Tensor, s
     return fit_image(image, shape, path.name)
 
 
-def rollout(model: Translator, first: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def rollout(
+    model: Translator, first: torch.Tensor, steps: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """``first`` [1, C, H, W] in [-1, 1] and ``steps`` frames after it, each the translation of the one
     before: ``[steps + 1, C, H, W]``. Needs a model whose source and target have the same shape."""
     if tuple(model.source_shape) != tuple(model.target_shape):
-        raise ConfigError(f"--rollout feeds outputs back as inputs, but this model maps {tuple(model.source_shape)} "
-                          f"to {tuple(model.target_shape)}; use a next-frame model (configs/pix2pix_next_frame.yaml)")
+        raise ConfigError(
+            f"--rollout feeds outputs back as inputs, but this model maps {tuple(model.source_shape)} "
+            f"to {tuple(model.target_shape)}; use a next-frame model (configs/pix2pix_next_frame.yaml)"
+        )
     frames = [first]
     for _ in range(steps):
         frames.append(model.translate(frames[-1], generator=generator))
@@ -121,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             image, note = read_image(path, model.source_shape)
         # Broken files make decoders raise almost anything (OSError, SyntaxError, struct.error, ...).
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             _skip(path, unusable_reason(err))
             continue
         if note:

@@ -23,8 +23,21 @@ def load_dataset(cfg: DataConfig, split: str = "train") -> TensorDataset:
 def example_configs(registry: BuilderRegistry = DATASETS) -> dict[str, dict[str, Any] | None]:
     """Every registered data set's example config (its config class's ``example`` with the set's ``name``),
     by name (in name order); None for a set without one. ``EXAMPLE_FILES`` values are for the tests to fill in."""
-    return {entry.name: None if entry.config_cls.example is None else {"name": entry.name, **entry.config_cls.example}
-            for entry in sorted(registry.entries(), key=lambda entry: entry.name)}
+    return {
+        entry.name: None if entry.config_cls.example is None else {"name": entry.name, **entry.config_cls.example}
+        for entry in sorted(registry.entries(), key=lambda entry: entry.name)
+    }
 
 
-__all__ = ["Batch", "Classes", "Factors", "Image", "LabelMap", "Points", "Spec", "TensorDataset", "Tokens", "load_dataset"]
+__all__ = [
+    "Batch",
+    "Classes",
+    "Factors",
+    "Image",
+    "LabelMap",
+    "Points",
+    "Spec",
+    "TensorDataset",
+    "Tokens",
+    "load_dataset",
+]

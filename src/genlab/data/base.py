@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -88,12 +88,24 @@ class Tokens:
     length: int
 
 
-Field = Union[Image, Classes, Factors, Points, LabelMap, Tokens]
+Field = Image | Classes | Factors | Points | LabelMap | Tokens
 Spec = dict[str, Field]
-_KINDS: dict[str, type] = {"image": Image, "classes": Classes, "factors": Factors, "points": Points,
-                           "label_map": LabelMap, "tokens": Tokens}
-_DTYPES: dict[type, torch.dtype] = {Image: torch.uint8, Classes: torch.int64, Factors: torch.float32,
-                                    Points: torch.float32, LabelMap: torch.uint8, Tokens: torch.int64}
+_KINDS: dict[str, type] = {
+    "image": Image,
+    "classes": Classes,
+    "factors": Factors,
+    "points": Points,
+    "label_map": LabelMap,
+    "tokens": Tokens,
+}
+_DTYPES: dict[type, torch.dtype] = {
+    Image: torch.uint8,
+    Classes: torch.int64,
+    Factors: torch.float32,
+    Points: torch.float32,
+    LabelMap: torch.uint8,
+    Tokens: torch.int64,
+}
 
 
 def field_shape(field: Field) -> tuple[int, ...]:
@@ -113,8 +125,10 @@ def field_shape(field: Field) -> tuple[int, ...]:
 
 def spec_to_json(spec: Spec) -> dict[str, dict[str, Any]]:
     kind_of = {cls: kind for kind, cls in _KINDS.items()}
-    return {name: {"kind": kind_of[type(f)], **{k: list(v) if isinstance(v, tuple) else v for k, v in vars(f).items()}}
-            for name, f in spec.items()}
+    return {
+        name: {"kind": kind_of[type(f)], **{k: list(v) if isinstance(v, tuple) else v for k, v in vars(f).items()}}
+        for name, f in spec.items()
+    }
 
 
 def spec_from_json(raw: dict[str, dict[str, Any]]) -> Spec:
@@ -149,9 +163,12 @@ def image_field(spec: Spec, model: str, sizes: list[int] | None = None, key: str
     ok = isinstance(field, Image) and (sizes is None or (field.height == field.width and field.height in sizes))
     if not ok:
         wanted = f"square {key!r} images of {sizes} pixels" if sizes else f"an {key!r} image field"
-        raise ConfigError(f"{model} needs {wanted}; the data has {describe(spec)}. "
-                          "Set data.image_size to a supported size or pick another model")
-    return field  # type: ignore[return-value]
+        raise ConfigError(
+            f"{model} needs {wanted}; the data has {describe(spec)}. "
+            "Set data.image_size to a supported size or pick another model"
+        )
+    assert isinstance(field, Image)  # ok checked it
+    return field
 
 
 def class_field(spec: Spec, key: str = "label") -> Classes | None:
@@ -166,8 +183,10 @@ def num_classes_for(spec: Spec, model: str, conditional: bool) -> int:
         return 0
     classes = class_field(spec)
     if classes is None:
-        raise ConfigError(f"model.conditional=true needs class labels, but the data has none; set it to "
-                          f"false or train {model} on labelled data (mnist, image_folder with class folders)")
+        raise ConfigError(
+            f"model.conditional=true needs class labels, but the data has none; set it to "
+            f"false or train {model} on labelled data (mnist, image_folder with class folders)"
+        )
     return classes.num_classes
 
 
@@ -201,10 +220,10 @@ class Batch(Mapping[str, Tensor]):
         """Number of examples (not of fields)."""
         return next(iter(self._fields.values())).shape[0]
 
-    def to(self, device: torch.device) -> "Batch":
+    def to(self, device: torch.device) -> Batch:
         return Batch({k: v.to(device, non_blocking=True) for k, v in self._fields.items()})
 
-    def head(self, n: int) -> "Batch":
+    def head(self, n: int) -> Batch:
         return Batch({k: v[:n] for k, v in self._fields.items()})
 
 
@@ -225,8 +244,10 @@ class TensorDataset:
         for name, field in self.spec.items():
             t = self.fields[name]
             if t.dtype != _DTYPES[type(field)] or tuple(t.shape[1:]) != field_shape(field):
-                raise ValueError(f"{self.name}: field {name!r} is {t.dtype} {tuple(t.shape[1:])}, "
-                                 f"expected {_DTYPES[type(field)]} {field_shape(field)} for {field}")
+                raise ValueError(
+                    f"{self.name}: field {name!r} is {t.dtype} {tuple(t.shape[1:])}, "
+                    f"expected {_DTYPES[type(field)]} {field_shape(field)} for {field}"
+                )
 
     def __len__(self) -> int:
         return next(iter(self.fields.values())).shape[0]

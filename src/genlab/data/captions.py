@@ -43,14 +43,34 @@ TEMPLATES = (
     "there is a {size} {colour} {shape} in the {vertical} {horizontal}",
     "{colour} {shape} , {size} and {rotation} , {vertical} {horizontal}",
 )
-VOCABULARY: tuple[str, ...] = ("<pad>", "a", "in", "the", "there", "is", "and", ",",
-                               *(word for words in ATTRIBUTES.values() for word in words))
+VOCABULARY: tuple[str, ...] = (
+    "<pad>",
+    "a",
+    "in",
+    "the",
+    "there",
+    "is",
+    "and",
+    ",",
+    *(word for words in ATTRIBUTES.values() for word in words),
+)
 MAX_WORDS = 12  # the longest template is 11 words
 # Words a user is likely to type -> the vocabulary's word for them, named in the unknown-word error
 # (not substituted: the templates name every attribute, so "at the bottom" alone is still unlike training).
-SAY_INSTEAD = {"top": "upper", "bottom": "lower", "at": "in", "large": "big", "little": "small", "tiny": "small",
-               "circle": "ellipse", "oval": "ellipse", "purple": "magenta", "pink": "magenta", "tilted": "rotated",
-               "straight": "upright"}
+SAY_INSTEAD = {
+    "top": "upper",
+    "bottom": "lower",
+    "at": "in",
+    "large": "big",
+    "little": "small",
+    "tiny": "small",
+    "circle": "ellipse",
+    "oval": "ellipse",
+    "purple": "magenta",
+    "pink": "magenta",
+    "tilted": "rotated",
+    "straight": "upright",
+}
 _INDEX = {word: i for i, word in enumerate(VOCABULARY)}
 _SPLIT_STREAM = {"train": 0, "test": 1}
 
@@ -60,30 +80,35 @@ def attributes_of(factors: Tensor, names: tuple[str, ...]) -> Tensor:
     -> attribute indices int64 [N, 6] in the order of :data:`ATTRIBUTES`."""
     missing = [n for n in ("shape", "scale", "rotation", "pos_x", "pos_y", "hue") if n not in names]
     if missing:
-        raise ConfigError(f"captions need coloured sprites' factors; these have no {', '.join(missing)} "
-                          "(use sprites with color: true, or color_sprites)")
+        raise ConfigError(
+            f"captions need coloured sprites' factors; these have no {', '.join(missing)} "
+            "(use sprites with color: true, or color_sprites)"
+        )
     f = {name: factors[:, names.index(name)] for name in names}
     colour = torch.floor(f["hue"] * 6 + 0.5).long() % 6  # nearest of the six hues k / 6
-    return torch.stack([
-        f["shape"].long(),
-        (f["scale"] >= 0.75).long(),  # scale is uniform in [0.5, 1)
-        colour,
-        (f["pos_y"] >= 0.5).long(),  # pos_y runs top to bottom
-        (f["pos_x"] >= 0.5).long(),
-        (f["rotation"] >= np.pi / 8).long(),  # rotation is uniform in [0, pi/2)
-    ], dim=1)
+    return torch.stack(
+        [
+            f["shape"].long(),
+            (f["scale"] >= 0.75).long(),  # scale is uniform in [0.5, 1)
+            colour,
+            (f["pos_y"] >= 0.5).long(),  # pos_y runs top to bottom
+            (f["pos_x"] >= 0.5).long(),
+            (f["rotation"] >= np.pi / 8).long(),  # rotation is uniform in [0, pi/2)
+        ],
+        dim=1,
+    )
 
 
 def caption(attributes: Tensor, template: int) -> str:
     """One sentence for attribute indices [6] with template number ``template``."""
-    words = {name: ATTRIBUTES[name][int(k)] for name, k in zip(ATTRIBUTES, attributes)}
+    words = {name: ATTRIBUTES[name][int(k)] for name, k in zip(ATTRIBUTES, attributes, strict=False)}
     return TEMPLATES[template % len(TEMPLATES)].format(**words)
 
 
 def captions(attributes: Tensor, seed: int) -> list[str]:
     """A caption per row of ``attributes`` [N, 6], each with a template drawn from ``seed``."""
     templates = np.random.default_rng(seed).integers(0, len(TEMPLATES), size=len(attributes))
-    return [caption(a, t) for a, t in zip(attributes, templates)]
+    return [caption(a, t) for a, t in zip(attributes, templates, strict=False)]
 
 
 def tokenize(texts: list[str], length: int = MAX_WORDS) -> Tensor:
@@ -94,9 +119,11 @@ def tokenize(texts: list[str], length: int = MAX_WORDS) -> Tensor:
         unknown = sorted({w for w in words if w not in _INDEX})
         if unknown:
             hints = "".join(f"'{SAY_INSTEAD[w]}' for '{w}', " for w in unknown if w in SAY_INSTEAD)
-            raise ConfigError(f"unknown words {unknown} in {text!r}; {'say ' + hints if hints else ''}captions use: "
-                              f"{' '.join(w for w in VOCABULARY[1:])}, and name every attribute, e.g. "
-                              f"'a big red square in the lower left , upright'")
+            raise ConfigError(
+                f"unknown words {unknown} in {text!r}; {'say ' + hints if hints else ''}captions use: "
+                f"{' '.join(w for w in VOCABULARY[1:])}, and name every attribute, e.g. "
+                f"'a big red square in the lower left , upright'"
+            )
         if not words:
             raise ConfigError(f"{text!r} has no words; describe a sprite, e.g. 'a big red square in the upper left'")
         if len(words) > length:
@@ -143,8 +170,9 @@ def build(cfg: CaptionedConfig, split: str) -> TensorDataset:
     base = DATASETS.get(cfg.base.name).builder(cfg.base, split)
     factors = next((name for name, f in base.spec.items() if isinstance(f, Factors)), None)
     if factors is None:
-        raise ConfigError(f"captioned needs a base with factors (sprites, color_sprites); {cfg.base.name} has "
-                          f"{describe(base.spec)}")
+        raise ConfigError(
+            f"captioned needs a base with factors (sprites, color_sprites); {cfg.base.name} has {describe(base.spec)}"
+        )
     attributes = attributes_of(base[factors], base.spec[factors].names)
     tokens = tokenize(captions(attributes, seed=cfg.seed * 2 + _SPLIT_STREAM[split]))
     clash = sorted(set(ATTRIBUTES) & set(base.spec))
@@ -153,8 +181,16 @@ def build(cfg: CaptionedConfig, split: str) -> TensorDataset:
     stream = cfg.seed * 2 + _SPLIT_STREAM[split]
     shapes = getattr(cfg.base, "shapes", None) or int(attributes[:, 0].max()) + 1
     wrong = one_attribute_changed(attributes, torch.Generator().manual_seed(stream), shapes)
-    spec: Spec = {**base.spec, "caption": Tokens(VOCABULARY, MAX_WORDS), "caption_one_off": Tokens(VOCABULARY, MAX_WORDS),
-                  **{name: Classes(words) for name, words in ATTRIBUTES.items()}}
-    fields = {**base.fields, "caption": tokens, "caption_one_off": tokenize(captions(wrong, seed=stream + 1000)),
-              **{name: attributes[:, k] for k, name in enumerate(ATTRIBUTES)}}
+    spec: Spec = {
+        **base.spec,
+        "caption": Tokens(VOCABULARY, MAX_WORDS),
+        "caption_one_off": Tokens(VOCABULARY, MAX_WORDS),
+        **{name: Classes(words) for name, words in ATTRIBUTES.items()},
+    }
+    fields = {
+        **base.fields,
+        "caption": tokens,
+        "caption_one_off": tokenize(captions(wrong, seed=stream + 1000)),
+        **{name: attributes[:, k] for k, name in enumerate(ATTRIBUTES)},
+    }
     return TensorDataset("captioned", spec, fields)

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from genlab.config import SEED, DataConfig, Range, at_least
 from genlab.data import sprites
-from genlab.data.base import Factors, Image, LabelMap, TensorDataset
+from genlab.data.base import Factors, Image, LabelMap, Spec, TensorDataset
 from genlab.errors import ConfigError
 from genlab.registry import register_dataset
 
@@ -52,16 +52,21 @@ class ColorSpritesConfig(DataConfig):
     frames: int = 1  # T > 1: n sequences of T frames, stored frame after frame (N = n * T images)
 
     bounds: ClassVar[dict[str, Range]] = {
-        "image_size": at_least(8), "n_train": at_least(1), "n_test": at_least(1), "seed": SEED,
-        "shapes": Range(1, len(sprites.SHAPES), note=", ".join(sprites.SHAPES)), "frames": at_least(1, "1 = stills"),
+        "image_size": at_least(8),
+        "n_train": at_least(1),
+        "n_test": at_least(1),
+        "seed": SEED,
+        "shapes": Range(1, len(sprites.SHAPES), note=", ".join(sprites.SHAPES)),
+        "frames": at_least(1, "1 = stills"),
     }
     example: ClassVar[dict] = {"image_size": 16, "n_train": 16, "n_test": 4, "frames": 3}  # 48 and 12 images
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.textures if t not in TEXTURES]
         if unknown or not self.textures:
-            raise ConfigError(f"color_sprites textures must be a non-empty list of {list(TEXTURES)}, "
-                              f"got {list(self.textures)}")
+            raise ConfigError(
+                f"color_sprites textures must be a non-empty list of {list(TEXTURES)}, got {list(self.textures)}"
+            )
 
 
 @register_dataset("color_sprites", ColorSpritesConfig)
@@ -79,9 +84,11 @@ def build(cfg: ColorSpritesConfig, split: str) -> TensorDataset:
     factors_t = torch.from_numpy(factors)
     images, labels = render_color_sprites(factors_t, cfg.image_size)
     names = FACTORS + (("frame",) if cfg.frames > 1 else ())
-    spec = {"image": Image(3, cfg.image_size, cfg.image_size),
-            "segmentation": LabelMap(("background", *sprites.SHAPES[: cfg.shapes]), cfg.image_size, cfg.image_size),
-            "factors": Factors(names)}
+    spec: Spec = {
+        "image": Image(3, cfg.image_size, cfg.image_size),
+        "segmentation": LabelMap(("background", *sprites.SHAPES[: cfg.shapes]), cfg.image_size, cfg.image_size),
+        "factors": Factors(names),
+    }
     return TensorDataset("color_sprites", spec, {"image": images, "segmentation": labels, "factors": factors_t})
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar, TypeVar
+from typing import IO, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -39,7 +40,9 @@ class FolderConfig(DataConfig):
     max_pixels: int = 89_478_485  # PIL's default; larger images are refused (decompression bombs)
 
     bounds: ClassVar[dict[str, Range]] = {
-        "image_size": at_least(1), "channels": one_of(1, 3, note="grey or RGB"), "test_fraction": PROBABILITY,
+        "image_size": at_least(1),
+        "channels": one_of(1, 3, note="grey or RGB"),
+        "test_fraction": PROBABILITY,
         "max_pixels": at_least(1),
     }
     example: ClassVar[dict] = {"path": EXAMPLE_FILES, "image_size": 16, "test_fraction": 0.5}
@@ -47,15 +50,12 @@ class FolderConfig(DataConfig):
 
 @register_dataset("image_folder", FolderConfig)
 def build(cfg: FolderConfig, split: str) -> base.TensorDataset:
-    """Decode the split: ``image`` uint8 [N, channels, image_size, image_size], ``label`` int64 [N] with class folders."""
+    """Decode the split: ``image`` uint8 [N, channels, image_size, image_size], ``label`` int64 [N] with class
+    folders."""
     root = Path(cfg.path).expanduser()
     files = list_files(root)
     classes = class_names(root, files)
-    chosen = [
-        f
-        for f in files
-        if in_test_split(f.relative_to(root), cfg.test_fraction) == (split == "test")
-    ]
+    chosen = [f for f in files if in_test_split(f.relative_to(root), cfg.test_fraction) == (split == "test")]
     images, labels = [], []
     for file in chosen:
         folder = file.relative_to(root).parts[0]
@@ -88,9 +88,7 @@ def build(cfg: FolderConfig, split: str) -> base.TensorDataset:
 def list_files(root: Path) -> list[Path]:
     """Every visible file under root, recursively, in sorted order."""
     if not root.is_dir():
-        raise DataError(
-            f"image_folder: {root} is not a folder; set data.path to a folder of images"
-        )
+        raise DataError(f"image_folder: {root} is not a folder; set data.path to a folder of images")
     # Hidden entries (.DS_Store, .git, ...) are never images a user meant to train on.
     files = sorted(
         p
@@ -132,8 +130,9 @@ class _OverPILLimit(TooLarge):
 
 def _decode(file: Path, size: int, channels: int, max_pixels: int) -> np.ndarray | None:
     """uint8 [size, size] (grey) or [size, size, 3], or None after one warning naming the file."""
-    return read_or_warn("image_folder", file, max_pixels,
-                        lambda: _read_image(file, size, "L" if channels == 1 else "RGB", max_pixels))
+    return read_or_warn(
+        "image_folder", file, max_pixels, lambda: _read_image(file, size, "L" if channels == 1 else "RGB", max_pixels)
+    )
 
 
 def read_or_warn(dataset: str, file: Path, max_pixels: int, read: Callable[[], T]) -> T | None:
@@ -142,7 +141,7 @@ def read_or_warn(dataset: str, file: Path, max_pixels: int, read: Callable[[], T
         return read()
     # Broken files make decoders raise almost anything (OSError, SyntaxError, struct.error,
     # ValueError, ...); each means "not a usable image".
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         reason = unusable_reason(err)
         if isinstance(err, TooLarge) and not isinstance(err, _OverPILLimit):
             reason += "; raise data.max_pixels if you trust it"
@@ -157,7 +156,7 @@ def unusable_reason(err: Exception) -> str:
     return f"not a readable image ({type(err).__name__}: {err})"
 
 
-def open_image(file: Path, mode: str, max_pixels: int, draft: tuple[int, int] | None = None) -> Image.Image:
+def open_image(file: Path | IO[bytes], mode: str, max_pixels: int, draft: tuple[int, int] | None = None) -> Image.Image:
     """``file`` decoded in ``mode`` ("L" or "RGB"), EXIF orientation applied; images over
     ``max_pixels`` are refused from the header, before decoding (:class:`TooLarge`).
 
@@ -171,8 +170,10 @@ def open_image(file: Path, mode: str, max_pixels: int, draft: tuple[int, int] | 
         try:
             opened = Image.open(file)
         except Image.DecompressionBombError:  # PIL says no size, only that it is over its limit
-            raise _OverPILLimit(f"the header claims over {2 * Image.MAX_IMAGE_PIXELS} pixels, twice "
-                                "PIL.Image.MAX_IMAGE_PIXELS") from None
+            assert Image.MAX_IMAGE_PIXELS is not None  # PIL raises this only under a limit
+            raise _OverPILLimit(
+                f"the header claims over {2 * Image.MAX_IMAGE_PIXELS} pixels, twice PIL.Image.MAX_IMAGE_PIXELS"
+            ) from None
         with opened as image:
             if image.width * image.height > max_pixels:
                 raise TooLarge(f"{image.width}x{image.height} pixels is over max_pixels={max_pixels}")

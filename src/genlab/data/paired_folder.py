@@ -41,7 +41,9 @@ class PairedFolderConfig(DataConfig):
     max_pixels: int = 89_478_485  # PIL's default; larger files are refused (decompression bombs)
 
     bounds: ClassVar[dict[str, Range]] = {
-        "image_size": at_least(1), "channels": one_of(1, 3, note="grey or RGB"), "max_pixels": at_least(1),
+        "image_size": at_least(1),
+        "channels": one_of(1, 3, note="grey or RGB"),
+        "max_pixels": at_least(1),
     }
     example: ClassVar[dict] = {"path": EXAMPLE_FILES, "image_size": 16}
 
@@ -54,12 +56,18 @@ def build(cfg: PairedFolderConfig, split: str) -> TensorDataset:
     if (folder / "A").is_dir() and (folder / "B").is_dir():
         pairs = _matched_halves(folder, mode, cfg)
     else:
-        pairs = [p for file in list_files(folder)
-                 if (p := read_or_warn("paired_folder", file, cfg.max_pixels,
-                                       lambda: _side_by_side(file, mode, cfg))) is not None]
+        # B023 (below) is a false alarm: read_or_warn calls the lambda at once, inside this iteration
+        pairs = [
+            p
+            for file in list_files(folder)
+            if (p := read_or_warn("paired_folder", file, cfg.max_pixels, lambda: _side_by_side(file, mode, cfg)))  # noqa: B023
+            is not None
+        ]
     if not pairs:
-        raise DataError(f"paired_folder: no usable pairs in {folder} (see the warnings for skipped files); "
-                        "it needs A|B images side by side, or A/ and B/ folders of matching file names")
+        raise DataError(
+            f"paired_folder: no usable pairs in {folder} (see the warnings for skipped files); "
+            "it needs A|B images side by side, or A/ and B/ folders of matching file names"
+        )
     a, b = (_to_tensor([p[i] for p in pairs], cfg.channels) for i in (0, 1))
     source, target = (a, b) if cfg.direction == "AtoB" else (b, a)
     field = Image(cfg.channels, cfg.image_size, cfg.image_size)
@@ -72,8 +80,10 @@ def split_folder(root: Path, split: str) -> Path:
         if (root / name).is_dir():
             return root / name
     wanted = "train/" if split == "train" else "test/ or val/"
-    raise DataError(f"paired_folder: {root} has no {wanted} folder; set data.path to a folder holding "
-                    "train/ and test/ (or val/) sub-folders of A|B images")
+    raise DataError(
+        f"paired_folder: {root} has no {wanted} folder; set data.path to a folder holding "
+        "train/ and test/ (or val/) sub-folders of A|B images"
+    )
 
 
 Half = np.ndarray  # uint8 [S, S] or [S, S, 3]
@@ -82,26 +92,40 @@ Half = np.ndarray  # uint8 [S, S] or [S, S, 3]
 def _side_by_side(file: Path, mode: str, cfg: PairedFolderConfig) -> tuple[Half, Half] | None:
     image = open_image(file, mode, cfg.max_pixels)
     if image.width % 2:
-        warnings.warn(f"paired_folder: skipping {file}: its width {image.width} is odd, so it cannot be "
-                      "split into two equal A|B halves", stacklevel=4)
+        warnings.warn(
+            f"paired_folder: skipping {file}: its width {image.width} is odd, so it cannot be "
+            "split into two equal A|B halves",
+            stacklevel=4,
+        )
         return None
     half = image.width // 2
-    return tuple(_resize(image.crop(box), cfg.image_size)  # type: ignore[return-value]
-                 for box in ((0, 0, half, image.height), (half, 0, image.width, image.height)))
+    left = _resize(image.crop((0, 0, half, image.height)), cfg.image_size)
+    right = _resize(image.crop((half, 0, image.width, image.height)), cfg.image_size)
+    return left, right
 
 
 def _matched_halves(folder: Path, mode: str, cfg: PairedFolderConfig) -> list[tuple[Half, Half]]:
-    sides = {side: {f.relative_to(folder / side).with_suffix(""): f for f in list_files(folder / side)}
-             for side in ("A", "B")}
+    sides = {
+        side: {f.relative_to(folder / side).with_suffix(""): f for f in list_files(folder / side)}
+        for side in ("A", "B")
+    }
     for side, other in (("A", "B"), ("B", "A")):
         for stem in sorted(sides[side].keys() - sides[other].keys()):
-            warnings.warn(f"paired_folder: skipping {sides[side][stem]}: no file of that name in "
-                          f"{folder / other}", stacklevel=3)
+            warnings.warn(
+                f"paired_folder: skipping {sides[side][stem]}: no file of that name in {folder / other}", stacklevel=3
+            )
     pairs = []
     for stem in sorted(sides["A"].keys() & sides["B"].keys()):
-        halves = [read_or_warn("paired_folder", sides[s][stem], cfg.max_pixels,
-                               lambda s=s: _resize(open_image(sides[s][stem], mode, cfg.max_pixels), cfg.image_size))
-                  for s in ("A", "B")]
+        halves = [
+            read_or_warn(
+                "paired_folder",
+                sides[s][stem],
+                cfg.max_pixels,
+                # read_or_warn calls the lambda at once, inside this iteration
+                lambda: _resize(open_image(sides[s][stem], mode, cfg.max_pixels), cfg.image_size),  # noqa: B023
+            )
+            for s in ("A", "B")
+        ]
         if halves[0] is not None and halves[1] is not None:
             pairs.append((halves[0], halves[1]))
     return pairs

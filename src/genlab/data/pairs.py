@@ -67,8 +67,9 @@ def low_resolution(images: Tensor, factor: int = SR_FACTOR) -> Pair:
     so source and target shapes match (the SRCNN convention); target the images."""
     h, w = images.shape[-2:]
     if h % factor or w % factor:
-        raise ConfigError(f"sr{factor}x pairs need image sides divisible by {factor}, got {h}x{w}; "
-                          "change the base's image_size")
+        raise ConfigError(
+            f"sr{factor}x pairs need image sides divisible by {factor}, got {h}x{w}; change the base's image_size"
+        )
     small = F.avg_pool2d(images.float(), factor)
     up = F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False)
     return up.round_().clamp_(0, 255).to(torch.uint8), images
@@ -102,7 +103,7 @@ def _voc_palette() -> Tensor:
 
 
 PALETTE = _voc_palette()  # uint8 [256, 3]: 0 black, 1 dark red, 2 dark green, 3 olive, 4 navy, ...
-_PALETTE_KEYS = (PALETTE.long() @ torch.tensor([1 << 16, 1 << 8, 1]))
+_PALETTE_KEYS = PALETTE.long() @ torch.tensor([1 << 16, 1 << 8, 1])
 
 
 def palette_image(labels: Tensor) -> Tensor:
@@ -165,8 +166,10 @@ def build(cfg: PairsConfig, split: str) -> TensorDataset:
     if cfg.kind == "next_frame":
         frames = getattr(cfg.base, "frames", 1)
         if frames < 2:
-            raise ConfigError(f"pairs kind next_frame needs sequences; set data.base.frames to 2 or more "
-                              f"(color_sprites), now {cfg.base.name} has frames={frames}")
+            raise ConfigError(
+                f"pairs kind next_frame needs sequences; set data.base.frames to 2 or more "
+                f"(color_sprites), now {cfg.base.name} has frames={frames}"
+            )
         source, target = next_frame(images.view(-1, frames, *images.shape[1:]))
         rows = rows.view(-1, frames)[:, 1:].reshape(-1)
         if cfg.direction == "BtoA":
@@ -199,14 +202,18 @@ def image_key(spec: Spec, user: str) -> str:
     except ConfigError:
         key = ""
     if not isinstance(spec.get(key), Image):
-        raise ConfigError(f"{user} needs data with one image field; it has {describe(spec)}. "
-                          "Paired data (source/target) is used directly, not nested")
+        raise ConfigError(
+            f"{user} needs data with one image field; it has {describe(spec)}. "
+            "Paired data (source/target) is used directly, not nested"
+        )
     return key
 
 
 def _label_map_key(spec: Spec, name: str) -> str:
     found = [k for k, f in spec.items() if isinstance(f, LabelMap)]
     if len(found) != 1:
-        raise ConfigError(f"pairs kind labels needs a base with a per-pixel label map (e.g. color_sprites); "
-                          f"{name} has {describe(spec)}")
+        raise ConfigError(
+            f"pairs kind labels needs a base with a per-pixel label map (e.g. color_sprites); "
+            f"{name} has {describe(spec)}"
+        )
     return found[0]

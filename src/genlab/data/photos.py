@@ -52,8 +52,12 @@ class PhotosConfig(DataConfig):
     crop_scale: tuple[float, float] = (0.15, 0.4)  # crop side as a fraction of the photo's shorter side
 
     bounds: ClassVar[dict[str, Range]] = {
-        "image_size": at_least(1), "n_train": at_least(1), "n_test": at_least(1), "seed": SEED,
-        "channels": one_of(1, 3, note="grey or RGB"), "test_fraction": Range(0, 1, low_open=True, high_open=True),
+        "image_size": at_least(1),
+        "n_train": at_least(1),
+        "n_test": at_least(1),
+        "seed": SEED,
+        "channels": one_of(1, 3, note="grey or RGB"),
+        "test_fraction": Range(0, 1, low_open=True, high_open=True),
         "crop_scale": Range(0, 1, low_open=True),
     }
     example: ClassVar[dict] = {"image_size": 16, "n_train": 32, "n_test": 8, "photos": ["astronaut", "coffee"]}
@@ -85,8 +89,9 @@ def build(cfg: PhotosConfig, split: str) -> TensorDataset:
     return TensorDataset("photos", {"image": Image(cfg.channels, cfg.image_size, cfg.image_size)}, {"image": x})
 
 
-def crop_box(rng: np.random.Generator, width: int, height: int, split: str, test_fraction: float,
-             scale: tuple[float, float]) -> tuple[int, int, int, int]:
+def crop_box(
+    rng: np.random.Generator, width: int, height: int, split: str, test_fraction: float, scale: tuple[float, float]
+) -> tuple[int, int, int, int]:
     """A square (left, top, right, bottom) inside the split's region of a width x height photo.
 
     The test region is the last test_fraction of the longer side; a crop larger than its
@@ -94,17 +99,17 @@ def crop_box(rng: np.random.Generator, width: int, height: int, split: str, test
     """
     wide = width >= height
     long_side = width if wide else height
-    cut = int(round(long_side * (1.0 - test_fraction)))
+    cut = round(long_side * (1.0 - test_fraction))
     start, end = (cut, long_side) if split == "test" else (0, cut)
     short_side = height if wide else width
-    side = min(int(round(rng.uniform(*scale) * short_side)), end - start, short_side)
+    side = min(round(rng.uniform(*scale) * short_side), end - start, short_side)
     along = int(rng.integers(start, end - side + 1))
     across = int(rng.integers(0, short_side - side + 1))
     left, top = (along, across) if wide else (across, along)
     return left, top, left + side, top + side
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_photo(name: str) -> PILImage.Image:
     """The named photo from skimage.data, read from the installed package (never downloaded)."""
     import skimage.data

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from genlab.config import SEED, DataConfig, Range, at_least
-from genlab.data.base import Factors, Image, TensorDataset
+from genlab.data.base import Factors, Image, Spec, TensorDataset
 from genlab.registry import register_dataset
 
 SHAPES = ("square", "ellipse", "heart", "triangle")
@@ -50,7 +50,10 @@ class SpritesConfig(DataConfig):
     shapes: int = 3  # use the first `shapes` of square, ellipse, heart, triangle
 
     bounds: ClassVar[dict[str, Range]] = {
-        "image_size": at_least(8), "n_train": at_least(1), "n_test": at_least(1), "seed": SEED,
+        "image_size": at_least(8),
+        "n_train": at_least(1),
+        "n_test": at_least(1),
+        "seed": SEED,
         "shapes": Range(1, len(SHAPES), note=", ".join(SHAPES)),
     }
     example: ClassVar[dict] = {"n_train": 64, "n_test": 16}
@@ -63,14 +66,14 @@ def build(cfg: SpritesConfig, split: str) -> TensorDataset:
     rng = np.random.default_rng([cfg.seed, _SPLIT_STREAM[split]])
     factors = torch.from_numpy(sample_factors(rng, n, cfg.shapes, cfg.color))
     images = render_sprites(factors, cfg.image_size)
-    spec = {"image": Image(images.shape[1], cfg.image_size, cfg.image_size),
-            "factors": Factors(COLOR_FACTORS if cfg.color else FACTORS)}
+    spec: Spec = {
+        "image": Image(images.shape[1], cfg.image_size, cfg.image_size),
+        "factors": Factors(COLOR_FACTORS if cfg.color else FACTORS),
+    }
     return TensorDataset("sprites", spec, {"image": images, "factors": factors})
 
 
-def sample_factors(
-    rng: np.random.Generator, n: int, shapes: int = 3, color: bool = False
-) -> np.ndarray:
+def sample_factors(rng: np.random.Generator, n: int, shapes: int = 3, color: bool = False) -> np.ndarray:
     """Draw n factor vectors, float32 [n, K] in the column order of FACTORS (+ "hue").
 
     shape is an index into SHAPES; scale in SCALE_RANGE; rotation in radians in
@@ -101,10 +104,7 @@ def render_sprites(factors: Tensor, image_size: int) -> Tensor:
     for start in range(0, n, chunk):
         f = factors[start : start + chunk]
         coverage = shape_coverage(f, grid)  # [n, S, S] in [0, 1]
-        if channels == 3:
-            coverage = coverage[:, None] * hue_to_rgb(f[:, 5])[:, :, None, None]
-        else:
-            coverage = coverage[:, None]
+        coverage = coverage[:, None] * hue_to_rgb(f[:, 5])[:, :, None, None] if channels == 3 else coverage[:, None]
         out[start : start + chunk] = coverage.mul_(255.0).round_().to(torch.uint8)
     return out
 

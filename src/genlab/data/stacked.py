@@ -15,7 +15,7 @@ from torch import Tensor
 
 from genlab.config import EXAMPLE_FILES, SEED, Range, at_least, one_of
 from genlab.data import standard
-from genlab.data.base import Classes, Image, TensorDataset
+from genlab.data.base import Classes, Image, Spec, TensorDataset
 from genlab.registry import register_dataset
 
 NUM_MODES = 1000
@@ -30,8 +30,10 @@ class StackedMNISTConfig(standard.StandardConfig):
     seed: int = 0
     num_modes: ClassVar[int] = NUM_MODES  # one digit per channel; the modes metric classifies each channel
     bounds: ClassVar[dict[str, Range]] = {
-        "channels": one_of(0, 3, note="RGB by construction; leave it at 0"), "n_train": at_least(1),
-        "n_test": at_least(1), "seed": SEED,
+        "channels": one_of(0, 3, note="RGB by construction; leave it at 0"),
+        "n_train": at_least(1),
+        "n_test": at_least(1),
+        "seed": SEED,
     }
     example: ClassVar[dict] = {"root": EXAMPLE_FILES, "limit": 64, "n_train": 64, "n_test": 16}
 
@@ -56,8 +58,10 @@ def stack_digits(images: Tensor, labels: Tensor, n: int, seed: int = 0) -> tuple
 @register_dataset("stacked_mnist", StackedMNISTConfig)
 def build(cfg: StackedMNISTConfig, split: str) -> TensorDataset:
     """``image`` uint8 [N, 3, S, S], ``label`` int64 [N]: the mode index in 0..999."""
-    mnist = standard.build(standard.StandardConfig("mnist", cfg.root, cfg.download, cfg.image_size, 1, cfg.limit), split)
+    mnist = standard.build(
+        standard.StandardConfig("mnist", cfg.root, cfg.download, cfg.image_size, 1, cfg.limit), split
+    )
     n = cfg.n_train if split == "train" else cfg.n_test
     images, modes = stack_digits(mnist["image"], mnist["label"], n, seed=cfg.seed * 2 + (split == "test"))
-    spec = {"image": Image(*images.shape[1:]), "label": Classes(tuple(f"{m:03d}" for m in range(NUM_MODES)))}
+    spec: Spec = {"image": Image(*images.shape[1:]), "label": Classes(tuple(f"{m:03d}" for m in range(NUM_MODES)))}
     return TensorDataset("stacked_mnist", spec, {"image": images, "label": modes})

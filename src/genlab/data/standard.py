@@ -20,8 +20,8 @@ import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from genlab.config import EXAMPLE_FILES, DataConfig, Range, at_least, one_of
-from genlab.data.base import Classes, Image, TensorDataset
+from genlab.data.base import Classes, Image, Spec, TensorDataset
 from genlab.download import download
 from genlab.errors import DataError
 from genlab.registry import register_dataset
@@ -50,7 +50,8 @@ class StandardConfig(DataConfig):
     limit: int = 0  # 0 loads the whole split; else only its first `limit` images
 
     bounds: ClassVar[dict[str, Range]] = {
-        "image_size": at_least(0, "0 keeps the native size"), "channels": one_of(0, 1, 3, note="0 keeps native channels"),
+        "image_size": at_least(0, "0 keeps the native size"),
+        "channels": one_of(0, 1, 3, note="0 keeps native channels"),
         "limit": at_least(0, "0 loads the whole split"),
     }
     example: ClassVar[dict] = {"root": EXAMPLE_FILES, "limit": 64}
@@ -86,9 +87,7 @@ def _read_idx(blobs: list[bytes], names: list[str]) -> tuple[np.ndarray, np.ndar
     images = _idx_array(blobs[0], names[0], magic=2051, dims=3)
     labels = _idx_array(blobs[1], names[1], magic=2049, dims=1)
     if len(images) != len(labels):
-        raise DataError(
-            f"{names[0]} holds {len(images)} images but {names[1]} {len(labels)} labels"
-        )
+        raise DataError(f"{names[0]} holds {len(images)} images but {names[1]} {len(labels)} labels")
     return images[:, None], labels
 
 
@@ -99,14 +98,10 @@ def _idx_array(blob: bytes, name: str, magic: int, dims: int) -> np.ndarray:
         raise DataError(f"{name} is not a valid gzip file ({err})") from None
     header = 4 * (1 + dims)
     if len(raw) < header or int.from_bytes(raw[:4], "big") != magic:
-        raise DataError(
-            f"{name} is not an idx file of the expected kind (magic number {magic} missing)"
-        )
+        raise DataError(f"{name} is not an idx file of the expected kind (magic number {magic} missing)")
     shape = tuple(int.from_bytes(raw[4 * i : 4 * i + 4], "big") for i in range(1, dims + 1))
     if len(raw) - header != int(np.prod(shape)):
-        raise DataError(
-            f"{name} is truncated: header says {shape} but holds {len(raw) - header} bytes"
-        )
+        raise DataError(f"{name} is truncated: header says {shape} but holds {len(raw) - header} bytes")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -125,9 +120,7 @@ def _read_cifar_bin(blobs: list[bytes], names: list[str]) -> tuple[np.ndarray, n
 # ----------------------------------------------------------------------------- sources
 
 
-def _idx_source(
-    folder: str, mirrors: tuple[str, ...], md5s: dict[str, str], classes: tuple[str, ...]
-) -> Source:
+def _idx_source(folder: str, mirrors: tuple[str, ...], md5s: dict[str, str], classes: tuple[str, ...]) -> Source:
     return Source(
         folder=folder,
         split_files={
@@ -193,7 +186,7 @@ SOURCES: dict[str, Source] = {
         ),
         archive="cifar-10-binary.tar.gz",
         reader=_read_cifar_bin,
-        classes=tuple("airplane automobile bird cat deer dog frog horse ship truck".split()),
+        classes=tuple(["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]),
     ),
 }
 
@@ -208,7 +201,7 @@ def build(cfg: StandardConfig, split: str) -> TensorDataset:
     images, labels = _load_adapted(
         cfg.name, str(root), ours and cfg.download, split, cfg.limit, cfg.image_size, cfg.channels
     )
-    spec = {"image": Image(*images.shape[1:]), "label": Classes(tuple(source.classes))}
+    spec: Spec = {"image": Image(*images.shape[1:]), "label": Classes(tuple(source.classes))}
     return TensorDataset(cfg.name, spec, {"image": images, "label": labels})
 
 
@@ -250,10 +243,7 @@ def _load_split(name: str, root: str, may_download: bool, split: str) -> tuple[T
         images, labels = source.reader(blobs, shown)
         expected = source.split_sizes[split]
         if len(images) != expected:
-            raise DataError(
-                f"{' + '.join(shown)} hold {len(images)} examples, not the {expected} of the "
-                f"{split} split"
-            )
+            raise DataError(f"{' + '.join(shown)} hold {len(images)} examples, not the {expected} of the {split} split")
         if labels.max(initial=0) >= len(source.classes):
             raise DataError(f"{shown[-1]} has labels beyond the {len(source.classes)} classes")
     except DataError as err:
@@ -277,6 +267,7 @@ def _read_files(
     if all((folder / n).is_file() for n in names):
         return [(folder / n).read_bytes() for n in names], [str(folder / n) for n in names]
     members = [f"{source.folder}/{n}" for n in names]
+    assert archive is not None  # the files are not all in the folder, so the archive is there
     return _read_members(archive, members), [f"{archive}:{m}" for m in members]
 
 
@@ -287,11 +278,11 @@ def _read_members(archive: Path, members: list[str]) -> list[bytes]:
         with tarfile.open(archive, "r:*") as tar:
             for info in tar:
                 if info.name in members and info.isfile():
-                    found[info.name] = tar.extractfile(info).read()
+                    member = tar.extractfile(info)
+                    assert member is not None  # a regular file always has a reader
+                    found[info.name] = member.read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-        raise DataError(
-            f"{archive} is not a readable tar archive ({err}); replace it with the official one"
-        ) from None
+        raise DataError(f"{archive} is not a readable tar archive ({err}); replace it with the official one") from None
     missing = [m for m in members if m not in found]
     if missing:
         raise DataError(f"{archive} lacks {', '.join(missing)}; it is not the official archive")
@@ -372,9 +363,7 @@ def _adapt(images: Tensor, image_size: int, channels: int) -> Tensor:
         # Antialiasing only changes downsampling, and its kernel is 2.5x slower on upsampling.
         antialias = image_size < min(images.shape[-2:])
         chunks = [
-            F.interpolate(
-                chunk.float(), size=(image_size, image_size), mode="bilinear", antialias=antialias
-            )
+            F.interpolate(chunk.float(), size=(image_size, image_size), mode="bilinear", antialias=antialias)
             .round_()
             .clamp_(0, 255)
             .to(torch.uint8)

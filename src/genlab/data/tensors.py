@@ -41,11 +41,13 @@ def build(cfg: TensorsConfig, split: str) -> TensorDataset:
     path = Path(cfg.path).expanduser()
     try:
         with safe_open(path, framework="pt") as f:
-            fields = {key: f.get_tensor(key) for key in f.keys()}
+            fields = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - safe_open is not iterable
             classes = tuple(c for c in (f.metadata() or {}).get("classes", "").split(",") if c)
     except (FileNotFoundError, SafetensorError, OSError) as err:
-        raise DataError(f"data.path {path} is not a readable safetensors file ({err}); write one with "
-                        "genlab.data.tensors.save_tensors") from None
+        raise DataError(
+            f"data.path {path} is not a readable safetensors file ({err}); write one with "
+            "genlab.data.tensors.save_tensors"
+        ) from None
     if "image" not in fields or fields["image"].dtype != torch.uint8 or fields["image"].dim() != 4:
         raise DataError(f"{path} needs an 'image' field of uint8 [N, C, H, W]; it has {sorted(fields)}")
     spec: Spec = {"image": Image(*fields["image"].shape[1:])}

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from genlab.config import ANY_NUMBER, POSITIVE, SEED, DataConfig, Range, at_least
-from genlab.data.base import Classes, Points, TensorDataset
+from genlab.data.base import Classes, Points, Spec, TensorDataset
 from genlab.errors import ConfigError
 from genlab.registry import register_dataset
 
@@ -87,14 +87,10 @@ class Mixture1DConfig(ToyConfig):
 
     def __post_init__(self) -> None:
         if not len(self.means) == len(self.stds) == len(self.weights) >= 1:
-            raise ConfigError(
-                f"{self.name}: means, stds and weights must be equally long, non-empty"
-            )
+            raise ConfigError(f"{self.name}: means, stds and weights must be equally long, non-empty")
 
     def mixture(self) -> GaussianMixture:
-        means, stds, weights = (
-            np.asarray(v, dtype=np.float64) for v in (self.means, self.stds, self.weights)
-        )
+        means, stds, weights = (np.asarray(v, dtype=np.float64) for v in (self.means, self.stds, self.weights))
         return GaussianMixture(means[:, None], stds, weights / weights.sum())
 
 
@@ -144,7 +140,7 @@ def build(cfg: ToyConfig, split: str) -> TensorDataset:
     # Rounded so that cos(pi/2) = 6e-17 reads as 0; + 0.0 turns -0 into 0.
     centers = np.round(mixture.centers, 6) + 0.0
     names = tuple("(" + ", ".join(f"{c:.3g}" for c in center) + ")" for center in centers)
-    spec = {"points": Points(points.shape[1]), "label": Classes(names)}
+    spec: Spec = {"points": Points(points.shape[1]), "label": Classes(names)}
     return TensorDataset(cfg.name, spec, {"points": torch.from_numpy(points), "label": torch.from_numpy(component)})
 
 
@@ -185,6 +181,4 @@ def _mixture_of(kind: str | ToyConfig) -> GaussianMixture:
 
 def _equal_mixture(centers: np.ndarray, sigma: float) -> GaussianMixture:
     m = len(centers)
-    return GaussianMixture(
-        centers.astype(np.float64), np.full(m, float(sigma)), np.full(m, 1.0 / m)
-    )
+    return GaussianMixture(centers.astype(np.float64), np.full(m, float(sigma)), np.full(m, 1.0 / m))

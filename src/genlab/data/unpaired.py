@@ -34,8 +34,10 @@ class UnpairedConfig(DataConfig):
 
     bounds: ClassVar[dict[str, Range]] = {"seed": SEED}
     # A grey domain beside an RGB one (replicated to RGB), of different lengths (cut to the shorter).
-    example: ClassVar[dict] = {"a": {"name": "sprites", "n_train": 64, "n_test": 16},
-                               "b": {"name": "color_sprites", "n_train": 48, "n_test": 12}}
+    example: ClassVar[dict] = {
+        "a": {"name": "sprites", "n_train": 64, "n_test": 16},
+        "b": {"name": "color_sprites", "n_train": 48, "n_test": 12},
+    }
 
 
 @register_dataset("unpaired", UnpairedConfig)
@@ -47,9 +49,11 @@ def build(cfg: UnpairedConfig, split: str) -> TensorDataset:
         domains[side] = data[image_key(data.spec, f"unpaired (data.{side}: {sub.name})")]
     sizes = {side: tuple(x.shape[-2:]) for side, x in domains.items()}
     if sizes["a"] != sizes["b"]:
-        raise ConfigError(f"unpaired: data.a gives {sizes['a'][0]}x{sizes['a'][1]} images but data.b gives "
-                          f"{sizes['b'][0]}x{sizes['b'][1]}; set data.a.image_size and data.b.image_size to "
-                          "the same value")
+        raise ConfigError(
+            f"unpaired: data.a gives {sizes['a'][0]}x{sizes['a'][1]} images but data.b gives "
+            f"{sizes['b'][0]}x{sizes['b'][1]}; set data.a.image_size and data.b.image_size to "
+            "the same value"
+        )
     channels = max(x.shape[1] for x in domains.values())
     n = min(len(x) for x in domains.values())
     rng = np.random.default_rng([cfg.seed, _SPLIT_STREAM[split]])

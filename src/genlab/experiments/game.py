@@ -28,7 +28,8 @@ from scipy import integrate, stats
 from scipy.special import expit
 from torch import nn
 
-from genlab.data.toy import CONFIGS as TOY_CONFIGS, GaussianMixture
+from genlab.data.toy import CONFIGS as TOY_CONFIGS
+from genlab.data.toy import GaussianMixture
 from genlab.errors import ConfigError
 from genlab.experiments.theory import G_LOSSES, MonotoneGenerator, covering_grid, generator_density, logits_on
 from genlab.losses.gan import d_minimax, minimax_value
@@ -128,8 +129,14 @@ class ToyGame:
         row = {"step": self.steps, "value": view["value"], "theorem_value": view["theorem_value"], "jsd": view["jsd"]}
         if not self.history or self.history[-1]["step"] != self.steps:
             self.history.append(row)
-        return {"data": self.cfg.data, "dim": self.dim, "step": self.steps, "minus_log_4": -th.LOG4,
-                "history": list(self.history), **view}
+        return {
+            "data": self.cfg.data,
+            "dim": self.dim,
+            "step": self.steps,
+            "minus_log_4": -th.LOG4,
+            "history": list(self.history),
+            **view,
+        }
 
     # ------------------------------------------------------------------ internals
 
@@ -137,7 +144,11 @@ class ToyGame:
         return torch.from_numpy(self.mixture.sample(self._rng, n)[0])
 
     def _fake(self, n: int) -> torch.Tensor:
-        latent_dim = 1 if self.dim == 1 else self.G.latent_dim
+        if self.dim == 1:
+            latent_dim = 1
+        else:
+            assert isinstance(self.G, ToyGenerator)  # as __init__ builds it for 2-D data
+            latent_dim = self.G.latent_dim
         return self.G(torch.randn(n, latent_dim, generator=self._gen))
 
     def _lock_extent(self) -> None:
@@ -147,13 +158,21 @@ class ToyGame:
         self.extent = (lo, hi)
 
     def _view_1d(self) -> dict[str, Any]:
+        assert isinstance(self.G, MonotoneGenerator)  # as __init__ builds it for 1-D data
         x = covering_grid(self.mixture, self.G, GRID_1D)
         p_data, p_g = self.mixture.density(x[:, None]), generator_density(self.G, x)
         logits = logits_on(self.D, x)
         jsd = th.jsd_integral(x, p_data, p_g)
-        return {"x": x.tolist(), "p_data": p_data.tolist(), "p_g": p_g.tolist(), "d": expit(logits).tolist(),
-                "d_star": expit(th.optimal_logit(p_data, p_g)).tolist(),
-                "value": th.value_integral(x, p_data, p_g, logits), "theorem_value": th.theorem_value(jsd), "jsd": jsd}
+        return {
+            "x": x.tolist(),
+            "p_data": p_data.tolist(),
+            "p_g": p_g.tolist(),
+            "d": expit(logits).tolist(),
+            "d_star": expit(th.optimal_logit(p_data, p_g)).tolist(),
+            "value": th.value_integral(x, p_data, p_g, logits),
+            "theorem_value": th.theorem_value(jsd),
+            "jsd": jsd,
+        }
 
     def _view_2d(self) -> dict[str, Any]:
         lo, hi = self.extent
@@ -166,14 +185,22 @@ class ToyGame:
         d = expit(self.D(torch.from_numpy(cells).float()).double().numpy()).reshape(GRID_2D, GRID_2D)
         value = minimax_value(self.D(self._real(MC_SAMPLES)).double(), self.D(self._fake(MC_SAMPLES)).double()).item()
         jsd = _jsd_on_grid(ticks, p_data, p_g)
-        return {"extent": [lo, hi], "grid": GRID_2D, "d": d.tolist(),
-                "d_star": expit(th.optimal_logit(p_data, p_g)).tolist(),
-                "real": self._real(SHOWN_POINTS).tolist(), "fake": self._fake(SHOWN_POINTS).tolist(),
-                "value": value, "theorem_value": th.theorem_value(jsd), "jsd": jsd}
+        return {
+            "extent": [lo, hi],
+            "grid": GRID_2D,
+            "d": d.tolist(),
+            "d_star": expit(th.optimal_logit(p_data, p_g)).tolist(),
+            "real": self._real(SHOWN_POINTS).tolist(),
+            "fake": self._fake(SHOWN_POINTS).tolist(),
+            "value": value,
+            "theorem_value": th.theorem_value(jsd),
+            "jsd": jsd,
+        }
 
 
 def _jsd_on_grid(ticks: np.ndarray, p: np.ndarray, q: np.ndarray) -> float:
     """JSD of two 2-D densities tabulated on ``ticks`` x ``ticks``, each renormalised over the square."""
+
     def normalised(density: np.ndarray) -> np.ndarray:
         return density / integrate.trapezoid(integrate.trapezoid(density, ticks, axis=1), ticks)
 

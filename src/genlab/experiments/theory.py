@@ -12,7 +12,8 @@ of variables. A general 1-D MLP folds its input and p_g then has integrable spik
 kernel density estimate nor a finite D can follow; and a KDE with Scott's bandwidth over-smooths a
 two-mode p_g (in development runs on the mixture, max|D - D*| was 0.14 with D* from that KDE and
 0.04 with D* from the exact p_g, for the same D). Any 1-D distribution is a monotone push-forward
-of Gaussian noise (its quantile function), so nothing is lost. The KDE of G's samples is still reported, as a cross-check of the JSD.
+of Gaussian noise (its quantile function), so nothing is lost. The KDE of G's samples is still reported, as a
+cross-check of the JSD.
 
 Runs in seconds on one CPU thread; the global RNG is left as it was found.
 :func:`genlab.experiments.theory_figure.draw_theory_figure` draws the result.
@@ -31,7 +32,8 @@ from scipy.special import expit
 from scipy.stats import norm
 from torch import Tensor, nn
 
-from genlab.data.toy import CONFIGS as TOY_CONFIGS, GaussianMixture, density_1d
+from genlab.data.toy import CONFIGS as TOY_CONFIGS
+from genlab.data.toy import GaussianMixture, density_1d
 from genlab.losses.gan import d_minimax, g_nonsaturating, g_saturating, minimax_value
 from genlab.metrics import theory as th
 from genlab.models.toy import ToyDiscriminator
@@ -123,8 +125,13 @@ class TheoryResult:
 
     def to_dict(self) -> dict:
         checks = {k: {"measured": v, "target_below": t, "passed": ok} for k, (v, t, ok) in self.checks().items()}
-        return {"config": asdict(self.config), "numbers": self.numbers, "checks": checks,
-                "trajectory": self.trajectory, "approach": self.approach}
+        return {
+            "config": asdict(self.config),
+            "numbers": self.numbers,
+            "checks": checks,
+            "trajectory": self.trajectory,
+            "approach": self.approach,
+        }
 
 
 # ----------------------------------------------------------------------------- the experiment
@@ -167,8 +174,15 @@ def run_theory(cfg: TheoryConfig = TheoryConfig()) -> TheoryResult:
     return TheoryResult(cfg, numbers, trajectory, approach, panels, converged, bulk)
 
 
-def _play(cfg: TheoryConfig, mixture: GaussianMixture, G: MonotoneGenerator, D: nn.Module, x: np.ndarray,
-          gen: torch.Generator, rng: np.random.Generator) -> tuple[list[Snapshot], list[dict[str, float]]]:
+def _play(
+    cfg: TheoryConfig,
+    mixture: GaussianMixture,
+    G: MonotoneGenerator,
+    D: nn.Module,
+    x: np.ndarray,
+    gen: torch.Generator,
+    rng: np.random.Generator,
+) -> tuple[list[Snapshot], list[dict[str, float]]]:
     """The minimax game, one D update then one G update per step; returns panels and a trajectory."""
     opt_d = torch.optim.Adam(D.parameters(), cfg.lr, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(G.parameters(), cfg.lr, betas=(0.5, 0.999))
@@ -188,8 +202,14 @@ def _play(cfg: TheoryConfig, mixture: GaussianMixture, G: MonotoneGenerator, D: 
     return panels, trajectory
 
 
-def _converge_d(cfg: TheoryConfig, mixture: GaussianMixture, G: MonotoneGenerator, D: nn.Module,
-                gen: torch.Generator, rng: np.random.Generator) -> None:
+def _converge_d(
+    cfg: TheoryConfig,
+    mixture: GaussianMixture,
+    G: MonotoneGenerator,
+    D: nn.Module,
+    gen: torch.Generator,
+    rng: np.random.Generator,
+) -> None:
     """Train D alone against the frozen G on fresh samples, learning rate cosine-decayed to 0."""
     opt = torch.optim.Adam(D.parameters(), cfg.d_lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.d_steps)
@@ -198,7 +218,9 @@ def _converge_d(cfg: TheoryConfig, mixture: GaussianMixture, G: MonotoneGenerato
         schedule.step()
 
 
-def _d_step(opt: torch.optim.Optimizer, D: nn.Module, G: MonotoneGenerator, real: torch.Tensor, gen: torch.Generator) -> None:
+def _d_step(
+    opt: torch.optim.Optimizer, D: nn.Module, G: MonotoneGenerator, real: torch.Tensor, gen: torch.Generator
+) -> None:
     """One ascent step of D on V(D, G) with as many fresh fakes as ``real`` has points."""
     with torch.no_grad():
         fake = G.sample(len(real), gen)
@@ -220,8 +242,8 @@ def _approach(cfg: TheoryConfig, mixture: GaussianMixture, rng: np.random.Genera
     for t in cfg.approach:
         scale, shift = 2.0 - t, (1.0 - t) * std
 
-        def p_g(v: np.ndarray) -> np.ndarray:
-            return density_1d(mixture, mean + (v - mean - shift) / scale) / scale
+        def p_g(v: np.ndarray) -> np.ndarray:  # used within this iteration only
+            return density_1d(mixture, mean + (v - mean - shift) / scale) / scale  # noqa: B023
 
         real = _real(mixture, cfg.mc_samples, rng)[:, 0].double().numpy()
         fake = mean + scale * (_real(mixture, cfg.mc_samples, rng)[:, 0].double().numpy() - mean) + shift
@@ -273,13 +295,24 @@ def _snapshot(step: int, x: np.ndarray, mixture: GaussianMixture, G: MonotoneGen
     quantiles = (np.arange(24) + 0.5) / 24
     with torch.no_grad():
         mapped = G(torch.from_numpy(norm.ppf(quantiles)).float()[:, None])[:, 0].numpy()
-    return Snapshot(step, x, p_data, p_g, expit(logits_on(D, x)), expit(th.optimal_logit(p_data, p_g)),
-                    np.stack([quantiles, mapped], axis=1))
+    return Snapshot(
+        step,
+        x,
+        p_data,
+        p_g,
+        expit(logits_on(D, x)),
+        expit(th.optimal_logit(p_data, p_g)),
+        np.stack([quantiles, mapped], axis=1),
+    )
 
 
 def _track(step: int, mixture: GaussianMixture, G: MonotoneGenerator, D: nn.Module) -> dict[str, float]:
     x = covering_grid(mixture, G, 2001)
     p_data, p_g = density_1d(mixture, x), generator_density(G, x)
     jsd = th.jsd_integral(x, p_data, p_g)
-    return {"step": step, "jsd": jsd, "theorem_value": th.theorem_value(jsd),
-            "value_integral": th.value_integral(x, p_data, p_g, logits_on(D, x))}
+    return {
+        "step": step,
+        "jsd": jsd,
+        "theorem_value": th.theorem_value(jsd),
+        "value_integral": th.value_integral(x, p_data, p_g, logits_on(D, x)),
+    }

@@ -26,14 +26,22 @@ def draw_theory_figure(result: TheoryResult, path: str | Path) -> Path:
     width = MARGIN_L + 3 * (PANEL_W + GAP_X)
     height = MARGIN_T + 2 * (PANEL_H + GAP_Y)
     image = Image.new("RGB", (width, height), "white")
-    boxes = [(MARGIN_L + c * (PANEL_W + GAP_X), MARGIN_T + r * (PANEL_H + GAP_Y)) for r in range(2) for c in range(3)]
-    boxes = [(u, v, u + PANEL_W, v + PANEL_H) for u, v in boxes]
+    corners = [(MARGIN_L + c * (PANEL_W + GAP_X), MARGIN_T + r * (PANEL_H + GAP_Y)) for r in range(2) for c in range(3)]
+    boxes = [(u, v, u + PANEL_W, v + PANEL_H) for u, v in corners]
     xlim = (float(result.panels[0].x[0]), float(result.panels[0].x[-1]))
-    for box, snap in zip(boxes, result.panels[:4]):
+    for box, snap in zip(boxes, result.panels[:4], strict=False):
         _draw_game(Panel(image, box, xlim, (-0.5, 1.05), f"after {snap.step} G updates"), snap)
-    _draw_converged(Panel(image, boxes[4], (float(result.converged.x[0]), float(result.converged.x[-1])), (-0.05, 1.05),
-                          f"G frozen, D trained: max |D - D*| = {result.numbers['max_abs_d_error']:.3f}"),
-                    result.converged, result.bulk)
+    _draw_converged(
+        Panel(
+            image,
+            boxes[4],
+            (float(result.converged.x[0]), float(result.converged.x[-1])),
+            (-0.05, 1.05),
+            f"G frozen, D trained: max |D - D*| = {result.numbers['max_abs_d_error']:.3f}",
+        ),
+        result.converged,
+        result.bulk,
+    )
     _draw_trajectory(image, boxes[5], result)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

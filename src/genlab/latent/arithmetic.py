@@ -19,7 +19,7 @@ from genlab.models.protocols import LatentSampler
 
 def vector_arithmetic(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
     """mean(a) - mean(b) + mean(c): each term ``[n_i, D]`` (n_i >= 1) -> ``[D]``."""
-    for name, term in zip("abc", (a, b, c)):
+    for name, term in zip("abc", (a, b, c), strict=True):
         if term.dim() != 2 or term.shape[0] < 1 or term.shape[1] != a.shape[-1]:
             raise ConfigError(f"term {name} must be latents [n >= 1, {a.shape[-1]}], got {tuple(term.shape)}")
     return a.mean(0) - b.mean(0) + c.mean(0)
@@ -31,8 +31,9 @@ def jittered(z: Tensor, n: int, scale: float, generator: torch.Generator) -> Ten
     return z + noise.to(z)
 
 
-def arithmetic_grid(model: LatentSampler, a: Tensor, b: Tensor, c: Tensor, label: int | None = None,
-                    jitter: float = 0.25, seed: int = 0) -> Grid:
+def arithmetic_grid(
+    model: LatentSampler, a: Tensor, b: Tensor, c: Tensor, label: int | None = None, jitter: float = 0.25, seed: int = 0
+) -> Grid:
     """Rows a, b, c: each term's exemplars, then the decode of its mean (at the end of the row);
     last row: the result, then the result with ``jitter`` noise. Terms ``[n_i, D]``; the rows are
     ``max(n_i) + 1`` images wide (at least 4), short rows padded with white."""
@@ -43,6 +44,8 @@ def arithmetic_grid(model: LatentSampler, a: Tensor, b: Tensor, c: Tensor, label
     rows.append(torch.cat([result[None], variations]))
     images = [decode(model, row, label) for row in rows]
     blank = torch.ones_like(images[0][:1])  # white, like the grid's padding
-    padded = [torch.cat([row[:-1], blank.expand(width - len(row), -1, -1, -1), row[-1:]]) if i < 3 else row
-              for i, row in enumerate(images)]
+    padded = [
+        torch.cat([row[:-1], blank.expand(width - len(row), -1, -1, -1), row[-1:]]) if i < 3 else row
+        for i, row in enumerate(images)
+    ]
     return Grid(torch.cat(padded), width)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from genlab.data.base import TensorDataset, class_field
+from genlab.data.base import Factors, TensorDataset, class_field
 from genlab.errors import ConfigError
 from genlab.latent.encode import encode_dataset
 
@@ -25,8 +25,9 @@ ATTRIBUTE_IMAGES = 5000  # examples encoded for an attribute vector
 def attribute_vector(latents: Tensor, with_a: Tensor, with_b: Tensor) -> Tensor:
     """mean(latents[with_a]) - mean(latents[with_b]): latents ``[N, D]``, masks bool ``[N]`` -> ``[D]``."""
     if not with_a.any() or not with_b.any():
-        raise ConfigError(f"an attribute vector needs examples of both sides; got {int(with_a.sum())} "
-                          f"and {int(with_b.sum())}")
+        raise ConfigError(
+            f"an attribute vector needs examples of both sides; got {int(with_a.sum())} and {int(with_b.sum())}"
+        )
     return latents[with_a].mean(0) - latents[with_b].mean(0)
 
 
@@ -48,11 +49,17 @@ def class_means(latents: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     return sums / counts[:, None]
 
 
+def _factor_names(data: TensorDataset) -> list[str]:
+    field = data.spec["factors"]
+    assert isinstance(field, Factors), f"the field 'factors' is {field}"
+    return list(field.names)
+
+
 def attribute_names(data: TensorDataset) -> list[str]:
     """The attributes ``data`` offers, for messages: aliases and continuous factors, and A-B for classes."""
     names: list[str] = []
     if "factors" in data.spec:
-        factors = list(data.spec["factors"].names)
+        factors = _factor_names(data)
         names += [a for a, f in ALIASES.items() if f in factors] + [f for f in factors if f != "shape"]
     classes = class_field(data.spec)
     if classes is not None:
@@ -64,12 +71,14 @@ def data_attribute(model: nn.Module, data: TensorDataset, name: str, n: int = AT
     """The attribute vector ``[D]`` called ``name`` (see the module docstring) from the first ``n``
     examples of ``data``, encoded to their posterior means."""
     factor = ALIASES.get(name, name)
-    factor_names = list(data.spec["factors"].names) if "factors" in data.spec else []
+    factor_names = _factor_names(data) if "factors" in data.spec else []
     classes = class_field(data.spec)
     if factor in factor_names:
         if factor == "shape":
-            raise ConfigError("shape is a category, not an amount: attribute vectors use the continuous factors "
-                              f"({', '.join(f for f in factor_names if f != 'shape')})")
+            raise ConfigError(
+                "shape is a category, not an amount: attribute vectors use the continuous factors "
+                f"({', '.join(f for f in factor_names if f != 'shape')})"
+            )
         latents = encode_dataset(model, data, n)
         return factor_attribute(latents.cpu(), data["factors"][: len(latents), factor_names.index(factor)])
     if classes is not None and "-" in name:
@@ -78,8 +87,10 @@ def data_attribute(model: nn.Module, data: TensorDataset, name: str, n: int = AT
         labels = data["label"][: len(latents)]
         return attribute_vector(latents, labels == a, labels == b)
     offered = attribute_names(data)
-    raise ConfigError(f"unknown attribute {name!r} for {data.name}; "
-                      + (f"choose from {', '.join(offered)}" if offered else "its data has no factors or classes"))
+    raise ConfigError(
+        f"unknown attribute {name!r} for {data.name}; "
+        + (f"choose from {', '.join(offered)}" if offered else "its data has no factors or classes")
+    )
 
 
 def class_index(text: str, names: tuple[str, ...]) -> int:
@@ -88,5 +99,6 @@ def class_index(text: str, names: tuple[str, ...]) -> int:
         return names.index(text)
     if text.isdigit() and int(text) < len(names):
         return int(text)
-    raise ConfigError(f"unknown class {text!r}: the classes are {', '.join(names)} "
-                      f"(or their indices 0..{len(names) - 1})")
+    raise ConfigError(
+        f"unknown class {text!r}: the classes are {', '.join(names)} (or their indices 0..{len(names) - 1})"
+    )

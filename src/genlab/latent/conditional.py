@@ -3,7 +3,7 @@ or fix the class and sweep z (content held, style changed)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -11,13 +11,14 @@ from torch import Tensor
 from genlab.errors import ConfigError
 from genlab.images import Grid
 from genlab.latent.sample import class_labels, decode
-from genlab.models.protocols import LatentSampler, is_conditional
+from genlab.models.protocols import Conditional, LatentSampler, is_conditional
 
 
 def check_classes(model: LatentSampler, classes: Sequence[int] | None) -> list[int]:
     """``classes`` (all by default), each checked against a conditional model's classes."""
     if not is_conditional(model):
         raise ConfigError(f"this {type(model).__name__} is not class-conditional: it has no classes to sweep")
+    assert isinstance(model, Conditional)  # is_conditional checked it
     classes = list(range(model.num_classes)) if classes is None else list(classes)
     for k in classes:
         class_labels(model, k, 1)  # raises for a class out of range

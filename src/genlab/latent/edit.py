@@ -4,7 +4,8 @@ chosen dimensions or add an attribute vector, decode.
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -23,8 +24,9 @@ class ImageLatents(NamedTuple):
     mse: Tensor  # [N] mean squared error per pixel of the reconstruction, in [-1, 1] units
 
 
-def image_latents(model: LatentSampler, x: Tensor, label: int | None = None, use_inversion: bool = False,
-                  **inversion) -> ImageLatents:
+def image_latents(
+    model: LatentSampler, x: Tensor, label: int | None = None, use_inversion: bool = False, **inversion
+) -> ImageLatents:
     """Latents of images ``x`` ``[N, C, H, W]`` in [-1, 1]: the posterior means of a model with an
     encoder, or (``use_inversion``, the only way for a GAN) those :func:`~genlab.latent.invert.invert`
     finds, with keyword arguments ``inversion`` (steps, restarts, lr, generator)."""
@@ -37,8 +39,13 @@ def image_latents(model: LatentSampler, x: Tensor, label: int | None = None, use
     return ImageLatents(z, recon, (recon - x.to(recon)).square().flatten(1).mean(1))
 
 
-def edit_latents(z: Tensor, set_dims: Mapping[int, float] | None = None, shift_dims: Mapping[int, float] | None = None,
-                 direction: Tensor | None = None, strength: float = 1.0) -> Tensor:
+def edit_latents(
+    z: Tensor,
+    set_dims: Mapping[int, float] | None = None,
+    shift_dims: Mapping[int, float] | None = None,
+    direction: Tensor | None = None,
+    strength: float = 1.0,
+) -> Tensor:
     """A copy of ``z`` ``[N, D]`` with dims set to values, dims shifted by amounts (both in prior
     standard deviations) and ``strength`` times ``direction`` ``[D]`` added (an attribute vector)."""
     z = z.clone()
@@ -48,7 +55,9 @@ def edit_latents(z: Tensor, set_dims: Mapping[int, float] | None = None, shift_d
         z[:, check_dims([dim], z.shape[1])[0]] += amount
     if direction is not None:
         if direction.shape != (z.shape[1],):
-            raise ConfigError(f"an attribute vector must be [{z.shape[1]}] for this model, got {tuple(direction.shape)}")
+            raise ConfigError(
+                f"an attribute vector must be [{z.shape[1]}] for this model, got {tuple(direction.shape)}"
+            )
         z += strength * direction.to(z)
     return z
 

@@ -7,26 +7,31 @@ from torch import Tensor, nn
 
 from genlab.data.base import TensorDataset, sample_field
 from genlab.errors import ConfigError
-from genlab.models.protocols import Encoder, eval_mode, is_conditional
+from genlab.models.protocols import Encoder, as_module, eval_mode, is_conditional
 
 ENCODE_BATCH = 256  # images encoded per model call
 
 
-def require_encoder(model: nn.Module) -> Encoder:
+def require_encoder(model: object) -> Encoder:
     """``model`` itself if it has an encoder, else a ConfigError that points to inversion."""
     if not isinstance(model, Encoder):
-        raise ConfigError(f"a {type(model).__name__} has no encoder, so real images have no latents to read off; "
-                          "find them by optimisation instead (GAN inversion: genlab latent ... --invert)")
+        raise ConfigError(
+            f"a {type(model).__name__} has no encoder, so real images have no latents to read off; "
+            "find them by optimisation instead (GAN inversion: genlab latent ... --invert)"
+        )
     return model
 
 
 def encode_means(model: Encoder, x: Tensor, labels: Tensor | None = None) -> Tensor:
     """Images ``[N, C, H, W]`` in [-1, 1] -> posterior means ``[N, D]``, in eval mode, without gradients."""
-    device = next(model.parameters()).device
-    with eval_mode(model):
-        chunks = [model.encode(x[i : i + ENCODE_BATCH].to(device),
-                               None if labels is None else labels[i : i + ENCODE_BATCH].to(device))[0]
-                  for i in range(0, x.shape[0], ENCODE_BATCH)]
+    device = next(as_module(model).parameters()).device
+    with eval_mode(as_module(model)):
+        chunks = [
+            model.encode(
+                x[i : i + ENCODE_BATCH].to(device), None if labels is None else labels[i : i + ENCODE_BATCH].to(device)
+            )[0]
+            for i in range(0, x.shape[0], ENCODE_BATCH)
+        ]
     return torch.cat(chunks)
 
 

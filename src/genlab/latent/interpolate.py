@@ -9,6 +9,7 @@ instead and keeps the norm when the endpoints share it.
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 import torch
@@ -57,7 +58,7 @@ def interpolation_path(keys: Tensor, steps: int, method: Method = "slerp") -> Te
         raise ConfigError(f"unknown interpolation {method!r}; choose from {', '.join(METHODS)}")
     step = lerp if method == "lerp" else slerp
     t = torch.linspace(0.0, 1.0, steps)
-    segments = [step(a, b, t)[:-1] for a, b in zip(keys[:-1], keys[1:])]
+    segments = [step(a, b, t)[:-1] for a, b in itertools.pairwise(keys)]
     return torch.cat([*segments, keys[-1:]])
 
 
@@ -66,8 +67,9 @@ def default_method(model: LatentSampler) -> Method:
     return "slerp" if prior_is_gaussian(model) else "lerp"
 
 
-def interpolate(model: LatentSampler, keys: Tensor, steps: int = 8, method: Method | None = None,
-                label: int | None = None) -> Tensor:
+def interpolate(
+    model: LatentSampler, keys: Tensor, steps: int = 8, method: Method | None = None, label: int | None = None
+) -> Tensor:
     """Images along :func:`interpolation_path` through ``keys`` ``[K, D]``:
     ``[(K - 1) * (steps - 1) + 1, C, H, W]`` in [-1, 1]."""
     return decode(model, interpolation_path(keys, steps, method or default_method(model)), label)

@@ -10,14 +10,15 @@ its images would one by one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from genlab.errors import ConfigError
-from genlab.models.protocols import LatentSampler
+from genlab.models.protocols import LatentSampler, as_module
 
 INVERT_BATCH = 64  # images (times restarts) optimised together
 
@@ -38,34 +39,57 @@ def frozen(module: nn.Module) -> Iterator[nn.Module]:
     try:
         yield module
     finally:
-        for p, flag in zip(module.parameters(), flags):
+        for p, flag in zip(module.parameters(), flags, strict=True):
             p.requires_grad_(flag)
         module.train(was_training)
 
 
-def invert(model: LatentSampler, x: Tensor, labels: Tensor | None = None, steps: int = 300, restarts: int = 4,
-           lr: float = 0.1, generator: torch.Generator | None = None) -> Inversion:
+def invert(
+    model: LatentSampler,
+    x: Tensor,
+    labels: Tensor | None = None,
+    steps: int = 300,
+    restarts: int = 4,
+    lr: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> Inversion:
     """Latents of images ``x`` ``[N, C, H, W]`` in [-1, 1] under ``model.decode`` (labels ``[N]`` for a
     conditional model), by ``steps`` Adam steps from ``restarts`` prior draws each."""
     if steps < 1 or restarts < 1 or lr <= 0:
         raise ConfigError(f"inversion needs steps >= 1, restarts >= 1 and a positive lr; got {steps}, {restarts}, {lr}")
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    parts = [_invert_chunk(model, x[i : i + INVERT_BATCH], None if labels is None else labels[i : i + INVERT_BATCH],
-                           steps, restarts, lr, generator)
-             for i in range(0, x.shape[0], INVERT_BATCH)]
-    return Inversion(*(torch.cat(field) for field in zip(*parts)))
+    parts = [
+        _invert_chunk(
+            model,
+            x[i : i + INVERT_BATCH],
+            None if labels is None else labels[i : i + INVERT_BATCH],
+            steps,
+            restarts,
+            lr,
+            generator,
+        )
+        for i in range(0, x.shape[0], INVERT_BATCH)
+    ]
+    return Inversion(*(torch.cat(field) for field in zip(*parts, strict=True)))
 
 
-def _invert_chunk(model: LatentSampler, x: Tensor, labels: Tensor | None, steps: int, restarts: int, lr: float,
-                  generator: torch.Generator) -> Inversion:
+def _invert_chunk(
+    model: LatentSampler,
+    x: Tensor,
+    labels: Tensor | None,
+    steps: int,
+    restarts: int,
+    lr: float,
+    generator: torch.Generator,
+) -> Inversion:
     n = x.shape[0]
-    device = next(model.parameters()).device
+    device = next(as_module(model).parameters()).device
     x = x.to(device).repeat(restarts, 1, 1, 1)  # restart r of image i is row r * n + i
     labels = None if labels is None else labels.to(device).repeat(restarts)
     z = model.latents(n * restarts, generator=generator).detach().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    with frozen(model), torch.enable_grad():
+    with frozen(as_module(model)), torch.enable_grad():
         for _ in range(steps):
             error = (model.decode(z, labels) - x).square().flatten(1).mean(1)  # [n * R]
             optimizer.zero_grad(set_to_none=True)

@@ -6,27 +6,28 @@ explicit ``torch.Generator`` so that a seed names one latent on every device.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from genlab.errors import ConfigError
-from genlab.models.protocols import LatentSampler, eval_mode, is_conditional
+from genlab.models.protocols import Conditional, LatentSampler, as_module, eval_mode, is_conditional
 
 DECODE_BATCH = 256  # latents decoded per model call
 
 
-def require_sampler(model: nn.Module) -> LatentSampler:
+def require_sampler(model: object) -> LatentSampler:
     """``model`` itself if it maps latents to samples, else a ConfigError saying so."""
     if not isinstance(model, LatentSampler):
-        raise ConfigError(f"a {type(model).__name__} has no latent space (it is not a VAE or GAN generator); "
-                          "latent tools need a model that samples from latents")
+        raise ConfigError(
+            f"a {type(model).__name__} has no latent space (it is not a VAE or GAN generator); "
+            "latent tools need a model that samples from latents"
+        )
     return model
 
 
-def sample_latents(model: LatentSampler, n: int, generator: torch.Generator,
-                   truncation: float | None = None) -> Tensor:
+def sample_latents(model: LatentSampler, n: int, generator: torch.Generator, truncation: float | None = None) -> Tensor:
     """``[n, latent_dim]`` prior draws from ``generator``; ``truncation`` t redraws values beyond +-t."""
     return model.latents(n, generator=generator, truncation=truncation)
 
@@ -38,19 +39,20 @@ def seed_latents(model: LatentSampler, seeds: Sequence[int], truncation: float |
     return torch.cat([sample_latents(model, 1, torch.Generator().manual_seed(s), truncation) for s in seeds])
 
 
-def class_labels(model: nn.Module, label: int | None, n: int) -> Tensor | None:
+def class_labels(model: object, label: int | None, n: int) -> Tensor | None:
     """``[n]`` copies of class ``label`` for a conditional model (checked against its classes); None otherwise."""
     name = type(model).__name__
     if not is_conditional(model):
         if label is not None:
             raise ConfigError(f"this {name} is not class-conditional; use it without a class")
         return None
+    assert isinstance(model, Conditional)  # is_conditional checked it
     k = model.num_classes
     if label is None:
         raise ConfigError(f"this {name} is class-conditional with {k} classes: give a class in 0..{k - 1} (--class K)")
     if not 0 <= label < k:
         raise ConfigError(f"class {label} is out of range: this {name} has {k} classes, 0..{k - 1}")
-    return torch.full((n,), label, dtype=torch.int64, device=next(model.parameters()).device)
+    return torch.full((n,), label, dtype=torch.int64, device=next(as_module(model).parameters()).device)
 
 
 def decode(model: LatentSampler, z: Tensor, label: int | None = None) -> Tensor:
@@ -61,11 +63,12 @@ def decode(model: LatentSampler, z: Tensor, label: int | None = None) -> Tensor:
     if z.dim() != 2 or z.shape[1] != model.latent_dim:
         raise ConfigError(f"latents must be [N, {model.latent_dim}] for this model, got {tuple(z.shape)}")
     labels = class_labels(model, label, z.shape[0])
-    device = next(model.parameters()).device
-    with eval_mode(model):
-        chunks = [model.decode(z[i : i + DECODE_BATCH].to(device),
-                               None if labels is None else labels[i : i + DECODE_BATCH])
-                  for i in range(0, z.shape[0], DECODE_BATCH)]
+    device = next(as_module(model).parameters()).device
+    with eval_mode(as_module(model)):
+        chunks = [
+            model.decode(z[i : i + DECODE_BATCH].to(device), None if labels is None else labels[i : i + DECODE_BATCH])
+            for i in range(0, z.shape[0], DECODE_BATCH)
+        ]
     return torch.cat(chunks)
 
 

@@ -10,13 +10,15 @@ from torch import Tensor, nn
 
 from genlab.errors import ConfigError
 from genlab.images import Grid
-from genlab.models.protocols import StyleBased, eval_mode
+from genlab.models.protocols import StyleBased, as_module, eval_mode
 
 
-def require_style_based(model: nn.Module) -> StyleBased:
+def require_style_based(model: object) -> StyleBased:
     if not isinstance(model, StyleBased):
-        raise ConfigError(f"a {type(model).__name__} has no mapping network and W space; truncation in W and style "
-                          "mixing need a style-based generator (model.name=stylegan)")
+        raise ConfigError(
+            f"a {type(model).__name__} has no mapping network and W space; truncation in W and style "
+            "mixing need a style-based generator (model.name=stylegan)"
+        )
     return model
 
 
@@ -45,8 +47,13 @@ class WSpace(nn.Module):
         return self.G.synthesis(self.G.broadcast(w))
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None,
-               truncation: float | None = None) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        labels: Tensor | None = None,
+        truncation: float | None = None,
+    ) -> Tensor:
         return self.decode(self.latents(n, generator, truncation), labels)
 
 
@@ -59,7 +66,7 @@ def check_psi(psi: float) -> float:
 @torch.no_grad()
 def sample_w(model: StyleBased, z: Tensor, psi: float = 1.0) -> Tensor:
     """Images of latents ``z`` [N, latent_dim] with w truncated towards the mean w by ``psi``."""
-    with eval_mode(model):
+    with eval_mode(as_module(model)):
         return model.synthesis(model.broadcast(model.truncate(model.mapping(z), check_psi(psi))))
 
 
@@ -68,7 +75,7 @@ def mixing_grid(model: StyleBased, rows: Tensor, columns: Tensor, crossover: int
     """Karras et al.'s style-mixing figure: the top row holds ``columns``' images, the left column
     ``rows``' images, and cell (i, j) takes row i's styles for layers before ``crossover`` (coarse:
     pose, shape) and column j's after it (fine: colour, texture). A blank corner tops it off."""
-    with eval_mode(model):
+    with eval_mode(as_module(model)):
         top = sample_w(model, columns, psi)
         cells = [torch.full_like(top[:1], 1.0), top]
         for z in rows:

@@ -6,7 +6,7 @@ the 2014 GAN's uniform option scaled to it), so the value s is s standard deviat
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -21,8 +21,10 @@ def check_dims(dims: Sequence[int], latent_dim: int) -> list[int]:
     """``dims`` as a list, each checked to be a dimension of a ``latent_dim``-dimensional latent."""
     bad = [d for d in dims if not 0 <= d < latent_dim]
     if bad:
-        raise ConfigError(f"unknown latent dimension {bad[0]}: this model's latents have {latent_dim} "
-                          f"dimensions, numbered 0..{latent_dim - 1}")
+        raise ConfigError(
+            f"unknown latent dimension {bad[0]}: this model's latents have {latent_dim} "
+            f"dimensions, numbered 0..{latent_dim - 1}"
+        )
     if not dims:
         raise ConfigError("give at least one latent dimension")
     return list(dims)
@@ -31,14 +33,17 @@ def check_dims(dims: Sequence[int], latent_dim: int) -> list[int]:
 def traversal_values(steps: int, span: float) -> Tensor:
     """``[steps]`` evenly spaced values from -span to +span prior standard deviations."""
     if steps < 2 or span <= 0:
-        raise ConfigError(f"a traversal needs at least 2 steps and a positive span (in prior standard deviations); "
-                          f"got {steps} steps and span {span}")
+        raise ConfigError(
+            f"a traversal needs at least 2 steps and a positive span (in prior standard deviations); "
+            f"got {steps} steps and span {span}"
+        )
     return torch.linspace(-span, span, steps)
 
 
 @torch.no_grad()
-def traverse(decode_fn: Callable[[Tensor], Tensor], z: Tensor, dims: list[int], values: Tensor,
-             relative: bool = False) -> Tensor:
+def traverse(
+    decode_fn: Callable[[Tensor], Tensor], z: Tensor, dims: list[int], values: Tensor, relative: bool = False
+) -> Tensor:
     """Decode ``z`` with each dim in ``dims`` set to (or, ``relative``, shifted by) each of ``values`` in turn.
 
     z: [D] base latent; values: [S]. Returns [len(dims) * S, C, H, W], one row per dim.
@@ -49,11 +54,17 @@ def traverse(decode_fn: Callable[[Tensor], Tensor], z: Tensor, dims: list[int], 
     return decode_fn(rows.flatten(0, 1))
 
 
-def traversal(model: LatentSampler, z: Tensor, dims: Sequence[int] | None = None, steps: int = 9,
-              span: float = 3.0, relative: bool = False, label: int | None = None) -> Grid:
+def traversal(
+    model: LatentSampler,
+    z: Tensor,
+    dims: Sequence[int] | None = None,
+    steps: int = 9,
+    span: float = 3.0,
+    relative: bool = False,
+    label: int | None = None,
+) -> Grid:
     """A grid with one row per dim (all by default) of ``steps`` decodes from -span to +span prior
     standard deviations (absolute values, or offsets from z with ``relative``); z: [D]."""
     dims = check_dims(range(model.latent_dim) if dims is None else dims, model.latent_dim)
     values = traversal_values(steps, span)
     return Grid(traverse(lambda rows: decode(model, rows, label), z, dims, values, relative), steps)
-

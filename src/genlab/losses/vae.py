@@ -81,9 +81,7 @@ def elbo(log_px_given_z: Tensor, kl: Tensor, beta: float = 1.0) -> Tensor:
     return log_px_given_z - beta * kl
 
 
-def decoder_log_likelihood(
-    likelihood: str, params: Tensor, x: Tensor, log_sigma: Tensor | None = None
-) -> Tensor:
+def decoder_log_likelihood(likelihood: str, params: Tensor, x: Tensor, log_sigma: Tensor | None = None) -> Tensor:
     """log p(x|z) for a decoder output ``params`` and images ``x`` in [-1, 1]. [N, ...] -> [N].
 
     "bernoulli": params are logits of pixel intensities rescaled to [0, 1].

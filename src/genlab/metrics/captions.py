@@ -10,15 +10,18 @@ from torch import Tensor, nn
 
 from genlab.data.captions import ATTRIBUTES, captions, random_attributes
 from genlab.errors import ConfigError
-from genlab.models.protocols import TextConditional, eval_mode
+from genlab.models.classifier import DigitClassifier
+from genlab.models.protocols import LatentSampler, TextConditional, eval_mode
 
 
 @torch.no_grad()
-def predicted_attributes(classifier: nn.Module, images: Tensor, batch_size: int = 500) -> Tensor:
+def predicted_attributes(classifier: DigitClassifier, images: Tensor, batch_size: int = 500) -> Tensor:
     """Images [N, C, H, W] in [-1, 1] -> the classifier's attribute indices [N, len(ATTRIBUTES)]."""
     if tuple(classifier.targets) != tuple(ATTRIBUTES):
-        raise ConfigError(f"the attribute classifier must predict {list(ATTRIBUTES)}, this one predicts "
-                          f"{list(classifier.targets)}; train it with configs/attribute_classifier.yaml")
+        raise ConfigError(
+            f"the attribute classifier must predict {list(ATTRIBUTES)}, this one predicts "
+            f"{list(classifier.targets)}; train it with configs/attribute_classifier.yaml"
+        )
     with eval_mode(classifier):
         chunks = []
         for i in range(0, len(images), batch_size):
@@ -28,7 +31,7 @@ def predicted_attributes(classifier: nn.Module, images: Tensor, batch_size: int 
 
 
 @torch.no_grad()
-def classifier_features(classifier: nn.Module, images: Tensor, batch_size: int = 500) -> Tensor:
+def classifier_features(classifier: DigitClassifier, images: Tensor, batch_size: int = 500) -> Tensor:
     """Images [N, C, H, W] in [-1, 1] -> the classifier's penultimate features, float64 [N, feature_dim]:
     the in-domain feature space for FID on sprites (Inception's does not know them)."""
     with eval_mode(classifier):
@@ -39,16 +42,19 @@ def attribute_accuracy(predicted: Tensor, expected: Tensor) -> dict[str, float]:
     """Per-attribute accuracy of predicted against expected indices, both [N, len(ATTRIBUTES)], and
     ``all``: the fraction of images right in every attribute."""
     correct = predicted == expected
-    return {**{name: float(correct[:, k].float().mean()) for k, name in enumerate(ATTRIBUTES)},
-            "all": float(correct.all(dim=1).float().mean())}
+    return {
+        **{name: float(correct[:, k].float().mean()) for k, name in enumerate(ATTRIBUTES)},
+        "all": float(correct.all(dim=1).float().mean()),
+    }
 
 
 @torch.no_grad()
-def caption_accuracy(model: nn.Module, classifier: nn.Module, n: int, seed: int = 0,
-                     shapes: int = 3) -> tuple[dict[str, float], Tensor]:
+def caption_accuracy(
+    model: nn.Module, classifier: DigitClassifier, n: int, seed: int = 0, shapes: int = 3
+) -> tuple[dict[str, float], Tensor]:
     """Sample ``n`` images of random captions (uniform attributes, seeded) and score them;
     returns the accuracies and the images (for FID)."""
-    if not isinstance(model, TextConditional):
+    if not isinstance(model, TextConditional) or not isinstance(model, LatentSampler):
         raise ConfigError(f"a {type(model).__name__} is not conditioned on text; caption accuracy needs a text_gan")
     generator = torch.Generator().manual_seed(seed)
     attributes = random_attributes(n, generator, shapes)

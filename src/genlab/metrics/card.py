@@ -46,15 +46,23 @@ def describe_extractor(extractor: Extractor, image_shape: tuple[int, ...]) -> di
     }
 
 
-def card_warnings(settings: EvalSettings, results: dict, image_shape: tuple[int, ...] | None,
-                  n_reference: int | None, feature_dim: int | None) -> list[str]:
+def card_warnings(
+    settings: EvalSettings,
+    results: dict,
+    image_shape: tuple[int, ...] | None,
+    n_reference: int | None,
+    feature_dim: int | None,
+) -> list[str]:
     warnings = []
     if "fid" in results and n_reference is not None and feature_dim is not None:
         warning = fid_small_sample_warning(settings.n, n_reference, feature_dim)
         if warning:
             warnings.append(warning)
-    if settings.features == "inception" and image_shape is not None and image_shape[-1] < 64 and any(
-        "features" in get_metric(m).needs for m in settings.metrics
+    if (
+        settings.features == "inception"
+        and image_shape is not None
+        and image_shape[-1] < 64
+        and any("features" in get_metric(m).needs for m in settings.metrics)
     ):
         warnings.append(
             f"Inception-v3 features of {image_shape[-2]}x{image_shape[-1]} images upsampled to 299x299 fit "
@@ -73,9 +81,18 @@ def card_warnings(settings: EvalSettings, results: dict, image_shape: tuple[int,
     return warnings
 
 
-def build_card(*, run: str, dataset: str, settings: EvalSettings, results: dict, image_shape: tuple[int, ...] | None,
-               extractor: Extractor | None, feature_dim: int | None, n_reference: int | None,
-               notes: list[str]) -> dict[str, Any]:
+def build_card(
+    *,
+    run: str,
+    dataset: str,
+    settings: EvalSettings,
+    results: dict,
+    image_shape: tuple[int, ...] | None,
+    extractor: Extractor | None,
+    feature_dim: int | None,
+    n_reference: int | None,
+    notes: list[str],
+) -> dict[str, Any]:
     """The card as a JSON-ready dict. ``None`` marks what the chosen metrics did not use."""
     extractor_info = describe_extractor(extractor, image_shape) if extractor and image_shape else None
     return {
@@ -98,7 +115,12 @@ def build_card(*, run: str, dataset: str, settings: EvalSettings, results: dict,
 
 
 def card_markdown(card: dict[str, Any]) -> str:
-    lines = [f"# Eval card: {card['run'] or card['dataset']}", "", f"Created {card['created']}, dataset `{card['dataset']}`.", ""]
+    lines = [
+        f"# Eval card: {card['run'] or card['dataset']}",
+        "",
+        f"Created {card['created']}, dataset `{card['dataset']}`.",
+        "",
+    ]
     lines += ["## Results", "", "| metric | value |", "|---|---|"]
     for key, value in card["results"].items():
         shown = f"{value:.6g}" if isinstance(value, float) else json.dumps(value)
@@ -106,8 +128,10 @@ def card_markdown(card: dict[str, Any]) -> str:
     lines += ["", "## Protocol", ""]
     fe = card["feature_extractor"]
     if fe:
-        lines.append(f"- Feature extractor: `{fe['name']}`, layers {fe['layers']}, weights `{fe['weights']}` "
-                     f"(sha256 `{fe['weights_sha256']}`)")
+        lines.append(
+            f"- Feature extractor: `{fe['name']}`, layers {fe['layers']}, weights `{fe['weights']}` "
+            f"(sha256 `{fe['weights_sha256']}`)"
+        )
         if fe.get("classifier_test_accuracy") is not None:
             lines.append(f"- Classifier test accuracy: {fe['classifier_test_accuracy']:.4f}")
         lines.append(f"- Resize: {fe['resize']}")

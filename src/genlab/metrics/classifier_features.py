@@ -22,6 +22,7 @@ from genlab.errors import DataError
 from genlab.images import to_model
 from genlab.metrics.features import Extractor, cache_dir, extract_features, file_sha256
 from genlab.models import load
+from genlab.models.classifier import DigitClassifier
 from genlab.runs.checkpoint import MODULES_FILE, latest_checkpoint, list_checkpoints
 
 MNIST = "genlab-mnist"
@@ -53,10 +54,14 @@ class FeatureExtractorMNIST(FeatureExtractorBase):
     folder; None takes the newest one from :func:`classifier_dir`.
     """
 
-    def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None, **kwargs) -> None:
+    def __init__(
+        self, name: str, features_list: list[str], feature_extractor_weights_path: str | Path | None = None, **kwargs
+    ) -> None:
         super().__init__(name, features_list)
         self.run_dir = find_classifier_run(feature_extractor_weights_path)
-        self.classifier = load(self.run_dir)
+        classifier = load(self.run_dir)
+        assert isinstance(classifier, DigitClassifier), f"{self.run_dir} holds a {type(classifier).__name__}"
+        self.classifier = classifier
         self.requires_grad_(False)
         self.eval()
 

@@ -20,7 +20,6 @@ KEY_NUM_MODES = "num_modes"
 KEY_KL_UNIFORM = "kl_to_uniform"
 
 
-
 def channel_modes(channel_classes: Tensor, classes: int) -> Tensor:
     """The mode index ``[N]`` of per-channel classes ``[N, C]`` in ``0..classes-1``: the channels read as the
     digits of a base-``classes`` number, the first most significant (Stacked MNIST: ``100 r + 10 g + b``)."""

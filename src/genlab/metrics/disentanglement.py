@@ -25,7 +25,8 @@ latents are. Entropies and informations are in nats; the scores are ratios and g
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import Tensor
@@ -79,8 +80,10 @@ def mutual_information(a: np.ndarray, b: np.ndarray) -> float:
 def _checked(latents: Tensor | np.ndarray, factors: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     z, v = np.asarray(latents, dtype=np.float64), np.asarray(factors, dtype=np.float64)
     if z.ndim != 2 or v.ndim != 2 or len(z) != len(v) or len(z) < 2:
-        raise ConfigError(f"disentanglement scores need latents [N, D] and factors [N, K] of the same N >= 2, "
-                          f"got {z.shape} and {v.shape}")
+        raise ConfigError(
+            f"disentanglement scores need latents [N, D] and factors [N, K] of the same N >= 2, "
+            f"got {z.shape} and {v.shape}"
+        )
     if z.shape[1] < 2:
         raise ConfigError("disentanglement scores compare latent dimensions: the model needs at least 2")
     return z, v
@@ -92,8 +95,9 @@ def _top_gap(scores: np.ndarray) -> np.ndarray:
     return ranked[0] - ranked[1]
 
 
-def mig(latents: Tensor | np.ndarray, factors: Tensor | np.ndarray, names: Sequence[str] | None = None,
-        bins: int = BINS) -> dict:
+def mig(
+    latents: Tensor | np.ndarray, factors: Tensor | np.ndarray, names: Sequence[str] | None = None, bins: int = BINS
+) -> dict:
     """Mutual information gap of latents ``[N, D]`` for factors ``[N, K]``; constant factors are skipped.
 
     Returns ``{"mig": mean over factors, "mig_per_factor": {name: gap / entropy}}``.
@@ -134,8 +138,9 @@ def _bin_classifier_accuracy(z: np.ndarray, labels: np.ndarray, bins: int = BINS
     return float((majority[test_bins] == y_test).mean())
 
 
-def sap(latents: Tensor | np.ndarray, factors: Tensor | np.ndarray, names: Sequence[str] | None = None,
-        bins: int = BINS) -> dict:
+def sap(
+    latents: Tensor | np.ndarray, factors: Tensor | np.ndarray, names: Sequence[str] | None = None, bins: int = BINS
+) -> dict:
     """Separated attribute predictability of latents ``[N, D]`` for factors ``[N, K]`` (N >= 4);
     constant factors are skipped.
 
@@ -163,33 +168,37 @@ def sap(latents: Tensor | np.ndarray, factors: Tensor | np.ndarray, names: Seque
 
 # ----------------------------------------------------------------------------- registered metrics
 
-_LATENTS: "weakref.WeakKeyDictionary[EvalContext, tuple[Tensor, Tensor, list[str]]]" = weakref.WeakKeyDictionary()
+_LATENTS: weakref.WeakKeyDictionary[EvalContext, tuple[Tensor, Tensor, list[str]]] = weakref.WeakKeyDictionary()
 
 
-def factor_latents(ctx: "EvalContext") -> tuple[Tensor, Tensor, list[str]]:
+def factor_latents(ctx: EvalContext) -> tuple[Tensor, Tensor, list[str]]:
     """Posterior means ``[n, D]`` of the first n test examples, their factors ``[n, K]`` and the factor
     names; computed once per evaluation, shared by mig and sap."""
     if ctx not in _LATENTS:
         data = ctx.test_data
         field = data.spec.get("factors")
         if not isinstance(field, Factors):
-            raise ConfigError(f"mig and sap compare latents with ground-truth factors of variation, and "
-                              f"{data.name} has none; evaluate a run trained on sprites (data.name=sprites)")
+            raise ConfigError(
+                f"mig and sap compare latents with ground-truth factors of variation, and "
+                f"{data.name} has none; evaluate a run trained on sprites (data.name=sprites)"
+            )
         n = min(ctx.settings.n, len(data))
         latents = encode_dataset(ctx.model, data, n).cpu()
-        ctx.notes.append(f"mig, sap: posterior means of the first {n} test images against their factors "
-                         f"({', '.join(field.names)}); {BINS} equal-width bins per latent dimension")
+        ctx.notes.append(
+            f"mig, sap: posterior means of the first {n} test images against their factors "
+            f"({', '.join(field.names)}); {BINS} equal-width bins per latent dimension"
+        )
         _LATENTS[ctx] = (latents, data["factors"][:n], list(field.names))
     return _LATENTS[ctx]
 
 
 @register_metric("mig", needs=("encoder",))
-def _mig(ctx: "EvalContext") -> dict:
+def _mig(ctx: EvalContext) -> dict:
     latents, factors, names = factor_latents(ctx)
     return mig(latents, factors, names)
 
 
 @register_metric("sap", needs=("encoder",))
-def _sap(ctx: "EvalContext") -> dict:
+def _sap(ctx: EvalContext) -> dict:
     latents, factors, names = factor_latents(ctx)
     return sap(latents, factors, names)

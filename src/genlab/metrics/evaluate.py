@@ -28,7 +28,7 @@ from genlab.metrics.likelihood import evaluate_likelihood
 from genlab.metrics.reference import reference_features
 from genlab.metrics.registry import NEEDS, get_metric, register_metric
 from genlab.metrics.settings import EvalSettings
-from genlab.models.protocols import is_conditional
+from genlab.models.protocols import Conditional, LatentSampler, is_conditional
 
 SAMPLE_BATCH = 500  # images drawn per model call; fixed so that a seed always gives the same samples
 NN_SAMPLES = 1000  # samples (and test images) in the memorisation check
@@ -37,20 +37,34 @@ NN_PNG_ROWS = 16
 
 def sample_labels(model: nn.Module, n: int) -> Tensor | None:
     """Balanced classes ``0, 1, ..., K-1, 0, ...`` for a conditional model's ``n`` samples, else None."""
-    return torch.arange(n) % model.num_classes if is_conditional(model) else None
+    if not is_conditional(model):
+        return None
+    assert isinstance(model, Conditional)  # is_conditional checked it
+    return torch.arange(n) % model.num_classes
 
 
 def sample_images(model: nn.Module, n: int, seed: int, truncation: float | None = None) -> Tensor:
     """``n`` samples of ``model`` as uint8 ``[n, C, H, W]``, deterministic in ``seed``; a conditional
     model's are of the classes :func:`sample_labels` gives."""
+    assert isinstance(model, LatentSampler), f"a {type(model).__name__} has no samples"
     generator = torch.Generator().manual_seed(seed)
     labels = sample_labels(model, n)
-    chunks = [to_uint8(model.sample(min(SAMPLE_BATCH, n - start), generator=generator, truncation=truncation,
-                                    labels=None if labels is None else labels[start : start + SAMPLE_BATCH]))
-              for start in range(0, n, SAMPLE_BATCH)]
+    chunks = [
+        to_uint8(
+            model.sample(
+                min(SAMPLE_BATCH, n - start),
+                generator=generator,
+                truncation=truncation,
+                labels=None if labels is None else labels[start : start + SAMPLE_BATCH],
+            )
+        )
+        for start in range(0, n, SAMPLE_BATCH)
+    ]
     images = torch.cat(chunks)
     if images.dim() != 4:
-        raise ConfigError(f"the model makes {tuple(images.shape[1:])}-shaped points, not images; image metrics do not apply")
+        raise ConfigError(
+            f"the model makes {tuple(images.shape[1:])}-shaped points, not images; image metrics do not apply"
+        )
     return images
 
 
@@ -111,8 +125,9 @@ class EvalContext:
         return extract_features(self.extractor, self.samples, self.settings.batch_size, self.settings.device)
 
     def real_features(self, images: Tensor, split: str) -> dict[str, Tensor]:
-        return reference_features(self.extractor, images, self.config.data.name, split, self.settings.batch_size,
-                                  self.settings.device)
+        return reference_features(
+            self.extractor, images, self.config.data.name, split, self.settings.batch_size, self.settings.device
+        )
 
     @cached_property
     def reference_features(self) -> dict[str, Tensor]:
@@ -135,11 +150,15 @@ def check_needs(ctx: EvalContext) -> None:
     for need, requirement in NEEDS.items():
         for name in ctx.settings.metrics:
             if need in get_metric(name).needs and not requirement.met(ctx):
-                raise ConfigError(f"metric {name!r} needs {requirement.description}, which this "
-                                  f"{type(ctx.model).__name__} run does not have")
+                raise ConfigError(
+                    f"metric {name!r} needs {requirement.description}, which this "
+                    f"{type(ctx.model).__name__} run does not have"
+                )
 
 
-def evaluate(model: nn.Module, config: Config, settings: EvalSettings, out_dir: Path, run: str = "") -> tuple[dict, dict]:
+def evaluate(
+    model: nn.Module, config: Config, settings: EvalSettings, out_dir: Path, run: str = ""
+) -> tuple[dict, dict]:
     """Run ``settings.metrics`` on ``model`` (trained with ``config``; ``run`` names it in the card).
 
     Writes PNGs and the eval card (card.json, card.md) into ``out_dir``.
@@ -192,7 +211,9 @@ def _pr(ctx: EvalContext) -> dict:
     layer = ctx.layer("pr")
     real = ctx.reference_features[layer]
     pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(ctx.settings.seed))[: len(ctx.samples)]
-    ctx.notes.append(f"pr: {len(pick)} reference images drawn at random (seed {ctx.settings.seed}) to match the sample count")
+    ctx.notes.append(
+        f"pr: {len(pick)} reference images drawn at random (seed {ctx.settings.seed}) to match the sample count"
+    )
     return precision_recall.precision_recall(ctx.sample_features[layer], real[pick])
 
 
@@ -225,7 +246,9 @@ def _nn(ctx: EvalContext) -> dict:
     d_sample, idx = nearest_neighbours.nearest(flat(samples), flat(train))
     d_test, _ = nearest_neighbours.nearest(flat(test), flat(train), k=1)
     result = nearest_neighbours.distance_report(d_sample[:, 0], d_test[:, 0], prefix="nn_pixel_")
-    nearest_neighbours.save_neighbours_png(samples[:NN_PNG_ROWS], train, idx[:NN_PNG_ROWS], ctx.out_dir / "nn_pixel.png")
+    nearest_neighbours.save_neighbours_png(
+        samples[:NN_PNG_ROWS], train, idx[:NN_PNG_ROWS], ctx.out_dir / "nn_pixel.png"
+    )
 
     layer = ctx.layer("fid")
     train_feats = ctx.real_features(ctx.train, "train")[layer]
@@ -233,7 +256,9 @@ def _nn(ctx: EvalContext) -> dict:
     f_sample, f_idx = nearest_neighbours.nearest(ctx.sample_features[layer][:n], train_feats)
     f_test, _ = nearest_neighbours.nearest(test_feats, train_feats, k=1)
     result |= nearest_neighbours.distance_report(f_sample[:, 0], f_test[:, 0], prefix="nn_feature_")
-    nearest_neighbours.save_neighbours_png(samples[:NN_PNG_ROWS], train, f_idx[:NN_PNG_ROWS], ctx.out_dir / "nn_features.png")
+    nearest_neighbours.save_neighbours_png(
+        samples[:NN_PNG_ROWS], train, f_idx[:NN_PNG_ROWS], ctx.out_dir / "nn_features.png"
+    )
     ctx.notes.append(
         f"nn: {n} samples and {n} test images against all {len(train)} training images, in pixel space and "
         f"the {ctx.extractor.name} '{layer}' feature space; PNGs nn_pixel.png and nn_features.png (sample | 3 nearest)"
@@ -251,9 +276,11 @@ def _modes(ctx: EvalContext) -> dict:
         per_channel = torch.stack([_predict(ctx, x[:, c : c + 1]) for c in range(x.shape[1])], 1)
         mode = coverage.channel_modes(per_channel, digits)
     else:
-        raise ConfigError(f"data {ctx.config.data.name!r} declares {num_modes} modes, but the digit classifier tells "
-                          f"{digits} per image or {digits ** x.shape[1]} over its {x.shape[1]} channels; "
-                          "the modes metric does not apply")
+        raise ConfigError(
+            f"data {ctx.config.data.name!r} declares {num_modes} modes, but the digit classifier tells "
+            f"{digits} per image or {digits ** x.shape[1]} over its {x.shape[1]} channels; "
+            "the modes metric does not apply"
+        )
     histogram = coverage.mode_histogram(mode, num_modes)
     return {**coverage.mode_coverage(histogram), "mode_histogram": histogram.tolist()}
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -44,7 +45,9 @@ class Extractor:
 
 
 @torch.no_grad()
-def extract_features(extractor: Extractor, images: Tensor, batch_size: int = 250, device: str | torch.device = "cpu") -> dict[str, Tensor]:
+def extract_features(
+    extractor: Extractor, images: Tensor, batch_size: int = 250, device: str | torch.device = "cpu"
+) -> dict[str, Tensor]:
     """Features of uint8 ``images: [N, C, H, W]`` (C = 1 or 3) -> {name: float32 ``[N, D]``} on the CPU.
 
     Per-image results: ``batch_size`` only bounds memory (and may change float rounding
@@ -57,7 +60,7 @@ def extract_features(extractor: Extractor, images: Tensor, batch_size: int = 250
     for batch in images.split(batch_size):
         if batch.shape[1] == 1:  # as torch-fidelity presents grey images: replicated to RGB
             batch = batch.expand(-1, 3, -1, -1)
-        for name, value in zip(module.features_list, module(batch.to(device))):
+        for name, value in zip(module.features_list, module(batch.to(device)), strict=True):
             chunks[name].append(value.float().cpu())
     return {name: torch.cat(parts) for name, parts in chunks.items()}
 

@@ -23,7 +23,9 @@ INCEPTION = "inception-v3-compat"
 # torch-fidelity downloads its weights under the first name; pytorch-fid ships the same
 # converted TF graph (same hash suffix) under the second. Either is accepted.
 INCEPTION_FILES = ("weights-inception-2015-12-05-6726825d.pth", "pt_inception-2015-12-05-6726825d.pth")
-PYTORCH_FID_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
+PYTORCH_FID_URL = (
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
+)
 
 
 def find_inception_weights(path: str | Path | None = None, download: bool = True) -> Path:
@@ -54,9 +56,9 @@ def _inception_help(hub: Path) -> str:
     return (
         f"FID/KID/IS with --features inception need the FID Inception-v3 weights, the file "
         f"{INCEPTION_FILES[1]} (about 91 MB, from {PYTORCH_FID_URL}; torch-fidelity's download of "
-        f"the same converted weights, {INCEPTION_FILES[0]} from {URL_INCEPTION_V3}, is also accepted). On a machine with internet, "
-        f"download it and put it in {hub} (the torch hub cache; $TORCH_HOME moves it), or pass "
-        f"--inception-weights PATH. For 28-pixel digits, --features mnist needs no download."
+        f"the same converted weights, {INCEPTION_FILES[0]} from {URL_INCEPTION_V3}, is also accepted). "
+        f"On a machine with internet, download it and put it in {hub} (the torch hub cache; $TORCH_HOME moves it), "
+        f"or pass --inception-weights PATH. For 28-pixel digits, --features mnist needs no download."
     )
 
 
@@ -67,10 +69,14 @@ def inception_extractor(weights: str | Path | None = None, download: bool = True
         # torch-fidelity unpickles the file without restriction; reading it with
         # weights_only=True first proves it holds nothing but tensors.
         torch.load(path, map_location="cpu", weights_only=True)
-        module = FeatureExtractorInceptionV3(INCEPTION, ["2048", "logits_unbiased"], feature_extractor_weights_path=str(path))
+        module = FeatureExtractorInceptionV3(
+            INCEPTION, ["2048", "logits_unbiased"], feature_extractor_weights_path=str(path)
+        )
     except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError) as err:  # not the right file
-        raise DataError(f"{path} is not the FID Inception-v3 weights file ({type(err).__name__}: {err}). "
-                        f"{_inception_help(Path(torch.hub.get_dir()) / 'checkpoints')}") from None
+        raise DataError(
+            f"{path} is not the FID Inception-v3 weights file ({type(err).__name__}: {err}). "
+            f"{_inception_help(Path(torch.hub.get_dir()) / 'checkpoints')}"
+        ) from None
     layers = {"fid": "2048", "kid": "2048", "pr": "2048", "is": "logits_unbiased"}
     return Extractor(INCEPTION, module, path, file_sha256(path), layers, inception_resize_mode)
 

@@ -21,7 +21,7 @@ the ring, 17.3 of 25 on the grid.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -58,14 +58,18 @@ def mixture_mode_coverage(
     if good.any():
         summary = coverage.mode_coverage(histogram)
     else:  # nothing near any mode: nothing covered, and no distribution over modes to compare
-        summary = {coverage.KEY_MODES_COVERED: 0, coverage.KEY_NUM_MODES: len(centers), coverage.KEY_KL_UNIFORM: math.nan}
+        summary = {
+            coverage.KEY_MODES_COVERED: 0,
+            coverage.KEY_NUM_MODES: len(centers),
+            coverage.KEY_KL_UNIFORM: math.nan,
+        }
     return {**summary, KEY_HIGH_QUALITY: float(good.mean())}
 
 
 def mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
     """Mean and standard error (sample std with ddof = 1, over sqrt n); the error is nan for one value."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0:
         raise ValueError("mean_and_stderr needs at least one value")
-    stderr = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else math.nan
-    return float(values.mean()), stderr
+    stderr = float(array.std(ddof=1) / math.sqrt(array.size)) if array.size > 1 else math.nan
+    return float(array.mean()), stderr

@@ -15,7 +15,7 @@ and reused for every sigma of the grid, so 10k x 10k MNIST takes seconds.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -53,9 +53,7 @@ def to_parzen_space(images: Tensor) -> Tensor:
     return images.reshape(images.shape[0], -1).double().div_(255.0)
 
 
-def parzen_log_likelihoods(
-    samples: Tensor, x: Tensor, sigmas: Sequence[float], batch_size: int = 500
-) -> Tensor:
+def parzen_log_likelihoods(samples: Tensor, x: Tensor, sigmas: Sequence[float], batch_size: int = 500) -> Tensor:
     """log p_sigma(x_i) under the kernel density on ``samples`` for every sigma.
 
     samples: ``[N, D]`` kernel centres; x: ``[M, D]`` points to score.

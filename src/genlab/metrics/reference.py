@@ -12,8 +12,14 @@ from torch import Tensor
 from genlab.metrics.features import Extractor, cache_dir, extract_features
 
 
-def reference_features(extractor: Extractor, images: Tensor, dataset: str, split: str, batch_size: int = 250,
-                       device: str | torch.device = "cpu") -> dict[str, Tensor]:
+def reference_features(
+    extractor: Extractor,
+    images: Tensor,
+    dataset: str,
+    split: str,
+    batch_size: int = 250,
+    device: str | torch.device = "cpu",
+) -> dict[str, Tensor]:
     """Features of a real split (uint8 ``images: [N, C, H, W]``), cached in ``<cache>/reference/`` as safetensors.
 
     The key names the dataset, split and resolution for people, and is made exact by a

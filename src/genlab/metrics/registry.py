@@ -12,8 +12,9 @@ holding one decorated function; nothing else needs editing.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from genlab.errors import ConfigError
 from genlab.models.protocols import Encoder, LatentSampler, is_conditional
@@ -37,8 +38,10 @@ class Need:
 # Checked in this order: the model's capabilities first, as they cost nothing.
 NEEDS: dict[str, Need] = {
     "samples": Need("a model that generates samples (a VAE or GAN)", lambda ctx: isinstance(ctx.model, LatentSampler)),
-    "encoder": Need("a model with an encoder, such as a VAE (a GAN has none; for its likelihood use parzen)",
-                    lambda ctx: isinstance(ctx.model, Encoder)),
+    "encoder": Need(
+        "a model with an encoder, such as a VAE (a GAN has none; for its likelihood use parzen)",
+        lambda ctx: isinstance(ctx.model, Encoder),
+    ),
     "labels": Need("a class-conditional model", lambda ctx: is_conditional(ctx.model)),
     "classifier": Need("the digit classifier", lambda ctx: ctx.classifier is not None),
     "features": Need("the chosen feature space's network", lambda ctx: ctx.extractor is not None),
@@ -83,6 +86,7 @@ def metric_names() -> list[str]:
 
     Sorted by module rather than kept in registration order, which depends on what was imported first.
     """
-    by_module = sorted(METRICS.entries(),
-                       key=lambda m: (m.compute.__module__ != "genlab.metrics.evaluate", m.compute.__module__))
+    by_module = sorted(
+        METRICS.entries(), key=lambda m: (m.compute.__module__ != "genlab.metrics.evaluate", m.compute.__module__)
+    )
     return [m.name for m in by_module]

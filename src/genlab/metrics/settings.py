@@ -46,8 +46,10 @@ class EvalSettings:
         if not 1 <= self.iw_k <= 10**6:
             raise ConfigError(f"--k is the number of importance samples, in [1, 1000000]; got {self.iw_k}")
         if self.features not in FEATURE_SPACES or self.reference_split not in ("train", "test"):
-            raise ConfigError(f"features must be inception or mnist and the reference split train or test, "
-                              f"got {self.features!r} and {self.reference_split!r}")
+            raise ConfigError(
+                f"features must be inception or mnist and the reference split train or test, "
+                f"got {self.features!r} and {self.reference_split!r}"
+            )
 
 
 def default_metrics(model: nn.Module) -> tuple[str, ...]:

@@ -100,4 +100,3 @@ def bulk_mask(x: np.ndarray, density: np.ndarray, mass: float = 0.98) -> np.ndar
     mask = np.zeros(x.shape, dtype=bool)
     mask[keep] = True
     return mask
-

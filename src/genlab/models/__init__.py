@@ -8,8 +8,9 @@ A model builder reads only the data's spec and returns a factory per module role
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,8 +34,12 @@ def build_modules(cfg: ModelConfig, spec: Spec) -> dict[str, nn.Module]:
     return {role: make() for role, make in build_model(cfg, spec).items()}
 
 
-def load(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str | Path | None = None,
-         role: str | None = None) -> nn.Module:
+def load(
+    run_dir: str | Path,
+    device: str | torch.device = "cpu",
+    checkpoint: str | Path | None = None,
+    role: str | None = None,
+) -> nn.Module:
     """The exported model of a run (a VAE, a GAN's EMA generator, a classifier) in eval mode.
 
     Builds only that model from the checkpoint's ``model.yaml`` and ``model.safetensors``
@@ -78,4 +83,5 @@ def examples(name: str) -> list[tuple[ModelConfig, Spec]]:
     """
     cls = MODELS.get(name).config_cls
     spec = getattr(cls, "example_spec", DEFAULT_EXAMPLE_SPEC)
-    return [(cls(name=name, **variant), spec) for variant in getattr(cls, "example_variants", ({},))]
+    variants: tuple[dict[str, Any], ...] = getattr(cls, "example_variants", ({},))
+    return [(cls(name=name, **variant), spec) for variant in variants]

@@ -41,8 +41,16 @@ class DigitClassifier(nn.Module):
     With several ``targets`` the logits are the heads' side by side, ``head_sizes`` wide each.
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], num_classes: int, channels: int, feature_dim: int, dropout: float,
-                 targets: tuple[str, ...] = ("label",), head_sizes: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        num_classes: int,
+        channels: int,
+        feature_dim: int,
+        dropout: float,
+        targets: tuple[str, ...] = ("label",),
+        head_sizes: tuple[int, ...] | None = None,
+    ) -> None:
         super().__init__()
         c, h, w = image_shape
         self.image_shape = tuple(image_shape)
@@ -68,9 +76,19 @@ class DigitClassifier(nn.Module):
 def build_classifier(cfg: ClassifierConfig, spec: Spec) -> dict:
     image = spec.get("image")
     heads = [class_field(spec, key=target) for target in cfg.targets]
-    if not isinstance(image, Image) or image.height % 4 or image.width % 4 or any(h is None or h.num_classes < 2 for h in heads):
-        raise ConfigError(f"mnist_classifier needs images with sides divisible by 4 and class fields {list(cfg.targets)} "
-                          f"(model.targets), the data has {describe(spec)}")
-    sizes = tuple(h.num_classes for h in heads)
-    return {"classifier": lambda: DigitClassifier(image.shape, sum(sizes), cfg.channels, cfg.feature_dim, cfg.dropout,
-                                                  cfg.targets, sizes)}
+    if (
+        not isinstance(image, Image)
+        or image.height % 4
+        or image.width % 4
+        or any(h is None or h.num_classes < 2 for h in heads)
+    ):
+        raise ConfigError(
+            f"mnist_classifier needs images with sides divisible by 4 and class fields {list(cfg.targets)} "
+            f"(model.targets), the data has {describe(spec)}"
+        )
+    sizes = tuple(h.num_classes for h in heads if h is not None)  # none is None: checked above
+    return {
+        "classifier": lambda: DigitClassifier(
+            image.shape, sum(sizes), cfg.channels, cfg.feature_dim, cfg.dropout, cfg.targets, sizes
+        )
+    }

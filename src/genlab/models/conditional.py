@@ -30,9 +30,10 @@ G, no BigGAN block layout); self-attention sits at one resolution.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -83,20 +84,29 @@ class SNGANProjectionConfig(ModelConfig):
     )
 
     bounds: ClassVar[dict[str, Range]] = {
-        "latent_dim": at_least(1), "g_channels": at_least(1), "d_channels": at_least(1), "embedding_dim": at_least(1),
+        "latent_dim": at_least(1),
+        "g_channels": at_least(1),
+        "d_channels": at_least(1),
+        "embedding_dim": at_least(1),
         "attention_resolution": at_least(0, "a feature-map side; 0 turns attention off"),
     }
 
     def __post_init__(self) -> None:
         if self.attention_resolution and min(self.g_channels, self.d_channels) < 8:
-            raise ConfigError("self-attention uses channels/8 queries and keys: set model.g_channels and "
-                              "model.d_channels to at least 8, or model.attention_resolution=0")
+            raise ConfigError(
+                "self-attention uses channels/8 queries and keys: set model.g_channels and "
+                "model.d_channels to at least 8, or model.attention_resolution=0"
+            )
         if self.shared_embedding and not self.conditional:
-            raise ConfigError("model.shared_embedding is a class embedding; with model.conditional=false "
-                              "there are no classes: set shared_embedding=false")
+            raise ConfigError(
+                "model.shared_embedding is a class embedding; with model.conditional=false "
+                "there are no classes: set shared_embedding=false"
+            )
         if self.hierarchical_latent and not self.shared_embedding:
-            raise ConfigError("model.hierarchical_latent conditions each block on [its chunk of z, the shared "
-                              "class embedding] (BigGAN): also set model.shared_embedding=true")
+            raise ConfigError(
+                "model.hierarchical_latent conditions each block on [its chunk of z, the shared "
+                "class embedding] (BigGAN): also set model.shared_embedding=true"
+            )
 
 
 class ConditionalBatchNorm2d(nn.Module):
@@ -106,6 +116,9 @@ class ConditionalBatchNorm2d(nn.Module):
     ``cond_dim``, c is a vector [N, cond_dim] mapped linearly (BigGAN's shared embedding).
     Both start at zero (gain 1, bias 0). x: [N, C, H, W] -> [N, C, H, W].
     """
+
+    gain: nn.Embedding | nn.Linear
+    bias: nn.Embedding | nn.Linear
 
     def __init__(self, channels: int, num_classes: int = 0, cond_dim: int = 0) -> None:
         super().__init__()
@@ -150,8 +163,16 @@ class ProjectionGenerator(Generator):
     feeds z in equal chunks to the stem and each block.
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int, channels: int, num_classes: int = 0,
-                 attention_side: int = 0, embedding_dim: int = 0, hierarchical: bool = False) -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        latent_dim: int,
+        channels: int,
+        num_classes: int = 0,
+        attention_side: int = 0,
+        embedding_dim: int = 0,
+        hierarchical: bool = False,
+    ) -> None:
         super().__init__()
         self.image_shape, self.latent_dim, self.num_classes = tuple(image_shape), latent_dim, num_classes
         sides = generator_sides(image_shape[-1])
@@ -193,12 +214,13 @@ class ProjectionGenerator(Generator):
         return stem, [torch.cat([chunk, embedding], dim=1) for chunk in chunks]
 
     def _attend(self, h: Tensor, stage: int) -> Tensor:
-        return self.attention(h) if stage == self.attention_stage else h
+        # attention_stage is -1, no stage, without an attention block
+        return self.attention(h) if stage == self.attention_stage and self.attention is not None else h
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         stem_z, conds = self._conditions(z, labels)
         h = self._attend(self.stem(stem_z).view(z.shape[0], -1, self.base, self.base), 0)
-        for stage, (block, cond) in enumerate(zip(self.blocks, conds), start=1):
+        for stage, (block, cond) in enumerate(zip(self.blocks, conds, strict=False), start=1):
             h = self._attend(block(h, cond), stage)
         return self.head(h)
 
@@ -206,8 +228,9 @@ class ProjectionGenerator(Generator):
 class ProjectionDiscriminator(nn.Module):
     """x: [N, C, S, S] in [-1, 1] (and labels [N] when ``num_classes``) -> logits [N]."""
 
-    def __init__(self, image_shape: tuple[int, int, int], channels: int, num_classes: int = 0,
-                 attention_side: int = 0) -> None:
+    def __init__(
+        self, image_shape: tuple[int, int, int], channels: int, num_classes: int = 0, attention_side: int = 0
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         sides = discriminator_sides(image_shape[-1])
@@ -237,13 +260,17 @@ def _check_for_size(cfg: SNGANProjectionConfig, size: int) -> None:
     if cfg.attention_resolution:
         shared = sorted(set(generator_sides(size)) & set(discriminator_sides(size)))
         if cfg.attention_resolution not in shared:
-            raise ConfigError(f"model.attention_resolution={cfg.attention_resolution}: at {size} px no G and D "
-                              f"feature maps have that side; use one of {shared}, or 0 for no attention")
+            raise ConfigError(
+                f"model.attention_resolution={cfg.attention_resolution}: at {size} px no G and D "
+                f"feature maps have that side; use one of {shared}, or 0 for no attention"
+            )
     chunks = len(generator_sides(size))
     if cfg.hierarchical_latent and cfg.latent_dim % chunks:
-        raise ConfigError(f"model.hierarchical_latent splits model.latent_dim={cfg.latent_dim} into {chunks} equal "
-                          f"chunks at {size} px (the stem and {chunks - 1} blocks): set latent_dim to a multiple "
-                          f"of {chunks}, e.g. {cfg.latent_dim - cfg.latent_dim % chunks or chunks}")
+        raise ConfigError(
+            f"model.hierarchical_latent splits model.latent_dim={cfg.latent_dim} into {chunks} equal "
+            f"chunks at {size} px (the stem and {chunks - 1} blocks): set latent_dim to a multiple "
+            f"of {chunks}, e.g. {cfg.latent_dim - cfg.latent_dim % chunks or chunks}"
+        )
 
 
 @register_model("sngan_projection", SNGANProjectionConfig)
@@ -253,7 +280,8 @@ def build_sngan_projection(cfg: SNGANProjectionConfig, spec: Spec) -> dict:
     _check_for_size(cfg, shape[-1])
     embedding_dim = cfg.embedding_dim if cfg.shared_embedding else 0
     return {
-        "G": lambda: ProjectionGenerator(shape, cfg.latent_dim, cfg.g_channels, k, cfg.attention_resolution,
-                                         embedding_dim, cfg.hierarchical_latent),
+        "G": lambda: ProjectionGenerator(
+            shape, cfg.latent_dim, cfg.g_channels, k, cfg.attention_resolution, embedding_dim, cfg.hierarchical_latent
+        ),
         "D": lambda: ProjectionDiscriminator(shape, cfg.d_channels, k, cfg.attention_resolution),
     }

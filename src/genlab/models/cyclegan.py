@@ -51,8 +51,7 @@ class CycleGANConfig(ModelConfig):
         {"g_channels": 4, "g_blocks": 1, "d_channels": 4},
         {"g_channels": 4, "g_blocks": 2, "d_channels": 4, "d_receptive_field": 16},
     )
-    bounds: ClassVar[dict[str, Range]] = {"g_channels": at_least(1), "g_blocks": at_least(0),
-                                          "d_channels": at_least(1)}
+    bounds: ClassVar[dict[str, Range]] = {"g_channels": at_least(1), "g_blocks": at_least(0), "d_channels": at_least(1)}
 
 
 class ResidualBlock(nn.Module):
@@ -62,8 +61,14 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False), nn.InstanceNorm2d(channels), nn.ReLU(),
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False), nn.InstanceNorm2d(channels))
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=False),
+            nn.InstanceNorm2d(channels),
+            nn.ReLU(),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=False),
+            nn.InstanceNorm2d(channels),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
@@ -76,20 +81,28 @@ class ResnetGenerator(nn.Module):
     :class:`~genlab.models.protocols.Translator` capability.
     """
 
-    def __init__(self, source_shape: tuple[int, int, int], target_shape: tuple[int, int, int], channels: int,
-                 blocks: int) -> None:
+    def __init__(
+        self, source_shape: tuple[int, int, int], target_shape: tuple[int, int, int], channels: int, blocks: int
+    ) -> None:
         super().__init__()
         self.source_shape, self.target_shape = tuple(source_shape), tuple(target_shape)
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(source_shape[0], channels, 7, bias=False),
-                                   nn.InstanceNorm2d(channels), nn.ReLU()]
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(source_shape[0], channels, 7, bias=False),
+            nn.InstanceNorm2d(channels),
+            nn.ReLU(),
+        ]
         width = channels
         for _ in range(DOWNSAMPLINGS):
             layers += [nn.Conv2d(width, 2 * width, 3, 2, 1, bias=False), nn.InstanceNorm2d(2 * width), nn.ReLU()]
             width *= 2
         layers += [ResidualBlock(width) for _ in range(blocks)]
         for _ in range(DOWNSAMPLINGS):
-            layers += [nn.ConvTranspose2d(width, width // 2, 3, 2, 1, output_padding=1, bias=False),
-                       nn.InstanceNorm2d(width // 2), nn.ReLU()]
+            layers += [
+                nn.ConvTranspose2d(width, width // 2, 3, 2, 1, output_padding=1, bias=False),
+                nn.InstanceNorm2d(width // 2),
+                nn.ReLU(),
+            ]
             width //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, target_shape[0], 7), nn.Tanh()]
         self.net = nn.Sequential(*layers)
@@ -103,14 +116,18 @@ class ResnetGenerator(nn.Module):
         gradients. G has no noise, so ``generator`` is unused; instance norm uses each image's own
         statistics in train and eval mode alike. The module's mode is restored after."""
         with eval_mode(self):
-            return self(source.to(self.net[1].weight.device))
+            conv = self.net[1]  # the first convolution, after the padding
+            assert isinstance(conv, nn.Conv2d)
+            return self(source.to(conv.weight.device))
 
 
 def _domain(spec: Spec, key: str) -> Image:
     field = spec.get(key)
     if not isinstance(field, Image):
-        raise ConfigError(f"cyclegan translates between two image domains, fields 'a' and 'b'; the data has "
-                          f"{describe(spec)}. Use data.name=unpaired with data.a and data.b")
+        raise ConfigError(
+            f"cyclegan translates between two image domains, fields 'a' and 'b'; the data has "
+            f"{describe(spec)}. Use data.name=unpaired with data.a and data.b"
+        )
     return field
 
 
@@ -119,14 +136,20 @@ def build_cyclegan(cfg: CycleGANConfig, spec: Spec) -> dict:
     a, b = _domain(spec, "a"), _domain(spec, "b")
     side = a.height
     if (a.height, a.width) != (b.height, b.width) or a.height != a.width:
-        raise ConfigError(f"cyclegan needs square images of one size in both domains; the data has {describe(spec)}. "
-                          "Set data.a.image_size and data.b.image_size to the same value")
+        raise ConfigError(
+            f"cyclegan needs square images of one size in both domains; the data has {describe(spec)}. "
+            "Set data.a.image_size and data.b.image_size to the same value"
+        )
     if side % 2**DOWNSAMPLINGS or side < MIN_SIDE:
-        raise ConfigError(f"cyclegan's generators need image sides divisible by {2**DOWNSAMPLINGS} and at least "
-                          f"{MIN_SIDE} pixels; the data's are {side}. Set the domains' image_size (e.g. 28, 32, 128)")
+        raise ConfigError(
+            f"cyclegan's generators need image sides divisible by {2**DOWNSAMPLINGS} and at least "
+            f"{MIN_SIDE} pixels; the data's are {side}. Set the domains' image_size (e.g. 28, 32, 128)"
+        )
     if cfg.d_receptive_field == "image" and side & (side - 1):
-        raise ConfigError(f"model.d_receptive_field=image needs a power-of-two image side, the data's is {side}; "
-                          "use 70 or another image_size")
+        raise ConfigError(
+            f"model.d_receptive_field=image needs a power-of-two image side, the data's is {side}; "
+            "use 70 or another image_size"
+        )
     return {
         "G_AB": lambda: ResnetGenerator(a.shape, b.shape, cfg.g_channels, cfg.g_blocks),
         "G_BA": lambda: ResnetGenerator(b.shape, a.shape, cfg.g_channels, cfg.g_blocks),

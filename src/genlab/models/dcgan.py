@@ -18,6 +18,7 @@ initialisation instead of their Xavier-uniform. A GPU model.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -44,7 +45,11 @@ class DCGANConfig(ModelConfig):
     d_channels: int = 64  # D's first width (ndf); doubles per stride-2 stage
     spectral_norm: bool = False  # on every D layer; D then has no batch norm
     d_norm: Literal["batch", "none"] = "batch"  # "none" for WGAN-GP and R1
-    bounds: ClassVar[dict[str, Range]] = {"latent_dim": at_least(1), "g_channels": at_least(1), "d_channels": at_least(1)}
+    bounds: ClassVar[dict[str, Range]] = {
+        "latent_dim": at_least(1),
+        "g_channels": at_least(1),
+        "d_channels": at_least(1),
+    }
 
 
 class DCGANGenerator(Generator):
@@ -61,7 +66,7 @@ class DCGANGenerator(Generator):
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(),
         ]
-        for c_in, c_out in zip(widths, widths[1:]):
+        for c_in, c_out in itertools.pairwise(widths):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
         layers += [nn.ConvTranspose2d(widths[-1], image_shape[0], 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
@@ -81,7 +86,7 @@ class DCGANDiscriminator(nn.Module):
         widths = [channels * 2**i for i in range(stages)]  # e.g. [64, 128, 256, 512]
         # No normalisation on the input layer: the paper found it made samples oscillate.
         layers: list[nn.Module] = [maybe_sn(nn.Conv2d(image_shape[0], widths[0], 4, 2, 1), sn), nn.LeakyReLU(0.2)]
-        for c_in, c_out in zip(widths, widths[1:]):
+        for c_in, c_out in itertools.pairwise(widths):
             layers.append(maybe_sn(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not batch_norm), sn))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(c_out))
@@ -115,7 +120,11 @@ class SNGANResNet32Config(ModelConfig):
     g_channels: int = 256
     d_channels: int = 128
     example_spec: ClassVar[Spec] = {"image": Image(3, 32, 32)}
-    bounds: ClassVar[dict[str, Range]] = {"latent_dim": at_least(1), "g_channels": at_least(1), "d_channels": at_least(1)}
+    bounds: ClassVar[dict[str, Range]] = {
+        "latent_dim": at_least(1),
+        "g_channels": at_least(1),
+        "d_channels": at_least(1),
+    }
 
 
 class ResNetGenerator(Generator):

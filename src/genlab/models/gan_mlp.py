@@ -57,15 +57,22 @@ class GANMLPConfig(ModelConfig):
     example_variants: ClassVar[tuple[dict, ...]] = ({}, {"conditional": True})
 
     bounds: ClassVar[dict[str, Range]] = {
-        "latent_dim": at_least(1), "g_hidden": at_least(1), "d_units": at_least(1), "d_pieces": at_least(1),
-        "d_input_dropout": PROBABILITY, "d_hidden_dropout": PROBABILITY, "g_label_hidden": NON_NEGATIVE,
+        "latent_dim": at_least(1),
+        "g_hidden": at_least(1),
+        "d_units": at_least(1),
+        "d_pieces": at_least(1),
+        "d_input_dropout": PROBABILITY,
+        "d_hidden_dropout": PROBABILITY,
+        "g_label_hidden": NON_NEGATIVE,
         "d_label_units": at_least(1),
     }
 
     def __post_init__(self) -> None:
         if self.conditional and not 0 < self.g_label_hidden < self.g_hidden:
-            raise ConfigError(f"model.g_label_hidden ({self.g_label_hidden}) must be between 0 and model.g_hidden "
-                              f"({self.g_hidden}) exclusive: the label and z each get part of G's first layer")
+            raise ConfigError(
+                f"model.g_label_hidden ({self.g_label_hidden}) must be between 0 and model.g_hidden "
+                f"({self.g_hidden}) exclusive: the label and z each get part of G's first layer"
+            )
 
 
 class Parallel(nn.Module):
@@ -90,8 +97,15 @@ def join_one_hot(h: Tensor, labels: Tensor | None, num_classes: int) -> Tensor:
 class MLPGenerator(Generator):
     """z: [N, latent_dim] (and labels [N] when ``num_classes``) -> images [N, C, H, W] in [-1, 1]."""
 
-    def __init__(self, image_shape: tuple[int, ...], latent_dim: int, hidden: int, noise: Noise,
-                 num_classes: int = 0, label_hidden: int = 0) -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, ...],
+        latent_dim: int,
+        hidden: int,
+        noise: Noise,
+        num_classes: int = 0,
+        label_hidden: int = 0,
+    ) -> None:
         super().__init__()
         self.image_shape, self.latent_dim, self.noise = tuple(image_shape), latent_dim, noise
         self.num_classes = num_classes
@@ -102,8 +116,10 @@ class MLPGenerator(Generator):
         else:
             first = nn.Linear(latent_dim, hidden)
         self.net = nn.Sequential(
-            first, nn.ReLU(),
-            nn.Linear(hidden, hidden), nn.ReLU(),
+            first,
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
             nn.Linear(hidden, prod(image_shape)),
         )
         init_uniform(self, 0.05)
@@ -113,8 +129,10 @@ class MLPGenerator(Generator):
         (pylearn2's init_sigmoid_bias_from_marginals)."""
         images = data["image"]
         mean = (images.sum(dim=0, dtype=torch.float64) / (255.0 * len(images))).flatten().float()
+        out = self.net[-1]
+        assert isinstance(out, nn.Linear)
         with torch.no_grad():
-            self.net[-1].bias.copy_(torch.logit(mean.clamp(1e-3, 1 - 1e-3)))
+            out.bias.copy_(torch.logit(mean.clamp(1e-3, 1 - 1e-3)))
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         h = join_one_hot(z, labels, self.num_classes) if self.num_classes else z
@@ -128,20 +146,33 @@ class MaxoutDiscriminator(nn.Module):
     """x: [N, C, H, W] in [-1, 1] (and labels [N] when ``num_classes``) -> logits [N]."""
 
     def __init__(
-        self, image_shape: tuple[int, ...], units: int, pieces: int, p_input: float, p_hidden: float,
-        num_classes: int = 0, label_units: int = 0,
+        self,
+        image_shape: tuple[int, ...],
+        units: int,
+        pieces: int,
+        p_input: float,
+        p_hidden: float,
+        num_classes: int = 0,
+        label_units: int = 0,
     ) -> None:
         super().__init__()
         self.num_classes, pixels = num_classes, prod(image_shape)
         if num_classes:  # the flat image and the one-hot label arrive joined
-            first: list[nn.Module] = [Parallel(nn.Sequential(nn.Dropout(p_input), Maxout(pixels, units, pieces)),
-                                               Maxout(num_classes, label_units, pieces), pixels)]
+            first: list[nn.Module] = [
+                Parallel(
+                    nn.Sequential(nn.Dropout(p_input), Maxout(pixels, units, pieces)),
+                    Maxout(num_classes, label_units, pieces),
+                    pixels,
+                )
+            ]
         else:
             first = [nn.Flatten(), nn.Dropout(p_input), Maxout(pixels, units, pieces)]
         self.net = nn.Sequential(
             *first,
-            nn.Dropout(p_hidden), Maxout(units + label_units, units, pieces),
-            nn.Dropout(p_hidden), nn.Linear(units, 1),
+            nn.Dropout(p_hidden),
+            Maxout(units + label_units, units, pieces),
+            nn.Dropout(p_hidden),
+            nn.Linear(units, 1),
         )
         init_uniform(self, 0.005)
 

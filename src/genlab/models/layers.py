@@ -50,8 +50,13 @@ class Generator(nn.Module):
         return self(z) if labels is None else self(z, labels)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None,
-               truncation: float | None = None) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        labels: Tensor | None = None,
+        truncation: float | None = None,
+    ) -> Tensor:
         """n images [n, C, H, W] in [-1, 1], in the module's current train/eval mode."""
         z = self.latents(n, generator, truncation)
         return self.decode(z, check_labels(self, n, labels, generator))
@@ -86,9 +91,9 @@ class LatentProjection(nn.ConvTranspose2d):
     def __init__(self, in_channels: int, out_channels: int, side: int, bias: bool = True) -> None:
         super().__init__(in_channels, out_channels, side, 1, 0, bias=bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-2:] != (1, 1):
-            return super().forward(x)
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        if x.shape[-2:] != (1, 1) or output_size is not None:
+            return super().forward(x, output_size)
         weight = self.weight  # [C_in, C_out, k, k]
         if weight.is_contiguous(memory_format=torch.channels_last):  # memory order [C_in, k, k, C_out]: keep it
             memory_order = weight.permute(0, 2, 3, 1)
@@ -212,8 +217,9 @@ class EqualLinear(nn.Module):
     """A linear layer with equalised learning rate (Karras et al. 2018): weights drawn N(0, 1/lr_mul^2)
     and scaled at run time by lr_mul / sqrt(fan_in), so Adam's steps are alike for every layer."""
 
-    def __init__(self, in_features: int, out_features: int, bias_init: float = 0.0, lr_mul: float = 1.0,
-                 activation: bool = False) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, bias_init: float = 0.0, lr_mul: float = 1.0, activation: bool = False
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
         self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)) / lr_mul)
@@ -227,11 +233,17 @@ class EqualLinear(nn.Module):
 class EqualConv2d(nn.Module):
     """A convolution with equalised learning rate, 'same' padding, optional bias and leaky ReLU * sqrt 2."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, bias: bool = True, activation: bool = True) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel: int, bias: bool = True, activation: bool = True
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self.scale, self.padding, self.activation = 1 / math.sqrt(in_channels * kernel * kernel), kernel // 2, activation
+        self.scale, self.padding, self.activation = (
+            1 / math.sqrt(in_channels * kernel * kernel),
+            kernel // 2,
+            activation,
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)

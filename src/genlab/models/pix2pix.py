@@ -30,8 +30,10 @@ and has fewer such layers below 256 px (none at 32). Weights N(0, 0.02) as in bo
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -62,9 +64,13 @@ class Pix2PixConfig(ModelConfig):
     g_dropout: float = 0.5  # in the first three decoder layers, at training and test time; 0 = deterministic G
     example_spec: ClassVar[Spec] = {"source": Image(1, 32, 32), "target": Image(3, 32, 32)}
     example_variants: ClassVar[tuple[dict, ...]] = tuple(
-        {"g_channels": 8, "d_channels": 8, "d_receptive_field": rf} for rf in (1, 16, 70, "image"))
-    bounds: ClassVar[dict[str, Range]] = {"g_channels": at_least(1), "d_channels": at_least(1),
-                                          "g_dropout": Range(0, 1, high_open=True, note="0: a deterministic G")}
+        {"g_channels": 8, "d_channels": 8, "d_receptive_field": rf} for rf in (1, 16, 70, "image")
+    )
+    bounds: ClassVar[dict[str, Range]] = {
+        "g_channels": at_least(1),
+        "d_channels": at_least(1),
+        "g_dropout": Range(0, 1, high_open=True, note="0: a deterministic G"),
+    }
 
 
 def _widths(channels: int, n: int) -> list[int]:
@@ -77,21 +83,29 @@ class UNetGenerator(nn.Module):
     Provides the :class:`~genlab.models.protocols.Translator` capability.
     """
 
-    def __init__(self, source_shape: tuple[int, int, int], target_shape: tuple[int, int, int], channels: int,
-                 dropout: float) -> None:
+    def __init__(
+        self, source_shape: tuple[int, int, int], target_shape: tuple[int, int, int], channels: int, dropout: float
+    ) -> None:
         super().__init__()
         self.source_shape, self.target_shape, self.dropout = tuple(source_shape), tuple(target_shape), dropout
         depth = source_shape[-1].bit_length() - 1  # stride-2 layers down to 1x1
         widths = _widths(channels, depth)
         self.encoder = nn.ModuleList()
-        for i, (c_in, c_out) in enumerate(zip([source_shape[0], *widths], widths)):
+        for i, (c_in, c_out) in enumerate(zip([source_shape[0], *widths], widths, strict=False)):
             norm = 0 < i < depth - 1  # not on the input layer (as in DCGAN) nor on the 1x1 bottleneck
-            self.encoder.append(nn.Sequential(
-                nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not norm), *([nn.BatchNorm2d(c_out)] if norm else []), nn.LeakyReLU(0.2)))
+            self.encoder.append(
+                nn.Sequential(
+                    nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not norm),
+                    *([nn.BatchNorm2d(c_out)] if norm else []),
+                    nn.LeakyReLU(0.2),
+                )
+            )
         self.decoder = nn.ModuleList()  # bottleneck first; every input but the first is doubled by its skip
         for j, c_out in enumerate(reversed(widths[:-1])):
             c_in = widths[-1] if j == 0 else 2 * widths[depth - 1 - j]
-            self.decoder.append(nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out)))
+            self.decoder.append(
+                nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out))
+            )
         self.out = nn.ConvTranspose2d(2 * widths[0], target_shape[0], 4, 2, 1)
         init_dcgan(self)
 
@@ -128,9 +142,14 @@ class UNetGenerator(nn.Module):
 
 
 def _pixel_layers(c_in: int, ndf: int, norm: Callable[[int], nn.Module]) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, ndf, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(ndf, 2 * ndf, 1, bias=False), norm(2 * ndf), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * ndf, 1, 1)]
+    return [
+        nn.Conv2d(c_in, ndf, 1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(ndf, 2 * ndf, 1, bias=False),
+        norm(2 * ndf),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(2 * ndf, 1, 1),
+    ]
 
 
 def _patch_layers(c_in: int, ndf: int, n_layers: int, norm: Callable[[int], nn.Module]) -> list[nn.Module]:
@@ -138,10 +157,10 @@ def _patch_layers(c_in: int, ndf: int, n_layers: int, norm: Callable[[int], nn.M
     a receptive field of 16 (n_layers=1), 34 (2) or 70 (3) pixels."""
     widths = _widths(ndf, n_layers + 1)
     layers: list[nn.Module] = [nn.Conv2d(c_in, widths[0], 4, 2, 1), nn.LeakyReLU(0.2)]
-    for i, (a, b) in enumerate(zip(widths, widths[1:]), start=1):
+    for i, (a, b) in enumerate(itertools.pairwise(widths), start=1):
         stride = 2 if i < n_layers else 1
         layers += [nn.Conv2d(a, b, 4, stride, 1, bias=False), norm(b), nn.LeakyReLU(0.2)]
-    return layers + [nn.Conv2d(widths[-1], 1, 4, 1, 1)]
+    return [*layers, nn.Conv2d(widths[-1], 1, 4, 1, 1)]
 
 
 def _image_layers(c_in: int, ndf: int, size: int, norm: Callable[[int], nn.Module]) -> list[nn.Module]:
@@ -149,9 +168,9 @@ def _image_layers(c_in: int, ndf: int, size: int, norm: Callable[[int], nn.Modul
     ImageGAN at 256 px: C64-C128-C256-C512-C512-C512)."""
     widths = _widths(ndf, (size // 4).bit_length() - 1)
     layers: list[nn.Module] = [nn.Conv2d(c_in, widths[0], 4, 2, 1), nn.LeakyReLU(0.2)]
-    for a, b in zip(widths, widths[1:]):
+    for a, b in itertools.pairwise(widths):
         layers += [nn.Conv2d(a, b, 4, 2, 1, bias=False), norm(b), nn.LeakyReLU(0.2)]
-    return layers + [nn.Conv2d(widths[-1], 1, 4, 1, 0)]
+    return [*layers, nn.Conv2d(widths[-1], 1, 4, 1, 0)]
 
 
 class PatchDiscriminator(nn.Module):
@@ -162,8 +181,9 @@ class PatchDiscriminator(nn.Module):
     at S = 32: 32x32, 14x14, 2x2 and 1x1.
     """
 
-    def __init__(self, in_channels: int, size: int, channels: int, receptive_field: ReceptiveField,
-                 norm: Norm = "batch") -> None:
+    def __init__(
+        self, in_channels: int, size: int, channels: int, receptive_field: ReceptiveField, norm: Norm = "batch"
+    ) -> None:
         super().__init__()
         make_norm = NORMS[norm]
         if receptive_field == 1:
@@ -184,10 +204,13 @@ def build_pix2pix(cfg: Pix2PixConfig, spec: Spec) -> dict:
     source = image_field(spec, "pix2pix", SIZES, key="source")
     target = image_field(spec, "pix2pix", SIZES, key="target")
     if source.height != target.height:
-        raise ConfigError(f"pix2pix translates between images of one size; the data's source is {source.height} px "
-                          f"and its target {target.height} px. Set both to one of {SIZES}")
+        raise ConfigError(
+            f"pix2pix translates between images of one size; the data's source is {source.height} px "
+            f"and its target {target.height} px. Set both to one of {SIZES}"
+        )
     return {
         "G": lambda: UNetGenerator(source.shape, target.shape, cfg.g_channels, cfg.g_dropout),
-        "D": lambda: PatchDiscriminator(source.channels + target.channels, source.height, cfg.d_channels,
-                                        cfg.d_receptive_field),
+        "D": lambda: PatchDiscriminator(
+            source.channels + target.channels, source.height, cfg.d_channels, cfg.d_receptive_field
+        ),
     }

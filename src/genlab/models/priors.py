@@ -26,11 +26,17 @@ REG_COVAR = 1e-5  # added to each covariance's diagonal: keeps a component over 
 class GaussianMixturePrior(nn.Module):
     """``components`` full-covariance Gaussians over ``dim``-dimensional latents; unfitted until :meth:`fit`."""
 
+    weights: Tensor
+    means: Tensor
+    scale_tril: Tensor
+    fitted: Tensor
+
     def __init__(self, components: int, dim: int) -> None:
         super().__init__()
         self.register_buffer("weights", torch.full((components,), 1.0 / components))
         self.register_buffer("means", torch.zeros(components, dim))
-        self.register_buffer("scale_tril", torch.eye(dim).repeat(components, 1, 1))  # Cholesky factors of the covariances
+        # Cholesky factors of the covariances
+        self.register_buffer("scale_tril", torch.eye(dim).repeat(components, 1, 1))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
 
     @torch.no_grad()
@@ -39,14 +45,18 @@ class GaussianMixturePrior(nn.Module):
         from sklearn.mixture import GaussianMixture  # imported here: only fitting needs scikit-learn
 
         if codes.shape[0] < self.means.shape[0]:
-            raise ConfigError(f"model.prior_components={self.means.shape[0]} needs at least as many training images to fit "
-                              f"to, the data has {codes.shape[0]}: lower model.prior_components or use more data")
+            raise ConfigError(
+                f"model.prior_components={self.means.shape[0]} needs at least as many training images to fit "
+                f"to, the data has {codes.shape[0]}: lower model.prior_components or use more data"
+            )
         mixture = GaussianMixture(self.means.shape[0], covariance_type="full", reg_covar=REG_COVAR, random_state=seed)
         mixture.fit(codes.detach().double().cpu().numpy())
-        to = dict(dtype=self.means.dtype, device=self.means.device)
-        self.weights.copy_(torch.as_tensor(mixture.weights_, **to))
-        self.means.copy_(torch.as_tensor(mixture.means_, **to))
-        self.scale_tril.copy_(torch.linalg.cholesky(torch.as_tensor(mixture.covariances_)).to(**to))
+        dtype, device = self.means.dtype, self.means.device
+        self.weights.copy_(torch.as_tensor(mixture.weights_, dtype=dtype, device=device))
+        self.means.copy_(torch.as_tensor(mixture.means_, dtype=dtype, device=device))
+        self.scale_tril.copy_(
+            torch.linalg.cholesky(torch.as_tensor(mixture.covariances_)).to(dtype=dtype, device=device)
+        )
         self.fitted.fill_(True)
 
     def sample(self, n: int, generator: torch.Generator | None, truncation: float | None = None) -> Tensor:

@@ -24,7 +24,7 @@ size stays constant; the loss is the GAN objective's (the paper used WGAN-GP wit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +60,8 @@ def pixel_norm(x: Tensor) -> Tensor:
 class _Growing(nn.Module):
     """The stage bookkeeping shared by G and D."""
 
+    images_seen: Tensor
+
     def _init_growth(self, size: int, stage_images: int) -> None:
         self.resolutions = [2**k for k in range(2, size.bit_length())]  # 4, 8, ..., size
         self.stage_images = stage_images
@@ -76,8 +78,9 @@ class _Growing(nn.Module):
 class ProGANGenerator(Generator, _Growing):
     """z [N, latent_dim] -> images [N, C, S, S]; unbounded in training, clipped to [-1, 1] in eval mode."""
 
-    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int, channels: int, max_channels: int,
-                 stage_images: int) -> None:
+    def __init__(
+        self, image_shape: tuple[int, int, int], latent_dim: int, channels: int, max_channels: int, stage_images: int
+    ) -> None:
         super().__init__()
         self.image_shape, self.latent_dim = tuple(image_shape), latent_dim
         self._init_growth(image_shape[-1], stage_images)
@@ -86,8 +89,11 @@ class ProGANGenerator(Generator, _Growing):
         self.first = EqualConv2d(widths[4], widths[4], 3)
         self.blocks = nn.ModuleList(
             nn.ModuleList([EqualConv2d(widths[r // 2], widths[r], 3), EqualConv2d(widths[r], widths[r], 3)])
-            for r in self.resolutions[1:])
-        self.to_rgb = nn.ModuleList(EqualConv2d(widths[r], image_shape[0], 1, activation=False) for r in self.resolutions)
+            for r in self.resolutions[1:]
+        )
+        self.to_rgb = nn.ModuleList(
+            EqualConv2d(widths[r], image_shape[0], 1, activation=False) for r in self.resolutions
+        )
 
     def forward(self, z: Tensor) -> Tensor:
         stage, alpha = self.stage
@@ -96,7 +102,7 @@ class ProGANGenerator(Generator, _Growing):
         for block in self.blocks[:stage]:
             previous = x
             x = F.interpolate(x, scale_factor=2, mode="nearest")
-            for conv in block:
+            for conv in cast(nn.ModuleList, block):
                 x = pixel_norm(conv(x))
         image = self.to_rgb[stage](x)
         if stage > 0 and alpha < 1:
@@ -114,8 +120,11 @@ class ProGANDiscriminator(_Growing):
         widths = channel_widths(image_shape[-1], channels, max_channels)
         self.from_rgb = nn.ModuleList(EqualConv2d(image_shape[0], widths[r], 1) for r in self.resolutions)
         self.blocks = nn.ModuleList(  # blocks[i - 1] takes resolution i down to i - 1
-            nn.Sequential(EqualConv2d(widths[r], widths[r], 3), EqualConv2d(widths[r], widths[r // 2], 3), nn.AvgPool2d(2))
-            for r in self.resolutions[1:])
+            nn.Sequential(
+                EqualConv2d(widths[r], widths[r], 3), EqualConv2d(widths[r], widths[r // 2], 3), nn.AvgPool2d(2)
+            )
+            for r in self.resolutions[1:]
+        )
         self.final_conv = EqualConv2d(widths[4] + 1, widths[4], 3)
         self.fc = EqualLinear(widths[4] * 16, widths[4], activation=True)
         self.out = EqualLinear(widths[4], 1)
@@ -148,9 +157,13 @@ class ProGANConfig(ModelConfig):
     stage_kimg: float = 20.0  # images (thousands) of each fade-in, and of each stage alone after it (600 in the paper)
     example_spec: ClassVar[Spec] = {"image": Image(3, 32, 32)}
     example_variants: ClassVar[tuple[dict, ...]] = (
-        {"g_channels": 4, "d_channels": 4, "max_channels": 16, "latent_dim": 8, "stage_kimg": 0.001},)
+        {"g_channels": 4, "d_channels": 4, "max_channels": 16, "latent_dim": 8, "stage_kimg": 0.001},
+    )
     bounds: ClassVar[dict[str, Range]] = {
-        "latent_dim": at_least(1), "g_channels": at_least(1), "d_channels": at_least(1), "max_channels": at_least(1),
+        "latent_dim": at_least(1),
+        "g_channels": at_least(1),
+        "d_channels": at_least(1),
+        "max_channels": at_least(1),
         "stage_kimg": POSITIVE,
     }
 

@@ -17,8 +17,9 @@ After torch-fidelity's ``GenerativeModelBase`` (``z_size``, ``z_type``, ``num_cl
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -41,8 +42,13 @@ class LatentSampler(Protocol):
         """Latents ``[N, latent_dim]`` -> samples."""
         ...
 
-    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None,
-               truncation: float | None = None) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        labels: Tensor | None = None,
+        truncation: float | None = None,
+    ) -> Tensor:
         """``n`` samples; a conditional model draws uniform labels from ``generator`` when none are given."""
         ...
 
@@ -72,7 +78,7 @@ class Translator(Protocol):
 
 @runtime_checkable
 class DataInitialised(Protocol):
-    def init_from_data(self, data: "TensorDataset") -> None: ...
+    def init_from_data(self, data: TensorDataset) -> None: ...
 
 
 @runtime_checkable
@@ -80,7 +86,7 @@ class FittedToData(Protocol):
     """Has parts fitted to the training data beside gradient training (a VAE's ex-post prior): the
     loop refits them before every snapshot and export, and training never reads them."""
 
-    def fit_to_data(self, data: "TensorDataset") -> None: ...
+    def fit_to_data(self, data: TensorDataset) -> None: ...
 
 
 @runtime_checkable
@@ -101,6 +107,12 @@ class StyleBased(Protocol):
 
     num_ws: int
     w_dim: int
+    latent_dim: int  # of z
+    image_shape: tuple[int, ...]
+
+    def latents(self, n: int, generator: torch.Generator | None = None, truncation: float | None = None) -> Tensor:
+        """``[n, latent_dim]`` draws of z from the prior."""
+        ...
 
     def mapping(self, z: Tensor) -> Tensor:
         """z [N, latent_dim] -> w [N, w_dim]."""
@@ -118,6 +130,10 @@ class StyleBased(Protocol):
         """Truncation in W towards the mean w."""
         ...
 
+    def mix(self, z_a: Tensor, z_b: Tensor, crossover: int, psi: float = 1.0) -> Tensor:
+        """Images with ``z_a``'s styles before layer ``crossover`` and ``z_b``'s after it."""
+        ...
+
 
 @runtime_checkable
 class Progressive(Protocol):
@@ -127,7 +143,13 @@ class Progressive(Protocol):
     def set_progress(self, images_seen: int) -> None: ...
 
 
-def is_conditional(model: nn.Module) -> bool:
+def as_module(model: object) -> nn.Module:
+    """``model``, which has a capability above (LatentSampler, Encoder, ...), as the nn.Module every genlab model is."""
+    assert isinstance(model, nn.Module), f"{type(model).__name__} is not an nn.Module"
+    return model
+
+
+def is_conditional(model: object) -> bool:
     """Whether ``model`` is a sampler that takes class labels."""
     return isinstance(model, LatentSampler) and isinstance(model, Conditional) and model.num_classes > 0
 
@@ -141,6 +163,7 @@ def check_labels(model: nn.Module, n: int, labels: Tensor | None, generator: tor
         if labels is not None:
             raise ConfigError(f"{type(model).__name__} is not class-conditional; sample it without a class")
         return None
+    assert isinstance(model, Conditional)  # is_conditional checked it
     k = model.num_classes
     if labels is None:
         labels = torch.randint(k, (n,), generator=generator)
@@ -155,16 +178,19 @@ def check_labels(model: nn.Module, n: int, labels: Tensor | None, generator: tor
 MIN_TRUNCATION = 0.04  # BigGAN's smallest; P(|z| <= 0.04) is 3%, so redrawing stays quick (rejection sampling)
 
 
-def normal_latents(n: int, dim: int, generator: torch.Generator | None, device: torch.device,
-                   truncation: float | None = None) -> Tensor:
+def normal_latents(
+    n: int, dim: int, generator: torch.Generator | None, device: torch.device, truncation: float | None = None
+) -> Tensor:
     """Standard normal ``[n, dim]``; with ``truncation`` t, values beyond +-t are redrawn (BigGAN's trick).
 
     With a (CPU) ``generator`` they are drawn on the CPU and moved, so a seed gives the same
     latents on every device; without one, from the global RNG on ``device``.
     """
     if truncation is not None and not truncation >= MIN_TRUNCATION:  # NaN too
-        raise ConfigError(f"truncation must be at least {MIN_TRUNCATION} (smaller is closer to the mode; below that the "
-                          f"redraws take too long), got {truncation}")
+        raise ConfigError(
+            f"truncation must be at least {MIN_TRUNCATION} (smaller is closer to the mode; below that the "
+            f"redraws take too long), got {truncation}"
+        )
     draw_on = torch.device("cpu") if generator is not None else device
     z = torch.randn(n, dim, generator=generator, device=draw_on)
     if truncation is not None:

@@ -69,6 +69,8 @@ def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool
 class StyleLayer(nn.Module):
     """Upsample (optional), modulated 3x3 conv, per-pixel noise, bias, leaky ReLU * sqrt 2."""
 
+    noise_const: Tensor
+
     def __init__(self, c_in: int, c_out: int, w_dim: int, resolution: int, up: bool) -> None:
         super().__init__()
         self.affine = EqualLinear(w_dim, c_in, bias_init=1.0)  # styles start at 1: plain convolutions
@@ -106,15 +108,30 @@ class StyleGenerator(Generator):
     """z [N, latent_dim] -> images [N, C, S, S]: unbounded in training (no tanh, as in the paper), clipped to
     [-1, 1] in eval mode, as the paper's code clips when it writes images."""
 
-    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int, w_dim: int, mapping_layers: int,
-                 channels: int, max_channels: int, mixing_prob: float, w_avg_beta: float = 0.995) -> None:
+    w_avg: Tensor
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        latent_dim: int,
+        w_dim: int,
+        mapping_layers: int,
+        channels: int,
+        max_channels: int,
+        mixing_prob: float,
+        w_avg_beta: float = 0.995,
+    ) -> None:
         super().__init__()
         self.image_shape, self.latent_dim, self.w_dim = tuple(image_shape), latent_dim, w_dim
         self.mixing_prob, self.w_avg_beta = mixing_prob, w_avg_beta
         size = image_shape[-1]
         widths = channel_widths(size, channels, max_channels)
-        self.mapping_net = nn.Sequential(*(EqualLinear(latent_dim if i == 0 else w_dim, w_dim, lr_mul=0.01, activation=True)
-                                           for i in range(mapping_layers)))
+        self.mapping_net = nn.Sequential(
+            *(
+                EqualLinear(latent_dim if i == 0 else w_dim, w_dim, lr_mul=0.01, activation=True)
+                for i in range(mapping_layers)
+            )
+        )
         self.register_buffer("w_avg", torch.zeros(w_dim))
         self.const = nn.Parameter(torch.randn(1, widths[4], 4, 4))
         self.convs = nn.ModuleList([StyleLayer(widths[4], widths[4], w_dim, 4, up=False)])
@@ -143,7 +160,9 @@ class StyleGenerator(Generator):
             first = 2 * block - 1
             x = self.convs[first](x, ws[:, first])
             x = self.convs[first + 1](x, ws[:, first + 1])
-            image = F.interpolate(image, scale_factor=2, mode="bilinear", align_corners=False) + to_rgb(x, ws[:, first + 2])
+            image = F.interpolate(image, scale_factor=2, mode="bilinear", align_corners=False) + to_rgb(
+                x, ws[:, first + 2]
+            )
         return image if self.training else image.clamp(-1, 1)  # D trains on the raw output; samples are images
 
     def broadcast(self, w: Tensor) -> Tensor:
@@ -245,11 +264,17 @@ class StyleGANConfig(ModelConfig):
     max_channels: int = 256  # 512 in the paper
     mixing_prob: float = 0.9  # mixing regularisation (the paper's 0.9); 0 disables
     example_spec: ClassVar[Spec] = {"image": Image(3, 32, 32)}
-    example_variants: ClassVar[tuple[dict, ...]] = ({"g_channels": 8, "d_channels": 8, "max_channels": 32,
-                                                     "latent_dim": 16, "w_dim": 16, "mapping_layers": 2},)
+    example_variants: ClassVar[tuple[dict, ...]] = (
+        {"g_channels": 8, "d_channels": 8, "max_channels": 32, "latent_dim": 16, "w_dim": 16, "mapping_layers": 2},
+    )
     bounds: ClassVar[dict[str, Range]] = {
-        "latent_dim": at_least(1), "w_dim": at_least(1), "mapping_layers": at_least(1), "g_channels": at_least(1),
-        "d_channels": at_least(1), "max_channels": at_least(1), "mixing_prob": PROBABILITY,
+        "latent_dim": at_least(1),
+        "w_dim": at_least(1),
+        "mapping_layers": at_least(1),
+        "g_channels": at_least(1),
+        "d_channels": at_least(1),
+        "max_channels": at_least(1),
+        "mixing_prob": PROBABILITY,
     }
 
 
@@ -257,7 +282,8 @@ class StyleGANConfig(ModelConfig):
 def build_stylegan(cfg: StyleGANConfig, spec: Spec) -> dict:
     shape = image_field(spec, "stylegan", list(SIZES)).shape
     return {
-        "G": lambda: StyleGenerator(shape, cfg.latent_dim, cfg.w_dim, cfg.mapping_layers, cfg.g_channels,
-                                    cfg.max_channels, cfg.mixing_prob),
+        "G": lambda: StyleGenerator(
+            shape, cfg.latent_dim, cfg.w_dim, cfg.mapping_layers, cfg.g_channels, cfg.max_channels, cfg.mixing_prob
+        ),
         "D": lambda: StyleDiscriminator(shape, cfg.d_channels, cfg.max_channels),
     }

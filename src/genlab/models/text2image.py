@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from genlab.config import ModelConfig, Range, at_least
 from genlab.data.base import Image, Spec, TensorDataset, Tokens, image_field
-from genlab.data.captions import MAX_WORDS, VOCABULARY, random_attributes, captions, tokenize
+from genlab.data.captions import MAX_WORDS, VOCABULARY, captions, random_attributes, tokenize
 from genlab.errors import ConfigError
 from genlab.losses.vae import kl_divergence
 from genlab.models.dcgan import BASE_SIDE, DCGANDiscriminator, DCGANGenerator
@@ -60,8 +60,17 @@ class TextGenerator(Generator):
 
     condition_key = "caption"  # the batch field the GAN objective hands to G and D
 
-    def __init__(self, image_shape: tuple[int, int, int], noise_dim: int, c_dim: int, text_dim: int,
-                 channels: int, vocabulary: tuple[str, ...], max_words: int, pretrained_text: str = "") -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        noise_dim: int,
+        c_dim: int,
+        text_dim: int,
+        channels: int,
+        vocabulary: tuple[str, ...],
+        max_words: int,
+        pretrained_text: str = "",
+    ) -> None:
         super().__init__()
         self.image_shape, self.latent_dim, self.c_dim = tuple(image_shape), noise_dim + c_dim, c_dim
         self.vocabulary, self.max_words, self.pretrained_text = vocabulary, max_words, pretrained_text
@@ -99,8 +108,13 @@ class TextGenerator(Generator):
         return self(z, labels.to(z.device))
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None,
-               truncation: float | None = None) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        labels: Tensor | None = None,
+        truncation: float | None = None,
+    ) -> Tensor:
         """n images of captions ``labels`` [n, L] (word indices; see :meth:`tokens`), random captions without."""
         z = normal_latents(n, self.latent_dim, generator, next(self.parameters()).device, truncation)
         return self.decode(z, labels if labels is not None else self.random_captions(n, generator))
@@ -119,8 +133,16 @@ class TextGenerator(Generator):
 class MatchingDiscriminator(nn.Module):
     """(images [N, C, S, S], captions [N, L]) -> logits [N]: is this a real image of this caption?"""
 
-    def __init__(self, image_shape: tuple[int, int, int], channels: int, text_dim: int, vocabulary: tuple[str, ...],
-                 spectral_norm: bool, pretrained_text: str = "", projected: int = 32) -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        channels: int,
+        text_dim: int,
+        vocabulary: tuple[str, ...],
+        spectral_norm: bool,
+        pretrained_text: str = "",
+        projected: int = 32,
+    ) -> None:
         super().__init__()
         size = image_shape[-1]
         self.vocabulary, self.pretrained_text = vocabulary, pretrained_text
@@ -130,8 +152,12 @@ class MatchingDiscriminator(nn.Module):
         self.features = nn.Sequential(*list(body.net)[:-2])  # everything before the last conv: [N, W, side, side]
         width = channels * 2 ** ((size // BASE_SIDE[size]).bit_length() - 2)
         self.side = BASE_SIDE[size]
-        self.joint = nn.Sequential(maybe_sn(nn.Conv2d(width + projected, width, 1), spectral_norm), nn.LeakyReLU(0.2),
-                                   maybe_sn(nn.Conv2d(width, 1, self.side), spectral_norm), nn.Flatten(0))
+        self.joint = nn.Sequential(
+            maybe_sn(nn.Conv2d(width + projected, width, 1), spectral_norm),
+            nn.LeakyReLU(0.2),
+            maybe_sn(nn.Conv2d(width, 1, self.side), spectral_norm),
+            nn.Flatten(0),
+        )
 
     def init_from_data(self, data: TensorDataset) -> None:
         """Before a new run trains: the pre-trained text encoder, as G's."""
@@ -157,10 +183,16 @@ class TextGANConfig(ModelConfig):
     # empty: each learns its own. Read when a run starts only: the GAN's export holds the weights.
     text_encoder: str = ""
     example_spec: ClassVar[Spec] = {"image": Image(3, 32, 32), "caption": Tokens(VOCABULARY, MAX_WORDS)}
-    example_variants: ClassVar[tuple[dict, ...]] = ({"noise_dim": 8, "c_dim": 4, "text_dim": 8, "g_channels": 4,
-                                                     "d_channels": 4},)
-    bounds: ClassVar[dict[str, Range]] = {"noise_dim": at_least(1), "c_dim": at_least(1), "text_dim": at_least(1),
-                                          "g_channels": at_least(1), "d_channels": at_least(1)}
+    example_variants: ClassVar[tuple[dict, ...]] = (
+        {"noise_dim": 8, "c_dim": 4, "text_dim": 8, "g_channels": 4, "d_channels": 4},
+    )
+    bounds: ClassVar[dict[str, Range]] = {
+        "noise_dim": at_least(1),
+        "c_dim": at_least(1),
+        "text_dim": at_least(1),
+        "g_channels": at_least(1),
+        "d_channels": at_least(1),
+    }
 
 
 @register_model("text_gan", TextGANConfig)
@@ -170,8 +202,17 @@ def build_text_gan(cfg: TextGANConfig, spec: Spec) -> dict:
     if not isinstance(caption, Tokens):
         raise ConfigError("text_gan needs captions: use data name captioned (sprites with their captions)")
     return {
-        "G": lambda: TextGenerator(shape, cfg.noise_dim, cfg.c_dim, cfg.text_dim, cfg.g_channels, caption.vocabulary,
-                                   caption.length, cfg.text_encoder),
-        "D": lambda: MatchingDiscriminator(shape, cfg.d_channels, cfg.text_dim, caption.vocabulary,
-                                           cfg.d_spectral_norm, cfg.text_encoder),
+        "G": lambda: TextGenerator(
+            shape,
+            cfg.noise_dim,
+            cfg.c_dim,
+            cfg.text_dim,
+            cfg.g_channels,
+            caption.vocabulary,
+            caption.length,
+            cfg.text_encoder,
+        ),
+        "D": lambda: MatchingDiscriminator(
+            shape, cfg.d_channels, cfg.text_dim, caption.vocabulary, cfg.d_spectral_norm, cfg.text_encoder
+        ),
     }

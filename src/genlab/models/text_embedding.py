@@ -61,7 +61,7 @@ class ImageEncoder(nn.Module):
         super().__init__()
         widths = (channels, 2 * channels, 4 * channels)
         layers: list[nn.Module] = []
-        for w_in, w_out in zip((channels_in, *widths), widths):
+        for w_in, w_out in zip((channels_in, *widths), widths, strict=False):
             layers += [nn.Conv2d(w_in, w_out, 4, 2, 1), nn.LeakyReLU(0.2)]
         self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4), nn.Flatten(1))
         self.dim = widths[-1] * 16
@@ -73,8 +73,14 @@ class ImageEncoder(nn.Module):
 class TextImageEmbedding(nn.Module):
     """Captions [N, L] and images [N, C, S, S] -> unit vectors [N, embed_dim] in one space."""
 
-    def __init__(self, image_shape: tuple[int, int, int], vocabulary: tuple[str, ...], text_dim: int,
-                 image_channels: int, embed_dim: int) -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        vocabulary: tuple[str, ...],
+        text_dim: int,
+        image_channels: int,
+        embed_dim: int,
+    ) -> None:
         super().__init__()
         self.vocabulary = vocabulary
         self.text = TextEncoder(len(vocabulary), text_dim)
@@ -105,19 +111,26 @@ def pretrained_text_encoder(run_dir: str, vocabulary: tuple[str, ...], text_dim:
     try:
         info, weights = ckpt.read_export(ckpt.checkpoint_to_read(Path(run_dir)))
     except RunError as err:
-        raise ConfigError(f"{key} is not a usable run ({err}); name a run of "
-                          "configs/text_embedding_sprites.yaml") from None
+        raise ConfigError(
+            f"{key} is not a usable run ({err}); name a run of configs/text_embedding_sprites.yaml"
+        ) from None
     model = info["model"]
     if model.get("name") != "text_embedding":
-        raise ConfigError(f"{key} is a {model.get('name')!r} run, not a text_embedding one; train one with "
-                          "genlab train configs/text_embedding_sprites.yaml and name its run folder")
+        raise ConfigError(
+            f"{key} is a {model.get('name')!r} run, not a text_embedding one; train one with "
+            "genlab train configs/text_embedding_sprites.yaml and name its run folder"
+        )
     caption = spec_from_json(info["data"]["spec"]).get("caption")
     if not isinstance(caption, Tokens) or caption.vocabulary != vocabulary:
-        raise ConfigError(f"{key} was trained on captions of another vocabulary than this data's; train the "
-                          "embedding on the same data block as the GAN")
+        raise ConfigError(
+            f"{key} was trained on captions of another vocabulary than this data's; train the "
+            "embedding on the same data block as the GAN"
+        )
     if model["text_dim"] != text_dim:
-        raise ConfigError(f"{key} has a text encoder {model['text_dim']} wide, this model's text_dim is {text_dim}: "
-                          f"set model.text_dim={model['text_dim']}")
+        raise ConfigError(
+            f"{key} has a text encoder {model['text_dim']} wide, this model's text_dim is {text_dim}: "
+            f"set model.text_dim={model['text_dim']}"
+        )
     return {name.removeprefix("text."): w for name, w in weights.items() if name.startswith("text.")}
 
 
@@ -130,8 +143,11 @@ class TextEmbeddingConfig(ModelConfig):
     embed_dim: int = 64  # the shared space
     example_spec: ClassVar[Spec] = {"image": Image(3, 32, 32), "caption": Tokens(VOCABULARY, MAX_WORDS)}
     example_variants: ClassVar[tuple[dict, ...]] = ({"text_dim": 8, "image_channels": 4, "embed_dim": 8},)
-    bounds: ClassVar[dict[str, Range]] = {"text_dim": at_least(1), "image_channels": at_least(1),
-                                          "embed_dim": at_least(1)}
+    bounds: ClassVar[dict[str, Range]] = {
+        "text_dim": at_least(1),
+        "image_channels": at_least(1),
+        "embed_dim": at_least(1),
+    }
 
 
 @register_model("text_embedding", TextEmbeddingConfig)
@@ -140,5 +156,8 @@ def build_text_embedding(cfg: TextEmbeddingConfig, spec: Spec) -> dict:
     caption = spec.get("caption")
     if not isinstance(caption, Tokens):
         raise ConfigError("text_embedding needs captions: use data name captioned (sprites with their captions)")
-    return {"embedding": lambda: TextImageEmbedding(shape, caption.vocabulary, cfg.text_dim, cfg.image_channels,
-                                                    cfg.embed_dim)}
+    return {
+        "embedding": lambda: TextImageEmbedding(
+            shape, caption.vocabulary, cfg.text_dim, cfg.image_channels, cfg.embed_dim
+        )
+    }

@@ -10,8 +10,10 @@ Toy points are float ``[N, D]`` in data units, not images: G has no output squas
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 from torch import Tensor, nn
 
@@ -34,13 +36,15 @@ class ToyMLPConfig(ModelConfig):
     d_layers: int = 3  # hidden layers of D
     example_spec: ClassVar[Spec] = {"points": Points(2), "label": Classes(("a", "b"))}
 
-    bounds: ClassVar[dict[str, Range]] = {key: at_least(1) for key in ("latent_dim", "g_hidden", "g_layers", "d_hidden", "d_layers")}
+    bounds: ClassVar[dict[str, Range]] = {
+        key: at_least(1) for key in ("latent_dim", "g_hidden", "g_layers", "d_hidden", "d_layers")
+    }
 
 
 def mlp(sizes: list[int], activation: Callable[[], nn.Module]) -> nn.Sequential:
     """Linear layers of ``sizes`` with ``activation`` between them (none after the last)."""
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(activation())
@@ -76,8 +80,10 @@ class ToyDiscriminator(nn.Module):
 def build_gan_toy_mlp(cfg: ToyMLPConfig, spec: Spec) -> dict:
     points = spec.get("points")
     if not isinstance(points, Points):
-        raise ConfigError(f"gan_toy_mlp needs toy points, the data has {describe(spec)}; "
-                          "use a toy dataset or an image model such as dcgan")
+        raise ConfigError(
+            f"gan_toy_mlp needs toy points, the data has {describe(spec)}; "
+            "use a toy dataset or an image model such as dcgan"
+        )
     return {
         "G": lambda: ToyGenerator(points.dim, cfg.latent_dim, cfg.g_hidden, cfg.g_layers, cfg.noise),
         "D": lambda: ToyDiscriminator(points.dim, cfg.d_hidden, cfg.d_layers),

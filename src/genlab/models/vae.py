@@ -29,8 +29,8 @@ from genlab.models.priors import GaussianMixturePrior
 from genlab.models.protocols import check_labels, eval_mode, normal_latents
 from genlab.registry import register_model
 
-
-PRIOR_FIT_IMAGES = 10_000  # ample for a mixture of ~1,500 parameters (10 components in 16-D); bounds EM time on big data
+# ample for a mixture of ~1,500 parameters (10 components in 16-D); bounds EM time on big data
+PRIOR_FIT_IMAGES = 10_000
 
 
 class VAEOutput(NamedTuple):
@@ -51,8 +51,19 @@ class VAE(nn.Module):
     has run; training is against N(0, I) either way.
     """
 
-    def __init__(self, image_shape: tuple[int, ...], latent_dim: int, likelihood: str, num_classes: int = 0,
-                 prior_components: int = 0) -> None:
+    encoder: nn.Module
+    encoder_head: nn.Module
+    decoder_in: nn.Module
+    decoder: nn.Module
+
+    def __init__(
+        self,
+        image_shape: tuple[int, ...],
+        latent_dim: int,
+        likelihood: str,
+        num_classes: int = 0,
+        prior_components: int = 0,
+    ) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.latent_dim = latent_dim
@@ -132,8 +143,13 @@ class VAE(nn.Module):
         self.prior.fit(torch.cat(codes).float())
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None,
-               truncation: float | None = None) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        labels: Tensor | None = None,
+        truncation: float | None = None,
+    ) -> Tensor:
         """n images from the prior, [n, C, H, W] in [-1, 1]; a seed gives the same samples on every device."""
         z = self.latents(n, generator, truncation)
         return self.decode(z, check_labels(self, n, labels, generator))
@@ -156,7 +172,11 @@ class VAEMLPConfig(ModelConfig):
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
     conditional: bool = False  # a CVAE on the data's class labels
     prior_components: int = 0  # > 0: sample from a mixture of this many Gaussians fitted to the codes (ex-post prior)
-    bounds: ClassVar[dict[str, Range]] = {"hidden": at_least(1), "latent_dim": at_least(1), "prior_components": NON_NEGATIVE}
+    bounds: ClassVar[dict[str, Range]] = {
+        "hidden": at_least(1),
+        "latent_dim": at_least(1),
+        "prior_components": NON_NEGATIVE,
+    }
     example_spec: ClassVar[Spec] = {"image": Image(1, 28, 28), "label": Classes(tuple("0123456789"))}
     example_variants: ClassVar[tuple[dict, ...]] = ({}, {"conditional": True})
 
@@ -169,8 +189,15 @@ class ToUnitInterval(nn.Module):
 
 
 class VAEMLP(VAE):
-    def __init__(self, image_shape: tuple[int, ...], hidden: int, latent_dim: int, likelihood: str, num_classes: int = 0,
-                 prior_components: int = 0) -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, ...],
+        hidden: int,
+        latent_dim: int,
+        likelihood: str,
+        num_classes: int = 0,
+        prior_components: int = 0,
+    ) -> None:
         super().__init__(image_shape, latent_dim, likelihood, num_classes, prior_components)
         pixels = int(torch.tensor(image_shape).prod())
         # The paper's encoder reads intensities in [0, 1]: a black background then adds nothing
@@ -199,7 +226,11 @@ class ConvVAEConfig(ModelConfig):
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
     conditional: bool = False  # a CVAE on the data's class labels
     prior_components: int = 0  # > 0: sample from a mixture of this many Gaussians fitted to the codes (ex-post prior)
-    bounds: ClassVar[dict[str, Range]] = {"latent_dim": at_least(1), "channels": at_least(1), "prior_components": NON_NEGATIVE}
+    bounds: ClassVar[dict[str, Range]] = {
+        "latent_dim": at_least(1),
+        "channels": at_least(1),
+        "prior_components": NON_NEGATIVE,
+    }
     example_variants: ClassVar[tuple[dict, ...]] = ({}, {"conditional": True}, {"prior_components": 3})
 
 
@@ -208,21 +239,28 @@ _CONV_STAGES = {28: 2, 32: 3, 64: 4}
 
 
 class ConvVAE(VAE):
-    def __init__(self, image_shape: tuple[int, ...], latent_dim: int, channels: int, likelihood: str, num_classes: int = 0,
-                 prior_components: int = 0) -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, ...],
+        latent_dim: int,
+        channels: int,
+        likelihood: str,
+        num_classes: int = 0,
+        prior_components: int = 0,
+    ) -> None:
         super().__init__(image_shape, latent_dim, likelihood, num_classes, prior_components)
         in_channels, size = image_shape[0], image_shape[-1]
         stages = _CONV_STAGES[size]
         widths = [channels * 2**i for i in range(stages)]
         side = size // 2**stages
         down: list[nn.Module] = []
-        for c_in, c_out in zip([in_channels] + widths[:-1], widths):
+        for c_in, c_out in zip([in_channels, *widths[:-1]], widths, strict=True):
             down += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.ReLU()]
         self.encoder = nn.Sequential(*down, nn.Flatten())
         self.encoder_head = nn.Linear(widths[-1] * side * side + num_classes, 2 * latent_dim)
         self.decoder_in = nn.Linear(latent_dim + num_classes, widths[-1] * side * side)
         up: list[nn.Module] = [nn.ReLU(), nn.Unflatten(1, (widths[-1], side, side))]
-        for c_in, c_out in zip(widths[::-1], widths[::-1][1:] + [in_channels]):
+        for c_in, c_out in zip(widths[::-1], [*widths[::-1][1:], in_channels], strict=True):
             up += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.ReLU()]
         self.decoder = nn.Sequential(*up[:-1])  # no activation on the output: logits or means
 

@@ -56,8 +56,14 @@ class Export(NamedTuple):
     info: dict[str, Any]  # model config, role, data spec: written as model.yaml
 
 
-def save_checkpoint(checkpoint_dir: Path, images_seen: int, modules: dict[str, nn.Module], state: dict[str, Any], keep: int,
-                    export: Export | None = None) -> Path:
+def save_checkpoint(
+    checkpoint_dir: Path,
+    images_seen: int,
+    modules: dict[str, nn.Module],
+    state: dict[str, Any],
+    keep: int,
+    export: Export | None = None,
+) -> Path:
     """Write one checkpoint (and its export) atomically and keep only the newest ``keep``.
 
     A failed write (OSError, e.g. ENOSPC) removes the temporary folder and raises a
@@ -104,7 +110,9 @@ def list_checkpoints(checkpoint_dir: Path) -> list[Path]:
     """Checkpoint folders (renamed into place, so once complete; not yet verified), oldest first."""
     if not checkpoint_dir.is_dir():
         return []
-    return sorted((p for p in checkpoint_dir.iterdir() if p.is_dir() and p.name.startswith(PREFIX)), key=lambda p: p.name)
+    return sorted(
+        (p for p in checkpoint_dir.iterdir() if p.is_dir() and p.name.startswith(PREFIX)), key=lambda p: p.name
+    )
 
 
 def verify_checkpoint(checkpoint: Path) -> None:
@@ -126,8 +134,10 @@ def verify_checkpoint(checkpoint: Path) -> None:
         elif not path.is_file():
             raise RunError(f"{name} is missing")
         elif (actual := _sha256(path)) != listed[name]:
-            raise RunError(f"{name} does not match its checksum (sha256 {actual[:12]}..., recorded {listed[name][:12]}...): "
-                           f"the file is damaged or was replaced")
+            raise RunError(
+                f"{name} does not match its checksum (sha256 {actual[:12]}..., recorded {listed[name][:12]}...): "
+                f"the file is damaged or was replaced"
+            )
 
 
 def good_checkpoint(run_dir: str | Path) -> tuple[Path, list[str]]:
@@ -138,7 +148,7 @@ def good_checkpoint(run_dir: str | Path) -> tuple[Path, list[str]]:
     RunError when there is none, with every reason.
     """
     checkpoint_dir = Path(run_dir) / "checkpoints"
-    skipped = []
+    skipped: list[str] = []
     for checkpoint in reversed(list_checkpoints(checkpoint_dir)):
         try:
             verify_checkpoint(checkpoint)
@@ -147,8 +157,10 @@ def good_checkpoint(run_dir: str | Path) -> tuple[Path, list[str]]:
             skipped.append(f"{checkpoint.name}: {err}")
     if not skipped:
         raise RunError(f"no checkpoint in {checkpoint_dir}; train the run first (genlab train CONFIG)")
-    raise RunError(f"no usable checkpoint in {checkpoint_dir}: {'; '.join(skipped)}. The run cannot continue from "
-                   "these files; restore the folder from a backup or train again")
+    raise RunError(
+        f"no usable checkpoint in {checkpoint_dir}: {'; '.join(skipped)}. The run cannot continue from "
+        "these files; restore the folder from a backup or train again"
+    )
 
 
 def fallback_note(checkpoint: Path, skipped: list[str]) -> str | None:
@@ -202,9 +214,11 @@ def read_module(checkpoint: Path, name: str) -> dict[str, Tensor]:
     try:
         with safe_open(path, framework="pt") as f:
             keys = list(f.keys())
-            own = {key[len(prefix):]: f.get_tensor(key) for key in keys if key.startswith(prefix)}
+            own = {key[len(prefix) :]: f.get_tensor(key) for key in keys if key.startswith(prefix)}
     except (SafetensorError, OSError) as err:
-        raise RunError(f"{path} is unreadable ({err}); run genlab info on the run to see its good checkpoints") from None
+        raise RunError(
+            f"{path} is unreadable ({err}); run genlab info on the run to see its good checkpoints"
+        ) from None
     if not own:
         names = sorted({key.split(".", 1)[0] for key in keys})
         raise RunError(f"{path} holds no module {name!r}; it has {', '.join(names)}")
@@ -237,19 +251,28 @@ def load_training_state(checkpoint: Path) -> dict[str, Any]:
         # torch's message spans lines and suggests allow-listing the global; keep only what was refused
         lines = [ln for ln in str(err).splitlines() if "nsupported" in ln and "file an issue" not in ln]
         reason = lines[0].split(". ")[0].replace("WeightsUnpickler error:", "").strip().rstrip(".") if lines else "?"
-        raise RunError(f"{path} was refused ({reason}): it holds more than tensors and plain containers, and "
-                       f"unpickling it could run code. {_restore_hint(checkpoint)}") from None
+        raise RunError(
+            f"{path} was refused ({reason}): it holds more than tensors and plain containers, and "
+            f"unpickling it could run code. {_restore_hint(checkpoint)}"
+        ) from None
     except (RuntimeError, EOFError, OSError) as err:
         raise RunError(f"{path} is unreadable ({str(err).splitlines()[0]}). {_restore_hint(checkpoint)}") from None
 
 
 def capture_rng() -> dict[str, Any]:
     """Every RNG a training step may draw from, as tensors and plain containers."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = np.random.get_state()  # legacy=True: the tuple
+    assert isinstance(state, tuple)
+    _kind, keys, pos, has_gauss, cached = state
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss, "cached": cached},
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "cached": cached,
+        },
         "python": random.getstate(),
     }
 
@@ -265,8 +288,10 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 def _restore_hint(checkpoint: Path) -> str:
     run_dir = checkpoint.parent.parent
-    return (f"To continue from the previous checkpoint, move {checkpoint.name} out of {checkpoint.parent} "
-            f"and run: genlab train --resume {run_dir}")
+    return (
+        f"To continue from the previous checkpoint, move {checkpoint.name} out of {checkpoint.parent} "
+        f"and run: genlab train --resume {run_dir}"
+    )
 
 
 def _write_failure(err: OSError, final: Path, nbytes: int) -> str:
@@ -275,10 +300,12 @@ def _write_failure(err: OSError, final: Path, nbytes: int) -> str:
     kept = [p.name for p in list_checkpoints(checkpoint_dir) if p != final]
     what = "the disk is full" if err.errno in DISK_FULL else (err.strerror or str(err))
     megabytes = max(1, round(nbytes / 2**20))
-    return (f"could not write checkpoint {final.name} in {checkpoint_dir}: {what}. The half-written folder was removed; "
-            f"{f'the previous checkpoint {kept[-1]} is kept' if kept else 'no earlier checkpoint exists'}. "
-            f"Free at least {megabytes} MB (one checkpoint's size) on the disk holding {run_dir}, e.g. old runs in "
-            f"{run_dir.parent}, then continue with: genlab train --resume {run_dir}")
+    return (
+        f"could not write checkpoint {final.name} in {checkpoint_dir}: {what}. The half-written folder was removed; "
+        f"{f'the previous checkpoint {kept[-1]} is kept' if kept else 'no earlier checkpoint exists'}. "
+        f"Free at least {megabytes} MB (one checkpoint's size) on the disk holding {run_dir}, e.g. old runs in "
+        f"{run_dir.parent}, then continue with: genlab train --resume {run_dir}"
+    )
 
 
 def _nbytes(obj: Any) -> int:
@@ -306,7 +333,9 @@ def _load_safetensors(path: Path) -> dict[str, Tensor]:
     try:
         return load_file(path)
     except (SafetensorError, OSError) as err:
-        raise RunError(f"{path} is unreadable ({err}); run genlab info on the run to see its good checkpoints") from None
+        raise RunError(
+            f"{path} is unreadable ({err}); run genlab info on the run to see its good checkpoints"
+        ) from None
 
 
 def _fsync(path: Path) -> None:

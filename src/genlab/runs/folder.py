@@ -41,7 +41,9 @@ def read_run(run_dir: str | Path) -> tuple[Path, Config, Spec]:
     """A run's config and the spec of its data (what its models are built from)."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / DATA_FILE).is_file():
-        raise RunError(f"{run_dir} is not a genlab run folder (no {CONFIG_FILE} / {DATA_FILE}); pass a folder under runs/")
+        raise RunError(
+            f"{run_dir} is not a genlab run folder (no {CONFIG_FILE} / {DATA_FILE}); pass a folder under runs/"
+        )
     config = config_from_dict(yaml.safe_load((run_dir / CONFIG_FILE).read_text()), source=str(run_dir / CONFIG_FILE))
     raw = json.loads((run_dir / DATA_FILE).read_text())
     if "spec" not in raw:

@@ -52,10 +52,14 @@ def hold(run_dir: Path) -> Iterator[None]:
 
 def _refusal(run_dir: Path, holder: list[str]) -> str:
     if len(holder) < 2:  # the holder has locked but not yet written its name
-        return (f"{run_dir} is being trained by another process that is just starting; wait for it to finish "
-                "or stop it, then run this again")
+        return (
+            f"{run_dir} is being trained by another process that is just starting; wait for it to finish "
+            "or stop it, then run this again"
+        )
     pid, host = holder[0], holder[1]
     where = "" if host == socket.gethostname() else f" on {host}"
-    return (f"{run_dir} is being trained by process {pid}{where} (since {holder[2] if len(holder) > 2 else '?'}); "
-            f"wait for it to finish, or stop it with `kill {pid}` (it checkpoints first), "
-            f"then `genlab train --resume {run_dir}`")
+    return (
+        f"{run_dir} is being trained by process {pid}{where} (since {holder[2] if len(holder) > 2 else '?'}); "
+        f"wait for it to finish, or stop it with `kill {pid}` (it checkpoints first), "
+        f"then `genlab train --resume {run_dir}`"
+    )

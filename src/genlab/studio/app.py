@@ -15,24 +15,26 @@ bounds it), 409 for a run that cannot do what was asked,
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Sequence
+from typing import Annotated, Any, Literal
 
 import torch
-from fastapi import FastAPI, File, Form, HTTPException, Path as PathParam, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from genlab.errors import ConfigError, GenlabError, RunError
 from genlab.experiments.game import MAX_STEPS_PER_PLAY, GameConfig, ToyGame
 from genlab.latent import interpolate as interp
-from genlab.latent.edit import image_latents
 from genlab.latent import style
+from genlab.latent.edit import image_latents
 from genlab.latent.sample import decode, require_sampler, sample_shape
-from genlab.models.protocols import Encoder, TextConditional, Translator, eval_mode
+from genlab.models.protocols import Encoder, LatentSampler, TextConditional, Translator, as_module, eval_mode
 from genlab.studio.codec import MAX_UPLOAD_BYTES, BadUpload, png_data_urls, read_upload
 from genlab.studio.runs import ServedRun
 
@@ -200,13 +202,16 @@ def create_app(run_dirs: Sequence[str | Path], allowed_hosts: Sequence[str] | No
         """Style mixing of a style-based generator: ``a``'s styles before ``crossover``, ``b``'s after."""
         with run_at(index).model() as model:
             G = style.require_style_based(model)
-            z_a, z_b = _latent(req.a, model.latent_dim), _latent(req.b, model.latent_dim)
-            with eval_mode(G):
+            z_a, z_b = _latent(req.a, G.latent_dim), _latent(req.b, G.latent_dim)
+            with eval_mode(as_module(G)):
                 return {"image": png_data_urls(G.mix(z_a, z_b, req.crossover, req.psi))[0]}
 
     @app.post("/api/runs/{index}/encode")
-    def encode(index: RunIndex, image: Annotated[UploadFile, File()],
-               label: Annotated[int | None, Form(ge=0, le=10_000)] = None) -> dict[str, Any]:
+    def encode(
+        index: RunIndex,
+        image: Annotated[UploadFile, File()],
+        label: Annotated[int | None, Form(ge=0, le=10_000)] = None,
+    ) -> dict[str, Any]:
         """An uploaded image's latent (the encoder's mean, or a GAN's inversion) and its reconstruction."""
         data = image.file.read(MAX_UPLOAD_BYTES + 1)  # one past the limit tells "over" from "at"
         with run_at(index).model() as model:
@@ -214,22 +219,36 @@ def create_app(run_dirs: Sequence[str | Path], allowed_hosts: Sequence[str] | No
             shape = _image_shape(sampler)
             x, note = read_upload(data, shape)
             with torch.enable_grad():  # inversion optimises the latent; encoding needs none
-                found = image_latents(sampler, x, label, use_inversion=not isinstance(model, Encoder),
-                                      **({} if isinstance(model, Encoder) else STUDIO_INVERSION))
-            return {"z": found.z[0].tolist(), "input": png_data_urls(x)[0],
-                    "reconstruction": png_data_urls(found.reconstruction)[0], "mse": float(found.mse[0]),
-                    "method": "encoder" if isinstance(model, Encoder) else "inversion", "note": note}
+                found = image_latents(
+                    sampler,
+                    x,
+                    label,
+                    use_inversion=not isinstance(model, Encoder),
+                    **({} if isinstance(model, Encoder) else STUDIO_INVERSION),
+                )
+            return {
+                "z": found.z[0].tolist(),
+                "input": png_data_urls(x)[0],
+                "reconstruction": png_data_urls(found.reconstruction)[0],
+                "mse": float(found.mse[0]),
+                "method": "encoder" if isinstance(model, Encoder) else "inversion",
+                "note": note,
+            }
 
     @app.post("/api/runs/{index}/translate")
-    def translate(index: RunIndex, image: Annotated[UploadFile, File()],
-                  seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0) -> dict[str, Any]:
+    def translate(
+        index: RunIndex, image: Annotated[UploadFile, File()], seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0
+    ) -> dict[str, Any]:
         """An uploaded or drawn source image -> the model's translation."""
         data = image.file.read(MAX_UPLOAD_BYTES + 1)  # one past the limit tells "over" from "at"
         with run_at(index).model() as model:
             if not isinstance(model, Translator):
-                raise HTTPException(409, f"run {index} ({type(model).__name__}) does not translate images; "
-                                         "pick an image-to-image run (pix2pix, CycleGAN)")
-            x, note = read_upload(data, tuple(model.source_shape))
+                raise HTTPException(
+                    409,
+                    f"run {index} ({type(model).__name__}) does not translate images; "
+                    "pick an image-to-image run (pix2pix, CycleGAN)",
+                )
+            x, note = read_upload(data, model.source_shape)
             y = model.translate(x, generator=torch.Generator().manual_seed(seed))
             return {"source": png_data_urls(x)[0], "image": png_data_urls(y)[0], "note": note}
 
@@ -269,11 +288,11 @@ def _latent(values: list[float], latent_dim: int) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32)[None]  # finite and within +-LATENT_LIMIT: checked by pydantic
 
 
-def _text_decode(model, z: torch.Tensor, text: str) -> torch.Tensor:
+def _text_decode(model: LatentSampler, z: torch.Tensor, text: str) -> torch.Tensor:
     """Latents [N, D] decoded with one caption by a text-to-image model."""
     if not isinstance(model, TextConditional):
         raise ConfigError("this model is not conditioned on text; leave the caption out")
-    with eval_mode(model):
+    with eval_mode(as_module(model)):
         return model.decode(z, model.tokens([text]).expand(z.shape[0], -1))
 
 

@@ -39,8 +39,10 @@ def read_upload(data: bytes, shape: tuple[int, int, int], name: str = "the uploa
     except TooLarge as err:
         raise BadUpload(413, f"{name}: {err}; upload an image of at most {MAX_UPLOAD_PIXELS} pixels") from None
     except Exception as err:  # PIL raises many types for bad bytes; each means "not an image we can read"
-        raise BadUpload(400, f"{name} is not an image genlab can read ({type(err).__name__}); "
-                             "upload a PNG, JPEG, BMP, GIF or TIFF file") from None
+        raise BadUpload(
+            400,
+            f"{name} is not an image genlab can read ({type(err).__name__}); upload a PNG, JPEG, BMP, GIF or TIFF file",
+        ) from None
     pixels, note = fit_image(image, shape, name)
     return to_model(pixels[None]), note
 

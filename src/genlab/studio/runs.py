@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +24,15 @@ from genlab.data import load_dataset
 from genlab.data.base import Classes, LabelMap, TensorDataset, describe
 from genlab.errors import ConfigError, RunError
 from genlab.latent.sample import sample_shape
-from genlab.models.protocols import Encoder, LatentSampler, StyleBased, TextConditional, Translator, is_conditional
+from genlab.models.protocols import (
+    Conditional,
+    Encoder,
+    LatentSampler,
+    StyleBased,
+    TextConditional,
+    Translator,
+    is_conditional,
+)
 from genlab.runs.checkpoint import list_checkpoints
 from genlab.runs.folder import read_run
 
@@ -45,8 +54,10 @@ class ServedRun:
         with self._lock:
             checkpoints = list_checkpoints(self.run_dir / "checkpoints")
             if not checkpoints:
-                raise RunError(f"run {self.index} ({self.run_dir.name}) has no checkpoint yet; "
-                               "its model appears once training has written one")
+                raise RunError(
+                    f"run {self.index} ({self.run_dir.name}) has no checkpoint yet; "
+                    "its model appears once training has written one"
+                )
             if self._model is None or checkpoints[-1] != self._checkpoint:
                 self._model = load(self.run_dir)
                 self._checkpoint = checkpoints[-1]
@@ -57,8 +68,10 @@ class ServedRun:
         """Test example ``index`` (modulo the split's size) of an image-to-image run: its source and
         target images ``[1, C, H, W]`` in [-1, 1], to start a drawing from a real source."""
         if not {"source", "target"} <= set(self.spec):
-            raise ConfigError(f"run {self.index} ({self.run_dir.name}) has no paired source and target images; "
-                              "examples are for pix2pix-style runs")
+            raise ConfigError(
+                f"run {self.index} ({self.run_dir.name}) has no paired source and target images; "
+                "examples are for pix2pix-style runs"
+            )
         with self._lock:
             if self._test_data is None:
                 self._test_data = load_dataset(self.config.data, "test")
@@ -69,10 +82,17 @@ class ServedRun:
         """JSON-ready: names, data, training settings, capabilities and the latest eval card."""
         cfg = self.config
         summary = {
-            "index": self.index, "name": self.run_dir.name, "model": cfg.model.name,
-            "objective": cfg.objective.name, "data": cfg.data.name, "fields": describe(self.spec),
-            "kimg_target": cfg.train.kimg, "kimg": self._kimg(), "batch_size": cfg.train.batch_size,
-            "config": config_to_dict(cfg), "card": self._card(),
+            "index": self.index,
+            "name": self.run_dir.name,
+            "model": cfg.model.name,
+            "objective": cfg.objective.name,
+            "data": cfg.data.name,
+            "fields": describe(self.spec),
+            "kimg_target": cfg.train.kimg,
+            "kimg": self._kimg(),
+            "batch_size": cfg.train.batch_size,
+            "config": config_to_dict(cfg),
+            "card": self._card(),
         }
         try:
             with self.model() as model:
@@ -93,26 +113,38 @@ class ServedRun:
                         rows.append(json.loads(line))
         log = self.run_dir / "log.txt"
         warnings = [line.strip() for line in log.read_text().splitlines() if "WARNING" in line] if log.is_file() else []
-        return {"since": since, "next": since + len(rows), "total": total, "rows": rows, "warnings": warnings[-50:],
-                "kimg_target": self.config.train.kimg}
+        return {
+            "since": since,
+            "next": since + len(rows),
+            "total": total,
+            "rows": rows,
+            "warnings": warnings[-50:],
+            "kimg_target": self.config.train.kimg,
+        }
 
     # ------------------------------------------------------------------ internals
 
     def _capabilities(self, model: nn.Module) -> dict[str, Any]:
-        caps: dict[str, Any] = {"sampler": isinstance(model, LatentSampler), "encoder": isinstance(model, Encoder),
-                                "translator": isinstance(model, Translator), "classes": None}
-        if caps["sampler"]:
+        caps: dict[str, Any] = {
+            "sampler": isinstance(model, LatentSampler),
+            "encoder": isinstance(model, Encoder),
+            "translator": isinstance(model, Translator),
+            "classes": None,
+        }
+        if isinstance(model, LatentSampler):  # caps["sampler"]
             caps["latent_dim"] = int(model.latent_dim)
             caps["image_shape"] = list(sample_shape(model))
-            caps["sampler"] = len(caps["image_shape"]) == 3  # a toy GAN's points are not pictures: the game is for those
+            # a toy GAN's points are not pictures: the game is for those
+            caps["sampler"] = len(caps["image_shape"]) == 3
         caps["text"] = isinstance(model, TextConditional)
         caps["style_based"] = isinstance(model, StyleBased)
-        if caps["style_based"]:
+        if isinstance(model, StyleBased):  # caps["style_based"]
             caps["num_ws"] = int(model.num_ws)
         if is_conditional(model):
+            assert isinstance(model, Conditional)  # is_conditional checked it
             names = next((f.names for f in self.spec.values() if isinstance(f, Classes)), None)
             caps["classes"] = list(names or map(str, range(model.num_classes)))
-        if caps["translator"]:
+        if isinstance(model, Translator):  # caps["translator"]
             caps["source_shape"], caps["target_shape"] = list(model.source_shape), list(model.target_shape)
             caps["canvas"] = self._canvas()
             caps["examples"] = {"source", "target"} <= set(self.spec)  # paired data: test sources to start from
@@ -130,10 +162,21 @@ class ServedRun:
             names = next((f.names for f in self.spec.values() if isinstance(f, LabelMap)), ())
             pens = [{"name": name, "color": PALETTE[k].tolist()} for k, name in enumerate(names)]
             return {"mode": "labels", "background": PALETTE[0].tolist(), "pens": pens}
-        return {"mode": "paint", "background": [255, 255, 255],
-                "pens": [{"name": name, "color": color} for name, color in
-                         (("black", [0, 0, 0]), ("grey", [128, 128, 128]), ("red", [220, 40, 40]),
-                          ("green", [40, 170, 60]), ("blue", [40, 80, 220]), ("white", [255, 255, 255]))]}
+        return {
+            "mode": "paint",
+            "background": [255, 255, 255],
+            "pens": [
+                {"name": name, "color": color}
+                for name, color in (
+                    ("black", [0, 0, 0]),
+                    ("grey", [128, 128, 128]),
+                    ("red", [220, 40, 40]),
+                    ("green", [40, 170, 60]),
+                    ("blue", [40, 80, 220]),
+                    ("white", [255, 255, 255]),
+                )
+            ],
+        }
 
     def _kimg(self) -> float | None:
         checkpoints = list_checkpoints(self.run_dir / "checkpoints")

@@ -29,7 +29,13 @@ class BatchStream:
     """
 
     def __init__(
-        self, data: TensorDataset, batch_size: int, seed: int, device: torch.device, rank: int = 0, world_size: int = 1,
+        self,
+        data: TensorDataset,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
         memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
         self.per_rank = len(data) // world_size
@@ -49,7 +55,7 @@ class BatchStream:
         order = torch.randperm(len(self.data), generator=generator)
         return order[self.rank :: self.world_size][: self.per_rank]
 
-    def __iter__(self) -> "BatchStream":
+    def __iter__(self) -> BatchStream:
         return self
 
     def __next__(self) -> Batch:

@@ -4,7 +4,8 @@ PyTorch sends fp32 ``nn.Linear`` to its BLAS and takes oneDNN only for bf16 and 
 The BLAS in the standard wheels is Intel's MKL, which runs its AVX2 code on AMD CPUs: on a
 2-core AMD EPYC with AVX-512, the 784-400-20 VAE's 128 x 784 x 400 product ran at 201 GFLOP/s
 in MKL against 412 in oneDNN (benchmarks/matmul_cpu.py), and a Linear of that shape took 0.9-1.6 ms
-forward and backward against 0.5-0.9 ms (docs/benchmarks.md). On Intel CPUs the two are close. So the choice is measured on the machine
+forward and backward against 0.5-0.9 ms (docs/benchmarks.md). On Intel CPUs the two are close. So the choice is
+measured on the machine
 (``train.cpu_linear=auto``: :func:`measure`), never assumed from the vendor.
 
 PyTorch has no switch for this (its oneDNN fp32 matmul serves only the reduced-precision modes),
@@ -66,8 +67,12 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
     x: [..., in], weight: [out, in], bias: [out] or None -> [..., out].
     """
-    if (x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32
-            or torch.is_autocast_enabled("cpu")):
+    if (
+        x.device.type != "cpu"
+        or x.dtype != torch.float32
+        or weight.dtype != torch.float32
+        or torch.is_autocast_enabled("cpu")
+    ):
         return F.linear(x, weight, bias)
     flat = x.reshape(-1, x.shape[-1])
     return _OneDNNLinearFunction.apply(flat, weight, bias).reshape(*x.shape[:-1], weight.shape[0])
@@ -103,7 +108,7 @@ def measure(threads: int) -> dict[Backend, float]:
     weight = torch.randn(d_out, d_in, generator=generator).requires_grad_()
     bias = torch.zeros(d_out, requires_grad=True)
     grad = torch.randn(n, d_out, generator=generator)
-    functions = {"blas": F.linear, "onednn": linear}
+    functions: dict[Backend, Callable[[Tensor, Tensor, Tensor], Tensor]] = {"blas": F.linear, "onednn": linear}
 
     def block(function, reps: int = 20) -> float:
         start = time.perf_counter()
@@ -112,7 +117,7 @@ def measure(threads: int) -> dict[Backend, float]:
         return (time.perf_counter() - start) / reps
 
     times: dict[Backend, list[float]] = {name: [] for name in functions}
-    for name, function in functions.items():
+    for function in functions.values():
         block(function, 5)  # warm-up: oneDNN builds its kernel on first use
     for _ in range(5):  # alternating, so that a change of load hits both
         for name, function in functions.items():
@@ -125,8 +130,12 @@ def choose(seconds: dict[Backend, float]) -> Backend:
     return "onednn" if seconds["onednn"] <= MARGIN * seconds["blas"] else "blas"
 
 
-def setup(requested: str, device: torch.device, modules: Iterable[nn.Module],
-          agree: Callable[[Backend], Backend] = lambda backend: backend) -> tuple[Backend, str]:
+def setup(
+    requested: str,
+    device: torch.device,
+    modules: Iterable[nn.Module],
+    agree: Callable[[Backend], Backend] = lambda backend: backend,
+) -> tuple[Backend, str]:
     """Resolve ``train.cpu_linear=requested`` for ``modules`` on ``device`` and apply it to them.
 
     Returns the backend and a log line ("" when there is nothing to say). Modules without a
@@ -152,13 +161,17 @@ def resolve(requested: str, device: torch.device) -> tuple[Backend, str]:
         return "blas", ""
     if not available():
         if requested == "onednn":
-            raise ConfigError(f"train.cpu_linear=onednn needs PyTorch's oneDNN, which torch {torch.__version__} lacks "
-                              "here; set train.cpu_linear=auto or blas (a run that trained on oneDNN resumes only where it exists)")
+            raise ConfigError(
+                f"train.cpu_linear=onednn needs PyTorch's oneDNN, which torch {torch.__version__} lacks "
+                "here; set train.cpu_linear=auto or blas (a run that trained on oneDNN resumes only where it exists)"
+            )
         return "blas", "train.cpu_linear=auto: this PyTorch has no oneDNN linear; fp32 Linear layers run on its BLAS"
     if requested == "onednn":
         return "onednn", ""
     seconds = measure(torch.get_num_threads())
     chosen = choose(seconds)
-    return chosen, (f"train.cpu_linear=auto: an fp32 {'x'.join(map(str, PROBE_SHAPE))} Linear, forward and backward, "
-                    f"took {seconds['blas'] * 1e3:.3f} ms on the BLAS and {seconds['onednn'] * 1e3:.3f} ms on oneDNN; "
-                    f"fp32 Linear layers run on {'oneDNN' if chosen == 'onednn' else 'the BLAS'}")
+    return chosen, (
+        f"train.cpu_linear=auto: an fp32 {'x'.join(map(str, PROBE_SHAPE))} Linear, forward and backward, "
+        f"took {seconds['blas'] * 1e3:.3f} ms on the BLAS and {seconds['onednn'] * 1e3:.3f} ms on oneDNN; "
+        f"fp32 Linear layers run on {'oneDNN' if chosen == 'onednn' else 'the BLAS'}"
+    )

@@ -95,11 +95,15 @@ def _collapse(diversity: float | None, history: HealthHistory) -> list[str]:
         return []
     measured = f"the samples' mean pairwise distance is {diversity:.1%} of a real batch's"
     if history.peak_diversity >= 2 * COLLAPSE_DIVERSITY:
-        return [f"samples collapse to near-duplicates (mode collapse): {measured}, down from "
-                f"{history.peak_diversity:.0%}. {ADVICE}"]
+        return [
+            f"samples collapse to near-duplicates (mode collapse): {measured}, down from "
+            f"{history.peak_diversity:.0%}. {ADVICE}"
+        ]
     if history.windows >= NEVER_SPREAD_WINDOWS:
-        return [f"samples are near-duplicates after {history.windows} logging windows: {measured}; "
-                "check G's learning rate and initialisation"]
+        return [
+            f"samples are near-duplicates after {history.windows} logging windows: {measured}; "
+            "check G's learning rate and initialisation"
+        ]
     return []
 
 
@@ -115,7 +119,8 @@ class GANHealth:
 
     def __call__(self, stats: dict[str, float]) -> list[str]:
         if not self.history.baseline:
-            # The phases' own stats only: wall-clock speed is no baseline, and would make the state differ across resumes.
+            # The phases' own stats only: wall-clock speed is no baseline, and would make the state differ
+            # across resumes.
             self.history.baseline = {k: v for k, v in stats.items() if k.startswith(("D/", "G/")) and math.isfinite(v)}
         warnings = gan_warnings(self.loss, stats, self.history)
         self.history.windows += 1

@@ -50,9 +50,21 @@ from genlab.training.step import Phase, Step
 VERSION = 2  # of the training-state layout
 SNAPSHOT_SIZE = 64  # real examples kept fixed for reconstructions / conditioning
 # Keys that may change when resuming without breaking exactness.
-RESUMABLE_CHANGES = {"data.root"} | {f"train.{key}" for key in (
-    "kimg", "log_every_kimg", "snapshot_every_kimg", "checkpoint_every_kimg", "keep_checkpoints", "progress_bar", "tensorboard",
-    "on_nan", "max_rollbacks", "max_minutes")}
+RESUMABLE_CHANGES = {"data.root"} | {
+    f"train.{key}"
+    for key in (
+        "kimg",
+        "log_every_kimg",
+        "snapshot_every_kimg",
+        "checkpoint_every_kimg",
+        "keep_checkpoints",
+        "progress_bar",
+        "tensorboard",
+        "on_nan",
+        "max_rollbacks",
+        "max_minutes",
+    )
+}
 
 
 def build_step(config: Config, spec: Spec, device: torch.device, data: TensorDataset | None = None) -> Step:
@@ -67,7 +79,8 @@ def build_step(config: Config, spec: Spec, device: torch.device, data: TensorDat
     # channels_last (NHWC) lets oneDNN and cuDNN skip layout conversions around each convolution; it changes
     # no result beyond float rounding. Module.to converts only 4-D tensors, so MLPs are unaffected.
     layout = MEMORY_FORMATS[config.train.memory_format]
-    modules = {name: m.to(device, memory_format=layout) for name, m in modules.items()}
+    # torch's stubs of Module.to lack memory_format, which it takes (and passes to Tensor.to)
+    modules = {name: m.to(device, memory_format=layout) for name, m in modules.items()}  # type: ignore[call-overload]
     return OBJECTIVES.get(config.objective.name).builder(config.objective, modules, spec, config.train)
 
 
@@ -95,10 +108,12 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
     device = distributed.resolve_device(tc.device)
     dist = distributed.init_from_env(device)
     if tc.sync_batchnorm and dist.world_size > 1 and device.type != "cuda":
-        raise ConfigError(f"train.sync_batchnorm=true needs CUDA GPUs: torch {torch.__version__}'s SyncBatchNorm does not "
-                          f"run on {device.type} tensors, and these {dist.world_size} processes train on {device.type}. "
-                          "Run one process per GPU (train.device=auto), or set train.sync_batchnorm=false so that each "
-                          "process normalises with its own batch's statistics")
+        raise ConfigError(
+            f"train.sync_batchnorm=true needs CUDA GPUs: torch {torch.__version__}'s SyncBatchNorm does not "
+            f"run on {device.type} tensors, and these {dist.world_size} processes train on {device.type}. "
+            "Run one process per GPU (train.device=auto), or set train.sync_batchnorm=false so that each "
+            "process normalises with its own batch's statistics"
+        )
     with _writer_lock(resume, dist):
         return Trainer(config, None if resume is None else Path(resume), stop_after_kimg, device, dist).run()
 
@@ -111,8 +126,14 @@ class Trainer:
     images, the clock or a signal say stop.
     """
 
-    def __init__(self, config: Config, resume: Path | None, stop_after_kimg: float | None, device: torch.device,
-                 dist: distributed.DistInfo) -> None:
+    def __init__(
+        self,
+        config: Config,
+        resume: Path | None,
+        stop_after_kimg: float | None,
+        device: torch.device,
+        dist: distributed.DistInfo,
+    ) -> None:
         tc = self.tc = config.train
         self.config, self.resume, self.device, self.dist = config, resume, device, dist
         torch.manual_seed(tc.seed * 1000 + dist.rank)  # model init is synced by DDP; data order is not the RNG's
@@ -123,12 +144,14 @@ class Trainer:
         saved = ckpt.load_training_state(latest) if latest else None
         # A resume keeps the run's backend (checkpoints from before the choice existed trained on the BLAS).
         requested = saved.get("cpu_linear", "blas") if saved else tc.cpu_linear
-        self.linear_backend, self.linear_note = cpu_linear.setup(requested, device, self.step.modules.values(),
-                                                                 distributed.broadcast_object)
+        self.linear_backend, self.linear_note = cpu_linear.setup(
+            requested, device, self.step.modules.values(), distributed.broadcast_object
+        )
         self.phases = self.step.phases()
         self.schedules = _schedules(config, self.step)
-        self.stream = BatchStream(self.data, tc.batch_size, tc.seed, device, dist.rank, dist.world_size,
-                                  MEMORY_FORMATS[tc.memory_format])
+        self.stream = BatchStream(
+            self.data, tc.batch_size, tc.seed, device, dist.rank, dist.world_size, MEMORY_FORMATS[tc.memory_format]
+        )
         self.fixed = self.data.batch(slice(0, SNAPSHOT_SIZE), device)
 
         self.images_seen = self.iteration = self.rollbacks = 0
@@ -137,20 +160,29 @@ class Trainer:
         if latest is not None:
             self.fallback = ckpt.fallback_note(latest, skipped)
             state = self.restore(latest, saved)
-            self.images_seen, self.iteration, self.rollbacks = state["images_seen"], state["iteration"], state.get("rollbacks", 0)
+            self.images_seen, self.iteration, self.rollbacks = (
+                state["images_seen"],
+                state["iteration"],
+                state.get("rollbacks", 0),
+            )
             self.precision = self.precision or state.get("precision")
 
         self.total = int(tc.kimg * 1000)
         self.stop_at = self.total if stop_after_kimg is None else min(self.total, int(stop_after_kimg * 1000))
-        self.params = {phase.name: [p for g in self.step.optimizers[phase.optimizer].param_groups for p in g["params"]]
-                       for phase in self.phases}
+        self.params = {
+            phase.name: [p for g in self.step.optimizers[phase.optimizer].param_groups for p in g["params"]]
+            for phase in self.phases
+        }
         for opt in self.step.optimizers.values():
             for group in opt.param_groups:
-                group.setdefault("initial_lr", group["lr"])  # the base rate schedules scale; checkpointed with the optimiser
+                # the base rate schedules scale; checkpointed with the optimiser
+                group.setdefault("initial_lr", group["lr"])
         self.wrapped = _wrap_for_ddp(self.step, self.phases, device, tc.sync_batchnorm) if dist.world_size > 1 else {}
         self.meter = Meter()
-        self.autocasts = {p: torch.autocast(device.type, dtype=torch.bfloat16, enabled=p == "bf16")
-                          for p in precision_probe.PRECISIONS}
+        self.autocasts = {
+            p: torch.autocast(device.type, dtype=torch.bfloat16, enabled=p == "bf16")
+            for p in precision_probe.PRECISIONS
+        }
 
     def run(self) -> Path:
         """Train until the images, the clock or a signal say stop; returns the run folder."""
@@ -165,8 +197,10 @@ class Trainer:
 
     def announce(self) -> None:
         world = f" x{self.dist.world_size}" if self.dist.world_size > 1 else ""
-        self.logger.message(f"{'resuming' if self.resume else 'training'} {self.run_dir} at "
-                            f"{self.images_seen / 1000:.1f} kimg on {self.device}{world}")
+        self.logger.message(
+            f"{'resuming' if self.resume else 'training'} {self.run_dir} at "
+            f"{self.images_seen / 1000:.1f} kimg on {self.device}{world}"
+        )
         if self.fallback:
             self.logger.warning(self.fallback, self.images_seen)
         if self.linear_note:
@@ -178,9 +212,12 @@ class Trainer:
             self.precision = self.probe_precision()
             self.meter = Meter()
         elif self.precision == "bf16" and not precision_probe.native_bf16(self.device):
-            self.logger.warning(f"train.precision=bf16 on {self.device}, which has no native bf16 kernels: bf16 runs on "
-                                "slow fallbacks here (a DCGAN step 12-17x slower than fp32 on AVX2 CPUs); set "
-                                "train.precision=fp32 or auto", self.images_seen)
+            self.logger.warning(
+                f"train.precision=bf16 on {self.device}, which has no native bf16 kernels: bf16 runs on "
+                "slow fallbacks here (a DCGAN step 12-17x slower than fp32 on AVX2 CPUs); set "
+                "train.precision=fp32 or auto",
+                self.images_seen,
+            )
 
     def iterate(self, stop_flag: _Flag) -> bool:
         """The loop proper. Returns whether ``train.max_minutes`` ended it."""
@@ -191,6 +228,7 @@ class Trainer:
         while self.images_seen < self.stop_at and not stop_requested:
             before = self.images_seen
             self.follow_schedules()
+            assert self.precision is not None  # choose_precision set it
             try:
                 self.images_seen += self.run_iteration(self.precision, self.images_seen)
             except TrainingDiverged as diverged:
@@ -210,9 +248,11 @@ class Trainer:
                 progress.set_postfix_str(_summary(record), refresh=False)
             # A stop (time budget, signal) shows where the run stopped, as the end of a run does; snapshots draw from
             # their own seeded generators, so an extra one leaves the resumed run exact.
-            snapshot_due = dist.is_main and (_crossed(before, self.images_seen, tc.snapshot_every_kimg)
-                                             or self.images_seen >= self.total
-                                             or (stop_requested and tc.snapshot_every_kimg > 0))
+            snapshot_due = dist.is_main and (
+                _crossed(before, self.images_seen, tc.snapshot_every_kimg)
+                or self.images_seen >= self.total
+                or (stop_requested and tc.snapshot_every_kimg > 0)
+            )
             checkpoint_due = _crossed(before, self.images_seen, tc.checkpoint_every_kimg) or stop_requested
             if snapshot_due or checkpoint_due:
                 for module in self.step.modules.values():
@@ -233,7 +273,7 @@ class Trainer:
             if isinstance(module, Progressive):
                 module.set_progress(self.images_seen)
 
-    def run_iteration(self, precision: str, images_before: int) -> int:
+    def run_iteration(self, precision: precision_probe.Precision, images_before: int) -> int:
         """One iteration: every phase, with its repeats. Returns the real images it drew (all processes)."""
         drawn, batch = 0, None
         for phase in self.phases:
@@ -247,15 +287,19 @@ class Trainer:
                     with self.autocasts[precision]:
                         out = phase.loss(batch)
                     if not torch.isfinite(out.loss):
-                        raise TrainingDiverged(f"{phase.name} loss became {out.loss.item()} "
-                                               f"{self.where(images_before + drawn)}{_bad_fields(batch)}")
+                        raise TrainingDiverged(
+                            f"{phase.name} loss became {out.loss.item()} "
+                            f"{self.where(images_before + drawn)}{_bad_fields(batch)}"
+                        )
                     out.loss.backward()
                     grad_norm = self.gradient_norm(phase.name)
                     if not torch.isfinite(grad_norm):  # checked before the step, so the weights stay finite
-                        raise TrainingDiverged(f"{phase.name} gradient norm became {grad_norm.item()} "
-                                               f"{self.where(images_before + drawn)} while its "
-                                               f"loss was finite ({out.loss.item():.4g}); first in "
-                                               f"{_bad_gradient(self.step.modules)}{_bad_fields(batch)}")
+                        raise TrainingDiverged(
+                            f"{phase.name} gradient norm became {grad_norm.item()} "
+                            f"{self.where(images_before + drawn)} while its "
+                            f"loss was finite ({out.loss.item():.4g}); first in "
+                            f"{_bad_gradient(self.step.modules)}{_bad_fields(batch)}"
+                        )
                     optimizer.step()
                     if phase.after_step is not None:
                         phase.after_step()
@@ -274,24 +318,30 @@ class Trainer:
         # every gradient by 1.0, 10 % of a VAE step on this CPU.
         return torch.nn.utils.get_total_norm([p.grad for p in self.params[phase] if p.grad is not None])
 
-    def probe_precision(self) -> str:
+    def probe_precision(self) -> precision_probe.Precision:
         """train.precision=auto: time both precisions on this run's own iterations, then undo them."""
         before = _capture(self.step, self.stream)
         try:
-            timed = distributed.broadcast_object(precision_probe.candidates(self.device))  # all time the same: process 0's
-            seconds = precision_probe.time_precisions(lambda p: self.run_iteration(p, self.images_seen),
-                                                      distributed.broadcast_object, timed)
+            # all time the same: process 0's
+            timed = distributed.broadcast_object(precision_probe.candidates(self.device))
+            seconds = precision_probe.time_precisions(
+                lambda p: self.run_iteration(p, self.images_seen), distributed.broadcast_object, timed
+            )
         finally:
             _restore(self.step, self.stream, before)
-        chosen = distributed.broadcast_object(precision_probe.choose(seconds))  # every process trains alike: process 0's
+        # every process trains alike: process 0's
+        chosen = distributed.broadcast_object(precision_probe.choose(seconds))
         self.logger.message(precision_probe.describe(seconds, chosen))
         return chosen
 
     def roll_back(self, diverged: TrainingDiverged) -> None:
         """train.on_nan=rollback: reload the last good checkpoint with the learning rates halved; else stop."""
         tc = self.tc
-        if (tc.on_nan != "rollback" or self.rollbacks >= tc.max_rollbacks
-                or not ckpt.list_checkpoints(self.run_dir / "checkpoints")):
+        if (
+            tc.on_nan != "rollback"
+            or self.rollbacks >= tc.max_rollbacks
+            or not ckpt.list_checkpoints(self.run_dir / "checkpoints")
+        ):
             raise _stop(diverged, tc, self.rollbacks, self.run_dir, self.logger) from None
         self.rollbacks += 1
         checkpoint, _ = ckpt.good_checkpoint(self.run_dir)
@@ -301,18 +351,26 @@ class Trainer:
                 group["initial_lr"] *= 0.5 ** (self.rollbacks - state.get("rollbacks", 0))
         self.images_seen, self.iteration = state["images_seen"], state["iteration"]
         self.meter = Meter()
-        self.logger.warning(f"{diverged}; rolled back to {checkpoint.name} with the learning rates halved "
-                            f"(rollback {self.rollbacks} of train.max_rollbacks={tc.max_rollbacks})", self.images_seen)
+        self.logger.warning(
+            f"{diverged}; rolled back to {checkpoint.name} with the learning rates halved "
+            f"(rollback {self.rollbacks} of train.max_rollbacks={tc.max_rollbacks})",
+            self.images_seen,
+        )
 
     def log(self, images_per_sec: float) -> dict[str, float]:
         """A row of stats.jsonl (and TensorBoard) for the window that just ended, and the step's health check."""
-        record = {"kimg": self.images_seen / 1000, "iteration": self.iteration, **self.meter.averages(),
-                  **{f"lr/{name}": opt.param_groups[0]["lr"] for name, opt in self.step.optimizers.items()},
-                  "images_per_sec": images_per_sec}
+        record = {
+            "kimg": self.images_seen / 1000,
+            "iteration": self.iteration,
+            **self.meter.averages(),
+            **{f"lr/{name}": opt.param_groups[0]["lr"] for name, opt in self.step.optimizers.items()},
+            "images_per_sec": images_per_sec,
+        }
         self.logger.stats(record, self.images_seen)
         for warning in self.step.check_health(record, self.iteration):
-            self.logger.warning(f"iteration {self.iteration} ({self.images_seen / 1000:.1f} kimg): {warning}",
-                                self.images_seen)
+            self.logger.warning(
+                f"iteration {self.iteration} ({self.images_seen / 1000:.1f} kimg): {warning}", self.images_seen
+            )
         return record
 
     def restore(self, checkpoint: Path, state: dict | None = None) -> dict:
@@ -321,11 +379,15 @@ class Trainer:
         ckpt.load_modules(checkpoint, self.step.modules)
         state = state if state is not None else ckpt.load_training_state(checkpoint)
         if state.get("version") != VERSION:
-            raise ConfigError(f"{checkpoint} was written by another genlab version (training state {state.get('version')}, "
-                              f"this one reads {VERSION}); continue it with that version")
+            raise ConfigError(
+                f"{checkpoint} was written by another genlab version (training state {state.get('version')}, "
+                f"this one reads {VERSION}); continue it with that version"
+            )
         if len(state["data"]) != self.dist.world_size:
-            raise ConfigError(f"{checkpoint} was written by {len(state['data'])} processes; resume it with as many "
-                              f"(got {self.dist.world_size}) so that every process continues its own data order")
+            raise ConfigError(
+                f"{checkpoint} was written by {len(state['data'])} processes; resume it with as many "
+                f"(got {self.dist.world_size}) so that every process continues its own data order"
+            )
         for name, opt in self.step.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         self.step.load_state_dict(state["step"])
@@ -350,12 +412,24 @@ class Trainer:
         }
         failure = None
         if dist.is_main:
-            export = ckpt.Export(step.modules[step.export.module].state_dict(), {
-                "model": config_to_dict(self.config)["model"], "role": step.export.role,
-                "data": {"name": self.data.name, "spec": spec_to_json(self.data.spec)}, "images_seen": self.images_seen})
+            export = ckpt.Export(
+                step.modules[step.export.module].state_dict(),
+                {
+                    "model": config_to_dict(self.config)["model"],
+                    "role": step.export.role,
+                    "data": {"name": self.data.name, "spec": spec_to_json(self.data.spec)},
+                    "images_seen": self.images_seen,
+                },
+            )
             try:
-                ckpt.save_checkpoint(self.run_dir / "checkpoints", self.images_seen, step.modules, state,
-                                     self.tc.keep_checkpoints, export)
+                ckpt.save_checkpoint(
+                    self.run_dir / "checkpoints",
+                    self.images_seen,
+                    step.modules,
+                    state,
+                    self.tc.keep_checkpoints,
+                    export,
+                )
             except RunError as err:  # e.g. a full disk: the previous checkpoint is kept
                 failure = err
         if distributed.any_rank(failure is not None):  # every process stops, none waits at the barrier
@@ -368,8 +442,10 @@ class Trainer:
     def finish(self, timed_out: bool) -> None:
         if self.images_seen < self.total:
             budget = f" (train.max_minutes={self.tc.max_minutes:g} ran out)" if timed_out else ""
-            self.logger.message(f"stopped at {self.images_seen / 1000:.1f} of {self.tc.kimg:g} kimg{budget}; "
-                                f"continue with: genlab train --resume {self.run_dir}")
+            self.logger.message(
+                f"stopped at {self.images_seen / 1000:.1f} of {self.tc.kimg:g} kimg{budget}; "
+                f"continue with: genlab train --resume {self.run_dir}"
+            )
         else:
             shown = f"; images in {self.run_dir / 'samples'}" if (self.run_dir / "samples").is_dir() else ""
             self.logger.message(f"finished {self.images_seen / 1000:.1f} kimg{shown}")
@@ -417,15 +493,19 @@ def _run_folder(resume: str | Path | None, config: Config, data: TensorDataset, 
             raise
         shutil.rmtree(run_dir, ignore_errors=True)
         if isinstance(err, GenlabError):
-            raise type(err)(f"{err} (no checkpoint had been written, so the new run folder {run_dir} was removed)") from None
+            raise type(err)(
+                f"{err} (no checkpoint had been written, so the new run folder {run_dir} was removed)"
+            ) from None
         raise
 
 
 def _schedules(config: Config, step: Step):
     unknown = sorted(set(config.train.lr_schedules) - set(step.optimizers))
     if unknown:
-        raise ConfigError(f"train.lr_schedules names optimisers {unknown} that objective {config.objective.name!r} "
-                          f"does not have; it has {sorted(step.optimizers)}")
+        raise ConfigError(
+            f"train.lr_schedules names optimisers {unknown} that objective {config.objective.name!r} "
+            f"does not have; it has {sorted(step.optimizers)}"
+        )
     return {name: config.train.lr_schedules.get(name, config.train.lr_schedule) for name in step.optimizers}
 
 
@@ -434,10 +514,15 @@ def _set_learning_rate(optimizer: torch.optim.Optimizer, factor: float) -> None:
         group["lr"] = group["initial_lr"] * factor
 
 
-def _stop(diverged: TrainingDiverged, tc: TrainConfig, rollbacks: int, run_dir: Path, logger: RunLogger) -> TrainingDiverged:
+def _stop(
+    diverged: TrainingDiverged, tc: TrainConfig, rollbacks: int, run_dir: Path, logger: RunLogger
+) -> TrainingDiverged:
     """The error that ends a diverged run, logged: what became NaN/Inf and where, what is kept, what to try."""
-    kept = (f"the last good checkpoint in {run_dir / 'checkpoints'} is kept" if ckpt.list_checkpoints(run_dir / "checkpoints")
-            else "no checkpoint had been written yet")
+    kept = (
+        f"the last good checkpoint in {run_dir / 'checkpoints'} is kept"
+        if ckpt.list_checkpoints(run_dir / "checkpoints")
+        else "no checkpoint had been written yet"
+    )
     if tc.on_nan == "rollback" and rollbacks:
         advice = f"It diverged again after {rollbacks} rollbacks with halved learning rates; lower them further"
     else:
@@ -473,8 +558,11 @@ def _wrap_for_ddp(step: Step, phases: list[Phase], device: torch.device, sync_ba
         _sync_batchnorm(step, trained)
     # A growing model's not-yet-faded-in layers get no gradient; DDP must look for such parameters
     # each iteration, which costs a graph traversal, so only those models ask for it.
-    return {name: nn.parallel.DistributedDataParallel(m, device_ids=ids, find_unused_parameters=isinstance(m, Progressive))
-            for name, m in step.modules.items() if name in trained}
+    return {
+        name: nn.parallel.DistributedDataParallel(m, device_ids=ids, find_unused_parameters=isinstance(m, Progressive))
+        for name, m in step.modules.items()
+        if name in trained
+    }
 
 
 def _sync_batchnorm(step: Step, names: set[str]) -> None:
@@ -489,11 +577,15 @@ def _sync_batchnorm(step: Step, names: set[str]) -> None:
 
 def _capture(step: Step, stream: BatchStream) -> dict:
     """An in-memory copy of everything a training iteration changes, for ``_restore``."""
-    return copy.deepcopy({
-        "modules": {name: m.state_dict() for name, m in step.modules.items()},
-        "optimizers": {name: opt.state_dict() for name, opt in step.optimizers.items()},
-        "step": step.state_dict(), "data": stream.state_dict(), "rng": ckpt.capture_rng(),
-    })
+    return copy.deepcopy(
+        {
+            "modules": {name: m.state_dict() for name, m in step.modules.items()},
+            "optimizers": {name: opt.state_dict() for name, opt in step.optimizers.items()},
+            "step": step.state_dict(),
+            "data": stream.state_dict(),
+            "rng": ckpt.capture_rng(),
+        }
+    )
 
 
 def _restore(step: Step, stream: BatchStream, state: dict) -> None:
@@ -513,7 +605,9 @@ def _training_only(step: Step, phase: Phase, wrapped: dict[str, nn.Module]):
     The others are called unwrapped with ``requires_grad`` off, so that backward passes
     through them (G's loss through D) fill none of their gradients; restored even if the loss raises.
     """
-    frozen = [p for name, m in step.modules.items() if name not in phase.trains for p in m.parameters() if p.requires_grad]
+    frozen = [
+        p for name, m in step.modules.items() if name not in phase.trains for p in m.parameters() if p.requires_grad
+    ]
     for p in frozen:
         p.requires_grad_(False)
     step.nets = {name: wrapped.get(name, m) if name in phase.trains else m for name, m in step.modules.items()}

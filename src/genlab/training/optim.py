@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
 
-def adam(params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999),
-         weight_decay: float = 0.0) -> torch.optim.Adam:
+def adam(
+    params: Iterable[torch.nn.Parameter],
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    weight_decay: float = 0.0,
+) -> torch.optim.Adam:
     """Adam with PyTorch's fused kernel where the device has one (CPU and CUDA).
 
     The fused update is one pass over all parameters instead of a dozen elementwise ops

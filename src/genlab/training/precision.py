@@ -52,10 +52,11 @@ def candidates(device: torch.device) -> tuple[Precision, ...]:
     return PRECISIONS if native_bf16(device) else ("fp32",)
 
 
-def time_precisions(iterate: Callable[[Precision], None],
-                    agree: Callable[[dict[Precision, int]], dict[Precision, int]] = lambda counts: counts,
-                    precisions: tuple[Precision, ...] = PRECISIONS,
-                    ) -> dict[Precision, float]:
+def time_precisions(
+    iterate: Callable[[Precision], object],
+    agree: Callable[[dict[Precision, int]], dict[Precision, int]] = lambda counts: counts,
+    precisions: tuple[Precision, ...] = PRECISIONS,
+) -> dict[Precision, float]:
     """Median seconds per training iteration for each of ``precisions``; ``inf`` for one that diverged.
 
     ``iterate(precision)`` runs one training iteration. One warm-up iteration each, then
@@ -80,7 +81,9 @@ def time_precisions(iterate: Callable[[Precision], None],
             failed.add(precision)
     if "fp32" in failed:  # nothing to compare against: the run itself will report the divergence
         return {p: math.inf for p in precisions}
-    per_block = agree({p: min(MAX_BLOCK_ITERATIONS, max(1, math.ceil(BLOCK_SECONDS / max(warm[p], 1e-9)))) for p in warm})
+    per_block = agree(
+        {p: min(MAX_BLOCK_ITERATIONS, max(1, math.ceil(BLOCK_SECONDS / max(warm[p], 1e-9)))) for p in warm}
+    )
     for _ in range(ROUNDS):
         for precision in precisions:
             if precision in failed:

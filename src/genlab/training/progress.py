@@ -24,9 +24,7 @@ def progress_strip(run_dir: str | Path, name: str = "samples", nrow: int = 8, pa
     Returns the path written.
     """
     samples = Path(run_dir) / "samples"
-    grids = sorted(
-        (int(m.group(1)), p) for p in samples.glob(f"{name}-*kimg.png") if (m := _SNAPSHOT.search(p.name))
-    )
+    grids = sorted((int(m.group(1)), p) for p in samples.glob(f"{name}-*kimg.png") if (m := _SNAPSHOT.search(p.name)))
     if not grids:
         raise RunError(f"no {name}-*kimg.png snapshots in {samples}; train the run past its first snapshot")
     rows = []
@@ -34,7 +32,7 @@ def progress_strip(run_dir: str | Path, name: str = "samples", nrow: int = 8, pa
         grid = np.asarray(Image.open(path))
         side = (grid.shape[1] - padding) // nrow - padding  # square images, as make_grid lays them out
         rows.append(grid[: side + padding])  # top padding + first row of images
-    strip = np.concatenate(rows + [rows[-1][:padding]], axis=0)  # close with a bottom padding
+    strip = np.concatenate([*rows, rows[-1][:padding]], axis=0)  # close with a bottom padding
     out = samples / f"{name}-progress.png"
     Image.fromarray(strip).save(out)
     return out

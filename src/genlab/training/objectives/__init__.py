@@ -13,5 +13,7 @@ def resume_examples(registry: BuilderRegistry = OBJECTIVES) -> dict[str, tuple[E
     They are the ``resume_examples`` of its config class whose objective section names it (one
     inherited from another objective's config does not count); () for an objective without any.
     """
-    return {entry.name: tuple(run for run in entry.config_cls.resume_examples if run.objective.get("name") == entry.name)
-            for entry in sorted(registry.entries(), key=lambda entry: entry.name)}
+    return {
+        entry.name: tuple(run for run in entry.config_cls.resume_examples if run.objective.get("name") == entry.name)
+        for entry in sorted(registry.entries(), key=lambda entry: entry.name)
+    }

@@ -28,10 +28,12 @@ class ContrastiveObjectiveConfig(AdamObjectiveConfig):
     family: ClassVar[str] = "embedding"
     # Captions of coloured sprites into a small GRU and image encoder, the learnt logit scale with them.
     resume_examples: ClassVar[tuple[ExampleRun, ...]] = (
-        ExampleRun("contrastive", {"name": "captioned", "base": {"name": "sprites", "color": True, "n_train": 512,
-                                                                 "n_test": 64}},
-                   {"name": "text_embedding", "text_dim": 8, "image_channels": 4, "embed_dim": 8},
-                   {"name": "contrastive", "lr": 3e-3}),
+        ExampleRun(
+            "contrastive",
+            {"name": "captioned", "base": {"name": "sprites", "color": True, "n_train": 512, "n_test": 64}},
+            {"name": "text_embedding", "text_dim": 8, "image_channels": 4, "embed_dim": 8},
+            {"name": "contrastive", "lr": 3e-3},
+        ),
     )
 
 
@@ -42,14 +44,19 @@ class ContrastiveStep(SingleNetworkStep):
         positives = identical_rows(batch["caption"])
         nearest = (text @ images.T).argmax(dim=1)
         retrieved = positives[torch.arange(len(nearest), device=nearest.device), nearest]
-        return LossOutput(symmetric_info_nce(text, images, scale, positives),
-                          {"text->image top-1": retrieved.float().mean(), "logit_scale": scale.detach()})
+        return LossOutput(
+            symmetric_info_nce(text, images, scale, positives),
+            {"text->image top-1": retrieved.float().mean(), "logit_scale": scale.detach()},
+        )
 
 
 @register_objective("contrastive", ContrastiveObjectiveConfig)
-def build_contrastive_step(cfg: ContrastiveObjectiveConfig, modules: dict[str, nn.Module], spec: Spec,
-                           train: TrainConfig) -> ContrastiveStep:
+def build_contrastive_step(
+    cfg: ContrastiveObjectiveConfig, modules: dict[str, nn.Module], spec: Spec, train: TrainConfig
+) -> ContrastiveStep:
     if not (isinstance(spec.get("image"), Image) and isinstance(spec.get("caption"), Tokens)):
-        raise ConfigError(f"objective 'contrastive' needs image and caption fields (data name captioned), the data "
-                          f"has {describe(spec)}")
+        raise ConfigError(
+            f"objective 'contrastive' needs image and caption fields (data name captioned), the data "
+            f"has {describe(spec)}"
+        )
     return ContrastiveStep("embedding", modules["embedding"], cfg)

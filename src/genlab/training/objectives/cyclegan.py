@@ -35,11 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genlab.config import (NON_NEGATIVE, POSITIVE, PROBABILITY, ExampleRun, ObjectiveConfig, Range, TrainConfig,
-                           at_least)
+from genlab.config import NON_NEGATIVE, POSITIVE, PROBABILITY, ExampleRun, ObjectiveConfig, Range, TrainConfig, at_least
 from genlab.data.base import Batch, Spec
 from genlab.images import Grid
 from genlab.losses import gan as L
+from genlab.models.protocols import Translator
 from genlab.registry import register_objective
 from genlab.training.objectives.snapshots import side_by_side
 from genlab.training.optim import adam
@@ -59,15 +59,27 @@ class CycleGANObjectiveConfig(ObjectiveConfig):
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)  # Adam's
-    bounds: ClassVar[dict[str, Range]] = {"cycle_weight": NON_NEGATIVE, "identity_weight": NON_NEGATIVE,
-                                          "pool_size": at_least(0, "0 disables the pool"), "lr_g": POSITIVE,
-                                          "lr_d": POSITIVE, "betas": PROBABILITY}
+    bounds: ClassVar[dict[str, Range]] = {
+        "cycle_weight": NON_NEGATIVE,
+        "identity_weight": NON_NEGATIVE,
+        "pool_size": at_least(0, "0 disables the pool"),
+        "lr_g": POSITIVE,
+        "lr_d": POSITIVE,
+        "betas": PROBABILITY,
+    }
     resume_examples: ClassVar[tuple[ExampleRun, ...]] = (
         # A pool of 4 fakes per domain is full after the first batch: resume must restore its images and its generator.
-        ExampleRun("cyclegan", {"name": "unpaired", "a": {"name": "sprites", "image_size": 32, "n_train": 512, "n_test": 64},
-                                "b": {"name": "color_sprites", "image_size": 32, "n_train": 512, "n_test": 64}},
-                   {"name": "cyclegan", "g_channels": 4, "g_blocks": 1, "d_channels": 4},
-                   {"name": "cyclegan", "pool_size": 4}, slow=True),
+        ExampleRun(
+            "cyclegan",
+            {
+                "name": "unpaired",
+                "a": {"name": "sprites", "image_size": 32, "n_train": 512, "n_test": 64},
+                "b": {"name": "color_sprites", "image_size": 32, "n_train": 512, "n_test": 64},
+            },
+            {"name": "cyclegan", "g_channels": 4, "g_blocks": 1, "d_channels": 4},
+            {"name": "cyclegan", "pool_size": 4},
+            slow=True,
+        ),
     )
 
 
@@ -91,7 +103,7 @@ class HistoryPool:
         swap = torch.rand(len(fakes), generator=self.generator) < 0.5
         slot = torch.randint(self.size, (len(fakes),), generator=self.generator)
         out = []
-        for image, swapped, j in zip(fakes, swap.tolist(), slot.tolist()):
+        for image, swapped, j in zip(fakes, swap.tolist(), slot.tolist(), strict=True):
             if len(self.images) < self.size:
                 self.images.append(image.clone())
                 out.append(image)
@@ -131,8 +143,10 @@ class CycleGANStep(Step):
         self._fakes: tuple[Batch, Tensor, Tensor] | None = None  # (batch, G_BA(b), G_AB(a)) of the last G phase
 
     def phases(self) -> list[Phase]:
-        return [Phase("G", "G", ("G_AB", "G_BA"), self.g_loss),
-                Phase("D", "D", ("D_A", "D_B"), self.d_loss, reuse_batch=True)]
+        return [
+            Phase("G", "G", ("G_AB", "G_BA"), self.g_loss),
+            Phase("D", "D", ("D_A", "D_B"), self.d_loss, reuse_batch=True),
+        ]
 
     def g_loss(self, batch: Batch) -> LossOutput:
         a, b = batch["a"], batch["b"]
@@ -141,8 +155,12 @@ class CycleGANStep(Step):
         cycle_a, cycle_b = F.l1_loss(G_BA(fake_b).float(), a), F.l1_loss(G_AB(fake_a).float(), b)
         gan_ab, gan_ba = g_lsgan(self.nets["D_B"](fake_b).float()), g_lsgan(self.nets["D_A"](fake_a).float())
         loss = gan_ab + gan_ba + self.cfg.cycle_weight * (cycle_a + cycle_b)
-        stats: dict[str, Tensor | float] = {"gan_AB": gan_ab.detach(), "gan_BA": gan_ba.detach(),
-                                            "cycle_ABA": cycle_a.detach(), "cycle_BAB": cycle_b.detach()}
+        stats: dict[str, Tensor | float] = {
+            "gan_AB": gan_ab.detach(),
+            "gan_BA": gan_ba.detach(),
+            "cycle_ABA": cycle_a.detach(),
+            "cycle_BAB": cycle_b.detach(),
+        }
         if self.identity:
             identity_a, identity_b = F.l1_loss(G_BA(a).float(), a), F.l1_loss(G_AB(b).float(), b)
             loss = loss + self.cfg.identity_weight * (identity_a + identity_b)
@@ -166,17 +184,27 @@ class CycleGANStep(Step):
         real_a, pooled_a = D_A(a).float(), D_A(fake_a).float()
         real_b, pooled_b = D_B(b).float(), D_B(fake_b).float()
         loss = L.d_lsgan(real_a, pooled_a) + L.d_lsgan(real_b, pooled_b)
-        return LossOutput(loss, {"D_A(a)": real_a.mean().detach(), "D_A(G_BA(b))": pooled_a.mean().detach(),
-                                 "D_B(b)": real_b.mean().detach(), "D_B(G_AB(a))": pooled_b.mean().detach()})
+        return LossOutput(
+            loss,
+            {
+                "D_A(a)": real_a.mean().detach(),
+                "D_A(G_BA(b))": pooled_a.mean().detach(),
+                "D_B(b)": real_b.mean().detach(),
+                "D_B(G_AB(a))": pooled_b.mean().detach(),
+            },
+        )
 
     def snapshots(self, fixed: Batch, seed: int) -> dict[str, Grid]:
         """Rows of a | G_AB(a) | G_BA(G_AB(a)) and of b | G_BA(b) | G_AB(G_BA(b)) for the first
         examples of the fixed batch (G has no noise: ``seed`` is unused)."""
         a, b = fixed["a"][:SNAPSHOT_ROWS], fixed["b"][:SNAPSHOT_ROWS]
         G_AB, G_BA = self.modules["G_AB"], self.modules["G_BA"]
+        assert isinstance(G_AB, Translator) and isinstance(G_BA, Translator)
         fake_b, fake_a = G_AB.translate(a), G_BA.translate(b)
-        return {"translations_AtoB": side_by_side(a, fake_b, G_BA.translate(fake_b)),
-                "translations_BtoA": side_by_side(b, fake_a, G_AB.translate(fake_a))}
+        return {
+            "translations_AtoB": side_by_side(a, fake_b, G_BA.translate(fake_b)),
+            "translations_BtoA": side_by_side(b, fake_a, G_AB.translate(fake_a)),
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return {"pools": {side: pool.state_dict() for side, pool in self.pools.items()}}
@@ -188,6 +216,7 @@ class CycleGANStep(Step):
 
 
 @register_objective("cyclegan", CycleGANObjectiveConfig)
-def build_cyclegan_step(cfg: CycleGANObjectiveConfig, modules: dict[str, nn.Module], spec: Spec,
-                        train: TrainConfig) -> CycleGANStep:
+def build_cyclegan_step(
+    cfg: CycleGANObjectiveConfig, modules: dict[str, nn.Module], spec: Spec, train: TrainConfig
+) -> CycleGANStep:
     return CycleGANStep(cfg, modules, train.seed)

@@ -17,20 +17,30 @@ loss by ``_regularise``; the losses here never name one.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
-from genlab.config import (EXAMPLE_FILES, NON_NEGATIVE, POSITIVE, PROBABILITY, ExampleRun, ObjectiveConfig, Range,
-                           TrainConfig, at_least)
+from genlab.config import (
+    EXAMPLE_FILES,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    ExampleRun,
+    ObjectiveConfig,
+    Range,
+    TrainConfig,
+    at_least,
+)
 from genlab.data.base import Batch, Spec, sample_field
 from genlab.errors import ConfigError
 from genlab.images import Grid
 from genlab.losses import gan as L
 from genlab.models.layers import Generator
-from genlab.models.protocols import eval_mode, is_conditional
+from genlab.models.protocols import LatentSampler, eval_mode, is_conditional
 from genlab.registry import register_objective
 from genlab.training.health import GANHealth
 from genlab.training.objectives.regularisers import Pass, Term, build_terms
@@ -72,48 +82,104 @@ class GANObjectiveConfig(ObjectiveConfig):
     pl_decay: float = 0.01  # moving-average rate of the target path length
     ema_decay: float = 0.999  # per G update; 0 exports G itself instead of an EMA copy
     ortho_weight: float = 0.0  # BigGAN's orthogonal regularisation of G's weights (1e-4 in the paper); 0 disables
-    matching_aware: bool = False  # conditional D also sees real images with mismatched conditions as fakes (GAN-INT-CLS)
+    # conditional D also sees real images with mismatched conditions as fakes (GAN-INT-CLS)
+    matching_aware: bool = False
     mismatch_field: str = ""  # matching_aware: the batch field of each real example's wrong condition (captioned
     # data: caption_one_off, one attribute changed); empty: the next example's condition, as in the paper
     ca_kl_weight: float = 1.0  # text-conditioned G: weight of conditioning augmentation's KL (StackGAN)
     bounds: ClassVar[dict[str, Range]] = {
-        "n_critic": at_least(1, "D steps per G step"), "lr_d": POSITIVE, "lr_g": POSITIVE, "betas": PROBABILITY,
-        "momentum": PROBABILITY, "clip": NON_NEGATIVE, "gp_weight": NON_NEGATIVE, "r1_weight": NON_NEGATIVE,
-        "ema_decay": Range(0, 1, high_open=True, note="0 turns the EMA off"), "ortho_weight": NON_NEGATIVE,
-        "r1_every": at_least(1, "D steps per R1 penalty"), "pl_weight": NON_NEGATIVE,
-        "pl_every": at_least(1, "G steps per path-length penalty"), "pl_decay": Range(0, 1, low_open=True),
+        "n_critic": at_least(1, "D steps per G step"),
+        "lr_d": POSITIVE,
+        "lr_g": POSITIVE,
+        "betas": PROBABILITY,
+        "momentum": PROBABILITY,
+        "clip": NON_NEGATIVE,
+        "gp_weight": NON_NEGATIVE,
+        "r1_weight": NON_NEGATIVE,
+        "ema_decay": Range(0, 1, high_open=True, note="0 turns the EMA off"),
+        "ortho_weight": NON_NEGATIVE,
+        "r1_every": at_least(1, "D steps per R1 penalty"),
+        "pl_weight": NON_NEGATIVE,
+        "pl_every": at_least(1, "G steps per path-length penalty"),
+        "pl_decay": Range(0, 1, low_open=True),
         "ca_kl_weight": NON_NEGATIVE,
     }
     resume_examples: ClassVar[tuple[ExampleRun, ...]] = (
-        ExampleRun("gan_k2_ema", {"name": "sprites", "image_size": 28, "n_train": 512, "n_test": 64},
-                   {"name": "dcgan", "latent_dim": 8, "g_channels": 8, "d_channels": 8},
-                   {"name": "gan", "n_critic": 2, "ema_decay": 0.99}),
-        ExampleRun("wgan_gp", {"name": "sprites", "image_size": 28, "n_train": 512, "n_test": 64},
-                   {"name": "dcgan", "latent_dim": 8, "g_channels": 8, "d_channels": 8, "d_norm": "none"},
-                   {"name": "gan", "loss": "wgan_gp", "n_critic": 4}),
-        ExampleRun("cgan", {"name": "mnist", "root": EXAMPLE_FILES, "limit": 512},
-                   {"name": "gan_mlp", "conditional": True, "g_hidden": 64, "g_label_hidden": 16, "d_units": 16},
-                   {"name": "gan", "ema_decay": 0.9}),
-        ExampleRun("projection", {"name": "mnist", "root": EXAMPLE_FILES, "limit": 512},
-                   {"name": "sngan_projection", "latent_dim": 15, "g_channels": 8, "d_channels": 8,
-                    "attention_resolution": 14, "shared_embedding": True, "hierarchical_latent": True},
-                   {"name": "gan", "loss": "hinge", "n_critic": 2, "ortho_weight": 1e-4}, slow=True),
+        ExampleRun(
+            "gan_k2_ema",
+            {"name": "sprites", "image_size": 28, "n_train": 512, "n_test": 64},
+            {"name": "dcgan", "latent_dim": 8, "g_channels": 8, "d_channels": 8},
+            {"name": "gan", "n_critic": 2, "ema_decay": 0.99},
+        ),
+        ExampleRun(
+            "wgan_gp",
+            {"name": "sprites", "image_size": 28, "n_train": 512, "n_test": 64},
+            {"name": "dcgan", "latent_dim": 8, "g_channels": 8, "d_channels": 8, "d_norm": "none"},
+            {"name": "gan", "loss": "wgan_gp", "n_critic": 4},
+        ),
+        ExampleRun(
+            "cgan",
+            {"name": "mnist", "root": EXAMPLE_FILES, "limit": 512},
+            {"name": "gan_mlp", "conditional": True, "g_hidden": 64, "g_label_hidden": 16, "d_units": 16},
+            {"name": "gan", "ema_decay": 0.9},
+        ),
+        ExampleRun(
+            "projection",
+            {"name": "mnist", "root": EXAMPLE_FILES, "limit": 512},
+            {
+                "name": "sngan_projection",
+                "latent_dim": 15,
+                "g_channels": 8,
+                "d_channels": 8,
+                "attention_resolution": 14,
+                "shared_embedding": True,
+                "hierarchical_latent": True,
+            },
+            {"name": "gan", "loss": "hinge", "n_critic": 2, "ortho_weight": 1e-4},
+            slow=True,
+        ),
         # Per-layer noise, mixing regularisation, lazy R1 and path-length counters, the path-length target.
-        ExampleRun("stylegan", {"name": "sprites", "image_size": 32, "n_train": 512, "n_test": 64},
-                   {"name": "stylegan", "latent_dim": 8, "w_dim": 8, "mapping_layers": 2, "g_channels": 4,
-                    "d_channels": 4, "max_channels": 16},
-                   {"name": "gan", "r1_weight": 1.0, "r1_every": 2, "pl_weight": 2.0, "pl_every": 2,
-                    "betas": [0.0, 0.99]}, slow=True),
+        ExampleRun(
+            "stylegan",
+            {"name": "sprites", "image_size": 32, "n_train": 512, "n_test": 64},
+            {
+                "name": "stylegan",
+                "latent_dim": 8,
+                "w_dim": 8,
+                "mapping_layers": 2,
+                "g_channels": 4,
+                "d_channels": 4,
+                "max_channels": 16,
+            },
+            {"name": "gan", "r1_weight": 1.0, "r1_every": 2, "pl_weight": 2.0, "pl_every": 2, "betas": [0.0, 0.99]},
+            slow=True,
+        ),
         # Stages of 100 images: the stop at 320 falls mid-way through the fade-in of 16x16 (300..400).
-        ExampleRun("progan", {"name": "sprites", "image_size": 32, "n_train": 512, "n_test": 64},
-                   {"name": "progan", "latent_dim": 8, "g_channels": 4, "d_channels": 4, "max_channels": 16,
-                    "stage_kimg": 0.1},
-                   {"name": "gan", "r1_weight": 1.0}, slow=True),
+        ExampleRun(
+            "progan",
+            {"name": "sprites", "image_size": 32, "n_train": 512, "n_test": 64},
+            {
+                "name": "progan",
+                "latent_dim": 8,
+                "g_channels": 4,
+                "d_channels": 4,
+                "max_channels": 16,
+                "stage_kimg": 0.1,
+            },
+            {"name": "gan", "r1_weight": 1.0},
+            slow=True,
+        ),
         # Captions through G and D, the matching-aware term (rolled captions), conditioning augmentation's KL.
-        ExampleRun("text_gan", {"name": "captioned", "base": {"name": "sprites", "color": True, "image_size": 32,
-                                                              "n_train": 512, "n_test": 64}},
-                   {"name": "text_gan", "noise_dim": 8, "c_dim": 4, "text_dim": 8, "g_channels": 4, "d_channels": 4},
-                   {"name": "gan", "matching_aware": True, "ema_decay": 0.99}, slow=True),
+        ExampleRun(
+            "text_gan",
+            {
+                "name": "captioned",
+                "base": {"name": "sprites", "color": True, "image_size": 32, "n_train": 512, "n_test": 64},
+            },
+            {"name": "text_gan", "noise_dim": 8, "c_dim": 4, "text_dim": 8, "g_channels": 4, "d_channels": 4},
+            {"name": "gan", "matching_aware": True, "ema_decay": 0.99},
+            slow=True,
+        ),
     )
 
     def __post_init__(self) -> None:
@@ -144,7 +210,7 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float, updates: int) -> 
     follows G closely instead of dragging its random initialisation along for ~1 / (1 - decay) updates.
     """
     weight = 1.0 - min(decay, (1 + updates) / (10 + updates))
-    for e, p in zip(ema.parameters(), model.parameters()):
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
         e.lerp_(p, weight)
     own = dict(ema.named_buffers())
     for name, b in model.named_buffers():
@@ -191,10 +257,15 @@ class GANStep(Step):
         """Mean D output as logged: a probability for the minimax losses, else the raw score."""
         return (logits.sigmoid() if self.cfg.loss in PROBABILITY_LOSSES else logits).mean().detach()
 
+    def _generator(self) -> Generator:
+        G = self.modules["G"]
+        assert isinstance(G, Generator)
+        return G
+
     def _fakes(self, batch: Batch) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Fakes for ``batch`` and the extra arguments (the labels) that G and D take with them."""
         cond = () if self.label_key is None else (batch[self.label_key],)
-        return self.nets["G"](self.modules["G"].latents(len(batch)), *cond), cond
+        return self.nets["G"](self._generator().latents(len(batch)), *cond), cond
 
     def d_loss(self, batch: Batch) -> LossOutput:
         D = self.nets["D"]
@@ -212,7 +283,11 @@ class GANStep(Step):
         if self.cfg.matching_aware and cond:
             # Real images with the next example's condition count as fakes: half the fake term each
             # (Reed et al.'s L_D = log D(x, h) + [log(1 - D(x, h')) + log(1 - D(G(z, h), h))] / 2).
-            wrong = (batch[self.cfg.mismatch_field],) if self.cfg.mismatch_field else (torch.roll(c, 1, dims=0) for c in cond)
+            wrong = (
+                (batch[self.cfg.mismatch_field],)
+                if self.cfg.mismatch_field
+                else (torch.roll(c, 1, dims=0) for c in cond)
+            )
             mismatched_logits = D(real, *wrong).float()
             loss = 0.5 * (loss + self.d_loss_fn(real_logits, mismatched_logits))
             stats["D(x, wrong condition)"] = self._scores(mismatched_logits)
@@ -225,7 +300,7 @@ class GANStep(Step):
     def g_loss(self, batch: Batch) -> LossOutput:
         due = [t for t in self.terms["G"] if t.due(self.g_updates)]
         cond = () if self.label_key is None else (batch[self.label_key],)
-        z = self.modules["G"].latents(len(batch))
+        z = self._generator().latents(len(batch))
         asked = [t.g_output for t in due if t.g_output is not None]  # at most one (build_terms)
         # A term's input that comes out of G's own forward pass, through its DDP wrapper.
         fake, extra = self.nets["G"](z, *cond, **{asked[0]: True}) if asked else (self.nets["G"](z, *cond), None)
@@ -245,8 +320,13 @@ class GANStep(Step):
 
     def state_dict(self) -> dict:
         terms = {key: value for phase in self.terms.values() for t in phase for key, value in t.state_dict().items()}
-        return {"ema_updates": self.ema_updates, "health": self.health.state_dict(), "d_updates": self.d_updates,
-                "g_updates": self.g_updates, **terms}
+        return {
+            "ema_updates": self.ema_updates,
+            "health": self.health.state_dict(),
+            "d_updates": self.d_updates,
+            "g_updates": self.g_updates,
+            **terms,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.ema_updates = int(state["ema_updates"])
@@ -269,9 +349,11 @@ class GANStep(Step):
         grids = {}
         for key, name in names.items():
             with eval_mode(self.modules[name]) as G:
+                assert isinstance(G, LatentSampler)
                 grids[key] = Grid(G.sample(64, generator=torch.Generator().manual_seed(seed)), 8)
         if self.label_key == "label":
             with eval_mode(self.modules[self.export.module]) as G:
+                assert isinstance(G, LatentSampler)
                 grids["classes"] = class_grid(G, seed)
         return grids
 
@@ -282,9 +364,13 @@ class GANStep(Step):
 @register_objective("gan", GANObjectiveConfig)
 def build_gan_step(cfg: GANObjectiveConfig, modules: dict[str, nn.Module], spec: Spec, train: TrainConfig) -> GANStep:
     if cfg.mismatch_field and (not cfg.matching_aware or cfg.mismatch_field not in spec):
-        raise ConfigError(f"objective.mismatch_field={cfg.mismatch_field!r} names the wrong conditions of a matching-aware D: "
-                          f"it needs objective.matching_aware=true and a field of the data ({', '.join(spec)})")
-    return GANStep(cfg, modules["G"], modules["D"], sample_field(spec), build_terms(cfg, modules))
+        raise ConfigError(
+            f"objective.mismatch_field={cfg.mismatch_field!r} names the wrong conditions of a matching-aware D: "
+            f"it needs objective.matching_aware=true and a field of the data ({', '.join(spec)})"
+        )
+    G = modules["G"]
+    assert isinstance(G, Generator)
+    return GANStep(cfg, G, modules["D"], sample_field(spec), build_terms(cfg, modules))
 
 
 def _regularise(loss: Tensor, stats: dict[str, Tensor | float], due: list[Term], done: Pass) -> Tensor:

@@ -40,6 +40,8 @@ from genlab.config import NON_NEGATIVE, POSITIVE, PROBABILITY, ExampleRun, Objec
 from genlab.data.base import Batch, Spec
 from genlab.errors import ConfigError
 from genlab.images import Grid
+from genlab.models.pix2pix import UNetGenerator
+from genlab.models.protocols import Translator
 from genlab.registry import register_objective
 from genlab.training.objectives.gan import LOSSES, PROBABILITY_LOSSES
 from genlab.training.objectives.snapshots import side_by_side
@@ -61,13 +63,26 @@ class Pix2PixObjectiveConfig(ObjectiveConfig):
     lr_g: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)  # Adam's
     mode_seeking_weight: float = 0.0  # MSGAN's lambda (1 in the authors' code); 0 disables; needs g_dropout > 0
-    bounds: ClassVar[dict[str, Range]] = {"l1_weight": NON_NEGATIVE, "lr_d": POSITIVE, "lr_g": POSITIVE,
-                                          "betas": PROBABILITY, "mode_seeking_weight": NON_NEGATIVE}
+    bounds: ClassVar[dict[str, Range]] = {
+        "l1_weight": NON_NEGATIVE,
+        "lr_d": POSITIVE,
+        "lr_g": POSITIVE,
+        "betas": PROBABILITY,
+        "mode_seeking_weight": NON_NEGATIVE,
+    }
     resume_examples: ClassVar[tuple[ExampleRun, ...]] = (
         # Dropout is G's noise (global RNG while training): resume must restore it.
-        ExampleRun("pix2pix", {"name": "pairs", "kind": "edges", "base": {"name": "color_sprites", "image_size": 32,
-                                                                        "n_train": 512, "n_test": 64}},
-                   {"name": "pix2pix", "g_channels": 4, "d_channels": 4}, {"name": "pix2pix"}, slow=True),
+        ExampleRun(
+            "pix2pix",
+            {
+                "name": "pairs",
+                "kind": "edges",
+                "base": {"name": "color_sprites", "image_size": 32, "n_train": 512, "n_test": 64},
+            },
+            {"name": "pix2pix", "g_channels": 4, "d_channels": 4},
+            {"name": "pix2pix"},
+            slow=True,
+        ),
     )
 
     @property
@@ -84,6 +99,7 @@ class Pix2PixStep(Step):
         if cfg.adversarial:
             self.optimizers["D"] = adam(D.parameters(), cfg.lr_d, cfg.betas)
         self.export = Export("G", "G")
+        assert isinstance(G, UNetGenerator)  # the generator with dropout masks
         # E|m1 - m2| of two independent keep/drop masks: MSGAN's |z1 - z2| (see the module docstring).
         self.mask_distance = 2 * G.dropout * (1 - G.dropout)
 
@@ -131,14 +147,19 @@ class Pix2PixStep(Step):
         """Rows of source | G's translation | target for the first pairs of the fixed batch,
         with dropout masks fixed by ``seed``."""
         source, target = fixed["source"][:SNAPSHOT_ROWS], fixed["target"][:SNAPSHOT_ROWS]
-        output = self.modules["G"].translate(source, generator=torch.Generator().manual_seed(seed))
+        G = self.modules["G"]
+        assert isinstance(G, Translator)
+        output = G.translate(source, generator=torch.Generator().manual_seed(seed))
         return {"translations": side_by_side(source, output, target)}
 
 
 @register_objective("pix2pix", Pix2PixObjectiveConfig)
-def build_pix2pix_step(cfg: Pix2PixObjectiveConfig, modules: dict[str, nn.Module], spec: Spec,
-                       train: TrainConfig) -> Pix2PixStep:
+def build_pix2pix_step(
+    cfg: Pix2PixObjectiveConfig, modules: dict[str, nn.Module], spec: Spec, train: TrainConfig
+) -> Pix2PixStep:
     if cfg.mode_seeking_weight > 0 and modules["G"].dropout == 0:
-        raise ConfigError("objective.mode_seeking_weight needs G's noise, its dropout, but model.g_dropout is 0; "
-                          "set model.g_dropout (0.5 in pix2pix) or objective.mode_seeking_weight=0")
+        raise ConfigError(
+            "objective.mode_seeking_weight needs G's noise, its dropout, but model.g_dropout is 0; "
+            "set model.g_dropout (0.5 in pix2pix) or objective.mode_seeking_weight=0"
+        )
     return Pix2PixStep(cfg, modules["G"], modules["D"])

@@ -13,8 +13,9 @@ losses never name a term. ``TERMS`` is also the order the terms join their phase
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from torch import Tensor, nn
 
@@ -75,14 +76,16 @@ class Term(ABC):
     def state_dict(self) -> dict[str, Any]:
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - a default: stateless terms keep it
         pass
 
 
 def _refuse_batch_norm(D: nn.Module, what: str) -> None:
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()):
-        raise ConfigError(f"gradient penalties ({what}) are per-example and invalid under batch norm in D; "
-                          "set model.d_norm=none or model.spectral_norm=true")
+        raise ConfigError(
+            f"gradient penalties ({what}) are per-example and invalid under batch norm in D; "
+            "set model.d_norm=none or model.spectral_norm=true"
+        )
 
 
 class GradientPenalty(Term):
@@ -176,8 +179,10 @@ class PathLength(Term):
         if cfg.pl_weight <= 0:
             return None
         if not isinstance(modules["G"], StyleBased):
-            raise ConfigError(f"objective.pl_weight > 0 regularises a style-based generator's mapping; this "
-                              f"{type(modules['G']).__name__} has none: use model.name=stylegan or set pl_weight=0")
+            raise ConfigError(
+                f"objective.pl_weight > 0 regularises a style-based generator's mapping; this "
+                f"{type(modules['G']).__name__} has none: use model.name=stylegan or set pl_weight=0"
+            )
         return cls(cfg.pl_weight, cfg.pl_every, cfg.pl_decay)
 
     def penalty(self, p):
@@ -202,6 +207,8 @@ def build_terms(cfg: GANConfig, modules: dict[str, nn.Module]) -> list[Term]:
     terms = [term for cls in TERMS if (term := cls.from_config(cfg, modules)) is not None]
     forward = [t.name for t in terms if t.g_output is not None]
     if len(forward) > 1:
-        raise ConfigError(f"the regularisers {' and '.join(forward)} each need an extra output of G's forward; "
-                          "a generator gives one: turn one of them off")
+        raise ConfigError(
+            f"the regularisers {' and '.join(forward)} each need an extra output of G's forward; "
+            "a generator gives one: turn one of them off"
+        )
     return terms

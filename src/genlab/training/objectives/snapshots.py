@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from genlab.images import Grid
-from genlab.models.protocols import LatentSampler
+from genlab.models.protocols import Conditional, LatentSampler
 
 SEEDS_PER_CLASS = 8
 
@@ -16,6 +16,7 @@ def class_grid(model: LatentSampler, seed: int, columns: int = SEEDS_PER_CLASS) 
 
     Drawn from a generator seeded with ``seed``, so every snapshot shows the same latents.
     """
+    assert isinstance(model, Conditional)  # a conditional sampler
     k = model.num_classes
     z = model.latents(columns, generator=torch.Generator().manual_seed(seed))
     labels = torch.arange(k).repeat_interleave(columns)

@@ -27,10 +27,18 @@ class VAEObjectiveConfig(AdamObjectiveConfig):
     beta: float = 1.0  # weight of the KL term; 1 is the ELBO, > 1 is beta-VAE
     bounds: ClassVar[dict[str, Range]] = {**AdamObjectiveConfig.bounds, "beta": NON_NEGATIVE}
     resume_examples: ClassVar[tuple[ExampleRun, ...]] = (
-        ExampleRun("vae", {"name": "sprites", "image_size": 28, "n_train": 512, "n_test": 64},
-                   {"name": "conv_vae", "latent_dim": 4, "channels": 8}, {"name": "vae", "beta": 4.0}),
-        ExampleRun("cvae", {"name": "mnist", "root": EXAMPLE_FILES, "limit": 512},
-                   {"name": "vae_mlp", "hidden": 64, "latent_dim": 4, "conditional": True}, {"name": "vae"}),
+        ExampleRun(
+            "vae",
+            {"name": "sprites", "image_size": 28, "n_train": 512, "n_test": 64},
+            {"name": "conv_vae", "latent_dim": 4, "channels": 8},
+            {"name": "vae", "beta": 4.0},
+        ),
+        ExampleRun(
+            "cvae",
+            {"name": "mnist", "root": EXAMPLE_FILES, "limit": 512},
+            {"name": "vae_mlp", "hidden": 64, "latent_dim": 4, "conditional": True},
+            {"name": "vae"},
+        ),
     )
 
 
@@ -44,7 +52,8 @@ class VAEStep(SingleNetworkStep):
         return batch[self.label_key] if self.label_key else None
 
     def loss(self, batch: Batch) -> LossOutput:
-        vae: VAE = self.modules["vae"]
+        vae = self.modules["vae"]
+        assert isinstance(vae, VAE)
         x = batch[self.image_key]
         out = self.nets["vae"](x, self._labels(batch))
         log_px = decoder_log_likelihood(vae.likelihood, out.params.float(), x, vae.log_sigma)
@@ -52,11 +61,17 @@ class VAEStep(SingleNetworkStep):
         per_example = elbo(log_px, kl, self.cfg.beta)
         return LossOutput(
             loss=-per_example.mean(),
-            stats={"elbo": elbo(log_px, kl).mean().detach(), "recon_nll": -log_px.mean().detach(), "kl": kl.mean().detach()},
+            stats={
+                "elbo": elbo(log_px, kl).mean().detach(),
+                "recon_nll": -log_px.mean().detach(),
+                "kl": kl.mean().detach(),
+            },
         )
 
     def snapshots(self, fixed: Batch, seed: int) -> dict[str, Grid]:
-        with eval_mode(self.modules["vae"]) as vae:
+        vae = self.modules["vae"]
+        assert isinstance(vae, VAE)
+        with eval_mode(vae):
             generator = torch.Generator().manual_seed(seed)
             x, labels = fixed[self.image_key][:32], None if self.label_key is None else fixed[self.label_key][:32]
             pairs = torch.stack([x, vae.reconstruct(x, labels)], dim=1).flatten(0, 1)  # original | reconstruction
