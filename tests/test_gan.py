@@ -13,7 +13,7 @@ from torch import nn
 
 import genlab
 from genlab.config import TrainConfig, load_config
-from genlab.data.base import Image, TensorDataset
+from genlab.data.base import Classes, Image, TensorDataset
 from genlab.errors import ConfigError
 from genlab.losses import gan as L
 from genlab.models import build_modules
@@ -232,6 +232,31 @@ def test_health_monitor_flags_an_overpowered_discriminator_with_its_values():
     assert "D wins outright" in example and "geometric mean of D(G(z)) is e^-13" in example
     assert any("D wins outright" in w for w in gan_warnings("hinge", {**HEALTHY, "D/D(x)": 2.5, "D/D(G(z))": -3.0}, history))
     assert gan_warnings("wgan_gp", {**HEALTHY, "D/D(x)": 50.0, "D/D(G(z))": -50.0}, history) == []
+
+
+def test_health_advice_names_only_changes_the_run_does_not_have():
+    from genlab.training.health import RunSettings, run_advice
+
+    plain = RunSettings("minimax", 2e-4, 2e-4, 1, 0.0, spectral_norm=False, batch_norm_in_d=True)
+    advice = run_advice(plain)
+    order = ["loss=nonsaturating", "spectral normalisation", "loss=hinge", "lr_d (now 0.0002)"]
+    assert [advice.index(t) for t in order] == sorted(advice.index(t) for t in order)  # most helpful first
+    assert "r1_weight" not in advice and "n_critic" not in advice  # R1 is refused under batch norm; k is 1
+    # The projection recipe (hinge, spectral norm, k = 2) was told to turn on what it had.
+    projection = run_advice(RunSettings("hinge", 2e-4, 2e-4, 2, 0.0, spectral_norm=True, batch_norm_in_d=False))
+    assert "spectral" not in projection and "hinge" not in projection and "nonsaturating" not in projection
+    assert "r1_weight" in projection and "n_critic, now 2" in projection
+
+
+def test_a_gan_steps_monitor_reads_its_run_settings_from_the_config_and_d():
+    spec = {"image": Image(1, 28, 28), "label": Classes(tuple(map(str, range(10))))}
+    modules = build_modules(MODELS.get("sngan_projection").config_cls(), spec)
+    step = OBJECTIVES.get("gan").builder(GANObjectiveConfig(loss="hinge", n_critic=2), modules, spec, TrainConfig())
+    warning = step.health(OVERPOWERED | {"D/D(x)": 2.5, "D/D(G(z))": -3.0})[0]
+    assert "D wins outright" in warning and "spectral" not in warning and "loss=hinge" not in warning
+    dcgan = build_modules(MODELS.get("dcgan").config_cls(), {"image": Image(1, 28, 28)})
+    step = OBJECTIVES.get("gan").builder(GANObjectiveConfig(), dcgan, {"image": Image(1, 28, 28)}, TrainConfig())
+    assert "spectral normalisation" in step.health.advice and "loss=hinge" in step.health.advice
 
 
 def test_health_monitor_flags_divergence():

@@ -32,7 +32,40 @@ NEVER_SPREAD_WINDOWS = 5  # a G this many windows old that never reached diverse
 ADVICE = (
     "Try a lower objective.lr_d or a higher lr_g, fewer n_critic, model.spectral_norm=true, or "
     "objective.loss=hinge (or nonsaturating instead of minimax)"
-)
+)  # for stats without a run's settings; a run's monitor says only what fits it (run_advice)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What the advice of a run's monitor may suggest changing: its objective's settings and its D."""
+
+    loss: str
+    lr_d: float
+    lr_g: float
+    n_critic: int
+    r1_weight: float
+    spectral_norm: bool  # D's weights are spectrally normalised already
+    batch_norm_in_d: bool  # R1 and gradient penalties are refused under it
+
+
+def run_advice(run: RunSettings) -> str:
+    """What to try against a D that wins, vanishing G gradients or collapse: only changes the run does not
+    already have, in the order the literature found them to help (non-saturating G loss, Goodfellow et al.
+    2014; spectral norm, Miyato et al. 2018; R1, Mescheder et al. 2018; hinge; then the balance of the two
+    players: learning rates (Heusel et al. 2017) and D steps per G step)."""
+    tries = []
+    if run.loss == "minimax":
+        tries.append("objective.loss=nonsaturating (the saturating G loss vanishes when D wins)")
+    if not run.spectral_norm:
+        tries.append("spectral normalisation in D (model.spectral_norm=true where the model has it)")
+    if run.r1_weight == 0 and not run.batch_norm_in_d and run.loss not in ("wgan", "wgan_gp"):
+        tries.append("an R1 penalty on real data (objective.r1_weight, e.g. 1)")
+    if run.loss in ("minimax", "nonsaturating", "lsgan"):
+        tries.append("objective.loss=hinge")
+    tries.append(f"a lower objective.lr_d (now {run.lr_d:g}) or a higher objective.lr_g (now {run.lr_g:g})")
+    if run.n_critic > 1:
+        tries.append(f"fewer D steps per G step (objective.n_critic, now {run.n_critic})")
+    return "Try " + "; or ".join(tries)
 
 
 @dataclass
@@ -61,21 +94,21 @@ def d_wins(loss: str, stats: dict[str, float]) -> str | None:
     return None  # a Wasserstein critic has no winning point: its scores are unbounded
 
 
-def gan_warnings(loss: str, stats: dict[str, float], history: HealthHistory) -> list[str]:
-    """Warnings for one window of stats, given the history before it."""
+def gan_warnings(loss: str, stats: dict[str, float], history: HealthHistory, advice: str = ADVICE) -> list[str]:
+    """Warnings for one window of stats, given the history before it; ``advice`` ends those it can help."""
     warnings = []
     g_loss, g_norm = stats.get("G/loss", math.nan), stats.get("G/grad_norm", math.nan)
     evidence = d_wins(loss, stats)
     if evidence:
         warnings.append(
             f"D wins outright: {evidence}; G loss = {g_loss:.3g}, G grad norm = {g_norm:.3g}; "
-            f"G learns little from a D this sure. {ADVICE}"
+            f"G learns little from a D this sure. {advice}"
         )
     g_norm0 = history.baseline.get("G/grad_norm", 0.0)
     if g_norm0 > 0 and g_norm < VANISH_RATIO * g_norm0:
         warnings.append(
             f"G's gradients vanish: grad norm {g_norm:.3g}, was {g_norm0:.3g} at the start "
-            f"(G loss = {g_loss:.3g}). {ADVICE}"
+            f"(G loss = {g_loss:.3g}). {advice}"
         )
     for key in ("D/loss", "G/loss"):
         value, start = stats.get(key), history.baseline.get(key)
@@ -84,11 +117,11 @@ def gan_warnings(loss: str, stats: dict[str, float], history: HealthHistory) -> 
                 f"{key} diverges: {value:.3g}, was {start:.3g} at the start; "
                 "lower the learning rates or check the loss and its penalty weights"
             )
-    warnings += _collapse(stats.get("G/diversity"), history)
+    warnings += _collapse(stats.get("G/diversity"), history, advice)
     return warnings
 
 
-def _collapse(diversity: float | None, history: HealthHistory) -> list[str]:
+def _collapse(diversity: float | None, history: HealthHistory, advice: str) -> list[str]:
     # An untrained G often maps all noise to nearly one image; that is only a problem once G
     # had spread out and fell back, or never spreads out at all.
     if diversity is None or diversity >= COLLAPSE_DIVERSITY:
@@ -97,7 +130,7 @@ def _collapse(diversity: float | None, history: HealthHistory) -> list[str]:
     if history.peak_diversity >= 2 * COLLAPSE_DIVERSITY:
         return [
             f"samples collapse to near-duplicates (mode collapse): {measured}, down from "
-            f"{history.peak_diversity:.0%}. {ADVICE}"
+            f"{history.peak_diversity:.0%}. {advice}"
         ]
     if history.windows >= NEVER_SPREAD_WINDOWS:
         return [
@@ -113,8 +146,8 @@ class GANHealth:
     The history is part of the step's state, so a resumed run compares with the same start.
     """
 
-    def __init__(self, loss: str) -> None:
-        self.loss = loss
+    def __init__(self, loss: str, advice: str = ADVICE) -> None:
+        self.loss, self.advice = loss, advice
         self.history = HealthHistory()
 
     def __call__(self, stats: dict[str, float]) -> list[str]:
@@ -122,7 +155,7 @@ class GANHealth:
             # The phases' own stats only: wall-clock speed is no baseline, and would make the state differ
             # across resumes.
             self.history.baseline = {k: v for k, v in stats.items() if k.startswith(("D/", "G/")) and math.isfinite(v)}
-        warnings = gan_warnings(self.loss, stats, self.history)
+        warnings = gan_warnings(self.loss, stats, self.history, self.advice)
         self.history.windows += 1
         self.history.peak_diversity = max(self.history.peak_diversity, stats.get("G/diversity", 0.0))
         return warnings

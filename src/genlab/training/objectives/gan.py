@@ -42,7 +42,7 @@ from genlab.losses import gan as L
 from genlab.models.layers import Generator
 from genlab.models.protocols import LatentSampler, eval_mode, is_conditional
 from genlab.registry import register_objective
-from genlab.training.health import GANHealth
+from genlab.training.health import GANHealth, RunSettings, run_advice
 from genlab.training.objectives.regularisers import Pass, Term, build_terms
 from genlab.training.objectives.snapshots import class_grid
 from genlab.training.optim import adam
@@ -241,7 +241,7 @@ class GANStep(Step):
             "D": make_optimizer(cfg, D.parameters(), cfg.lr_d),
             "G": make_optimizer(cfg, G.parameters(), cfg.lr_g),
         }
-        self.health = GANHealth(cfg.loss)
+        self.health = GANHealth(cfg.loss, run_advice(_run_settings(cfg, D)))
         self.ema_updates = 0
         self.d_updates = self.g_updates = 0  # counted for the lazy regularisers
         self.terms = {phase: [t for t in terms if t.phase == phase] for phase in ("D", "G")}
@@ -379,3 +379,28 @@ def _regularise(loss: Tensor, stats: dict[str, Tensor | float], due: list[Term],
         penalty, stats[term.name] = term.penalty(done)
         loss = loss + term.scale * penalty
     return loss
+
+
+def _run_settings(cfg: GANObjectiveConfig, D: nn.Module) -> RunSettings:
+    """What the health monitor's advice may suggest changing in this run."""
+    return RunSettings(
+        loss=cfg.loss,
+        lr_d=cfg.lr_d,
+        lr_g=cfg.lr_g,
+        n_critic=cfg.n_critic,
+        r1_weight=cfg.r1_weight,
+        spectral_norm=_spectrally_normalised(D),
+        batch_norm_in_d=any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()),
+    )
+
+
+def _spectrally_normalised(D: nn.Module) -> bool:
+    """Whether a weight of ``D`` carries torch's spectral-norm parametrization (its class, _SpectralNorm, is private:
+    there is no public type to test for)."""
+    for module in D.modules():
+        lists = getattr(module, "parametrizations", None)
+        if isinstance(lists, nn.ModuleDict) and any(
+            type(p).__name__ == "_SpectralNorm" for ps in lists.values() for p in ps.children()
+        ):
+            return True
+    return False
