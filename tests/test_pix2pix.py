@@ -19,6 +19,7 @@ from genlab.cli.main import main
 from genlab.config import config_from_dict, load_config
 from genlab.data import load_dataset
 from genlab.data.base import Image, TensorDataset
+from genlab.data.paired_folder import PairedFolderConfig, read_pairs
 from genlab.errors import ConfigError, DataError
 from genlab.images import to_model, to_uint8
 from genlab.metrics.image_quality import diversity
@@ -261,3 +262,34 @@ def test_translate_rollout_plays_a_next_frame_model_forward(tmp_path, capsys):
     assert main(["translate", str(genlab.train(run_config(tmp_path / "edges", 0.032))), str(frame),
                  "-o", str(tmp_path / "x"), "--rollout", "2"]) == 2
     assert "use a next-frame model" in capsys.readouterr().err
+
+
+def test_a_paired_folder_run_translates_a_folder_of_ab_files_by_their_source_halves(tmp_path, capsys):
+    """pix2pix's own layout: each 2S x S file is A | B; translate reads the A half (the run's source), not the whole
+    file resized, and writes source | translation | target with L1 against the targets."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("test", 3)):
+        (tmp_path / "ab" / split).mkdir(parents=True)
+        for i in range(n):
+            a = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+            b = 255 - a  # the target is the negative: a wrong half or a resized whole file shows in L1
+            PILImage.fromarray(np.concatenate([a, b], axis=1)).save(tmp_path / "ab" / split / f"p{i}.png")
+    run = genlab.train(config_from_dict({
+        "name": "ab", "data": {"name": "paired_folder", "path": str(tmp_path / "ab"), "image_size": 32},
+        "model": {"name": "pix2pix", "g_channels": 4, "d_channels": 4}, "objective": {"name": "pix2pix"},
+        "train": {"kimg": 0.008, "batch_size": 8, "out_dir": str(tmp_path / "runs"), "snapshot_every_kimg": 0,
+                  "progress_bar": False, "tensorboard": False, "threads": 1},
+    }))
+    capsys.readouterr()
+    assert main(["translate", str(run), str(tmp_path / "ab" / "test"), "-o", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote 3 source | translation | target triples" in printed and "L1 " in printed
+    triple = np.asarray(PILImage.open(tmp_path / "out" / "p0.png"))
+    assert triple.shape[1] > 3 * 32 and triple.shape[0] < 2 * 32  # three 32-pixel columns in one row
+    source, _, names = read_pairs(tmp_path / "ab" / "test", PairedFolderConfig(name="paired_folder", path=str(tmp_path / "ab"), image_size=32))
+    assert names == ["p0", "p1", "p2"]
+    shown = triple[2:34, 2:34]  # the first column after the grid's padding
+    assert np.abs(shown.astype(int) - source[0].permute(1, 2, 0).numpy().astype(int)).max() <= 1
+    # a split of the run's own data, by name
+    assert main(["translate", str(run), "test", "-o", str(tmp_path / "by_name")]) == 0
+    assert sorted(p.name for p in (tmp_path / "by_name").iterdir()) == ["p0.png", "p1.png", "p2.png"]

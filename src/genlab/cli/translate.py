@@ -11,6 +11,12 @@ same dropout noise, whichever other images are translated with it.
 default) with its export G_AB, BtoA with its G_BA. pix2pix translates its source to its
 target only (AtoB); train with data.direction=BtoA for the other way.
 
+A run trained on a ``paired_folder`` (pix2pix's A|B layout) reads a folder INPUT the same way:
+each file's source half (or A/ and B/ files matched by name) as its data config says, and INPUT
+may also name a split of the run's own data.path (train, test, val). Each OUT/<name>.png is then
+source | translation | target, as pix2pix's test script writes them, and the L1 error and
+sharpness against the targets are printed.
+
 --rollout N feeds each translation back in N times (a next-frame model played forward)
 and writes OUT/<input name>-rollout.png (a strip: the input, then frames 1..N) and .gif.
 
@@ -32,13 +38,18 @@ from PIL import Image
 from genlab.api import load
 from genlab.cli.common import device_name, seed
 from genlab.data.folder import open_image, unusable_reason
+from genlab.data.paired_folder import PairedFolderConfig, read_pairs, split_folder
 from genlab.errors import ConfigError
-from genlab.images import fit_image, save_gif, save_grid, save_strip, to_model
+from genlab.images import fit_image, save_gif, save_grid, save_strip, to_model, to_uint8
+from genlab.metrics.image_quality import l1_error, sharpness_ratio
 from genlab.models.protocols import Translator
+from genlab.runs.folder import read_run
+from genlab.training.objectives.snapshots import side_by_side
 
 MAX_ROLLOUT = 1000  # frames; each is kept in memory for the strip and the GIF
 # --direction -> the role genlab.load builds (None: the run's export)
 DIRECTIONS: dict[str, str | None] = {"AtoB": None, "BtoA": "G_BA"}
+SPLITS = {"train": "train", "test": "test", "val": "test"}  # a split named as INPUT -> paired_folder's split
 
 
 def add_parser(subparsers) -> None:
@@ -127,6 +138,9 @@ def rollout(
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.rollout <= MAX_ROLLOUT:
         raise ConfigError(f"--rollout is a number of frames in 0..{MAX_ROLLOUT}; got {args.rollout}")
+    pairs = paired_input(args.run, args.input)
+    if pairs is not None and not args.rollout:
+        return translate_pairs(load_translator(args.run, args.device, args.direction), pairs, args)
     files = input_files(Path(args.input))
     model = load_translator(args.run, args.device, args.direction)
     out_dir = Path(args.output)
@@ -166,3 +180,41 @@ def run(args: argparse.Namespace) -> int:
 
 def _skip(path: Path, reason: str) -> None:
     print(f"genlab translate: skipping {path}: {reason}", file=sys.stderr)
+
+
+def paired_input(run_dir: str, given: str) -> tuple[Path, PairedFolderConfig] | None:
+    """The split folder to read as pairs and the run's data config, when the run trained on a paired_folder and
+    ``given`` is a folder or one of its data's splits by name; else None (images are translated one by one)."""
+    _, config, _ = read_run(run_dir)
+    if not isinstance(config.data, PairedFolderConfig):
+        return None
+    path = Path(given)
+    if not path.exists() and given in SPLITS:
+        return split_folder(Path(config.data.path).expanduser(), SPLITS[given]), config.data
+    return (path, config.data) if path.is_dir() else None
+
+
+def translate_pairs(model: Translator, pairs: tuple[Path, PairedFolderConfig], args: argparse.Namespace) -> int:
+    """Translate every pair's source; write source | translation | target for each, print L1 and sharpness."""
+    folder, data = pairs
+    source, target, names = read_pairs(folder, data)
+    if tuple(source.shape[1:]) != tuple(model.source_shape):
+        raise ConfigError(
+            f"{folder}'s pairs read as {tuple(source.shape[1:])} but the model takes {tuple(model.source_shape)}"
+        )
+    out_dir = Path(args.output)
+    outputs = []
+    for name, a, b in zip(names, source, target, strict=True):
+        # one image at a time, each with the same noise: --seed gives an image the same output in any company
+        output = model.translate(to_model(a[None]), generator=torch.Generator().manual_seed(args.seed))
+        grid = side_by_side(to_model(a[None]), output, to_model(b[None]))
+        save_grid(grid.images, out_dir / f"{name}.png", nrow=grid.nrow)
+        outputs.append(to_uint8(output))
+    translated = torch.cat(outputs)
+    l1, sharp = l1_error(translated, target), sharpness_ratio(translated, target)
+    print(f"wrote {len(names)} source | translation | target triples to {out_dir}")
+    print(
+        f"against the targets: L1 {l1:.4f} (mean |output - target| in [0, 1] units), sharpness {sharp:.3f} "
+        "of the targets' (1 = as sharp)"
+    )
+    return 0

@@ -51,27 +51,33 @@ class PairedFolderConfig(DataConfig):
 @register_dataset("paired_folder", PairedFolderConfig)
 def build(cfg: PairedFolderConfig, split: str) -> TensorDataset:
     """``source``, ``target`` uint8 [N, channels, image_size, image_size]."""
-    folder = split_folder(Path(cfg.path).expanduser(), split)
+    source, target, _ = read_pairs(split_folder(Path(cfg.path).expanduser(), split), cfg)
+    field = Image(cfg.channels, cfg.image_size, cfg.image_size)
+    return TensorDataset("paired_folder", {"source": field, "target": field}, {"source": source, "target": target})
+
+
+def read_pairs(folder: Path, cfg: PairedFolderConfig) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``source``, ``target`` uint8 [N, channels, image_size, image_size] and each pair's name (its file's
+    stem), from one split folder of A|B files or of A/ and B/ sub-folders, as ``cfg`` reads them."""
     mode = "L" if cfg.channels == 1 else "RGB"
     if (folder / "A").is_dir() and (folder / "B").is_dir():
-        pairs = _matched_halves(folder, mode, cfg)
+        named = _matched_halves(folder, mode, cfg)
     else:
         # B023 (below) is a false alarm: read_or_warn calls the lambda at once, inside this iteration
-        pairs = [
-            p
+        named = [
+            (file.stem, p)
             for file in list_files(folder)
             if (p := read_or_warn("paired_folder", file, cfg.max_pixels, lambda: _side_by_side(file, mode, cfg)))  # noqa: B023
             is not None
         ]
-    if not pairs:
+    if not named:
         raise DataError(
             f"paired_folder: no usable pairs in {folder} (see the warnings for skipped files); "
             "it needs A|B images side by side, or A/ and B/ folders of matching file names"
         )
-    a, b = (_to_tensor([p[i] for p in pairs], cfg.channels) for i in (0, 1))
+    a, b = (_to_tensor([pair[i] for _, pair in named], cfg.channels) for i in (0, 1))
     source, target = (a, b) if cfg.direction == "AtoB" else (b, a)
-    field = Image(cfg.channels, cfg.image_size, cfg.image_size)
-    return TensorDataset("paired_folder", {"source": field, "target": field}, {"source": source, "target": target})
+    return source, target, [name for name, _ in named]
 
 
 def split_folder(root: Path, split: str) -> Path:
@@ -104,7 +110,7 @@ def _side_by_side(file: Path, mode: str, cfg: PairedFolderConfig) -> tuple[Half,
     return left, right
 
 
-def _matched_halves(folder: Path, mode: str, cfg: PairedFolderConfig) -> list[tuple[Half, Half]]:
+def _matched_halves(folder: Path, mode: str, cfg: PairedFolderConfig) -> list[tuple[str, tuple[Half, Half]]]:
     sides = {
         side: {f.relative_to(folder / side).with_suffix(""): f for f in list_files(folder / side)}
         for side in ("A", "B")
@@ -127,7 +133,7 @@ def _matched_halves(folder: Path, mode: str, cfg: PairedFolderConfig) -> list[tu
             for s in ("A", "B")
         ]
         if halves[0] is not None and halves[1] is not None:
-            pairs.append((halves[0], halves[1]))
+            pairs.append((str(stem), (halves[0], halves[1])))
     return pairs
 
 
