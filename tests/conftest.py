@@ -95,6 +95,7 @@ def _tensors(folder: Path) -> Path:
 EXAMPLE_FILE_WRITERS: dict[str, Callable[[Path], Path]] = {
     "mnist": lambda folder: shared_mnist(),
     "stacked_mnist": lambda folder: shared_mnist(),
+    "mnist_m": lambda folder: shared_mnist(),
     "fashion_mnist": _fashion_mnist,
     "cifar10": _cifar10,
     "image_folder": _image_folder,

@@ -411,3 +411,23 @@ def test_toy_1d_density_is_exact_and_matches_samples():
     assert np.abs(hist - density_1d(cfg, centres)).max() < 0.03
     gaussian = _build(DataConfig, {"name": "toy_gaussian_1d", "mean": 1, "std": 2}, "data.", "test")
     assert density_1d(gaussian, np.array([1.0]))[0] == pytest.approx(1 / (2 * np.sqrt(2 * np.pi)))
+
+
+def test_mnist_m_blends_each_mnist_digit_over_a_photo_crop(mnist_root):
+    """Ganin et al.'s construction: |crop - digit| per channel; the digit and its label are MNIST's."""
+    from genlab.data.mnist_m import MNISTMConfig, blend
+
+    digits = torch.tensor([[[[0, 255], [128, 0]]]], dtype=torch.uint8)
+    background = torch.tensor([[[[10, 10], [200, 255]]] * 3], dtype=torch.uint8).view(1, 3, 2, 2)
+    assert blend(digits, background)[0, 0].tolist() == [[10, 245], [72, 255]]
+
+    def build(**keys):
+        return load_dataset(MNISTMConfig(name="mnist_m", root=str(mnist_root), limit=64, **keys))
+
+    mnist, colour = load_dataset(StandardConfig(name="mnist", root=str(mnist_root), limit=64)), build()
+    assert torch.equal(colour["label"], mnist["label"]) and colour["image"].shape == (64, 3, 28, 28)
+    assert colour["image"].float().std() > 30  # photos, not MNIST's black background
+    assert not torch.equal(build(seed=1)["image"], colour["image"])  # the seed picks the crops
+    grey = build(channels=1)["image"]
+    luma = (colour["image"].float() * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    assert grey.shape == (64, 1, 28, 28) and (grey.float() - luma).abs().max() <= 0.5 + 1e-4

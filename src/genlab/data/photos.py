@@ -75,18 +75,32 @@ def build(cfg: PhotosConfig, split: str) -> TensorDataset:
     """``image`` uint8 [N, channels, image_size, image_size] of crops."""
     n = cfg.n_train if split == "train" else cfg.n_test
     rng = np.random.default_rng([cfg.seed, _SPLIT_STREAM[split]])
-    mode = "L" if cfg.channels == 1 else "RGB"
-    photos = [load_photo(name).convert(mode) for name in cfg.photos]
-    which = rng.integers(0, len(photos), size=n)
+    x = photo_crops(rng, n, cfg.image_size, split, cfg.photos, cfg.channels, cfg.test_fraction, cfg.crop_scale)
+    return TensorDataset("photos", {"image": Image(cfg.channels, cfg.image_size, cfg.image_size)}, {"image": x})
+
+
+def photo_crops(
+    rng: np.random.Generator,
+    n: int,
+    size: int,
+    split: str,
+    photos: tuple[str, ...],
+    channels: int = 3,
+    test_fraction: float = 0.25,
+    crop_scale: tuple[float, float] = (0.15, 0.4),
+) -> torch.Tensor:
+    """uint8 [n, channels, size, size]: square crops of random ``photos`` at random scales, from the split's region."""
+    mode = "L" if channels == 1 else "RGB"
+    images = [load_photo(name).convert(mode) for name in photos]
+    which = rng.integers(0, len(images), size=n)
     crops = []
     for index in which:
-        photo = photos[index]
-        box = crop_box(rng, photo.width, photo.height, split, cfg.test_fraction, cfg.crop_scale)
-        crop = photo.resize((cfg.image_size, cfg.image_size), PILImage.Resampling.LANCZOS, box=box)
+        photo = images[index]
+        box = crop_box(rng, photo.width, photo.height, split, test_fraction, crop_scale)
+        crop = photo.resize((size, size), PILImage.Resampling.LANCZOS, box=box)
         crops.append(np.asarray(crop, dtype=np.uint8))
     x = torch.from_numpy(np.stack(crops))
-    x = x[:, None] if cfg.channels == 1 else x.permute(0, 3, 1, 2).contiguous()  # HWC -> CHW
-    return TensorDataset("photos", {"image": Image(cfg.channels, cfg.image_size, cfg.image_size)}, {"image": x})
+    return x[:, None] if channels == 1 else x.permute(0, 3, 1, 2).contiguous()  # HWC -> CHW
 
 
 def crop_box(
