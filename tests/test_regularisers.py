@@ -8,9 +8,9 @@ import torch
 from torch import Tensor, nn
 
 from genlab.errors import ConfigError
-from genlab.training.objectives.gan import GANObjectiveConfig, _regularise
+from genlab.training.objectives.gan import GANObjectiveConfig
 from genlab.training.objectives.regularisers import (TERMS, ConditionKL, GradientPenalty, Orthogonal, Pass, PathLength,
-                                                     R1, Term, build_terms)
+                                                     R1, Term, build_terms, regularise)
 
 
 class PlainG(nn.Module):
@@ -57,7 +57,7 @@ def test_each_due_term_adds_its_scaled_penalty_and_logs_its_value():
             return torch.tensor(3.0), 7.0
 
     stats: dict = {}
-    loss = _regularise(torch.tensor(1.0), stats, [Fixed(0.5, every=2)], Pass({}, torch.zeros(1), ()))
+    loss = regularise(torch.tensor(1.0), stats, [Fixed(0.5, every=2)], Pass({}, torch.zeros(1), ()))
     assert loss.item() == 1.0 + 0.5 * 2 * 3.0 and stats == {"fixed": 7.0}
 
 
@@ -78,3 +78,20 @@ def test_the_path_length_target_is_state_that_resumes():
     assert again.mean == term.mean
     again.load_state_dict({})  # a checkpoint from before the term: no target yet
     assert again.mean == 0.0
+
+
+def test_mode_seeking_is_a_term_of_pix2pixs_g_that_needs_its_dropout():
+    from genlab.training.objectives.pix2pix import Pix2PixObjectiveConfig
+    from genlab.training.objectives.regularisers import PIX2PIX_TERMS, ModeSeeking
+
+    class Dropping(nn.Module):
+        dropout = 0.5
+
+    (term,) = build_terms(Pix2PixObjectiveConfig(mode_seeking_weight=2.0), {"G": Dropping()}, PIX2PIX_TERMS)
+    assert isinstance(term, ModeSeeking) and term.phase == "G" and term.scale == 1.0 and term.mask_distance == 0.5
+    fake = torch.zeros(2, 1, 4, 4)
+    penalty, spread = term.penalty(Pass({"source": fake}, fake, (), generator=lambda s: s + 0.25))
+    assert spread.item() == 0.25 and penalty.item() == pytest.approx(2.0 / (0.25 / 0.5 + 1e-5))
+    Dropping.dropout = 0.0
+    with pytest.raises(ConfigError, match="needs G's noise, its dropout"):
+        build_terms(Pix2PixObjectiveConfig(mode_seeking_weight=2.0), {"G": Dropping()}, PIX2PIX_TERMS)

@@ -11,7 +11,7 @@ get the batch's labels: G draws fakes of the real batch's classes, and D scores
 
 Regularisers (gradient penalty, R1, conditioning KL, orthogonal, path length) are terms
 (regularisers.py): each with its weight, its interval and its phase, added to that phase's
-loss by ``_regularise``; the losses here never name one.
+loss by ``regularisers.regularise``; the losses here never name one.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from genlab.models.layers import Generator
 from genlab.models.protocols import LatentSampler, eval_mode, is_conditional
 from genlab.registry import register_objective
 from genlab.training.health import GANHealth, RunSettings, run_advice
-from genlab.training.objectives.regularisers import Pass, Term, build_terms
+from genlab.training.objectives.regularisers import Pass, Term, build_terms, regularise
 from genlab.training.objectives.snapshots import class_grid
 from genlab.training.optim import adam
 from genlab.training.step import Export, LossOutput, Phase, Step
@@ -293,7 +293,7 @@ class GANStep(Step):
             stats["D(x, wrong condition)"] = self._scores(mismatched_logits)
         if self.cfg.loss in ("wgan", "wgan_gp"):
             stats["wasserstein"] = L.wasserstein_estimate(real_logits, fake_logits).detach()
-        loss = _regularise(loss, stats, due, Pass(batch, fake, cond, real, real_logits, lambda x: D(x, *cond)))
+        loss = regularise(loss, stats, due, Pass(batch, fake, cond, real, real_logits, lambda x: D(x, *cond)))
         self.d_updates += 1
         return LossOutput(loss, stats)
 
@@ -306,7 +306,7 @@ class GANStep(Step):
         fake, extra = self.nets["G"](z, *cond, **{asked[0]: True}) if asked else (self.nets["G"](z, *cond), None)
         loss = self.g_loss_fn(self.nets["D"](fake, *cond).float())
         stats: dict[str, Tensor | float] = {"diversity": batch_diversity(fake, batch[self.real_key])}
-        loss = _regularise(loss, stats, due, Pass(batch, fake, cond, g_output=extra))
+        loss = regularise(loss, stats, due, Pass(batch, fake, cond, g_output=extra))
         self.g_updates += 1
         return LossOutput(loss, stats)
 
@@ -371,14 +371,6 @@ def build_gan_step(cfg: GANObjectiveConfig, modules: dict[str, nn.Module], spec:
     G = modules["G"]
     assert isinstance(G, Generator)
     return GANStep(cfg, G, modules["D"], sample_field(spec), build_terms(cfg, modules))
-
-
-def _regularise(loss: Tensor, stats: dict[str, Tensor | float], due: list[Term], done: Pass) -> Tensor:
-    """``loss`` plus each due term's scaled penalty, in order; each term's value logged under its name."""
-    for term in due:
-        penalty, stats[term.name] = term.penalty(done)
-        loss = loss + term.scale * penalty
-    return loss
 
 
 def _run_settings(cfg: GANObjectiveConfig, D: nn.Module) -> RunSettings:

@@ -38,18 +38,17 @@ from torch import Tensor, nn
 
 from genlab.config import NON_NEGATIVE, POSITIVE, PROBABILITY, ExampleRun, ObjectiveConfig, Range, TrainConfig
 from genlab.data.base import Batch, Spec
-from genlab.errors import ConfigError
 from genlab.images import Grid
 from genlab.models.pix2pix import UNetGenerator
 from genlab.models.protocols import Translator
 from genlab.registry import register_objective
 from genlab.training.objectives.gan import LOSSES, PROBABILITY_LOSSES
+from genlab.training.objectives.regularisers import PIX2PIX_TERMS, Pass, build_terms, regularise
 from genlab.training.objectives.snapshots import side_by_side
 from genlab.training.optim import adam
 from genlab.training.step import Export, LossOutput, Phase, Step
 
 SNAPSHOT_ROWS = 8  # pairs of the fixed batch shown as source | output | target
-MODE_SEEKING_EPS = 1e-5  # MSGAN's, in the reciprocal of the distance ratio
 
 
 @dataclass
@@ -100,8 +99,7 @@ class Pix2PixStep(Step):
             self.optimizers["D"] = adam(D.parameters(), cfg.lr_d, cfg.betas)
         self.export = Export("G", "G")
         assert isinstance(G, UNetGenerator)  # the generator with dropout masks
-        # E|m1 - m2| of two independent keep/drop masks: MSGAN's |z1 - z2| (see the module docstring).
-        self.mask_distance = 2 * G.dropout * (1 - G.dropout)
+        self.terms = build_terms(cfg, {"G": G}, PIX2PIX_TERMS)  # G's regularisers (mode seeking)
 
     def phases(self) -> list[Phase]:
         if not self.cfg.adversarial:
@@ -137,10 +135,7 @@ class Pix2PixStep(Step):
             gan = self.g_loss_fn(self.nets["D"](source, fake).float())
             stats["gan"] = gan.detach()
             loss = gan + self.cfg.l1_weight * l1 if self.cfg.loss == "cgan_l1" else gan
-        if self.cfg.mode_seeking_weight > 0:
-            spread = (fake - self.nets["G"](source).float()).abs().mean()  # a second, independent dropout draw
-            loss = loss + self.cfg.mode_seeking_weight / (spread / self.mask_distance + MODE_SEEKING_EPS)
-            stats["mode_spread"] = spread.detach()
+        loss = regularise(loss, stats, self.terms, Pass(batch, fake, (), generator=self.nets["G"]))
         return LossOutput(loss, stats)
 
     def snapshots(self, fixed: Batch, seed: int) -> dict[str, Grid]:
@@ -157,9 +152,4 @@ class Pix2PixStep(Step):
 def build_pix2pix_step(
     cfg: Pix2PixObjectiveConfig, modules: dict[str, nn.Module], spec: Spec, train: TrainConfig
 ) -> Pix2PixStep:
-    if cfg.mode_seeking_weight > 0 and modules["G"].dropout == 0:
-        raise ConfigError(
-            "objective.mode_seeking_weight needs G's noise, its dropout, but model.g_dropout is 0; "
-            "set model.g_dropout (0.5 in pix2pix) or objective.mode_seeking_weight=0"
-        )
     return Pix2PixStep(cfg, modules["G"], modules["D"])

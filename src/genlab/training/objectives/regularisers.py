@@ -6,8 +6,9 @@ regularisation (Karras et al. 2020, stylegan2-ada's loss.py): a term with ``ever
 every k-th step of its phase, weighted by k, so that its average pull stays the same.
 
 A new regulariser is a subclass here, built from the objective's config by its ``from_config``
-(which also refuses what it cannot regularise), and one entry in :data:`TERMS`. The GAN step's
-losses never name a term. ``TERMS`` is also the order the terms join their phase's loss in.
+(which also refuses what it cannot regularise), and one entry in its objective's list
+(:data:`TERMS` for the GAN step, :data:`PIX2PIX_TERMS` for pix2pix's). The steps' losses never
+name a term. A list is also the order its terms join their phase's loss in.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Pass:
     real_logits: Tensor | None = None  # D's step: D(real)
     critic: Callable[[Tensor], Tensor] | None = None  # D's step: D as the step calls it, with the condition bound
     g_output: Tensor | None = None  # G's step: the extra output of G's forward that a due term asked for
+    generator: Callable[[Tensor], Tensor] | None = None  # G's step: G as the step calls it (a second noise draw)
 
 
 class Term(ABC):
@@ -199,12 +201,51 @@ class PathLength(Term):
         self.mean = float(state.get("pl_mean", 0.0))  # runs from before the term: no target yet
 
 
-TERMS: tuple[type[Term], ...] = (GradientPenalty, R1, ConditionKL, Orthogonal, PathLength)
+MODE_SEEKING_EPS = 1e-5  # MSGAN's, in the reciprocal of the distance ratio
 
 
-def build_terms(cfg: GANConfig, modules: dict[str, nn.Module]) -> list[Term]:
-    """The terms ``cfg`` turns on, in :data:`TERMS` order; ConfigError for two that need G's forward at once."""
-    terms = [term for cls in TERMS if (term := cls.from_config(cfg, modules)) is not None]
+class ModeSeeking(Term):
+    """MSGAN's mode-seeking term (Mao et al. 2019) for a G whose only noise is its dropout (pix2pix): G translates
+    each source again under an independent dropout draw, and ``weight / (ratio + 1e-5)`` falls as the two
+    translations spread, with ``ratio = mean|G(x; m1) - G(x; m2)| / d_masks``. The masks' own L1 distance is
+    replaced by its expectation ``d_masks = 2p(1 - p)`` for drop rate p. Logged: the spread."""
+
+    name, phase = "mode_spread", "G"
+
+    def __init__(self, weight: float, mask_distance: float) -> None:
+        super().__init__(weight)
+        self.mask_distance = mask_distance
+
+    @property
+    def scale(self) -> float:
+        return 1.0  # the weight divides by the ratio inside the penalty (MSGAN's reciprocal form)
+
+    @classmethod
+    def from_config(cls, cfg, modules):
+        if cfg.mode_seeking_weight <= 0:
+            return None
+        dropout = getattr(modules["G"], "dropout", 0.0)
+        if dropout == 0:
+            raise ConfigError(
+                "objective.mode_seeking_weight needs G's noise, its dropout, but model.g_dropout is 0; "
+                "set model.g_dropout (0.5 in pix2pix) or objective.mode_seeking_weight=0"
+            )
+        return cls(cfg.mode_seeking_weight, 2 * dropout * (1 - dropout))
+
+    def penalty(self, p):
+        assert p.generator is not None
+        spread = (p.fake - p.generator(p.batch["source"]).float()).abs().mean()  # a second, independent draw
+        return self.weight / (spread / self.mask_distance + MODE_SEEKING_EPS), spread.detach()
+
+
+TERMS: tuple[type[Term], ...] = (GradientPenalty, R1, ConditionKL, Orthogonal, PathLength)  # the GAN step's
+PIX2PIX_TERMS: tuple[type[Term], ...] = (ModeSeeking,)
+
+
+def build_terms(cfg: GANConfig, modules: dict[str, nn.Module], kinds: tuple[type[Term], ...] = TERMS) -> list[Term]:
+    """The terms of ``kinds`` that ``cfg`` turns on, in that order; ConfigError for two that need G's forward
+    at once."""
+    terms = [term for cls in kinds if (term := cls.from_config(cfg, modules)) is not None]
     forward = [t.name for t in terms if t.g_output is not None]
     if len(forward) > 1:
         raise ConfigError(
@@ -212,3 +253,11 @@ def build_terms(cfg: GANConfig, modules: dict[str, nn.Module]) -> list[Term]:
             "a generator gives one: turn one of them off"
         )
     return terms
+
+
+def regularise(loss: Tensor, stats: dict[str, Tensor | float], due: list[Term], done: Pass) -> Tensor:
+    """``loss`` plus each due term's scaled penalty, in order; each term's value logged under its name."""
+    for term in due:
+        penalty, stats[term.name] = term.penalty(done)
+        loss = loss + term.scale * penalty
+    return loss
