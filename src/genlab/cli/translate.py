@@ -206,8 +206,9 @@ def translate_pairs(model: Translator, pairs: tuple[Path, PairedFolderConfig], a
     outputs = []
     for name, a, b in zip(names, source, target, strict=True):
         # one image at a time, each with the same noise: --seed gives an image the same output in any company
-        output = model.translate(to_model(a[None]), generator=torch.Generator().manual_seed(args.seed))
-        grid = side_by_side(to_model(a[None]), output, to_model(b[None]))
+        given = to_model(a[None])
+        output = model.translate(given, generator=torch.Generator().manual_seed(args.seed))
+        grid = side_by_side(given, output, to_model(b[None]))
         save_grid(grid.images, out_dir / f"{name}.png", nrow=grid.nrow)
         outputs.append(to_uint8(output))
     translated = torch.cat(outputs)

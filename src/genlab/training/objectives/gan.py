@@ -43,7 +43,7 @@ from genlab.models.layers import Generator
 from genlab.models.protocols import LatentSampler, eval_mode, is_conditional
 from genlab.registry import register_objective
 from genlab.training.health import GANHealth, RunSettings, run_advice
-from genlab.training.objectives.regularisers import Pass, Term, build_terms, regularise
+from genlab.training.objectives.regularisers import Pass, Term, build_terms, has_batch_norm, regularise
 from genlab.training.objectives.snapshots import class_grid
 from genlab.training.optim import adam
 from genlab.training.step import Export, LossOutput, Phase, Step
@@ -382,7 +382,7 @@ def _run_settings(cfg: GANObjectiveConfig, D: nn.Module) -> RunSettings:
         n_critic=cfg.n_critic,
         r1_weight=cfg.r1_weight,
         spectral_norm=_spectrally_normalised(D),
-        batch_norm_in_d=any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()),
+        batch_norm_in_d=has_batch_norm(D),
     )
 
 

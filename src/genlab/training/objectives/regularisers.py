@@ -82,8 +82,13 @@ class Term(ABC):
         pass
 
 
+def has_batch_norm(module: nn.Module) -> bool:
+    """Whether ``module`` normalises over the batch somewhere (gradient penalties are per-example)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
 def _refuse_batch_norm(D: nn.Module, what: str) -> None:
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()):
+    if has_batch_norm(D):
         raise ConfigError(
             f"gradient penalties ({what}) are per-example and invalid under batch norm in D; "
             "set model.d_norm=none or model.spectral_norm=true"
