@@ -179,6 +179,34 @@ def test_ema_is_exported_warms_up_and_is_optional():
     assert small_step(ema_decay=0.0)[0].export == ("G", "G")
 
 
+def test_prepare_export_gives_the_ema_generator_its_own_batch_statistics():
+    """BigGAN's standing statistics: the EMA G's running mean is the mean of its own activations
+    over 16 seeded batches, not G's; the global RNG and the train/eval mode are left alone."""
+    step, _ = small_step(ema_decay=0.999)
+    G, ema = step.modules["G"], step.modules["G_ema"]
+    with torch.no_grad():
+        for p in G.parameters():
+            p.mul_(3.0)
+    step.phases()[1].after_step()  # the EMA moves a tenth of the way towards the scaled G
+    norm = next(m for m in ema.modules() if isinstance(m, nn.BatchNorm2d))
+    seen = []
+    hook = norm.register_forward_hook(lambda module, args, out: seen.append(args[0].mean(dim=(0, 2, 3))))
+    state = torch.get_rng_state()
+    step.prepare_export()
+    hook.remove()
+    assert torch.equal(torch.get_rng_state(), state) and not ema.training and norm.momentum == 0.1
+    assert len(seen) == 16  # float32 sums of 16 batch means, in another order: rounding only
+    assert torch.allclose(norm.running_mean, torch.stack(seen).mean(0), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(norm.running_mean, dict(G.named_modules())[_name_of(ema, norm)].running_mean)
+    again = norm.running_mean.clone()
+    step.prepare_export()
+    assert torch.equal(norm.running_mean, again)  # the same weights: the same statistics
+
+
+def _name_of(model: nn.Module, module: nn.Module) -> str:
+    return next(name for name, m in model.named_modules() if m is module)
+
+
 def test_snapshots_are_seeded_and_leave_the_global_rng_alone():
     step, batch = small_step()
     state = torch.get_rng_state()
@@ -325,3 +353,18 @@ def test_every_gan_config_trains_on_a_tiny_budget(config, mnist_root, tmp_path):
     assert samples.shape == (4, channels, size, size) and samples.abs().max() <= 1
     strip = progress_strip(run)
     assert strip.is_file()
+
+
+def test_orthogonal_penalty_is_the_off_diagonal_gram_sum_for_tall_and_wide_weights():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 40), nn.Conv2d(4, 6, 3)).double()  # tall [40, 8], wide [6, 36]
+
+    def direct(w: torch.Tensor) -> torch.Tensor:
+        gram = w.flatten(1) @ w.flatten(1).t()
+        return (gram - torch.diag(torch.diag(gram))).square().sum()
+
+    expected = sum(direct(m.weight) for m in net if hasattr(m, "weight"))
+    assert torch.allclose(L.orthogonal_penalty(net), expected, rtol=1e-10)
+    rows = nn.Linear(8, 4, bias=False).double()
+    nn.init.orthogonal_(rows.weight)  # orthonormal rows: nothing to penalise
+    assert L.orthogonal_penalty(rows).item() == pytest.approx(0.0, abs=1e-12)

@@ -258,6 +258,7 @@ class Trainer:
                 for module in self.step.modules.values():
                     if isinstance(module, FittedToData):
                         module.fit_to_data(self.data)
+                self.step.prepare_export()
             if snapshot_due:
                 _write_snapshots(self.step, self.fixed, tc.seed, self.run_dir, self.images_seen, self.logger)
             if checkpoint_due:

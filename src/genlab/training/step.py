@@ -93,6 +93,11 @@ class Step(ABC):
     def snapshots(self, fixed: Batch, seed: int) -> dict[str, Grid]:
         """Images to save on the snapshot cadence, from a fixed real batch and a fixed seed."""
 
+    def prepare_export(self) -> None:
+        """Bring state that training does not read up to date before the modules are shown or saved
+        (e.g. an EMA generator's batch-norm statistics): called before every snapshot and checkpoint."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

@@ -204,7 +204,7 @@ def make_ema(G: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, decay: float, updates: int) -> None:
-    """ema <- d * ema + (1 - d) * model for parameters; buffers (BN statistics) are copied.
+    """ema <- d * ema + (1 - d) * model for parameters; buffers are left to :func:`standing_statistics`.
 
     d = min(decay, (1 + t) / (10 + t)) after t = ``updates`` earlier updates: a young average
     follows G closely instead of dragging its random initialisation along for ~1 / (1 - decay) updates.
@@ -212,9 +212,39 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float, updates: int) -> 
     weight = 1.0 - min(decay, (1 + updates) / (10 + updates))
     for e, p in zip(ema.parameters(), model.parameters(), strict=True):
         e.lerp_(p, weight)
-    own = dict(ema.named_buffers())
-    for name, b in model.named_buffers():
-        own[name].copy_(b)
+
+
+STANDING_BATCHES, STANDING_BATCH_SIZE = 16, 64  # 1,024 samples, as many as a few of BigGAN's batches
+
+
+@torch.no_grad()
+def standing_statistics(G: nn.Module, batches: int = STANDING_BATCHES, batch_size: int = STANDING_BATCH_SIZE) -> None:
+    """BigGAN's standing statistics: G's batch-norm running statistics set to the plain average
+    over ``batches`` batches of its own samples (fixed latents and classes: seed 0).
+
+    An EMA generator needs them: its weights are an average of G's, so G's running statistics
+    (what was copied before) do not describe its activations. On the projection cGAN at 200 kimg
+    the export's FID-MNIST went from 21.8 with G's statistics to 17.6 with these (docs/benchmarks.md).
+    A G without batch norm is left as it is; the global RNG is not touched.
+    """
+    norms = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    assert isinstance(G, LatentSampler)  # every GAN generator is one
+    momenta = [m.momentum for m in norms]
+    was_training = G.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below
+    generator = torch.Generator().manual_seed(0)
+    G.train()
+    try:
+        for _ in range(batches):
+            G.sample(batch_size, generator=generator)
+    finally:
+        G.train(was_training)
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
 
 
 @torch.no_grad()
@@ -312,6 +342,10 @@ class GANStep(Step):
 
     def _clip_d(self) -> None:
         L.clip_weights(self.modules["D"], self.cfg.clip)
+
+    def prepare_export(self) -> None:
+        if "G_ema" in self.modules:
+            standing_statistics(self.modules["G_ema"])
 
     def _update_ema(self) -> None:
         if "G_ema" in self.modules:
