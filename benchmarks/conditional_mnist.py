@@ -1,6 +1,6 @@
 """Conditional MNIST figures: each conditional recipe trained, then scored on 10,000 samples
 of balanced classes with conditional accuracy, intra-class FID, the Classification Accuracy
-Score and the Parzen window (2014 protocol; Mirza & Osindero report 132 +- 2.1 for their cGAN).
+Score and the Parzen window (2014 protocol; Mirza & Osindero report 132 +- 1.8 for their cGAN).
 
     PYTHONPATH=src python benchmarks/conditional_mnist.py --data-root ../shared/data \
         [--configs configs/cvae_mnist.yaml ...] [--kimg K] [--n 10000] [--threads 2]

@@ -17,6 +17,8 @@ Color = tuple[int, int, int]
 BLACK: Color = (0, 0, 0)
 GREY: Color = (150, 150, 150)
 GREEN, BLUE, RED = (20, 140, 60), (30, 80, 200), (200, 40, 40)
+ORANGE, PURPLE, TEAL = (230, 130, 20), (130, 60, 170), (20, 150, 160)
+PALETTE: tuple[Color, ...] = (BLUE, RED, GREEN, ORANGE, PURPLE, TEAL, GREY)
 
 
 def font(size: int = 14) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -109,13 +111,17 @@ class Panel:
             self.draw.text(((left + right) / 2, top - 22), self.title, fill=BLACK, font=self.font, anchor="md")
 
     def legend(self, items: Sequence[tuple[str, Color, int]], corner: str = "right") -> None:
-        """Entries (label, colour, dash) stacked in the top ``corner`` ("left" or "right") of the box."""
-        left, top, right, _ = self.box
-        x0 = left + 8 if corner == "left" else right - 150
+        """Entries (label, colour, dash) stacked in a corner of the box: "left" or "right" (top), or
+        "bottom-left" or "bottom-right"; the card is as wide as its longest label."""
+        left, top, right, bottom = self.box
+        width = 46 + max(self.draw.textlength(label, font=self.font) for label, _, _ in items)
+        height = 18 * len(items) + 4
+        x0 = left + 8 if corner.endswith("left") else right - width - 4
+        y0 = bottom - height - 6 if corner.startswith("bottom") else top + 2
         # A white card, so that curves passing under the legend do not cross its text.
-        self.draw.rectangle([x0 - 4, top + 2, x0 + 142, top + 18 * len(items) + 2], fill=(255, 255, 255), outline=GREY)
+        self.draw.rectangle([x0 - 4, y0, x0 + width - 8, y0 + height], fill=(255, 255, 255), outline=GREY)
         for i, (label, color, dash) in enumerate(items):
-            y = top + 10 + 18 * i
+            y = y0 + 10 + 18 * i
             xs = np.linspace(x0, x0 + 28, 15)
             if dash:
                 for a, b in zip(xs[::2][:-1], xs[1::2], strict=False):
@@ -146,6 +152,42 @@ def draw_curves(x_labels: Sequence[str], series: dict[str, Sequence[float]], xla
         for x, label in zip(xs, x_labels, strict=False):
             u, _ = panel.to_pixels(np.array([x]), np.array([panel.ylim[0]]))
             panel.draw.text((u[0], panel.box[3] + 6), label, fill=BLACK, font=panel.font, anchor="mt")
+    path = Path(path)
+    image.save(path)
+    return path
+
+
+Series = dict[str, tuple[Sequence[float], Sequence[float]]]
+
+
+def draw_lines(
+    panels: dict[str, Series],
+    xlabel: str,
+    path: str | Path,
+    ylims: dict[str, tuple[float, float]] | None = None,
+    legend: str = "bottom-right",
+) -> Path:
+    """One panel per entry of ``panels`` (its title: a y label with units), each a dict of
+    labelled (x, y) series over a numeric x axis, with a legend: e.g. a metric against kimg for
+    several recipes. Series with the same label share a colour across panels; ``ylims`` fixes a
+    panel's y range (e.g. (0, 1) for an accuracy); ``legend`` is its corner (see :meth:`Panel.legend`)."""
+    width, height = 80 + 520 * len(panels), 380
+    image = Image.new("RGB", (width, height), (255, 255, 255))
+    labels = list(dict.fromkeys(label for series in panels.values() for label in series))
+    colours = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
+    for i, (title, series) in enumerate(panels.items()):
+        xs = np.concatenate([np.asarray(x, dtype=float) for x, _ in series.values()])
+        ys = np.concatenate([np.asarray(y, dtype=float) for _, y in series.values()])
+        lo, hi = (ylims or {}).get(title, (float(ys.min()), float(ys.max())))
+        pad = 0.0 if ylims and title in ylims else (hi - lo) * 0.08 or abs(hi) * 0.1 or 1.0
+        x_lo, x_hi = float(xs.min()), float(xs.max())
+        box = (80 + 520 * i, 50, 520 * (i + 1) - 20, height - 60)
+        panel = Panel(image, box, (x_lo, x_hi if x_hi > x_lo else x_lo + 1), (lo - pad, hi + pad), title)
+        for label, (x, y) in series.items():
+            panel.line(np.asarray(x, dtype=float), np.asarray(y, dtype=float), colours[label])
+            panel.points(np.asarray(x, dtype=float), np.asarray(y, dtype=float), colours[label], radius=2.5)
+        panel.axes(xlabel=xlabel)
+        panel.legend([(label, colours[label], 0) for label in series], corner=legend)
     path = Path(path)
     image.save(path)
     return path

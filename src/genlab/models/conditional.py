@@ -19,8 +19,12 @@ al., ICML 2019) and BigGAN's generator options (Brock et al., ICLR 2019) as swit
   per block, each block's CBNs conditioned on [its chunk, the shared embedding].
   BigGAN's truncation trick is ``G.sample(n, truncation=t)`` (:class:`~genlab.models.layers.Generator`).
 - ``conditional=false``: plain BN in G and no projection in D (SNGAN), for unlabelled data.
+- ``taper``: widths halve each time the side doubles (DCGAN's and BigGAN's layout), from
+  ``g_channels``/``d_channels`` at the smallest side, instead of one width everywhere: the
+  full-size maps, where most of the work is, get the fewest channels (about 2.4x the images/s of
+  equal widths on a 2-core CPU at 28 px; docs/benchmarks.md).
 
-Differences: one width per net at every resolution, with small defaults for CPU runs (SNGAN
+Differences: one width per net at every resolution (or ``taper``), with small defaults for CPU runs (SNGAN
 on CIFAR-10: 256 in G, 128 in D; the ImageNet nets widen towards low resolutions); PyTorch's
 default initialisation (theirs: Xavier uniform; BigGAN's: orthogonal); CBN gains are
 1 + delta(c) with delta and the bias zero at init, so every CBN starts as plain BN (BigGAN's
@@ -33,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from itertools import pairwise
 from typing import ClassVar
 
 import torch
@@ -56,6 +61,13 @@ def generator_sides(size: int) -> list[int]:
     return [base * 2**k for k in range((size // base).bit_length())]  # 28: [7, 14, 28]
 
 
+def stage_widths(sides: list[int], channels: int, taper: bool) -> list[int]:
+    """Width of the feature maps at each side: ``channels`` everywhere, or with ``taper`` ``channels``
+    at the smallest side, halved each time the side doubles (at least 8), as DCGAN and BigGAN do."""
+    smallest = min(sides)
+    return [max(8, channels * smallest // side) if taper else channels for side in sides]
+
+
 def discriminator_sides(size: int) -> list[int]:
     """Output sides of D's blocks: halving (the first block always) to 8 or less, then two more."""
     sides = [size // 2]
@@ -76,11 +88,13 @@ class SNGANProjectionConfig(ModelConfig):
     shared_embedding: bool = False  # BigGAN: one class embedding shared by every CBN of G
     embedding_dim: int = 128  # size of the shared embedding
     hierarchical_latent: bool = False  # BigGAN: a chunk of z into the stem and each block
+    taper: bool = False  # widths halve as the side doubles (g/d_channels at the smallest side)
     example_variants: ClassVar[tuple[dict, ...]] = (
         {},
         {"attention_resolution": 16},
         {"shared_embedding": True, "hierarchical_latent": True},
         {"conditional": False},
+        {"taper": True},
     )
 
     bounds: ClassVar[dict[str, Range]] = {
@@ -172,6 +186,7 @@ class ProjectionGenerator(Generator):
         attention_side: int = 0,
         embedding_dim: int = 0,
         hierarchical: bool = False,
+        taper: bool = False,
     ) -> None:
         super().__init__()
         self.image_shape, self.latent_dim, self.num_classes = tuple(image_shape), latent_dim, num_classes
@@ -188,13 +203,14 @@ class ProjectionGenerator(Generator):
             norm = partial(ConditionalBatchNorm2d, cond_dim=embedding_dim + (self.chunk if hierarchical else 0))
         elif num_classes:
             norm = partial(ConditionalBatchNorm2d, num_classes=num_classes)
-        self.stem = nn.Linear(self.chunk, channels * self.base**2)
-        self.blocks = nn.ModuleList(CondUpBlock(channels, channels, norm) for _ in sides[1:])
+        widths = stage_widths(sides, channels, taper)
+        self.stem = nn.Linear(self.chunk, widths[0] * self.base**2)
+        self.blocks = nn.ModuleList(CondUpBlock(c_in, c_out, norm) for c_in, c_out in pairwise(widths))
         # Stage 0 is the stem's output, stage k the k-th block's; -1: no attention.
         self.attention_stage = sides.index(attention_side) if attention_side else -1
-        self.attention = SelfAttention(channels) if attention_side else None
+        self.attention = SelfAttention(widths[self.attention_stage]) if attention_side else None
         self.head = nn.Sequential(
-            nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, image_shape[0], 3, 1, 1), nn.Tanh()
+            nn.BatchNorm2d(widths[-1]), nn.ReLU(), nn.Conv2d(widths[-1], image_shape[0], 3, 1, 1), nn.Tanh()
         )
 
     def _conditions(self, z: Tensor, labels: Tensor | None) -> tuple[Tensor, list[Tensor | None]]:
@@ -229,21 +245,27 @@ class ProjectionDiscriminator(nn.Module):
     """x: [N, C, S, S] in [-1, 1] (and labels [N] when ``num_classes``) -> logits [N]."""
 
     def __init__(
-        self, image_shape: tuple[int, int, int], channels: int, num_classes: int = 0, attention_side: int = 0
+        self,
+        image_shape: tuple[int, int, int],
+        channels: int,
+        num_classes: int = 0,
+        attention_side: int = 0,
+        taper: bool = False,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         sides = discriminator_sides(image_shape[-1])
+        widths = stage_widths(sides, channels, taper)
         blocks: list[nn.Module] = []
         c_in, side_in = image_shape[0], image_shape[-1]
-        for i, side in enumerate(sides):
-            blocks.append(DownBlock(c_in, channels, down=side < side_in, first=i == 0))
+        for i, (side, width) in enumerate(zip(sides, widths, strict=True)):
+            blocks.append(DownBlock(c_in, width, down=side < side_in, first=i == 0))
             if side == attention_side and i == sides.index(side):
-                blocks.append(SelfAttention(channels, sn=True))
-            c_in, side_in = channels, side
+                blocks.append(SelfAttention(width, sn=True))
+            c_in, side_in = width, side
         self.blocks = nn.Sequential(*blocks)
-        self.linear = spectral_norm(nn.Linear(channels, 1))
-        self.embed = spectral_norm(nn.Embedding(num_classes, channels)) if num_classes else None
+        self.linear = spectral_norm(nn.Linear(c_in, 1))
+        self.embed = spectral_norm(nn.Embedding(num_classes, c_in)) if num_classes else None
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         h = self.blocks(x).relu().sum(dim=(2, 3))  # global sum pooling: [N, channels]
@@ -281,7 +303,14 @@ def build_sngan_projection(cfg: SNGANProjectionConfig, spec: Spec) -> dict:
     embedding_dim = cfg.embedding_dim if cfg.shared_embedding else 0
     return {
         "G": lambda: ProjectionGenerator(
-            shape, cfg.latent_dim, cfg.g_channels, k, cfg.attention_resolution, embedding_dim, cfg.hierarchical_latent
+            shape,
+            cfg.latent_dim,
+            cfg.g_channels,
+            k,
+            cfg.attention_resolution,
+            embedding_dim,
+            cfg.hierarchical_latent,
+            cfg.taper,
         ),
-        "D": lambda: ProjectionDiscriminator(shape, cfg.d_channels, k, cfg.attention_resolution),
+        "D": lambda: ProjectionDiscriminator(shape, cfg.d_channels, k, cfg.attention_resolution, cfg.taper),
     }
