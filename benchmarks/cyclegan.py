@@ -1,17 +1,26 @@
-"""CycleGAN figures: train configs/cyclegan_sprites2mnist.yaml for a short budget, then on the
-test split report the cycle errors and a domain classifier's accuracy on the translations.
+"""CycleGAN figures (issue 25, claim 5): train a CycleGAN recipe, then on the test split report
+whether translations look like the other domain and keep their content.
 
-    PYTHONPATH=src python benchmarks/cyclegan.py --data-root ../shared/data [--kimg 6] [--threads 2]
+    PYTHONPATH=src python benchmarks/cyclegan.py --data-root ../shared/data \\
+        [--config configs/cyclegan_mnist2mnistm.yaml] [--kimg K] [--threads 2]
 
-- cycle error: mean |G_BA(G_AB(a)) - a| and |G_AB(G_BA(b)) - b| on [-1, 1] images (the
-  training stats cycle_ABA / cycle_BAB, here on held-out images);
-- domain accuracy: genlab's mnist_classifier architecture (narrowed), trained through
-  genlab.train to tell domain A from domain B on the training images, scores the real test
+- cycle error: mean |G_BA(G_AB(a)) - a| and |G_AB(G_BA(b)) - b| on [-1, 1] test images; identity
+  error: mean |G_AB(b) - b| and |G_BA(a) - a| (what the identity loss asks to be small);
+- domain accuracy: genlab's ``mnist_classifier`` architecture (narrowed), trained through
+  ``genlab.train`` to tell domain A from domain B on the training images, scores the real test
   images (how separable the domains are) and the translations, each counted right when
-  classified as the domain it was translated into: G_AB(a) as B, G_BA(b) as A.
+  classified as the domain it was translated into: G_AB(a) as B, G_BA(b) as A;
+- content (when both domains carry labels, e.g. MNIST <-> MNIST-M): a digit classifier trained on
+  each domain's labelled training images (genlab's digit classifier recipe, ``--classifier-kimg``
+  long) reads the translations into its domain, scored against
+  the source's labels. The control row "no translation" feeds each source image unchanged: it
+  keeps the content trivially and fails the domain test, so a translation must beat it on the
+  domain while keeping the content.
 
-The learning-rate decay starts at half of --kimg, as in the config. Prints one Markdown
-table; the runs land under --out.
+Writes OUT/cyclegan-translations.png: for 8 test images of each side, the source, its
+translation and its reconstruction, one row each (A rows first). With ``--every K`` every K-kimg
+checkpoint is scored too: content kept against kimg, a table and OUT/cyclegan-content.png. Prints Markdown tables; the
+runs land under --out.
 """
 
 from __future__ import annotations
@@ -23,72 +32,140 @@ from pathlib import Path
 import torch
 
 from genlab.api import load, train
-from genlab.config import config_from_dict, load_config
-from genlab.data import load_dataset
+from genlab.config import Config, config_from_dict, load_config
+from genlab.data.pairs import image_key
 from genlab.data.tensors import save_tensors
+from genlab.images import save_grid, to_model, to_uint8
+from genlab.plotting import draw_lines
+from genlab.registry import DATASETS
+from genlab.runs.checkpoint import list_checkpoints, load_training_state
 
-CONFIG = "configs/cyclegan_sprites2mnist.yaml"
-CLASSIFIER = {"name": "mnist_classifier", "channels": 8, "feature_dim": 32, "dropout": 0.2}
+CONFIG = "configs/cyclegan_mnist2mnistm.yaml"
+DOMAIN_CLASSIFIER = {"name": "mnist_classifier", "channels": 8, "feature_dim": 32, "dropout": 0.2}
+# The digit classifiers: genlab's own (configs/mnist_classifier.yaml), one per labelled domain.
+DIGIT_CLASSIFIER = {"name": "mnist_classifier", "channels": 32, "feature_dim": 128, "dropout": 0.2}
 BATCH = 500  # test images per forward pass
 
 
-def train_domain_classifier(a: torch.Tensor, b: torch.Tensor, out: Path, kimg: float, threads: int) -> Path:
-    """A 2-class classifier run (0: domain A, 1: domain B) on uint8 images of both domains."""
+def train_classifier(images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], model: dict, out: Path,
+                     kimg: float, threads: int) -> Path:
+    """A classifier run on uint8 ``images`` with int ``labels``, through genlab's one loop."""
     out.mkdir(parents=True, exist_ok=True)
-    path = save_tensors(out / "domains.safetensors", torch.cat([a, b]),
-                        torch.cat([torch.zeros(len(a)), torch.ones(len(b))]), classes=("A", "B"))
+    path = save_tensors(out / "train.safetensors", images, labels, classes=classes)
     return train(config_from_dict({
-        "name": "domain-classifier", "data": {"name": "tensors", "path": str(path)}, "model": CLASSIFIER,
+        "name": out.name, "data": {"name": "tensors", "path": str(path)}, "model": model,
         "objective": {"name": "classifier"},
-        "train": {"kimg": kimg, "batch_size": 64, "threads": threads, "out_dir": str(out), "progress_bar": False,
+        "train": {"kimg": kimg, "batch_size": 128, "lr_schedule": {"kind": "cosine"}, "threads": threads, "out_dir": str(out), "progress_bar": False,
                   "tensorboard": False, "log_every_kimg": kimg / 4, "snapshot_every_kimg": 0,
                   "checkpoint_every_kimg": 0}}))
 
 
+def domains(config: Config, split: str) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Each domain's uint8 images (grey replicated to RGB beside an RGB domain, as the unpaired data
+    does) and labels, if both domains have the same classes."""
+    built = [DATASETS.get(sub.name).builder(sub, split) for sub in (config.data.a, config.data.b)]
+    images = [data[image_key(data.spec, data.name)] for data in built]
+    channels = max(x.shape[1] for x in images)
+    # Labels count only when both domains name the same classes (the digits of MNIST and MNIST-M;
+    # not a sprite's shape against a digit).
+    same = all("label" in d.spec for d in built) and built[0].spec["label"] == built[1].spec["label"]
+    return [(x.expand(-1, channels, -1, -1).contiguous(), data.fields["label"] if same else None)
+            for x, data in zip(images, built)]
+
+
 @torch.no_grad()
 def batched(fn, x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([fn(x[i : i + BATCH]) for i in range(0, len(x), BATCH)])
+    """``fn`` over uint8 images in batches, on the model's [-1, 1] scale; results as returned."""
+    return torch.cat([fn(to_model(x[i : i + BATCH])) for i in range(0, len(x), BATCH)])
+
+
+def accuracy(classifier, images: torch.Tensor, labels: torch.Tensor | int) -> float:
+    """Top-1 accuracy of ``classifier`` on uint8 ``images`` against ``labels`` (one int: all of that class)."""
+    return (batched(classifier, images).argmax(1) == labels).float().mean().item()
+
+
+def content_curve(run_dir: Path, test_a: tuple, test_b: tuple, digit_classifiers: tuple, out: Path) -> None:
+    """Content kept (A→B and B→A) at every checkpoint of the run: a table and OUT/cyclegan-content.png."""
+    (a, labels_a), (b, labels_b), (digits_a, digits_b) = test_a, test_b, digit_classifiers
+    kimgs, ab, ba = [], [], []
+    for checkpoint in list_checkpoints(run_dir / "checkpoints"):
+        G_AB, G_BA = load(run_dir, checkpoint=checkpoint), load(run_dir, checkpoint=checkpoint, role="G_BA")
+        kimgs.append(load_training_state(checkpoint)["images_seen"] / 1000)
+        ab.append(accuracy(digits_b, to_uint8(batched(G_AB.translate, a)), labels_a))
+        ba.append(accuracy(digits_a, to_uint8(batched(G_BA.translate, b)), labels_b))
+    print("\n| kimg | " + " | ".join(f"{k:g}" for k in kimgs) + " |\n|---|" + "---|" * len(kimgs))
+    print("| content kept A→B | " + " | ".join(f"{x:.3f}" for x in ab) + " |")
+    print("| content kept B→A | " + " | ".join(f"{x:.3f}" for x in ba) + " |")
+    title = "content kept (digit classifier of the target domain)"
+    draw_lines({title: {"A to B": (kimgs, ab), "B to A": (kimgs, ba)}}, "training kimg", out / "cyclegan-content.png",
+               ylims={title: (0.0, 1.0)})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", required=True, help="folder holding MNIST/raw/*.gz")
-    parser.add_argument("--kimg", type=float, default=6.0, help="CycleGAN training length (the config's: 40)")
-    parser.add_argument("--classifier-kimg", type=float, default=8.0)
+    parser.add_argument("--config", default=CONFIG)
+    parser.add_argument("--kimg", type=float, help="CycleGAN training length (default: the config's)")
+    parser.add_argument("--classifier-kimg", type=float, default=60.0, help="each digit classifier's training")
+    parser.add_argument("--set", nargs="*", default=[], help="more config overrides")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/bench-cyclegan")
+    parser.add_argument("--run", help="score this trained run of --config instead of training one")
+    parser.add_argument("--every", type=float, default=0, help="checkpoint every K kimg and score each; 0: the end only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
 
-    config = load_config(CONFIG, [
-        f"data.b.root={args.data_root}", "data.b.download=false", f"train.out_dir={out}", "train.progress_bar=false",
-        f"train.threads={args.threads}", f"train.kimg={args.kimg}",
-        f"train.lr_schedule.decay_start_kimg={args.kimg / 2}",
-        f"train.snapshot_every_kimg={args.kimg / 4}", f"train.checkpoint_every_kimg={args.kimg / 2}"])
+    plain = load_config(args.config)
+    roots = [f"data.{s}.root={args.data_root}" for s in ("a", "b") if hasattr(getattr(plain.data, s), "root")]
+    kimg = args.kimg or plain.train.kimg
+    config = load_config(args.config, [
+        *roots, f"train.out_dir={out}", "train.progress_bar=false", f"train.threads={args.threads}",
+        f"train.kimg={kimg}", f"train.lr_schedule.decay_start_kimg={kimg / 2}",
+        f"train.snapshot_every_kimg={kimg / 4}", f"train.checkpoint_every_kimg={args.every or kimg / 2}",
+        "train.keep_checkpoints=1000", *args.set])
     start = time.perf_counter()
-    run_dir = train(config)
+    run_dir = Path(args.run) if args.run else train(config)
     seconds = time.perf_counter() - start
 
-    trainset, test = load_dataset(config.data, "train"), load_dataset(config.data, "test")
-    classifier_run = train_domain_classifier(trainset["a"], trainset["b"], out / "classifier", args.classifier_kimg,
-                                             args.threads)
-    classifier = load(classifier_run)
+    (train_a, labels_a), (train_b, labels_b) = domains(config, "train")
+    (a, test_labels_a), (b, test_labels_b) = domains(config, "test")
+    n = min(len(train_a), len(train_b))
+    both = torch.cat([train_a[:n], train_b[:n]]), torch.cat([torch.zeros(n), torch.ones(n)])
+    domain_clf = load(train_classifier(*both, ("A", "B"), DOMAIN_CLASSIFIER, out / "domain-classifier", 8.0, args.threads))
     G_AB, G_BA = load(run_dir), load(run_dir, role="G_BA")
-    batch = test.batch(slice(None))
-    a, b = batch["a"], batch["b"]
-    fake_b, fake_a = batched(G_AB.translate, a), batched(G_BA.translate, b)
-    cycle_a = (batched(G_BA.translate, fake_b) - a).abs().mean().item()
-    cycle_b = (batched(G_AB.translate, fake_a) - b).abs().mean().item()
+    fake_b, fake_a = (to_uint8(batched(G.translate, x)) for G, x in ((G_AB, a), (G_BA, b)))
+    rec_a, rec_b = to_uint8(batched(G_BA.translate, fake_b)), to_uint8(batched(G_AB.translate, fake_a))
 
-    def accuracy(images: torch.Tensor, domain: int) -> float:
-        return (batched(classifier, images).argmax(1) == domain).float().mean().item()
+    def l1(x: torch.Tensor, y: torch.Tensor) -> float:
+        return (to_model(x) - to_model(y)).abs().mean().item()
 
-    print("| kimg | train s | cycle A->B->A | cycle B->A->B | domain acc. real A / B | G_AB(a) as B | G_BA(b) as A |")
-    print("|---|---|---|---|---|---|---|")
-    print(f"| {args.kimg:g} | {seconds:.0f} | {cycle_a:.3f} | {cycle_b:.3f} | "
-          f"{accuracy(a, 0):.3f} / {accuracy(b, 1):.3f} | {accuracy(fake_b, 1):.3f} | {accuracy(fake_a, 0):.3f} |")
-    print(f"run: {run_dir} (samples/translations_*-latest.png); classifier: {classifier_run}")
+    print("| kimg | train s | cycle A→B→A | cycle B→A→B | identity G_AB(b) / G_BA(a) | domain acc. real A / B | "
+          "G_AB(a) as B | G_BA(b) as A |")
+    print("|---|---|---|---|---|---|---|---|")
+    identity_b, identity_a = l1(to_uint8(batched(G_AB.translate, b)), b), l1(to_uint8(batched(G_BA.translate, a)), a)
+    print(f"| {kimg:g} | {seconds:.0f} | {l1(rec_a, a):.3f} | {l1(rec_b, b):.3f} | {identity_b:.3f} / {identity_a:.3f} | "
+          f"{accuracy(domain_clf, a, 0):.3f} / {accuracy(domain_clf, b, 1):.3f} | "
+          f"{accuracy(domain_clf, fake_b, 1):.3f} | {accuracy(domain_clf, fake_a, 0):.3f} |")
+    if labels_a is not None and labels_b is not None:
+        classes = tuple(str(k) for k in range(int(max(labels_a.max(), labels_b.max())) + 1))
+        digits_a = load(train_classifier(train_a, labels_a, classes, DIGIT_CLASSIFIER, out / "digits-A", args.classifier_kimg, args.threads))
+        digits_b = load(train_classifier(train_b, labels_b, classes, DIGIT_CLASSIFIER, out / "digits-B", args.classifier_kimg, args.threads))
+        print("\n| images | content: class kept, A→B / B→A | judged the target domain, A→B / B→A |")
+        print("|---|---|---|")
+        print(f"| real test images, each in its own domain (the classifiers' ceiling) | "
+              f"{accuracy(digits_a, a, test_labels_a):.3f} / {accuracy(digits_b, b, test_labels_b):.3f} | |")
+        print(f"| no translation (control: source fed as is) | {accuracy(digits_b, a, test_labels_a):.3f} / "
+              f"{accuracy(digits_a, b, test_labels_b):.3f} | {accuracy(domain_clf, a, 1):.3f} / "
+              f"{accuracy(domain_clf, b, 0):.3f} |")
+        print(f"| CycleGAN translations | {accuracy(digits_b, fake_b, test_labels_a):.3f} / "
+              f"{accuracy(digits_a, fake_a, test_labels_b):.3f} | {accuracy(domain_clf, fake_b, 1):.3f} / "
+              f"{accuracy(domain_clf, fake_a, 0):.3f} |")
+        if args.every:
+            content_curve(run_dir, (a, test_labels_a), (b, test_labels_b), (digits_a, digits_b), out)
+    rows = [a[:8], fake_b[:8], rec_a[:8], b[:8], fake_a[:8], rec_b[:8]]
+    save_grid(to_model(torch.cat(rows)), out / "cyclegan-translations.png", nrow=8)
+    print(f"\nrun: {run_dir}; figure: {out / 'cyclegan-translations.png'}")
 
 
 if __name__ == "__main__":
