@@ -16,8 +16,8 @@ digit, one column per latent).
 A recipe may carry its own overrides after an @, comma-separated, for a control run:
 ``configs/sngan_projection_mnist.yaml@objective.lr_d=2e-4,objective.lr_g=2e-4``.
 
-``--ema-statistics RUN`` instead scores RUN's EMA generator twice on ``--final-n`` samples (conditional
-accuracy, FID-MNIST, precision, recall): with BigGAN's standing batch-norm statistics (what genlab
+``--ema-statistics RUN`` instead scores the EMA generator of any MNIST GAN run twice on ``--final-n``
+samples (FID-MNIST, precision, recall, and for a conditional model its conditional accuracy): with BigGAN's standing batch-norm statistics (what genlab
 exports) and with G's own running statistics copied in (what it exported before).
 
 Needs the digit classifier (`genlab train-classifier`). For the ranking check on a second data set of
@@ -41,6 +41,7 @@ from genlab.images import save_grid
 from genlab.metrics.classifier_features import classifier_accuracy, mnist_extractor
 from genlab.metrics.evaluate import evaluate, sample_images, sample_labels
 from genlab.metrics.settings import EvalSettings
+from genlab.models.protocols import is_conditional
 from genlab.plotting import draw_lines
 from genlab.runs.checkpoint import list_checkpoints, load_training_state
 from genlab.runs.folder import read_run
@@ -82,15 +83,16 @@ def ema_statistics(run_dir: Path, n: int) -> None:
     """The export scored with its standing statistics and with the raw G's statistics copied in."""
     config = read_run(run_dir)[1]
     G, G_ema = (genlab.load_step(run_dir).modules[name] for name in ("G", "G_ema"))
-    settings = EvalSettings(metrics=("cond_acc", "fid", "pr"), n=n, features="mnist")
+    conditional = is_conditional(G_ema)  # any GAN with an EMA: the class reading only for conditional ones
+    settings = EvalSettings(metrics=("cond_acc", "fid", "pr") if conditional else ("fid", "pr"), n=n, features="mnist")
     print("| EMA generator's batch-norm statistics | cond. accuracy | FID-MNIST | precision | recall |")
     print("|---|---|---|---|---|")
     for name in ("standing (its own samples)", "copied from G"):
         if name == "copied from G":
             G_ema.load_state_dict(dict(G_ema.state_dict()) | dict(G.named_buffers()))
         r, _ = evaluate(G_ema.eval(), config, settings, run_dir / "eval" / f"ema-statistics-{name.split()[0]}")
-        print(f"| {name} | {r['conditional_accuracy']:.3f} | {r['fid']:.1f} | {r['precision']:.3f} | "
-              f"{r['recall']:.3f} |", flush=True)
+        accuracy = f"{r['conditional_accuracy']:.3f}" if conditional else ""
+        print(f"| {name} | {accuracy} | {r['fid']:.1f} | {r['precision']:.3f} | {r['recall']:.3f} |", flush=True)
 
 
 def run_recipe(recipe: str, seed: int, args: argparse.Namespace) -> Config:
