@@ -45,17 +45,10 @@ from genlab.models.protocols import is_conditional
 from genlab.plotting import draw_lines
 from genlab.runs.checkpoint import list_checkpoints, load_training_state
 from genlab.runs.folder import read_run
+from recipes import loop_speed  # benchmarks/recipes.py: this script's folder is on sys.path
 
 CONFIGS = ("configs/sngan_projection_mnist.yaml", "configs/cgan_mnist.yaml")
 FINAL_METRICS = ("cond_acc", "intra_fid", "fid", "pr", "truncation")
-
-
-def images_per_second(run_dir: Path) -> float:
-    """Mean images/s of the training loop, from stats.jsonl (its windows tile the loop's time)."""
-    records = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
-    images = [0.0] + [1000 * r["kimg"] for r in records]
-    seconds = sum((b - a) / r["images_per_sec"] for a, b, r in zip(images, images[1:], records, strict=False))
-    return images[-1] / seconds
 
 
 def accuracy_curve(run_dir: Path, n: int, extractor) -> list[tuple[float, float]]:
@@ -154,7 +147,7 @@ def main() -> None:
                 final = (f"| {r['conditional_accuracy']:.3f} | {r['intra_fid']:.1f} | {r['fid']:.1f} | "
                          f"{r['precision']:.3f} | {r['recall']:.3f} |")
             by_kimg = ", ".join(f"{k:g}: {a:.2f}" for k, a in curve)
-            print(f"| {label(recipe)} | {seed} | {config.train.kimg:g} | {images_per_second(run_dir):.0f} | "
+            print(f"| {label(recipe)} | {seed} | {config.train.kimg:g} | {loop_speed(run_dir)[1]:.0f} | "
                   f"{train_s:.0f} | {by_kimg} {final}", flush=True)
             draw_lines({"conditional accuracy (digit classifier)": curves}, "training kimg", out / "class_control.png",
                        ylims={"conditional accuracy (digit classifier)": (0.0, 1.0)})

@@ -176,16 +176,18 @@ def draw_lines(
     labels = list(dict.fromkeys(label for series in panels.values() for label in series))
     colours = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
     for i, (title, series) in enumerate(panels.items()):
-        xs = np.concatenate([np.asarray(x, dtype=float) for x, _ in series.values()])
-        ys = np.concatenate([np.asarray(y, dtype=float) for _, y in series.values()])
-        lo, hi = (ylims or {}).get(title, (float(ys.min()), float(ys.max())))
-        pad = 0.0 if ylims and title in ylims else (hi - lo) * 0.08 or abs(hi) * 0.1 or 1.0
+        arrays = {label: (np.asarray(x, dtype=float), np.asarray(y, dtype=float)) for label, (x, y) in series.items()}
+        xs = np.concatenate([x for x, _ in arrays.values()])
+        ys = np.concatenate([y for _, y in arrays.values()])
+        fixed = (ylims or {}).get(title)
+        lo, hi = fixed or (float(ys.min()), float(ys.max()))
+        pad = 0.0 if fixed else (hi - lo) * 0.08 or abs(hi) * 0.1 or 1.0
         x_lo, x_hi = float(xs.min()), float(xs.max())
         box = (80 + 520 * i, 50, 520 * (i + 1) - 20, height - 60)
         panel = Panel(image, box, (x_lo, x_hi if x_hi > x_lo else x_lo + 1), (lo - pad, hi + pad), title)
-        for label, (x, y) in series.items():
-            panel.line(np.asarray(x, dtype=float), np.asarray(y, dtype=float), colours[label])
-            panel.points(np.asarray(x, dtype=float), np.asarray(y, dtype=float), colours[label], radius=2.5)
+        for label, (x, y) in arrays.items():
+            panel.line(x, y, colours[label])
+            panel.points(x, y, colours[label], radius=2.5)
         panel.axes(xlabel=xlabel)
         panel.legend([(label, colours[label], 0) for label in series], corner=legend)
     path = Path(path)

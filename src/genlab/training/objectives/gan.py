@@ -43,7 +43,14 @@ from genlab.models.layers import Generator
 from genlab.models.protocols import LatentSampler, eval_mode, is_conditional
 from genlab.registry import register_objective
 from genlab.training.health import GANHealth, RunSettings, run_advice
-from genlab.training.objectives.regularisers import Pass, Term, build_terms, has_batch_norm, regularise
+from genlab.training.objectives.regularisers import (
+    Pass,
+    Term,
+    batch_norms,
+    build_terms,
+    has_batch_norm,
+    regularise,
+)
 from genlab.training.objectives.snapshots import class_grid
 from genlab.training.optim import adam
 from genlab.training.step import Export, LossOutput, Phase, Step
@@ -227,7 +234,7 @@ def standing_statistics(G: nn.Module, batches: int = STANDING_BATCHES, batch_siz
     the export's FID-MNIST went from 21.8 with G's statistics to 17.6 with these (docs/benchmarks.md).
     A G without batch norm is left as it is; the global RNG is not touched.
     """
-    norms = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = batch_norms(G)
     if not norms:
         return
     assert isinstance(G, LatentSampler)  # every GAN generator is one

@@ -82,9 +82,14 @@ class Term(ABC):
         pass
 
 
+def batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The layers of ``module`` that normalise over the batch (BatchNorm1d/2d/3d, SyncBatchNorm)."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def has_batch_norm(module: nn.Module) -> bool:
     """Whether ``module`` normalises over the batch somewhere (gradient penalties are per-example)."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+    return bool(batch_norms(module))
 
 
 def _refuse_batch_norm(D: nn.Module, what: str) -> None:
