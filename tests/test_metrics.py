@@ -266,6 +266,18 @@ class _WithEncoder(_Sampler):
         return x.flatten(1)[:, :3], x.flatten(1)[:, :3]
 
 
+class _WithLikelihood(_WithEncoder):
+    """A VAE as evaluation sees it: an encoder and a decoder density."""
+
+    likelihood = "bernoulli"
+
+    def decode_params(self, z, labels=None):
+        return self.to_image(z).view(-1, 1, 8, 8)
+
+    def log_prior(self, z):
+        return -0.5 * z.square().sum(1)
+
+
 _CONFIG = types.SimpleNamespace(data=types.SimpleNamespace(name="mnist"))  # all evaluate() reads before metrics run
 
 
@@ -282,7 +294,8 @@ def test_metric_names_and_unknown_names():
 def test_default_metrics_and_features_follow_capabilities():
     from genlab.metrics.settings import default_features, default_metrics
 
-    assert default_metrics(_WithEncoder()) == ("nll",)
+    assert default_metrics(_WithLikelihood()) == ("nll",)
+    assert default_metrics(_WithEncoder()) == ("fid", "kid", "is", "pr")  # an inversion (diffusion) has no ELBO
     assert default_metrics(_Sampler()) == ("fid", "kid", "is", "pr")
     assert default_features("mnist") == "mnist" and default_features("cifar10") == "inception"
 
@@ -295,7 +308,7 @@ def test_unmet_needs_fail_before_anything_is_computed(tmp_path, monkeypatch):
     # No classifier in this cache: had fid's feature network been loaded first, that would fail instead.
     monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "eval"
-    with pytest.raises(ConfigError, match="metric 'nll' needs a model with an encoder.*_Sampler"):
+    with pytest.raises(ConfigError, match="metric 'nll' needs a model with a decoder likelihood.*_Sampler"):
         evaluate(_Sampler(), _CONFIG, EvalSettings(metrics=("fid", "nll")), out)
     with pytest.raises(ConfigError, match="metric 'parzen' needs a model that generates samples.*Linear"):
         evaluate(torch.nn.Linear(2, 2), _CONFIG, EvalSettings(metrics=("parzen",)), out)

@@ -37,7 +37,7 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--metrics",
         help=f"comma-separated, from {','.join(metric_names())} (default: "
-        f"{','.join(ENCODER_METRICS)} for models with an encoder, else {','.join(SAMPLE_METRICS)})",
+        f"{','.join(ENCODER_METRICS)} for models with a decoder likelihood (VAEs), else {','.join(SAMPLE_METRICS)})",
     )
     p.add_argument(
         "--n",

@@ -4,6 +4,9 @@ Conditional models draw every sample of class K with --class, else uniform class
 --truncation T redraws latent values beyond +-T (BigGAN's trick: fidelity for variety).
 --psi P truncates a style-based generator's w towards the mean w (StyleGAN's trick; 1 for none).
 --text "a big red square in the upper left" draws every sample of that caption (text-to-image models).
+--steps N, --sampler NAME and --guidance S set how a diffusion or flow-matching model samples: its
+number of steps, its sampler (ddim or ancestral; euler or heun) and its classifier-free guidance
+scale (1 = the plain conditional model, larger follows the class more closely).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from genlab.cli.common import device_name, seed
 from genlab.errors import ConfigError
 from genlab.images import save_grid
 from genlab.latent import style
-from genlab.models.protocols import LatentSampler, TextConditional, is_conditional
+from genlab.models.protocols import IterativeSampler, LatentSampler, TextConditional, is_conditional
 
 
 def add_parser(subparsers) -> None:
@@ -36,6 +39,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--truncation", type=float, metavar="T", help="redraw latent values beyond +-T")
     p.add_argument("--text", metavar="CAPTION", help="text-to-image models: the caption of every sample")
     p.add_argument("--psi", type=float, metavar="P", help="style-based models: truncation in W (1 none, 0 the mean)")
+    p.add_argument("--steps", type=int, metavar="N", help="diffusion models: sampling steps")
+    p.add_argument("--sampler", metavar="NAME", help="diffusion: ddim or ancestral; flow matching: euler or heun")
+    p.add_argument("--guidance", type=float, metavar="S", help="conditional diffusion models: guidance scale (1 none)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="cpu", type=device_name)
     p.set_defaults(func=run)
@@ -56,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(model, TextConditional):
             raise ConfigError(f"{args.run} is not conditioned on text; sample it without --text")
         labels = model.tokens([args.text]).expand(args.n, -1)
+    set_sampling(model, args)
     generator = torch.Generator().manual_seed(args.seed)
     if args.psi is not None:
         images = style.sample_w(
@@ -68,3 +75,14 @@ def run(args: argparse.Namespace) -> int:
     shown += "" if args.text is None else f" of {args.text!r}"
     print(f"wrote {args.n} samples{shown} to {path}")
     return 0
+
+
+def set_sampling(model: object, args: argparse.Namespace) -> None:
+    """Apply --steps, --sampler and --guidance, which only an iterative sampler (diffusion) has."""
+    given = {k: getattr(args, k) for k in ("steps", "sampler", "guidance") if getattr(args, k, None) is not None}
+    if not given:
+        return
+    if not isinstance(model, IterativeSampler):
+        flags = ", ".join(f"--{k}" for k in given)
+        raise ConfigError(f"{args.run} samples in one pass; {flags} apply to diffusion and flow-matching models")
+    model.set_sampling(**given)

@@ -14,7 +14,7 @@ from genlab.config import config_to_dict, override_config
 from genlab.distributed import print0
 from genlab.errors import ConfigError
 from genlab.models import build_model
-from genlab.models.protocols import Encoder, LatentSampler, TextConditional, Translator, is_conditional
+from genlab.models.protocols import DecoderLikelihood, LatentSampler, TextConditional, Translator, is_conditional
 from genlab.runs.folder import read_run
 
 
@@ -70,7 +70,7 @@ def next_commands(run_dir: Path) -> list[str]:
         lines.append(f'genlab sample {run_dir} --text "a big red square in the upper left , upright" -n 16 -o red.png')
     if isinstance(model, Translator):
         lines.append(f"genlab translate {run_dir} INPUT_IMAGE_OR_DIR -o translated/")
-    if isinstance(model, Encoder):
+    if isinstance(model, DecoderLikelihood):
         lines.append(f"genlab eval {run_dir}                 # test-set ELBO and importance-weighted NLL")
     elif isinstance(model, LatentSampler):
         lines.append(f"genlab eval {run_dir} --metrics fid,pr  # sample quality")

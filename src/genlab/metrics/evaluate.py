@@ -232,7 +232,7 @@ def _parzen(ctx: EvalContext) -> dict:
     )
 
 
-@register_metric("nll", needs=("encoder",))
+@register_metric("nll", needs=("likelihood",))
 def _nll(ctx: EvalContext) -> dict:
     images = to_model(ctx.test[: ctx.settings.n]).to(ctx.settings.device)
     return evaluate_likelihood(ctx.model, images, ctx.settings.iw_k, seed=ctx.settings.seed)

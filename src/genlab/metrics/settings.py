@@ -14,7 +14,7 @@ from torch import nn
 
 from genlab.errors import ConfigError
 from genlab.metrics.registry import get_metric
-from genlab.models.protocols import Encoder
+from genlab.models.protocols import DecoderLikelihood
 
 FeatureSpace = Literal["inception", "mnist"]
 FEATURE_SPACES: tuple[str, ...] = get_args(FeatureSpace)
@@ -53,8 +53,8 @@ class EvalSettings:
 
 
 def default_metrics(model: nn.Module) -> tuple[str, ...]:
-    """nll for a model with an encoder, else the sample-quality metrics fid, kid, is, pr."""
-    return ENCODER_METRICS if isinstance(model, Encoder) else SAMPLE_METRICS
+    """nll for a model with a decoder likelihood (a VAE), else the sample-quality metrics fid, kid, is, pr."""
+    return ENCODER_METRICS if isinstance(model, DecoderLikelihood) else SAMPLE_METRICS
 
 
 def default_features(dataset: str) -> FeatureSpace:

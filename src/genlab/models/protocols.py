@@ -4,7 +4,9 @@ tools are written against (never ``isinstance(model, VAE)``).
 After torch-fidelity's ``GenerativeModelBase`` (``z_size``, ``z_type``, ``num_classes``):
 
 - :class:`LatentSampler`: maps latents to samples (VAE decoders, GAN generators);
-- :class:`Encoder`: maps samples back to a posterior over latents (VAEs);
+- :class:`Encoder`: maps samples back to a posterior over latents (VAEs; a diffusion model's exact inversion);
+- :class:`DecoderLikelihood`: has p(x | z) and p(z), so an ELBO (VAEs);
+- :class:`IterativeSampler`: samples in a number of steps that can change after training (diffusion);
 - :class:`Conditional`: a sampler conditioned on a class label;
 - :class:`Translator`: maps a source image to a target image (pix2pix's G);
 - :class:`DataInitialised`: a module that sets some weights from the training data
@@ -57,6 +59,40 @@ class LatentSampler(Protocol):
 class Encoder(Protocol):
     def encode(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Samples -> (mean, log-variance) of q(z | x), each ``[N, latent_dim]``."""
+        ...
+
+
+@runtime_checkable
+class DecoderLikelihood(Protocol):
+    """A latent-variable model with a decoder density p(x | z) and a prior p(z) (VAEs): what the ELBO and the
+    importance-weighted bound need. An exact inversion (a diffusion model's) is an Encoder without one."""
+
+    likelihood: str  # the decoder's family, e.g. "bernoulli"
+
+    def decode_params(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Latents -> the decoder's parameters (logits or means), shaped like the images."""
+        ...
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        """log p(z) [N] of latents [N, latent_dim]."""
+        ...
+
+
+@runtime_checkable
+class IterativeSampler(Protocol):
+    """A sampler that integrates from its latent (the initial noise) to a sample in ``steps`` steps
+    (diffusion, flow matching): how it samples can change after training."""
+
+    steps: int
+    sampler: str
+    guidance: float  # classifier-free guidance scale; 1 is the plain conditional model
+
+    def set_sampling(self, steps: int | None = None, sampler: str | None = None, guidance: float | None = None) -> None:
+        """Change the sampling settings (``None`` keeps one); ConfigError for an invalid one."""
+        ...
+
+    def trajectory(self, z: Tensor, labels: Tensor | None = None, states: int = 8) -> list[Tensor]:
+        """``states`` images [N, C, H, W] along the path from the latents z to their samples."""
         ...
 
 

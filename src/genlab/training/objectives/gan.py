@@ -16,7 +16,6 @@ loss by ``regularisers.regularise``; the losses here never name one.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal
@@ -42,6 +41,7 @@ from genlab.losses import gan as L
 from genlab.models.layers import Generator
 from genlab.models.protocols import LatentSampler, eval_mode, is_conditional
 from genlab.registry import register_objective
+from genlab.training.ema import ema_update, make_ema
 from genlab.training.health import GANHealth, RunSettings, run_advice
 from genlab.training.objectives.regularisers import (
     Pass,
@@ -202,23 +202,6 @@ def make_optimizer(cfg: GANObjectiveConfig, params, lr: float) -> torch.optim.Op
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum)
     return torch.optim.RMSprop(params, lr=lr)
-
-
-def make_ema(G: nn.Module) -> nn.Module:
-    """A frozen copy of G in eval mode (its update count lives in the step's state)."""
-    return copy.deepcopy(G).requires_grad_(False).eval()
-
-
-@torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, decay: float, updates: int) -> None:
-    """ema <- d * ema + (1 - d) * model for parameters; buffers are left to :func:`standing_statistics`.
-
-    d = min(decay, (1 + t) / (10 + t)) after t = ``updates`` earlier updates: a young average
-    follows G closely instead of dragging its random initialisation along for ~1 / (1 - decay) updates.
-    """
-    weight = 1.0 - min(decay, (1 + updates) / (10 + updates))
-    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-        e.lerp_(p, weight)
 
 
 STANDING_BATCHES, STANDING_BATCH_SIZE = 16, 64  # 1,024 samples, as many as a few of BigGAN's batches
