@@ -142,7 +142,7 @@ def plausible(hint) -> st.SearchStrategy:
 
 TRAIN = {"kimg": 0.032, "batch_size": 32, "progress_bar": False, "tensorboard": False, "threads": 1}
 RECIPES = {family: {"name": "fuzz", **yaml.safe_load(f"data: {data}\n{rest}"), "train": TRAIN}
-           for family, (data, rest, _) in KILL_RECIPES.items()}  # tiny vae, gan, pix2pix and cyclegan
+           for family, (data, rest, _) in KILL_RECIPES.items()}  # tiny vae, gan, pix2pix, cyclegan and diffusion
 
 
 def section_class(doc: dict, section: str):

@@ -3,8 +3,8 @@
 A checkpoint is written every iteration; every other kill waits for one to be half-written
 (its .tmp- folder present), the others strike at a random moment. Each kill costs a process
 start (a few seconds), so the default is short: GENLAB_KILLS (per family, default 2) and
-GENLAB_KILL_FAMILIES (default vae; any of vae,gan,pix2pix,cyclegan) make it longer, e.g.
-GENLAB_KILLS=6 GENLAB_KILL_FAMILIES=vae,gan,pix2pix,cyclegan for 24 kills.
+GENLAB_KILL_FAMILIES (default vae; any of vae,gan,pix2pix,cyclegan,diffusion) make it longer, e.g.
+GENLAB_KILLS=6 GENLAB_KILL_FAMILIES=vae,gan,pix2pix,cyclegan,diffusion for 30 kills.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ RECIPES = {
     "cyclegan": (f"{{name: unpaired, a: {SPRITES_32}, b: {COLOUR_32}}}",
                  "model: {name: cyclegan, g_channels: 4, g_blocks: 1, d_channels: 4}\n"
                  "objective: {name: cyclegan, pool_size: 4}\n", 32),
+    # the times, the noise and the dropped labels all come from the global RNG; the EMA's count is step state
+    "diffusion": (SPRITES, "model: {name: flow_matching, channels: 8, channel_mult: [1, 2], blocks_per_level: 1, "
+                           "steps: 2}\nobjective: {name: diffusion}\n", 32),
 }
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from genlab.config import SEED, Config, DataConfig, load_config
+from genlab.errors import ConfigError
+from genlab.models.protocols import IterativeSampler
 
 
 def device_name(text: str) -> str:
@@ -65,6 +67,26 @@ def _with_root(data: DataConfig, root: str) -> DataConfig:
 
 def load_cli_config(path: str, args: argparse.Namespace) -> Config:
     return with_data_root(load_config(path, list(args.set or [])), args)
+
+
+def add_sampling(parser: argparse.ArgumentParser) -> None:
+    """--steps, --sampler and --guidance: how a diffusion or flow-matching model samples."""
+    parser.add_argument("--steps", type=int, metavar="N", help="diffusion models: sampling steps")
+    parser.add_argument("--sampler", metavar="NAME", help="diffusion: ddim or ancestral; flow matching: euler or heun")
+    parser.add_argument(
+        "--guidance", type=float, metavar="S", help="conditional diffusion models: guidance scale (1 none)"
+    )
+
+
+def set_sampling(model: object, args: argparse.Namespace) -> None:
+    """Apply --steps, --sampler and --guidance, which only an iterative sampler (diffusion) has."""
+    given = {k: getattr(args, k) for k in ("steps", "sampler", "guidance") if getattr(args, k, None) is not None}
+    if not given:
+        return
+    if not isinstance(model, IterativeSampler):
+        flags = ", ".join(f"--{k}" for k in given)
+        raise ConfigError(f"{args.run} samples in one pass; {flags} apply to diffusion and flow-matching models")
+    model.set_sampling(**given)
 
 
 def write_json(record: dict, path: str | Path | None) -> None:

@@ -15,7 +15,7 @@ import sys
 import time
 
 from genlab.api import load
-from genlab.cli.common import add_data_root, device_name, seed, with_data_root, write_json
+from genlab.cli.common import add_data_root, add_sampling, device_name, seed, set_sampling, with_data_root, write_json
 from genlab.metrics.evaluate import evaluate
 from genlab.metrics.registry import metric_names
 from genlab.metrics.settings import (
@@ -26,6 +26,7 @@ from genlab.metrics.settings import (
     default_features,
     default_metrics,
 )
+from genlab.models.protocols import IterativeSampler
 from genlab.runs.folder import read_run
 
 
@@ -63,6 +64,7 @@ def add_parser(subparsers) -> None:
         "--classifier", metavar="RUN", help="MNIST classifier run (default: the newest from genlab train-classifier)"
     )
     p.add_argument("--k", type=int, default=1000, help="importance samples for the IW log-likelihood (nll)")
+    add_sampling(p)
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="cpu", type=device_name)
     p.add_argument("-o", "--output", help="also write the JSON here")
@@ -70,10 +72,19 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def sampling_tag(model: object) -> str:
+    """A diffusion model's sampling settings, for its eval folder's name (others: nothing)."""
+    if not isinstance(model, IterativeSampler):
+        return ""
+    guided = f"-guidance{model.guidance:g}" if model.guidance != 1 else ""
+    return f"-{model.sampler}{model.steps}{guided}"
+
+
 def run(args: argparse.Namespace) -> int:
     run_dir, config, _ = read_run(args.run)
     config = with_data_root(config, args)
     model = load(run_dir, device=args.device)
+    set_sampling(model, args)
     metrics = args.metrics.split(",") if args.metrics else default_metrics(model)
     settings = EvalSettings(
         metrics=tuple(m.strip() for m in metrics if m.strip()),
@@ -86,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         classifier=args.classifier,
         iw_k=args.k,
     )
-    out_dir = run_dir / "eval" / f"{settings.features}-n{settings.n}-seed{settings.seed}"
+    out_dir = run_dir / "eval" / f"{settings.features}-n{settings.n}-seed{settings.seed}{sampling_tag(model)}"
     start = time.perf_counter()
     results, card = evaluate(model, config, settings, out_dir, run=str(run_dir))
     record = {

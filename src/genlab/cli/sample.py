@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 from genlab.api import load
-from genlab.cli.common import device_name, seed
+from genlab.cli.common import add_sampling, device_name, seed, set_sampling
 from genlab.errors import ConfigError
 from genlab.images import save_grid
 from genlab.latent import style
-from genlab.models.protocols import IterativeSampler, LatentSampler, TextConditional, is_conditional
+from genlab.models.protocols import LatentSampler, TextConditional, is_conditional
 
 
 def add_parser(subparsers) -> None:
@@ -39,9 +39,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--truncation", type=float, metavar="T", help="redraw latent values beyond +-T")
     p.add_argument("--text", metavar="CAPTION", help="text-to-image models: the caption of every sample")
     p.add_argument("--psi", type=float, metavar="P", help="style-based models: truncation in W (1 none, 0 the mean)")
-    p.add_argument("--steps", type=int, metavar="N", help="diffusion models: sampling steps")
-    p.add_argument("--sampler", metavar="NAME", help="diffusion: ddim or ancestral; flow matching: euler or heun")
-    p.add_argument("--guidance", type=float, metavar="S", help="conditional diffusion models: guidance scale (1 none)")
+    add_sampling(p)
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="cpu", type=device_name)
     p.set_defaults(func=run)
@@ -75,14 +73,3 @@ def run(args: argparse.Namespace) -> int:
     shown += "" if args.text is None else f" of {args.text!r}"
     print(f"wrote {args.n} samples{shown} to {path}")
     return 0
-
-
-def set_sampling(model: object, args: argparse.Namespace) -> None:
-    """Apply --steps, --sampler and --guidance, which only an iterative sampler (diffusion) has."""
-    given = {k: getattr(args, k) for k in ("steps", "sampler", "guidance") if getattr(args, k, None) is not None}
-    if not given:
-        return
-    if not isinstance(model, IterativeSampler):
-        flags = ", ".join(f"--{k}" for k in given)
-        raise ConfigError(f"{args.run} samples in one pass; {flags} apply to diffusion and flow-matching models")
-    model.set_sampling(**given)

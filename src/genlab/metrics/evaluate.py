@@ -28,7 +28,7 @@ from genlab.metrics.likelihood import evaluate_likelihood
 from genlab.metrics.reference import reference_features
 from genlab.metrics.registry import NEEDS, get_metric, register_metric
 from genlab.metrics.settings import EvalSettings
-from genlab.models.protocols import Conditional, LatentSampler, is_conditional
+from genlab.models.protocols import Conditional, IterativeSampler, LatentSampler, is_conditional
 
 SAMPLE_BATCH = 500  # images drawn per model call; fixed so that a seed always gives the same samples
 NN_SAMPLES = 1000  # samples (and test images) in the memorisation check
@@ -166,6 +166,11 @@ def evaluate(
     """
     ctx = EvalContext(model, config, settings, out_dir)
     check_needs(ctx)
+    if isinstance(model, IterativeSampler):
+        ctx.notes.append(
+            f"samples drawn with {model.sampler}, {model.steps} steps, guidance {model.guidance:g}: "
+            f"{model.evaluations} network evaluations per sample"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict = {}
     for name in settings.metrics:

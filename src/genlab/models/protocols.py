@@ -87,6 +87,11 @@ class IterativeSampler(Protocol):
     sampler: str
     guidance: float  # classifier-free guidance scale; 1 is the plain conditional model
 
+    @property
+    def evaluations(self) -> int:
+        """Network evaluations per sample at the current settings."""
+        ...
+
     def set_sampling(self, steps: int | None = None, sampler: str | None = None, guidance: float | None = None) -> None:
         """Change the sampling settings (``None`` keeps one); ConfigError for an invalid one."""
         ...
