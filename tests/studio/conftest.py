@@ -35,6 +35,10 @@ RUNS = {  # studio index -> what it is; the order is the order the studio serves
     "text": {"data": {"name": "captioned", "base": {"name": "sprites", "color": True, "n_train": 64, "n_test": 8}},
              "model": {"name": "text_gan", "noise_dim": 2, "c_dim": 8, "text_dim": 16, "g_channels": 4, "d_channels": 4},
              "objective": {"name": "gan", "matching_aware": True}, "kimg": 0.064},
+    "flow": {"data": {"name": "mnist", "limit": 512, "download": False},
+             "model": {"name": "flow_matching", "channels": 8, "channel_mult": [1, 2], "blocks_per_level": 1,
+                       "steps": 4, "conditional": True},
+             "objective": {"name": "diffusion"}, "kimg": 0.128},
 }
 INDEX = {name: i for i, name in enumerate(RUNS)}
 

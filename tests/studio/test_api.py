@@ -407,3 +407,32 @@ def test_text_to_image_runs_take_a_caption(client):
     assert bad.status_code == 400 and "unknown words" in bad.json()["detail"]
     not_text = client.post(f"/api/runs/{INDEX['vae']}/samples", json={"seed": 0, "n": 1, "text": "a red square"})
     assert not_text.status_code == 400 and "not conditioned on text" in not_text.json()["detail"]
+
+
+def test_diffusion_runs_sample_with_chosen_steps_and_guidance_and_show_their_denoising(client):
+    path = f"/api/runs/{INDEX['flow']}"
+    caps = client.get(path).json()["capabilities"]
+    assert caps["iterative"] == {"steps": 4, "sampler": "euler", "guidance": 1.0} and caps["encoder"]
+    plain = client.post(f"{path}/samples", json={"seed": 0, "n": 2, "label": 3}).json()
+    fewer = client.post(f"{path}/samples", json={"seed": 0, "n": 2, "label": 3, "steps": 1}).json()
+    guided = client.post(f"{path}/samples", json={"seed": 0, "n": 2, "label": 3, "guidance": 4.0}).json()
+    assert plain["latents"] == fewer["latents"] == guided["latents"]
+    assert plain["images"] != fewer["images"] and plain["images"] != guided["images"]
+    z = plain["latents"][0]
+    again = client.post(f"{path}/decode", json={"z": z, "label": 3}).json()["image"]
+    assert np.abs(pixels(again) - pixels(plain["images"][0])).max() <= 1  # the request's settings did not stick
+    strip = client.post(f"{path}/denoise", json={"z": z, "label": 3}).json()["images"]
+    assert len(strip) == 5  # the noise and the state after each of the 4 steps
+    assert np.abs(pixels(strip[-1]) - pixels(plain["images"][0])).max() <= 1
+    assert pixels(strip[0]).std() > pixels(strip[-1]).std() * 0.5  # it starts as noise
+    assert len(client.post(f"{path}/denoise", json={"z": z, "label": 3, "steps": 16}).json()["images"]) == 8
+
+
+def test_steps_and_guidance_are_refused_where_they_do_not_apply(client):
+    vae = f"/api/runs/{INDEX['vae']}"
+    one_pass = client.post(f"{vae}/samples", json={"seed": 0, "n": 1, "steps": 4})
+    assert one_pass.status_code == 400 and "samples in one pass" in one_pass.json()["detail"]
+    no_strip = client.post(f"{vae}/denoise", json={"z": [0.0] * 6})
+    assert no_strip.status_code == 400 and "no denoising steps" in no_strip.json()["detail"]
+    too_many = client.post(f"/api/runs/{INDEX['flow']}/samples", json={"seed": 0, "n": 1, "label": 0, "steps": 257})
+    assert too_many.status_code == 422

@@ -160,6 +160,21 @@ def test_a_caption_box_for_text_to_image_runs(page):
     wait_for_new_src(page, "#samples-grid img:nth-child(1)", first)
 
 
+def test_a_diffusion_run_shows_its_steps_guidance_and_denoising_strip(page, shots):
+    choose_run(page, "flow")
+    page.wait_for_selector("#sample-steps", state="visible")
+    page.wait_for_selector("#guidance", state="visible")
+    page.wait_for_function("document.querySelectorAll('#denoise-strip img').length === 5", timeout=20_000)
+    first = page.locator("#samples-grid img").nth(0).get_attribute("src")
+    page.fill("#sample-steps", "2")
+    page.locator("#sample-steps").blur()  # "change" fires on commit
+    wait_for_new_src(page, "#samples-grid img:nth-child(1)", first)
+    page.wait_for_function("document.querySelectorAll('#denoise-strip img').length === 3", timeout=20_000)
+    page.screenshot(path=shots / "diffusion.png")
+    choose_run(page, "vae")
+    assert not page.locator("#sample-steps").is_visible() and not page.locator("#denoising").is_visible()
+
+
 def test_uploaded_image_is_encoded_then_edited(page, shots, tmp_path):
     picture = np.full((48, 48, 3), 80, dtype=np.uint8)
     picture[10:30, 14:34] = (40, 200, 60)

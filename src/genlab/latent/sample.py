@@ -6,13 +6,21 @@ explicit ``torch.Generator`` so that a seed names one latent on every device.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
 from genlab.errors import ConfigError
-from genlab.models.protocols import Conditional, LatentSampler, as_module, eval_mode, is_conditional
+from genlab.models.protocols import (
+    Conditional,
+    IterativeSampler,
+    LatentSampler,
+    as_module,
+    eval_mode,
+    is_conditional,
+)
 
 DECODE_BATCH = 256  # latents decoded per model call
 
@@ -70,6 +78,26 @@ def decode(model: LatentSampler, z: Tensor, label: int | None = None) -> Tensor:
             for i in range(0, z.shape[0], DECODE_BATCH)
         ]
     return torch.cat(chunks)
+
+
+@contextmanager
+def sampling(model: object, steps: int | None = None, guidance: float | None = None) -> Iterator[None]:
+    """The block samples ``model`` with ``steps`` and ``guidance`` (its own settings after it); both None
+    is a no-op for any model. Only a diffusion or flow-matching model (an IterativeSampler) takes them."""
+    if steps is None and guidance is None:
+        yield
+        return
+    if not isinstance(model, IterativeSampler):
+        raise ConfigError(
+            f"a {type(model).__name__} samples in one pass; steps and guidance apply to diffusion and "
+            "flow-matching models"
+        )
+    before = model.steps, model.sampler, model.guidance
+    model.set_sampling(steps=steps, guidance=guidance)
+    try:
+        yield
+    finally:
+        model.set_sampling(*before)
 
 
 def sample_shape(model: LatentSampler) -> tuple[int, ...]:

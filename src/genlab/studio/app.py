@@ -33,8 +33,16 @@ from genlab.experiments.game import MAX_STEPS_PER_PLAY, GameConfig, ToyGame
 from genlab.latent import interpolate as interp
 from genlab.latent import style
 from genlab.latent.edit import image_latents
-from genlab.latent.sample import decode, require_sampler, sample_shape
-from genlab.models.protocols import Encoder, LatentSampler, TextConditional, Translator, as_module, eval_mode
+from genlab.latent.sample import class_labels, decode, require_sampler, sample_shape, sampling
+from genlab.models.protocols import (
+    Encoder,
+    IterativeSampler,
+    LatentSampler,
+    TextConditional,
+    Translator,
+    as_module,
+    eval_mode,
+)
 from genlab.studio.codec import MAX_UPLOAD_BYTES, BadUpload, png_data_urls, read_upload
 from genlab.studio.runs import ServedRun
 
@@ -44,6 +52,7 @@ MAX_GAMES = 16  # games kept at once; the oldest is dropped for a new one
 MAX_SAMPLES = 64
 LATENT_LIMIT = 10.0  # prior standard deviations; sliders go to +-3
 STUDIO_INVERSION = {"steps": 150, "restarts": 2}  # a GAN inversion that answers in about a second on a CPU
+MAX_STEPS = 256  # a diffusion model's sampling steps per request: 16 images at 256 steps take ~10 s on a CPU
 
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Label = Annotated[int, Field(ge=0, le=10_000)] | None
@@ -55,18 +64,34 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Diffusion and flow-matching models: sampling steps and classifier-free guidance (None: the model's own)
+Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)] | None
+Guidance = Annotated[float, Field(ge=0, le=20, allow_inf_nan=False)] | None
+
+
 class SampleRequest(Strict):
     seed: Seed = 0
     n: Annotated[int, Field(ge=1, le=MAX_SAMPLES)] = 16
     label: Label = None
     truncation: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] | None = None
     text: Annotated[str, Field(max_length=300)] | None = None  # text-to-image models: the caption
+    steps: Steps = None
+    guidance: Guidance = None
 
 
 class DecodeRequest(Strict):
     z: Latent
     label: Label = None
     text: Annotated[str, Field(max_length=300)] | None = None
+    steps: Steps = None
+    guidance: Guidance = None
+
+
+class DenoiseRequest(Strict):
+    z: Latent
+    label: Label = None
+    steps: Steps = None
+    guidance: Guidance = None
 
 
 class InterpolateRequest(Strict):
@@ -175,9 +200,10 @@ def create_app(run_dirs: Sequence[str | Path], allowed_hosts: Sequence[str] | No
         with run_at(index).model() as model:
             sampler = require_sampler(model)
             z = sampler.latents(req.n, generator=torch.Generator().manual_seed(req.seed), truncation=req.truncation)
-            if req.text is not None:
-                return {"images": png_data_urls(_text_decode(sampler, z, req.text)), "latents": z.tolist()}
-            return {"images": png_data_urls(decode(sampler, z, req.label)), "latents": z.tolist()}
+            with sampling(model, req.steps, req.guidance):
+                if req.text is not None:
+                    return {"images": png_data_urls(_text_decode(sampler, z, req.text)), "latents": z.tolist()}
+                return {"images": png_data_urls(decode(sampler, z, req.label)), "latents": z.tolist()}
 
     @app.post("/api/runs/{index}/decode")
     def decode_latent(index: RunIndex, req: DecodeRequest) -> dict[str, Any]:
@@ -185,9 +211,21 @@ def create_app(run_dirs: Sequence[str | Path], allowed_hosts: Sequence[str] | No
         with run_at(index).model() as model:
             sampler = require_sampler(model)
             z = _latent(req.z, sampler.latent_dim)
-            if req.text is not None:
-                return {"image": png_data_urls(_text_decode(sampler, z, req.text))[0]}
-            return {"image": png_data_urls(decode(sampler, z, req.label))[0]}
+            with sampling(model, req.steps, req.guidance):
+                if req.text is not None:
+                    return {"image": png_data_urls(_text_decode(sampler, z, req.text))[0]}
+                return {"image": png_data_urls(decode(sampler, z, req.label))[0]}
+
+    @app.post("/api/runs/{index}/denoise")
+    def denoise(index: RunIndex, req: DenoiseRequest) -> dict[str, Any]:
+        """A diffusion model's path from one latent (its initial noise) to its sample, as 8 images."""
+        with run_at(index).model() as model:
+            sampler = require_sampler(model)
+            if not isinstance(model, IterativeSampler):
+                raise ConfigError(f"a {type(model).__name__} draws in one pass; it has no denoising steps to show")
+            z = _latent(req.z, sampler.latent_dim)
+            with sampling(model, req.steps, req.guidance):
+                return {"images": png_data_urls(torch.cat(model.trajectory(z, class_labels(model, req.label, 1))))}
 
     @app.post("/api/runs/{index}/interpolate")
     def interpolate(index: RunIndex, req: InterpolateRequest) -> dict[str, Any]:

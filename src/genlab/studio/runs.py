@@ -27,6 +27,7 @@ from genlab.latent.sample import sample_shape
 from genlab.models.protocols import (
     Conditional,
     Encoder,
+    IterativeSampler,
     LatentSampler,
     StyleBased,
     TextConditional,
@@ -137,6 +138,8 @@ class ServedRun:
             # a toy GAN's points are not pictures: the game is for those
             caps["sampler"] = len(caps["image_shape"]) == 3
         caps["text"] = isinstance(model, TextConditional)
+        if isinstance(model, IterativeSampler):  # diffusion: its sampling settings, changeable per request
+            caps["iterative"] = {"steps": model.steps, "sampler": model.sampler, "guidance": model.guidance}
         caps["style_based"] = isinstance(model, StyleBased)
         if isinstance(model, StyleBased):  # caps["style_based"]
             caps["num_ws"] = int(model.num_ws)

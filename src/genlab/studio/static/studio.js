@@ -68,6 +68,9 @@ const caps = () => (state.run && state.run.capabilities) || {};
 const runPath = (tail) => `/api/runs/${state.run.index}/${tail}`;
 const currentClass = (id) => (caps().classes ? Number($(id).value) : null);
 const currentText = () => (caps().text ? $("sample-text").value : null);
+// a diffusion model's sampling settings from the samples view (null: the model's own)
+const currentSteps = () => (caps().iterative && $("sample-steps").value !== "" ? Number($("sample-steps").value) : null);
+const currentGuidance = () => (caps().iterative && caps().classes ? Number($("guidance").value) : null);
 
 async function loadRuns() {
   state.runs = await guarded("loading runs", () => api("/api/runs")) || [];
@@ -97,6 +100,14 @@ function selectRun(index) {
   }
   document.querySelectorAll(".needs-classes").forEach((el) => { el.style.display = c.classes ? "" : "none"; });
   document.querySelectorAll(".needs-text").forEach((el) => { el.style.display = c.text ? "" : "none"; });
+  document.querySelectorAll(".needs-iterative").forEach((el) => { el.style.display = c.iterative ? "" : "none"; });
+  document.querySelectorAll(".needs-guidance").forEach((el) => { el.style.display = c.iterative && c.classes ? "" : "none"; });
+  if (c.iterative) {
+    $("sample-steps").value = c.iterative.steps;
+    $("guidance").value = c.iterative.guidance;
+    $("guidance-value").textContent = Number(c.iterative.guidance).toFixed(1);
+  }
+  $("denoise-strip").innerHTML = "";
   $("samples-grid").innerHTML = "";
   $("interp-strip").innerHTML = "";
   for (const id of ["latent-image", "key-a", "key-b", "upload-input-image", "upload-recon", "translation", "example-target", "mix-image"]) $(id).removeAttribute("src");
@@ -115,7 +126,8 @@ function renderSummary() {
   if (!run) { el.textContent = "No run given: start the studio with run folders, e.g. genlab studio runs/00000-quickstart"; return; }
   const progress = run.kimg === null ? "no checkpoint yet" : `${run.kimg} of ${run.kimg_target} kimg`;
   const c = run.capabilities;
-  const kinds = [c.encoder && "encoder", c.sampler && "sampler", c.translator && "translator", c.classes && `${c.classes.length} classes`]
+  const kinds = [c.encoder && "encoder", c.sampler && "sampler", c.translator && "translator", c.classes && `${c.classes.length} classes`,
+                 c.iterative && `${c.iterative.sampler}, ${c.iterative.steps} steps`]
     .filter(Boolean).join(", ");
   let html = `<b>${escapeHTML(run.model)}</b> (${escapeHTML(run.objective)}) on <b>${escapeHTML(run.data)}</b> · ${escapeHTML(run.fields)}`
     + ` · ${progress} · batch ${run.batch_size}` + (kinds ? ` · ${kinds}` : "") + (c.waiting ? ` · ${escapeHTML(c.waiting)}` : "");
@@ -155,7 +167,8 @@ async function newSamples(advance = true) {
   if (advance) $("seed").value = Number($("seed").value || 0) + 1;
   const truncation = $("truncation").value === "" ? null : Number($("truncation").value);
   const body = { seed: Number($("seed").value || 0), n: Number($("sample-count").value),
-                 label: currentClass("sample-class"), truncation, text: currentText() };
+                 label: currentClass("sample-class"), truncation, text: currentText(),
+                 steps: currentSteps(), guidance: currentGuidance() };
   const result = await guarded("sampling", () => postJSON(runPath("samples"), body));
   if (!result) return;
   const grid = $("samples-grid");
@@ -168,7 +181,18 @@ async function newSamples(advance = true) {
     grid.append(img);
   });
   if (!state.base) setBase(result.latents[0], result.images[0], "sample 0 of seed " + body.seed);
+  if (caps().iterative) showDenoising(result.latents[0]);
 }
+
+const showDenoising = latestOnly(async (z) => {
+  const run = state.run;
+  const body = { z, label: currentClass("sample-class"), steps: currentSteps(), guidance: currentGuidance() };
+  const result = await guarded("denoising", () => postJSON(runPath("denoise"), body));
+  if (!result || run !== state.run) return;
+  const strip = $("denoise-strip");
+  strip.innerHTML = "";
+  result.images.forEach((src, i) => strip.append(Object.assign(new Image(), { src, alt: `denoising state ${i}` })));
+});
 
 function pickSample(img, z) {
   const key = state.nextKey;
@@ -178,6 +202,7 @@ function pickSample(img, z) {
   else { state.keyB = z; $("key-b").src = img.src; }
   state.nextKey = key === "A" ? "B" : "A";
   if (caps().style_based) mixStyles();
+  if (caps().iterative) showDenoising(z);
 }
 
 const mixStyles = latestOnly(async () => {
@@ -233,7 +258,8 @@ function syncSliders() {
 const decodeLive = latestOnly(async () => {
   const run = state.run;
   if (!state.z) return;
-  const body = { z: state.z.map(clampLatent), label: currentClass("latent-class"), text: currentText() };
+  const body = { z: state.z.map(clampLatent), label: currentClass("latent-class"), text: currentText(),
+                 steps: currentSteps(), guidance: currentGuidance() };
   const result = await guarded("decoding", () => postJSON(runPath("decode"), body));
   if (result && run === state.run) $("latent-image").src = result.image;
 });
@@ -527,6 +553,9 @@ $("run-select").addEventListener("change", (e) => selectRun(e.target.value === "
 $("new-samples").addEventListener("click", () => newSamples(true));
 $("sample-class").addEventListener("change", () => newSamples(false));
 $("sample-text").addEventListener("change", () => newSamples(false));
+$("sample-steps").addEventListener("change", () => newSamples(false));
+$("guidance").addEventListener("input", () => { $("guidance-value").textContent = Number($("guidance").value).toFixed(1); });
+$("guidance").addEventListener("change", () => newSamples(false));
 $("reset-sliders").addEventListener("click", () => { if (state.base) { state.z = state.base.slice(); syncSliders(); decodeLive(); } });
 $("latent-class").addEventListener("change", () => decodeLive());
 $("upload-input").addEventListener("change", (e) => uploadToEdit(e.target.files[0]));
