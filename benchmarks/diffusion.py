@@ -1,0 +1,151 @@
+"""GANs, VAEs, diffusion and flow matching on one axis (issue 26): the same data, judge and CPU budget.
+
+Each config trains for ``--minutes`` of loop time (``train.max_minutes``, with ``train.kimg`` raised so
+that the clock ends training) with a checkpoint every ``--every`` kimg. Then, in genlab's digit
+classifier's features against the training split:
+
+- quality against training: FID-MNIST of every checkpoint on ``--curve-n`` samples (the iterative
+  samplers at their config's steps), against kimg and against the loop's seconds;
+- sampling cost: FID of the final model against network evaluations per sample (``--nfe``; Euler and
+  DDIM take one per step, Heun two), the GAN's and the VAE's single pass on the same plot;
+- the headline row: FID, precision, recall and class coverage on ``--n`` samples at the config's steps,
+  and the seconds per sample on this CPU.
+
+One table and one PNG (``--out``/diffusion.png):
+
+    PYTHONPATH=src python benchmarks/diffusion.py --data-root ../shared/data --threads 2 [--minutes 5]
+        [--configs configs/fast_mnist_gan.yaml configs/flow_mnist.yaml configs/ddpm_mnist.yaml]
+        [--nfe 1 2 4 8 16 32] [--n 5000] [--curve-n 1000] [--every 20] [--out runs/bench-diffusion]
+
+Needs a trained digit classifier (``genlab train-classifier``) or ``--classifier RUN``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from recipes import loop_speed  # benchmarks/recipes.py: this script's folder is on sys.path
+
+import genlab
+from genlab.config import Config, load_config
+from genlab.metrics.evaluate import evaluate
+from genlab.metrics.settings import EvalSettings
+from genlab.models.protocols import IterativeSampler
+from genlab.plotting import draw_lines
+from genlab.runs.checkpoint import list_checkpoints, load_training_state
+from genlab.runs.folder import read_run
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ["configs/fast_mnist_gan.yaml", "configs/flow_mnist.yaml", "configs/ddpm_mnist.yaml"]
+
+
+def score(run_dir: Path, config: Config, args, metrics: tuple[str, ...], n: int, tag: str, nfe: int | None = None,
+          checkpoint: Path | None = None) -> dict:
+    """``metrics`` of the run's export (or of ``checkpoint``), at ``nfe`` evaluations for an iterative sampler."""
+    model = genlab.load(run_dir, checkpoint=checkpoint)
+    if nfe is not None and isinstance(model, IterativeSampler):
+        per_step = 2 if model.sampler == "heun" else 1
+        model.set_sampling(steps=max(1, nfe // per_step))
+    settings = EvalSettings(metrics=metrics, n=n, features="mnist", seed=args.seed, classifier=args.classifier)
+    start = time.perf_counter()
+    results, _ = evaluate(model, config, settings, run_dir / "eval" / f"diffusion-{tag}", run=str(run_dir))
+    evaluations = model.evaluations if isinstance(model, IterativeSampler) else 1
+    return {**results, "nfe": evaluations, "eval_s": time.perf_counter() - start}
+
+
+def seconds_at(run_dir: Path, kimg: float) -> float:
+    """The loop's seconds to reach ``kimg``, from stats.jsonl's windows (images / images per second)."""
+    records = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    seconds, done = 0.0, 0.0
+    for r in records:
+        step = min(r["kimg"], kimg) - done
+        if step <= 0:
+            break
+        seconds += 1000 * step / r["images_per_sec"]
+        done += step
+    return seconds
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", nargs="+", default=CONFIGS)
+    p.add_argument("--runs", nargs="+", help="score these trained runs (one per config, same order) instead")
+    p.add_argument("--minutes", type=float, default=5.0)
+    p.add_argument("--every", type=float, default=20.0, help="checkpoint (and curve point) every K kimg")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--n", type=int, default=5000, help="samples for the headline row")
+    p.add_argument("--curve-n", type=int, default=1000, help="samples per point of the two curves")
+    p.add_argument("--nfe", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--classifier", help="classifier run (default: the newest from genlab train-classifier)")
+    p.add_argument("--out", default="runs/bench-diffusion")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, training, sampling = [], {}, {}
+    for i, path in enumerate(args.configs):
+        name = Path(path).stem
+        if args.runs:
+            run_dir, config, _ = read_run(args.runs[i])
+        else:
+            config = load_config(ROOT / path, [
+                f"data.root={args.data_root}", f"train.threads={args.threads}", f"train.max_minutes={args.minutes}",
+                "train.kimg=100000", f"train.out_dir={out}", "train.progress_bar=false", "train.tensorboard=false",
+                "train.snapshot_every_kimg=0", f"train.checkpoint_every_kimg={args.every}", "train.keep_checkpoints=1000",
+                *args.overrides,
+            ])
+            run_dir = genlab.train(config)
+        kimg, speed = loop_speed(run_dir)
+        curve = []
+        for ckpt in list_checkpoints(run_dir / "checkpoints"):
+            at = load_training_state(ckpt)["images_seen"] / 1000
+            r = score(run_dir, config, args, ("fid",), args.curve_n, f"curve-{at:g}kimg", checkpoint=ckpt)
+            curve.append((at, seconds_at(run_dir, at), r["fid"]))
+            print(json.dumps({"config": name, "kimg": at, "seconds": curve[-1][1], "fid": r["fid"]}), flush=True)
+        training[name] = curve
+        model = genlab.load(run_dir)
+        nfes = args.nfe if isinstance(model, IterativeSampler) else [1]
+        sampling[name] = []
+        for nfe in nfes:
+            r = score(run_dir, config, args, ("fid",), args.curve_n, f"nfe{nfe}-n{args.curve_n}", nfe=nfe)
+            sampling[name].append((r["nfe"], r["fid"]))
+            print(json.dumps({"config": name, "nfe": r["nfe"], "fid": r["fid"], "eval_s": r["eval_s"]}), flush=True)
+        head = score(run_dir, config, args, ("fid", "pr", "modes"), args.n, f"n{args.n}")
+        row = {"config": name, "run": str(run_dir), "kimg": kimg, "images_per_sec": speed,
+               "train_s": seconds_at(run_dir, kimg), "ms_per_sample": 1000 * head["eval_s"] / args.n,
+               **{k: v for k, v in head.items() if k != "mode_histogram"}}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        (out / "results.json").write_text(json.dumps({"rows": rows, "training": training, "sampling": sampling},
+                                                     indent=1))
+    print(f"\n{args.minutes:g} min of training per recipe on {args.threads} thread(s); FID-MNIST on {args.n} samples "
+          f"(curves: {args.curve_n}), eval seed {args.seed}")
+    print("| recipe | kimg | images/s | NFE | FID-MNIST | precision | recall | classes covered | ms per sample |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['config']} | {r['kimg']:.1f} | {r['images_per_sec']:.0f} | {r['nfe']} | {r['fid']:.1f} | "
+              f"{r['precision']:.3f} | {r['recall']:.3f} | {r['modes_covered']} | {r['ms_per_sample']:.2f} |")
+    for name, points in sampling.items():
+        print(f"{name} FID against NFE: " + ", ".join(f"{nfe}: {fid:.1f}" for nfe, fid in points))
+    panels = {
+        f"FID-MNIST ({args.curve_n} samples) against kimg": {k: ([a for a, _, _ in c], [f for _, _, f in c])
+                                                             for k, c in training.items() if c},
+        "against the loop's seconds": {k: ([s for _, s, _ in c], [f for _, _, f in c]) for k, c in training.items() if c},
+        "against network evaluations per sample (log2)": {
+            k: ([math.log2(n) for n, _ in pts], [f for _, f in pts]) for k, pts in sampling.items()
+        },
+    }
+    draw_lines(panels, "kimg | seconds | log2(NFE)", out / "diffusion.png", legend="top-right")
+    print(f"results and figure in {out}")
+
+
+if __name__ == "__main__":
+    main()
