@@ -11,11 +11,12 @@ classifier's features against the training split:
 - the headline row: FID, precision, recall and class coverage on ``--n`` samples at the config's steps,
   and the seconds per sample on this CPU.
 
-One table and one PNG (``--out``/diffusion.png):
+One table and one PNG (``--out``/diffusion.png); scores already in a run's eval folder are read back:
 
     PYTHONPATH=src python benchmarks/diffusion.py --data-root ../shared/data --threads 2 [--minutes 5]
         [--configs configs/fast_mnist_gan.yaml configs/flow_mnist.yaml configs/ddpm_mnist.yaml]
         [--nfe 1 2 4 8 16 32] [--n 5000] [--curve-n 1000] [--every 20] [--out runs/bench-diffusion]
+        [--runs RUN ...] [--sampler ddpm-mnist=ancestral]
 
 Needs a trained digit classifier (``genlab train-classifier``) or ``--classifier RUN``.
 """
@@ -46,16 +47,31 @@ CONFIGS = ["configs/fast_mnist_gan.yaml", "configs/flow_mnist.yaml", "configs/dd
 
 def score(run_dir: Path, config: Config, args, metrics: tuple[str, ...], n: int, tag: str, nfe: int | None = None,
           checkpoint: Path | None = None) -> dict:
-    """``metrics`` of the run's export (or of ``checkpoint``), at ``nfe`` evaluations for an iterative sampler."""
+    """``metrics`` of the run's export (or of ``checkpoint``), at ``nfe`` evaluations for an iterative sampler.
+
+    Read back from the eval card (and this script's timing.json beside it) when an earlier call wrote
+    them with the same settings: the folder's name holds the tag, the sampler and its steps."""
     model = genlab.load(run_dir, checkpoint=checkpoint)
-    if nfe is not None and isinstance(model, IterativeSampler):
-        per_step = 2 if model.sampler == "heun" else 1
-        model.set_sampling(steps=max(1, nfe // per_step))
+    evaluations, how = 1, "one pass"
+    if isinstance(model, IterativeSampler):
+        model.set_sampling(sampler=args.sampler.get(config.name))
+        if nfe is not None:
+            model.set_sampling(steps=max(1, nfe // (2 if model.sampler == "heun" else 1)))
+        tag, evaluations = f"{tag}-{model.sampler}{model.steps}", model.evaluations
+        how = f"{model.sampler}, {model.steps} steps"
+    out_dir = run_dir / "eval" / f"diffusion-{tag}"
+    if (out_dir / "card.json").is_file() and (out_dir / "timing.json").is_file():
+        card = json.loads((out_dir / "card.json").read_text())
+        same = card["settings"]["n"] == n and card["settings"]["seed"] == args.seed
+        if same and set(metrics) <= set(card["settings"]["metrics"]):
+            return {**card["results"], "nfe": evaluations, "sampler": how,
+                    **json.loads((out_dir / "timing.json").read_text())}
     settings = EvalSettings(metrics=metrics, n=n, features="mnist", seed=args.seed, classifier=args.classifier)
     start = time.perf_counter()
-    results, _ = evaluate(model, config, settings, run_dir / "eval" / f"diffusion-{tag}", run=str(run_dir))
-    evaluations = model.evaluations if isinstance(model, IterativeSampler) else 1
-    return {**results, "nfe": evaluations, "eval_s": time.perf_counter() - start}
+    results, _ = evaluate(model, config, settings, out_dir, run=str(run_dir))
+    timing = {"eval_s": time.perf_counter() - start}
+    (out_dir / "timing.json").write_text(json.dumps(timing))
+    return {**results, "nfe": evaluations, "sampler": how, **timing}
 
 
 def seconds_at(run_dir: Path, kimg: float) -> float:
@@ -86,7 +102,10 @@ def main() -> None:
     p.add_argument("--classifier", help="classifier run (default: the newest from genlab train-classifier)")
     p.add_argument("--out", default="runs/bench-diffusion")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--sampler", action="append", default=[], metavar="RUN_NAME=SAMPLER",
+                   help="sample the run named RUN_NAME (its config's name, e.g. ddpm-mnist) with SAMPLER")
     args = p.parse_args()
+    args.sampler = dict(item.split("=", 1) for item in args.sampler)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,10 +147,10 @@ def main() -> None:
                                                      indent=1))
     print(f"\n{args.minutes:g} min of training per recipe on {args.threads} thread(s); FID-MNIST on {args.n} samples "
           f"(curves: {args.curve_n}), eval seed {args.seed}")
-    print("| recipe | kimg | images/s | NFE | FID-MNIST | precision | recall | classes covered | ms per sample |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| recipe | kimg | images/s | sampler | NFE | FID-MNIST | precision | recall | classes covered | ms per sample |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['config']} | {r['kimg']:.1f} | {r['images_per_sec']:.0f} | {r['nfe']} | {r['fid']:.1f} | "
+        print(f"| {r['config']} | {r['kimg']:.1f} | {r['images_per_sec']:.0f} | {r['sampler']} | {r['nfe']} | {r['fid']:.1f} | "
               f"{r['precision']:.3f} | {r['recall']:.3f} | {r['modes_covered']} | {r['ms_per_sample']:.2f} |")
     for name, points in sampling.items():
         print(f"{name} FID against NFE: " + ", ".join(f"{nfe}: {fid:.1f}" for nfe, fid in points))
@@ -139,8 +158,8 @@ def main() -> None:
         f"FID-MNIST ({args.curve_n} samples) against kimg": {k: ([a for a, _, _ in c], [f for _, _, f in c])
                                                              for k, c in training.items() if c},
         "against the loop's seconds": {k: ([s for _, s, _ in c], [f for _, _, f in c]) for k, c in training.items() if c},
-        "against network evaluations per sample (log2)": {
-            k: ([math.log2(n) for n, _ in pts], [f for _, f in pts]) for k, pts in sampling.items()
+        "log10 FID against network evaluations per sample (log2)": {
+            k: ([math.log2(n) for n, _ in pts], [math.log10(f) for _, f in pts]) for k, pts in sampling.items()
         },
     }
     draw_lines(panels, "kimg | seconds | log2(NFE)", out / "diffusion.png", legend="top-right")
