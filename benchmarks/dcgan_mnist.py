@@ -28,7 +28,7 @@ import torch
 import genlab
 from genlab.config import load_config
 from genlab.errors import DataError
-from genlab.runs.folder import read_run
+from genlab.runs.folder import read_run, read_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "dcgan_mnist.yaml"
@@ -52,7 +52,7 @@ def train_run(overrides: list[str], data_root: str, threads: int, seed: int) -> 
 
 
 def summarise(run_dir: Path, wall: float) -> dict:
-    records = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    records = read_stats(run_dir)
     warnings = [m.groups() for m in map(WARNING.search, (run_dir / "log.txt").read_text().splitlines()) if m]
     speeds = [r["images_per_sec"] for r in records[1:]] or [records[0]["images_per_sec"]]  # skip warm-up
     last = records[-1]

@@ -39,7 +39,7 @@ from genlab.metrics.settings import EvalSettings
 from genlab.models.protocols import IterativeSampler
 from genlab.plotting import draw_lines
 from genlab.runs.checkpoint import list_checkpoints, load_training_state
-from genlab.runs.folder import read_run
+from genlab.runs.folder import read_run, read_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["configs/fast_mnist_gan.yaml", "configs/flow_mnist.yaml", "configs/ddpm_mnist.yaml"]
@@ -76,7 +76,7 @@ def score(run_dir: Path, config: Config, args, metrics: tuple[str, ...], n: int,
 
 def seconds_at(run_dir: Path, kimg: float) -> float:
     """The loop's seconds to reach ``kimg``, from stats.jsonl's windows (images / images per second)."""
-    records = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    records = read_stats(run_dir)
     seconds, done = 0.0, 0.0
     for r in records:
         step = min(r["kimg"], kimg) - done

@@ -22,7 +22,6 @@ dropout seeds per input for cGAN + L1 with and without mode seeking.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import time
@@ -40,6 +39,7 @@ from genlab.metrics import image_quality as Q
 from genlab.metrics.classifier_features import mnist_extractor
 from genlab.metrics.features import Extractor, extract_features
 from genlab.metrics.fid import fid
+from genlab.runs.folder import read_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = {"grey2color": ROOT / "configs" / "pix2pix_gray2color_sprites.yaml",
@@ -80,7 +80,7 @@ def train_variant(task: str, overrides: list[str], args: argparse.Namespace, nam
     start = time.perf_counter()
     run_dir = genlab.train(config)
     seconds = time.perf_counter() - start
-    records = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    records = read_stats(run_dir)
     speeds = [r["images_per_sec"] for r in records[1:]] or [records[0]["images_per_sec"]]  # skip warm-up
     return genlab.load(run_dir), Result(name, seconds, statistics.median(speeds))
 

@@ -30,6 +30,7 @@ import genlab
 from genlab.config import Config, load_config
 from genlab.metrics.evaluate import evaluate
 from genlab.metrics.settings import EvalSettings
+from genlab.runs.folder import read_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ["configs/gan2014_mnist.yaml", "configs/dcgan_mnist.yaml", "configs/fast_mnist_gan.yaml", "configs/vae_mnist.yaml",
@@ -40,7 +41,7 @@ HEADER = ("| recipe | kimg | images/s | FID-MNIST | precision | recall | KL to u
 
 def loop_speed(run_dir: Path) -> tuple[float, float]:
     """(kimg reached, mean images/s of the loop) from stats.jsonl, whose windows tile the loop's time."""
-    records = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    records = read_stats(run_dir)
     images = [0.0] + [1000 * r["kimg"] for r in records]
     seconds = sum((b - a) / r["images_per_sec"] for a, b, r in zip(images, images[1:], records))
     return records[-1]["kimg"], images[-1] / seconds

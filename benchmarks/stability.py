@@ -29,6 +29,7 @@ from genlab.errors import TrainingDiverged
 from genlab.metrics.evaluate import evaluate
 from genlab.metrics.settings import EvalSettings
 from genlab.plotting import draw_lines
+from genlab.runs.folder import read_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["configs/fast_mnist_gan.yaml", "configs/fast_mnist_vae.yaml", "configs/ddpm_mnist.yaml",
@@ -51,7 +52,7 @@ def one_run(path: str, seed: int, args: argparse.Namespace) -> dict:
     except TrainingDiverged as err:
         return {**row, "diverged": True, "error": str(err)}
     log = (run_dir / "log.txt").read_text().splitlines()
-    records = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    records = read_stats(run_dir)
     key = next(k for k in LOSSES if k in records[-1])
     late = [r[key] for r in records[len(records) // 2:]]
     steps = [b - a for a, b in zip(late, late[1:], strict=False)]

@@ -26,6 +26,7 @@ from genlab.config import load_config
 from genlab.data import load_dataset
 from genlab.images import to_model
 from genlab.metrics.likelihood import elbo, evaluate_likelihood
+from genlab.runs.folder import read_stats
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "vae_mnist.yaml"
 
@@ -41,7 +42,7 @@ def run(precision: str, cpu_linear: str, epochs: int, data_root: str, k: int, th
     start = time.perf_counter()
     run_dir = genlab.train(config)
     wall = time.perf_counter() - start
-    records = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    records = read_stats(run_dir)
     epoch_seconds = [60_000 / r["images_per_sec"] for r in records]
     vae = genlab.load(run_dir)
     test = to_model(load_dataset(config.data, "test")["image"])

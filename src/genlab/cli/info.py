@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import yaml
@@ -12,7 +11,7 @@ from genlab.config import config_to_dict
 from genlab.data.base import describe
 from genlab.errors import RunError
 from genlab.runs.checkpoint import good_checkpoint, list_checkpoints
-from genlab.runs.folder import read_run
+from genlab.runs.folder import read_run, read_stats
 
 
 def add_parser(subparsers) -> None:
@@ -34,9 +33,8 @@ def run(args: argparse.Namespace) -> int:
         except RunError as err:
             verdict = f"none: {err}"
         print(f"newest good: {verdict}")
-    stats_file = Path(run_dir) / "stats.jsonl"
-    if stats_file.is_file() and (lines := stats_file.read_text().splitlines()):
-        last = json.loads(lines[-1])
+    if rows := read_stats(run_dir):
+        last = rows[-1]
         print(f"progress:    {last['kimg']:g} of {config.train.kimg:g} kimg")
         print("latest stats: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("kimg", "iteration")))
     metrics_file = Path(run_dir) / "metrics.jsonl"

@@ -49,3 +49,12 @@ def read_run(run_dir: str | Path) -> tuple[Path, Config, Spec]:
     if "spec" not in raw:
         raise RunError(f"{run_dir / DATA_FILE} predates named data fields; retrain the run with this genlab version")
     return run_dir, config, spec_from_json(raw["spec"])
+
+
+def read_stats(run_dir: str | Path) -> list[dict]:
+    """The rows of a run's ``stats.jsonl``, oldest first: one per logging window (kimg, losses,
+    images_per_sec, ...); a last row still being written is left out, and a run without one has none."""
+    path = Path(run_dir) / "stats.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines(keepends=True) if line.endswith("\n")]
