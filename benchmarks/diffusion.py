@@ -11,7 +11,8 @@ classifier's features against the training split:
 - the headline row: FID, precision, recall and class coverage on ``--n`` samples at the config's steps,
   and the seconds per sample on this CPU.
 
-One table and one PNG (``--out``/diffusion.png); scores already in a run's eval folder are read back:
+One table and two PNGs (``--out``/diffusion.png, the curves; diffusion-samples.png, 48 samples of
+each model at its table settings); scores already in a run's eval folder are read back:
 
     PYTHONPATH=src python benchmarks/diffusion.py --data-root ../shared/data --threads 2 [--minutes 5]
         [--configs configs/fast_mnist_gan.yaml configs/flow_mnist.yaml configs/ddpm_mnist.yaml]
@@ -30,14 +31,16 @@ import time
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageDraw
 from recipes import loop_speed  # benchmarks/recipes.py: this script's folder is on sys.path
 
 import genlab
 from genlab.config import Config, load_config
+from genlab.images import make_grid
 from genlab.metrics.evaluate import evaluate
 from genlab.metrics.settings import EvalSettings
 from genlab.models.protocols import IterativeSampler
-from genlab.plotting import draw_lines
+from genlab.plotting import draw_lines, font
 from genlab.runs.checkpoint import list_checkpoints, load_training_state
 from genlab.runs.folder import read_run, read_stats
 
@@ -72,6 +75,21 @@ def score(run_dir: Path, config: Config, args, metrics: tuple[str, ...], n: int,
     timing = {"eval_s": time.perf_counter() - start}
     (out_dir / "timing.json").write_text(json.dumps(timing))
     return {**results, "nfe": evaluations, "sampler": how, **timing}
+
+
+def samples_figure(models: dict[str, torch.nn.Module], path: Path, n: int = 48) -> None:
+    """``n`` samples of each model (seed 0, its table settings) side by side, each under its name."""
+    grids = {name: make_grid(model.sample(n, generator=torch.Generator().manual_seed(0)), nrow=6).permute(1, 2, 0)
+             for name, model in models.items()}
+    height = max(g.shape[0] for g in grids.values())
+    image = Image.new("RGB", (sum(g.shape[1] + 20 for g in grids.values()), height + 30), (255, 255, 255))
+    draw, left = ImageDraw.Draw(image), 0
+    for name, grid in grids.items():
+        tile = grid.expand(-1, -1, 3).numpy() if grid.shape[2] == 1 else grid.numpy()
+        image.paste(Image.fromarray(tile), (left, 30))
+        draw.text((left + 2, 8), name, fill=(0, 0, 0), font=font(14))
+        left += grid.shape[1] + 20
+    image.save(path)
 
 
 def seconds_at(run_dir: Path, kimg: float) -> float:
@@ -109,7 +127,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows, training, sampling = [], {}, {}
+    rows, training, sampling, models = [], {}, {}, {}
     for i, path in enumerate(args.configs):
         name = Path(path).stem
         if args.runs:
@@ -131,6 +149,9 @@ def main() -> None:
             print(json.dumps({"config": name, "kimg": at, "seconds": curve[-1][1], "fid": r["fid"]}), flush=True)
         training[name] = curve
         model = genlab.load(run_dir)
+        if isinstance(model, IterativeSampler):
+            model.set_sampling(sampler=args.sampler.get(config.name))
+        models[name] = model
         nfes = args.nfe if isinstance(model, IterativeSampler) else [1]
         sampling[name] = []
         for nfe in nfes:
@@ -163,6 +184,7 @@ def main() -> None:
         },
     }
     draw_lines(panels, "kimg | seconds | log2(NFE)", out / "diffusion.png", legend="top-right")
+    samples_figure(models, out / "diffusion-samples.png")
     print(f"results and figure in {out}")
 
 
