@@ -30,7 +30,8 @@ from genlab.config import Config, config_from_dict
 from genlab.data import load_dataset
 from genlab.latent.encode import encode_dataset
 from genlab.latent.invert import invert
-from genlab.losses.vae import decoder_log_likelihood, kl_divergence
+from genlab.gaussians import kl_divergence
+from genlab.losses.vae import decoder_log_likelihood
 from genlab.metrics.disentanglement import mig, sap
 from genlab.plotting import draw_lines
 

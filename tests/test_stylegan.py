@@ -10,11 +10,10 @@ import torch.nn.functional as F
 from genlab.config import model_config_from_dict
 from genlab.data.base import Image
 from genlab.errors import ConfigError
-from genlab.losses.gan import path_lengths
 from genlab.models import build_modules
 from genlab.models.protocols import StyleBased
 from genlab.models.layers import EqualLinear
-from genlab.models.stylegan import minibatch_stddev, modulated_conv2d
+from genlab.models.stylegan import minibatch_stddev, modulated_conv2d, path_lengths
 
 SPEC = {"image": Image(3, 32, 32)}
 TINY = {"name": "stylegan", "latent_dim": 8, "w_dim": 8, "mapping_layers": 2, "g_channels": 4, "d_channels": 4,

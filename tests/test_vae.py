@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genlab.losses.vae import bernoulli_log_likelihood, gaussian_log_likelihood, kl_divergence
+from genlab.gaussians import kl_divergence
+from genlab.losses.vae import bernoulli_log_likelihood, gaussian_log_likelihood
 from genlab.metrics.likelihood import elbo, evaluate_likelihood, iwae_log_likelihood
 from genlab.models.vae import VAEMLP
 

@@ -90,14 +90,6 @@ def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
     return grad.flatten(1).pow(2).sum(dim=1).mean()
 
 
-def path_lengths(images: Tensor, ws: Tensor, noise: Tensor) -> Tensor:
-    """StyleGAN2's path lengths: per example, ||J_w^T y|| for the synthesis Jacobian J_w at ``ws``
-    [N, L, W] (which must require grad) and ``noise`` y ~ N(0, I) / sqrt(H W) shaped like ``images``;
-    the norm over W is averaged over the L layers' ws as in the paper's code. -> [N]."""
-    (grad,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
-    return grad.square().sum(dim=2).mean(dim=1).sqrt()
-
-
 # ------------------------------------------------------------------- hinge (SNGAN, SAGAN)
 
 

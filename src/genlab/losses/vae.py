@@ -1,22 +1,16 @@
 """VAE objective terms as pure functions. Every term is per example: shape ``[N]``, in nats.
 
 Kingma & Welling (2014): ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || N(0, I)), with the KL in
-closed form for a diagonal Gaussian q. beta-VAE (Higgins et al. 2017) weights the KL by beta.
+closed form for a diagonal Gaussian q (:func:`genlab.gaussians.kl_divergence`). beta-VAE
+(Higgins et al. 2017) weights the KL by beta.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
-LOG_2PI = math.log(2 * math.pi)
-
-
-def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) in closed form. mu, logvar: [N, D] -> [N]."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+from genlab.gaussians import LOG_2PI
 
 
 def bernoulli_log_likelihood(logits: Tensor, target: Tensor) -> Tensor:
@@ -64,16 +58,6 @@ def gaussian_log_likelihood(mean: Tensor, log_sigma: Tensor, target: Tensor) -> 
     log_sigma = log_sigma.expand_as(mean)
     per_pixel = -0.5 * (((target - mean) / log_sigma.exp()).pow(2) + LOG_2PI) - log_sigma
     return per_pixel.flatten(1).sum(dim=1)
-
-
-def log_normal_diag(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-    """log N(z; mu, diag(exp(logvar))) over the last dim. [..., D] -> [...]."""
-    return -0.5 * ((z - mu).pow(2) / logvar.exp() + logvar + LOG_2PI).sum(dim=-1)
-
-
-def log_standard_normal(z: Tensor) -> Tensor:
-    """log N(z; 0, I) over the last dim. [..., D] -> [...]."""
-    return -0.5 * (z.pow(2) + LOG_2PI).sum(dim=-1)
 
 
 def elbo(log_px_given_z: Tensor, kl: Tensor, beta: float = 1.0) -> Tensor:

@@ -14,7 +14,8 @@ import math
 import torch
 from torch import Tensor
 
-from genlab.losses.vae import decoder_log_likelihood, kl_divergence, log_normal_diag
+from genlab.gaussians import kl_divergence, log_normal_diag
+from genlab.losses.vae import decoder_log_likelihood
 
 
 @torch.no_grad()

@@ -37,7 +37,6 @@ from torch import Tensor, nn
 from genlab.config import PROBABILITY, ModelConfig, Range, at_least
 from genlab.data.base import Image, Spec, image_field
 from genlab.errors import ConfigError
-from genlab.losses.gan import path_lengths
 from genlab.models.layers import SQRT2, EqualConv2d, EqualLinear, Generator, channel_widths
 from genlab.registry import register_model
 
@@ -64,6 +63,17 @@ def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool
 
 
 # ----------------------------------------------------------------------------- generator
+
+
+def path_lengths(images: Tensor, ws: Tensor, noise: Tensor) -> Tensor:
+    """StyleGAN2's path lengths: per example, ||J_w^T y|| for the synthesis Jacobian J_w at ``ws``
+    [N, L, W] (which must require grad) and ``noise`` y ~ N(0, I) / sqrt(H W) shaped like ``images``;
+    the norm over W is averaged over the L layers' ws as in the paper's code. -> [N].
+
+    A measure of G's geometry, computed in G's forward so that DDP sees it; the penalty on it
+    (against a running mean) is the objective's (``training.objectives.regularisers``)."""
+    (grad,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
+    return grad.square().sum(dim=2).mean(dim=1).sqrt()
 
 
 class StyleLayer(nn.Module):
@@ -179,7 +189,7 @@ class StyleGenerator(Generator):
 
     def forward(self, z: Tensor, with_path_lengths: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """Images; with ``with_path_lengths`` also each image's path length ||J_w^T y|| (StyleGAN2's
-        regulariser, :func:`genlab.losses.gan.path_lengths`) at its own ws, [N].
+        regulariser, :func:`path_lengths`) at its own ws, [N].
 
         The lengths come out of the forward pass, not a second call through ``mapping`` and
         ``synthesis``, so that under DDP the penalty's gradients go through G's wrapper and are

@@ -32,7 +32,7 @@ from genlab.config import ModelConfig, Range, at_least
 from genlab.data.base import Image, Spec, TensorDataset, Tokens, image_field
 from genlab.data.captions import MAX_WORDS, VOCABULARY, captions, random_attributes, tokenize
 from genlab.errors import ConfigError
-from genlab.losses.vae import kl_divergence
+from genlab.gaussians import kl_divergence
 from genlab.models.dcgan import BASE_SIDE, DCGANDiscriminator, DCGANGenerator
 from genlab.models.layers import Generator, maybe_sn
 from genlab.models.protocols import normal_latents

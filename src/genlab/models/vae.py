@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from genlab.config import NON_NEGATIVE, ModelConfig, Range, at_least
 from genlab.data.base import Classes, Image, Spec, TensorDataset, image_field, num_classes_for, sample_field
 from genlab.errors import ConfigError
-from genlab.losses.vae import log_standard_normal
+from genlab.gaussians import log_standard_normal
 from genlab.models.priors import GaussianMixturePrior
 from genlab.models.protocols import check_labels, eval_mode, normal_latents
 from genlab.registry import register_model

@@ -10,8 +10,9 @@ import torch
 
 from genlab.config import EXAMPLE_FILES, NON_NEGATIVE, ExampleRun, Range, TrainConfig
 from genlab.data.base import Batch, Spec, sample_field
+from genlab.gaussians import kl_divergence
 from genlab.images import Grid
-from genlab.losses.vae import decoder_log_likelihood, elbo, kl_divergence
+from genlab.losses.vae import decoder_log_likelihood, elbo
 from genlab.models.protocols import eval_mode, is_conditional
 from genlab.models.vae import VAE
 from genlab.registry import register_objective
