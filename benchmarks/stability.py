@@ -9,7 +9,7 @@ training loss is (the standard deviation of its logged values' step-to-step chan
 half of training, each value a mean over 2,000 images, relative to its mean there). One table and one PNG (FID per seed, per recipe).
 
     PYTHONPATH=src python benchmarks/stability.py --data-root ../shared/data [--minutes 2] [--seeds 0 1 2 3 4]
-        [--jobs 2] [--n 1000] [--configs ...] [--out runs/bench-stability]
+        [--jobs 2] [--n 1000] [--configs ...] [--out runs/bench-stability] [--rows runs/bench-stability/rows.json]
 """
 
 from __future__ import annotations
@@ -73,15 +73,19 @@ def main() -> None:
     p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--classifier", help="classifier run (default: the newest from genlab train-classifier)")
     p.add_argument("--out", default="runs/bench-stability")
+    p.add_argument("--rows", type=Path, help="print the table and figure of an earlier run's rows.json instead")
     args = p.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    jobs = [(path, seed) for path in args.configs for seed in args.seeds]
-    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        rows = list(pool.map(one_run, *zip(*jobs, strict=True), [args] * len(jobs)))
-    (Path(args.out) / "rows.json").write_text(json.dumps(rows, indent=1))
+    if args.rows:
+        rows = json.loads(args.rows.read_text())
+    else:
+        jobs = [(path, seed) for path in args.configs for seed in args.seeds]
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            rows = list(pool.map(one_run, *zip(*jobs, strict=True), [args] * len(jobs)))
+        (Path(args.out) / "rows.json").write_text(json.dumps(rows, indent=1))
     print(f"\n{args.minutes:g} min of loop time per run on one thread ({args.jobs} runs at a time); "
           f"FID-MNIST on {args.n} samples, eval seed 0")
-    print("| recipe | seeds | kimg | FID mean ± sd | FID min-max | diverged | runs with health warnings | loss noise |")
+    print("| recipe | seeds | kimg (min-max) | FID mean ± sd | FID min-max | diverged | runs with health warnings | loss noise |")
     print("|---|---|---|---|---|---|---|---|")
     panel = {}
     for i, path in enumerate(args.configs):
@@ -91,7 +95,8 @@ def main() -> None:
         fids = [r["fid"] for r in done]
         spread = f"{statistics.fmean(fids):.1f} ± {statistics.stdev(fids):.1f}" if len(fids) > 1 else "-"
         span = f"{min(fids):.1f}-{max(fids):.1f}" if fids else "-"
-        print(f"| {name} | {len(group)} | {statistics.fmean(r['kimg'] for r in done):.0f} | {spread} | {span} | "
+        kimg = f"{min(r['kimg'] for r in done):.0f}-{max(r['kimg'] for r in done):.0f}" if done else "-"
+        print(f"| {name} | {len(group)} | {kimg} | {spread} | {span} | "
               f"{len(group) - len(done)} | {sum(r['warnings'] > 0 for r in done)} | "
               f"{statistics.fmean(r['loss_noise'] for r in done):.3f} |")
         if fids:
