@@ -123,6 +123,20 @@ def test_inversion_then_decoding_gives_the_image_back(make, error):
     assert (model.decode(z) - x).abs().max() < error
 
 
+def test_ancestral_samples_are_a_function_of_their_noise_and_leave_the_global_rng_alone():
+    """The ancestral sampler's fresh noise comes from each latent's own generator: a latent decodes to
+    the same image alone, in a batch and through sample(), and the global RNG is not drawn from."""
+    model = ddpm("ancestral", 20)
+    z = model.latents(4, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(11)
+    before = torch.random.get_rng_state()
+    batch = model.decode(z)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert torch.equal(model.decode(z[2:3]), batch[2:3])
+    assert torch.equal(model.sample(4, generator=torch.Generator().manual_seed(3)), batch)
+    assert not torch.equal(batch[0], batch[1])
+
+
 class LabelNet(nn.Module):
     """Predicts the label (or num_classes for "no class") everywhere, to read what guidance mixes."""
 

@@ -92,12 +92,8 @@ def sampling(model: object, steps: int | None = None, guidance: float | None = N
             f"a {type(model).__name__} samples in one pass; steps and guidance apply to diffusion and "
             "flow-matching models"
         )
-    before = model.steps, model.sampler, model.guidance
-    model.set_sampling(steps=steps, guidance=guidance)
-    try:
+    with model.sampling(steps=steps, guidance=guidance):
         yield
-    finally:
-        model.set_sampling(*before)
 
 
 def sample_shape(model: LatentSampler) -> tuple[int, ...]:

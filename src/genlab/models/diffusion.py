@@ -17,14 +17,16 @@ uncond + s (cond - uncond): s = 1 is the conditional model, 0 the unconditional 
 (their w is s - 1). A model is a ``LatentSampler`` through its initial noise (``latent_dim`` is
 C*H*W), so the latent tools work on it, and an ``Encoder`` through deterministic inversion (DDIM or
 the ODE run from t = 0 to 1), whose "posterior" is a point: its log-variance is ``POINT_LOGVAR``.
-``decode`` is deterministic for ``ddim``, ``euler`` and ``heun``; ``ancestral`` draws fresh noise at
-every step (from the generator that ``sample`` is given).
+``decode`` is a function of the latent for every sampler: ``ancestral``'s fresh noise at each step
+comes from a generator seeded by that latent's bytes, so the same noise gives the same image in any
+batch and on any call, and sampling never touches the global RNG.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -123,10 +125,10 @@ class Diffusion(nn.Module):
         return normal_latents(n, self.latent_dim, generator, next(self.parameters()).device, truncation)
 
     @torch.no_grad()
-    def decode(self, z: Tensor, labels: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Noise [N, C*H*W] -> images [N, C, H, W] in [-1, 1] with the current sampling settings."""
         labels = check_labels(self, z.shape[0], labels, None)
-        x = self.integrate(z.reshape(-1, *self.image_shape), labels, generator)
+        x = self.integrate(z.reshape(-1, *self.image_shape), labels)
         return x.clamp(-1, 1)
 
     @torch.no_grad()
@@ -138,7 +140,7 @@ class Diffusion(nn.Module):
         truncation: float | None = None,
     ) -> Tensor:
         z = self.latents(n, generator, truncation)
-        return self.decode(z, check_labels(self, n, labels, generator), generator)
+        return self.decode(z, check_labels(self, n, labels, generator))
 
     @torch.no_grad()
     def encode(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -154,7 +156,7 @@ class Diffusion(nn.Module):
         the running x_t, the noise first and the sample last (a deterministic sampler's path)."""
         labels = check_labels(self, z.shape[0], labels, None)
         seen: list[Tensor] = []
-        self.integrate(z.reshape(-1, *self.image_shape), labels, None, seen.append)
+        self.integrate(z.reshape(-1, *self.image_shape), labels, seen.append)
         keep = torch.linspace(0, len(seen) - 1, min(states, len(seen))).round().long().tolist()
         return [seen[i].clamp(-1, 1) for i in keep]
 
@@ -168,13 +170,7 @@ class Diffusion(nn.Module):
         """Training times [n] in [0, 1], from the global RNG (which the loop seeds and checkpoints)."""
         raise NotImplementedError
 
-    def integrate(
-        self,
-        x: Tensor,
-        labels: Tensor | None,
-        generator: torch.Generator | None,
-        see: Callable[[Tensor], None] | None = None,
-    ) -> Tensor:
+    def integrate(self, x: Tensor, labels: Tensor | None, see: Callable[[Tensor], None] | None = None) -> Tensor:
         """Noise -> data with the current settings; ``see`` is shown every x_t on the way."""
         raise NotImplementedError
 
@@ -235,8 +231,9 @@ class DDPM(Diffusion):
         a = self._abar(t)
         return a.sqrt() * x0 + (1 - a).sqrt() * noise, noise
 
-    def integrate(self, x, labels, generator, see=None):
+    def integrate(self, x, labels, see=None):
         indices = trailing_steps(self.timesteps, self.steps)
+        generators = latent_generators(x) if self.sampler == "ancestral" else []
         for k, i in enumerate(indices):
             if see:
                 see(x)
@@ -252,7 +249,8 @@ class DDPM(Diffusion):
             mean = (a_prev.sqrt() * beta * x0 + (1 - beta).sqrt() * (1 - a_prev) * x) / (1 - a_t)
             if k + 1 < len(indices):
                 variance = beta * (1 - a_prev) / (1 - a_t)  # the posterior's, beta~ (Ho et al.'s "fixedsmall")
-                mean = mean + variance.sqrt() * _noise_like(x, generator)
+                noise = torch.stack([torch.randn(x.shape[1:], generator=g) for g in generators]).to(x)
+                mean = mean + variance.sqrt() * noise
             x = mean
         if see:
             see(x)
@@ -270,11 +268,10 @@ class DDPM(Diffusion):
         return x
 
 
-def _noise_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Standard normal noise shaped like x, from ``generator`` (drawn on the CPU) when given."""
-    if generator is None:
-        return torch.randn_like(x)
-    return torch.randn(x.shape, generator=generator).to(x)
+def latent_generators(z: Tensor) -> list[torch.Generator]:
+    """One CPU generator per latent of ``z`` [N, ...], seeded by the CRC-32 of its float32 bytes."""
+    rows = z.detach().float().cpu().flatten(1).numpy()
+    return [torch.Generator().manual_seed(zlib.crc32(row.tobytes())) for row in rows]
 
 
 # ----------------------------------------------------------------------------- flow matching
@@ -313,7 +310,7 @@ class FlowMatching(Diffusion):
             see(x)
         return x
 
-    def integrate(self, x, labels, generator, see=None):
+    def integrate(self, x, labels, see=None):
         return self._ode(x, torch.linspace(1, 0, self.steps + 1), labels, see)
 
     def invert(self, x, labels):

@@ -20,7 +20,7 @@ After torch-fidelity's ``GenerativeModelBase`` (``z_size``, ``z_type``, ``num_cl
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
@@ -94,6 +94,12 @@ class IterativeSampler(Protocol):
 
     def set_sampling(self, steps: int | None = None, sampler: str | None = None, guidance: float | None = None) -> None:
         """Change the sampling settings (``None`` keeps one); ConfigError for an invalid one."""
+        ...
+
+    def sampling(
+        self, steps: int | None = None, sampler: str | None = None, guidance: float | None = None
+    ) -> AbstractContextManager[None]:
+        """The settings for a ``with`` block only; the previous ones are restored after it."""
         ...
 
     def trajectory(self, z: Tensor, labels: Tensor | None = None, states: int = 8) -> list[Tensor]:
