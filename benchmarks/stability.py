@@ -103,7 +103,7 @@ def main() -> None:
             panel[name] = ([i + 0.1 * (j - 2) for j in range(len(fids))], fids)
     draw_lines({f"FID-MNIST per seed ({args.n} samples)": panel}, "recipe (" + ", ".join(
         f"{i}: {Path(c).stem}" for i, c in enumerate(args.configs)) + ")", Path(args.out) / "stability.png",
-        legend="top-right")
+        legend="left")
     print(f"rows and figure in {args.out}")
 
 
