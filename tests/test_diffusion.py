@@ -74,18 +74,19 @@ def test_the_schedules_are_the_papers():
 
 
 @pytest.mark.parametrize(
-    "make",
+    "make, n",
     [
-        pytest.param(lambda: ddpm("ddim", 1000), id="ddim"),
-        pytest.param(lambda: ddpm("ddim", 1000, "cosine"), id="ddim-cosine"),
-        pytest.param(lambda: ddpm("ancestral", 1000), id="ancestral"),
-        pytest.param(lambda: flow("euler", 200), id="euler"),
-        pytest.param(lambda: flow("heun", 10), id="heun"),
+        pytest.param(lambda: ddpm("ddim", 1000), 2000, id="ddim"),
+        pytest.param(lambda: ddpm("ddim", 1000, "cosine"), 2000, id="ddim-cosine"),
+        # each latent draws its own noise at each step: fewer latents keep that loop short
+        pytest.param(lambda: ddpm("ancestral", 1000), 500, id="ancestral"),
+        pytest.param(lambda: flow("euler", 200), 2000, id="euler"),
+        pytest.param(lambda: flow("heun", 10), 2000, id="heun"),
     ],
 )
-def test_every_sampler_with_the_exact_prediction_returns_the_data_distribution(make):
+def test_every_sampler_with_the_exact_prediction_returns_the_data_distribution(make, n):
     model = make()
-    x = model.sample(2000, generator=torch.Generator().manual_seed(0))  # 32,000 pixels
+    x = model.sample(n, generator=torch.Generator().manual_seed(0))  # 16 pixels each
     assert x.mean().item() == pytest.approx(MEAN, abs=0.01)
     assert x.std().item() == pytest.approx(SD, abs=0.01)
 

@@ -45,6 +45,7 @@ class DiffusionObjectiveConfig(AdamObjectiveConfig):
             {"name": "sprites", "image_size": 28, "n_train": 512, "n_test": 64},
             {"name": "ddpm", "channels": 8, "channel_mult": [1, 2], "blocks_per_level": 1, "steps": 4},
             {"name": "diffusion"},
+            slow=True,  # ~7 s on EPYC-Zen4 (the conditional flow below: ~16 s)
         ),
         ExampleRun(
             "flow_matching_conditional",
@@ -60,6 +61,7 @@ class DiffusionObjectiveConfig(AdamObjectiveConfig):
                 "guidance": 2.0,
             },
             {"name": "diffusion", "ema_decay": 0.9},
+            slow=True,
         ),
     )
 
