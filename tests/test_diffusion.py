@@ -191,6 +191,7 @@ def test_the_step_drops_labels_to_no_class_at_its_rate():
     assert dropped == pytest.approx(0.25, abs=0.03)
 
 
+@pytest.mark.slow  # a training run of ~9 s
 def test_flow_matching_learns_and_samples_through_the_cli(tmp_path, capsys):
     """A tiny flow on sprites: its loss falls, and `genlab sample --steps` draws from the run."""
     config = config_from_dict(
