@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
-from recipes import loop_speed  # benchmarks/recipes.py: this script's folder is on sys.path
+from recipes import loop_speed, seconds_at  # benchmarks/recipes.py: this script's folder is on sys.path
 
 import genlab
 from genlab.config import Config, load_config
@@ -42,7 +42,7 @@ from genlab.metrics.settings import EvalSettings
 from genlab.models.protocols import IterativeSampler
 from genlab.plotting import draw_lines, font
 from genlab.runs.checkpoint import list_checkpoints, load_training_state
-from genlab.runs.folder import read_run, read_stats
+from genlab.runs.folder import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["configs/fast_mnist_gan.yaml", "configs/flow_mnist.yaml", "configs/ddpm_mnist.yaml"]
@@ -90,19 +90,6 @@ def samples_figure(models: dict[str, torch.nn.Module], path: Path, n: int = 48) 
         draw.text((left + 2, 8), name, fill=(0, 0, 0), font=font(14))
         left += grid.shape[1] + 20
     image.save(path)
-
-
-def seconds_at(run_dir: Path, kimg: float) -> float:
-    """The loop's seconds to reach ``kimg``, from stats.jsonl's windows (images / images per second)."""
-    records = read_stats(run_dir)
-    seconds, done = 0.0, 0.0
-    for r in records:
-        step = min(r["kimg"], kimg) - done
-        if step <= 0:
-            break
-        seconds += 1000 * step / r["images_per_sec"]
-        done += step
-    return seconds
 
 
 def main() -> None:

@@ -39,12 +39,23 @@ HEADER = ("| recipe | kimg | images/s | FID-MNIST | precision | recall | KL to u
           "|---|---|---|---|---|---|---|---|---|---|---|")
 
 
+def seconds_at(run_dir: Path, kimg: float = float("inf")) -> float:
+    """The loop's seconds to reach ``kimg`` (default: its end), from stats.jsonl, whose windows tile
+    the loop's time: each window's images over its images per second."""
+    seconds, done = 0.0, 0.0
+    for r in read_stats(run_dir):
+        step = min(r["kimg"], kimg) - done
+        if step <= 0:
+            break
+        seconds += 1000 * step / r["images_per_sec"]
+        done += step
+    return seconds
+
+
 def loop_speed(run_dir: Path) -> tuple[float, float]:
-    """(kimg reached, mean images/s of the loop) from stats.jsonl, whose windows tile the loop's time."""
-    records = read_stats(run_dir)
-    images = [0.0] + [1000 * r["kimg"] for r in records]
-    seconds = sum((b - a) / r["images_per_sec"] for a, b, r in zip(images, images[1:], records))
-    return records[-1]["kimg"], images[-1] / seconds
+    """(kimg reached, mean images/s of the loop) from stats.jsonl."""
+    kimg = read_stats(run_dir)[-1]["kimg"]
+    return kimg, 1000 * kimg / seconds_at(run_dir)
 
 
 def train_and_score(config: Config, args: argparse.Namespace) -> dict:
