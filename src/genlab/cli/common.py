@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from genlab.config import SEED, Config, DataConfig, load_config
-from genlab.errors import ConfigError
-from genlab.models.protocols import IterativeSampler
+from genlab.latent.sample import require_iterative
 
 
 def device_name(text: str) -> str:
@@ -81,12 +80,9 @@ def add_sampling(parser: argparse.ArgumentParser) -> None:
 def set_sampling(model: object, args: argparse.Namespace) -> None:
     """Apply --steps, --sampler and --guidance, which only an iterative sampler (diffusion) has."""
     given = {k: getattr(args, k) for k in ("steps", "sampler", "guidance") if getattr(args, k, None) is not None}
-    if not given:
-        return
-    if not isinstance(model, IterativeSampler):
-        flags = ", ".join(f"--{k}" for k in given)
-        raise ConfigError(f"{args.run} samples in one pass; {flags} apply to diffusion and flow-matching models")
-    model.set_sampling(**given)
+    if given:
+        flags = f"{', '.join(f'--{k}' for k in given)} {'does' if len(given) == 1 else 'do'} not apply"
+        require_iterative(model, flags).set_sampling(**given)
 
 
 def write_json(record: dict, path: str | Path | None) -> None:

@@ -80,19 +80,28 @@ def decode(model: LatentSampler, z: Tensor, label: int | None = None) -> Tensor:
     return torch.cat(chunks)
 
 
-@contextmanager
-def sampling(model: object, steps: int | None = None, guidance: float | None = None) -> Iterator[None]:
-    """The block samples ``model`` with ``steps`` and ``guidance`` (its own settings after it); both None
-    is a no-op for any model. Only a diffusion or flow-matching model (an IterativeSampler) takes them."""
-    if steps is None and guidance is None:
-        yield
-        return
+def require_iterative(model: object, what: str) -> IterativeSampler:
+    """``model`` itself if it samples in steps (diffusion, flow matching), else a ConfigError saying
+    that it samples in one pass, so ``what`` (e.g. "--steps does not apply")."""
     if not isinstance(model, IterativeSampler):
         raise ConfigError(
-            f"a {type(model).__name__} samples in one pass; steps and guidance apply to diffusion and "
-            "flow-matching models"
+            f"a {type(model).__name__} samples in one pass, so {what}; that needs a diffusion or flow-matching model"
         )
-    with model.sampling(steps=steps, guidance=guidance):
+    return model
+
+
+@contextmanager
+def sampling(
+    model: object, steps: int | None = None, guidance: float | None = None, sampler: str | None = None
+) -> Iterator[None]:
+    """The block samples ``model`` with ``steps``, ``guidance`` and ``sampler`` (its own settings after
+    it); all None is a no-op for any model. Only a diffusion or flow-matching model takes them."""
+    given = [k for k, v in (("steps", steps), ("guidance", guidance), ("sampler", sampler)) if v is not None]
+    if not given:
+        yield
+        return
+    settings = f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply"
+    with require_iterative(model, settings).sampling(steps, sampler, guidance):
         yield
 
 

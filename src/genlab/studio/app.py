@@ -33,10 +33,9 @@ from genlab.experiments.game import MAX_STEPS_PER_PLAY, GameConfig, ToyGame
 from genlab.latent import interpolate as interp
 from genlab.latent import style
 from genlab.latent.edit import image_latents
-from genlab.latent.sample import class_labels, decode, require_sampler, sample_shape, sampling
+from genlab.latent.sample import class_labels, decode, require_iterative, require_sampler, sample_shape, sampling
 from genlab.models.protocols import (
     Encoder,
-    IterativeSampler,
     LatentSampler,
     TextConditional,
     Translator,
@@ -221,11 +220,10 @@ def create_app(run_dirs: Sequence[str | Path], allowed_hosts: Sequence[str] | No
         """A diffusion model's path from one latent (its initial noise) to its sample, as 8 images."""
         with run_at(index).model() as model:
             sampler = require_sampler(model)
-            if not isinstance(model, IterativeSampler):
-                raise ConfigError(f"a {type(model).__name__} draws in one pass; it has no denoising steps to show")
+            steps = require_iterative(model, "it has no denoising steps to show")
             z = _latent(req.z, sampler.latent_dim)
             with sampling(model, req.steps, req.guidance):
-                return {"images": png_data_urls(torch.cat(model.trajectory(z, class_labels(model, req.label, 1))))}
+                return {"images": png_data_urls(torch.cat(steps.trajectory(z, class_labels(model, req.label, 1))))}
 
     @app.post("/api/runs/{index}/interpolate")
     def interpolate(index: RunIndex, req: InterpolateRequest) -> dict[str, Any]:

@@ -116,9 +116,10 @@ class DiffusionStep(Step):
             assert isinstance(model, Diffusion)
             z = model.latents(64, generator=torch.Generator().manual_seed(seed))
             labels = torch.arange(64, device=z.device) % model.num_classes if model.num_classes else None
-            grids = {"samples": Grid(model.decode(z, labels), 8)}
-            states = model.trajectory(z[:STRIP_SAMPLES], None if labels is None else labels[:STRIP_SAMPLES])
-            grids["denoising"] = Grid(torch.stack(states, dim=1).flatten(0, 1), len(states))
+            states = model.trajectory(z, labels)  # one pass gives both: its last state is decode(z, labels)
+            grids = {"samples": Grid(states[-1], 8)}
+            strip = [state[:STRIP_SAMPLES] for state in states]
+            grids["denoising"] = Grid(torch.stack(strip, dim=1).flatten(0, 1), len(strip))
             if model.num_classes:
                 grids["classes"] = class_grid(model, seed)
         return grids
