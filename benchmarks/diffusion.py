@@ -59,7 +59,7 @@ def score(run_dir: Path, config: Config, args, metrics: tuple[str, ...], n: int,
     if isinstance(model, IterativeSampler):
         model.set_sampling(sampler=args.sampler.get(config.name))
         if nfe is not None:
-            model.set_sampling(steps=max(1, nfe // (2 if model.sampler == "heun" else 1)))
+            model.set_sampling(steps=max(1, nfe * model.steps // model.evaluations))  # per step: Heun 2, guided 2x
         tag, evaluations = f"{tag}-{model.sampler}{model.steps}", model.evaluations
         how = f"{model.sampler}, {model.steps} steps"
     out_dir = run_dir / "eval" / f"diffusion-{tag}"
