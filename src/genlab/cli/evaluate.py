@@ -1,8 +1,9 @@
-"""genlab eval RUN [--metrics NAME,...] [--n 10000] [--features inception|mnist]
+"""genlab eval RUN [--metrics NAME,...] [--n 10000] [--features inception|mnist|sprites]
 
 Evaluates a trained run. Runs of models with an encoder (VAEs) default to nll (test-set
 ELBO and importance-weighted NLL with its k); other runs to fid,kid,is,pr. Feature metrics
-use the MNIST classifier for MNIST runs and Inception-v3 otherwise. Appends one line to
+use the MNIST classifier for MNIST runs and Inception-v3 otherwise (--features sprites with
+an attribute classifier run for sprites). Appends one line to
 the run's metrics.jsonl, writes an eval card (card.json, card.md) and PNGs into
 RUN/eval/<features>-n<N>-seed<S>/, and prints the results as JSON.
 """
@@ -61,7 +62,10 @@ def add_parser(subparsers) -> None:
         help="pt_inception-2015-12-05-6726825d.pth (default: the torch hub cache)",
     )
     p.add_argument(
-        "--classifier", metavar="RUN", help="MNIST classifier run (default: the newest from genlab train-classifier)"
+        "--classifier",
+        metavar="RUN",
+        help="the feature space's classifier run: for mnist the newest from genlab train-classifier by default; "
+        "for sprites a run of configs/attribute_classifier.yaml",
     )
     p.add_argument("--k", type=int, default=1000, help="importance samples for the IW log-likelihood (nll)")
     add_sampling(p)

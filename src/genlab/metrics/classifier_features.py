@@ -1,9 +1,10 @@
-"""The digit classifier's feature space, ``genlab-mnist``: the domain features for MNIST.
+"""genlab's classifiers as feature spaces: ``genlab-mnist``, the digit classifier, and
+``genlab-sprites``, the sprites' attribute classifier (``configs/attribute_classifier.yaml``).
 
-Inception features of 28-pixel digits upsampled to 299 pixels are a poor fit, so genlab
-trains its own digit classifier (``genlab train-classifier``). Importing this module
-registers it with torch-fidelity under ``genlab-mnist``, so that
-``torch_fidelity.calculate_metrics(feature_extractor="genlab-mnist",
+Inception features of 28-pixel digits upsampled to 299 pixels are a poor fit, and Inception
+knows no sprites, so genlab trains its own classifiers (``genlab train-classifier`` for digits).
+Importing this module registers the digit one with torch-fidelity under ``genlab-mnist``, so
+that ``torch_fidelity.calculate_metrics(feature_extractor="genlab-mnist",
 feature_extractor_weights_path=RUN, ...)`` works too.
 """
 
@@ -26,6 +27,7 @@ from genlab.models.classifier import DigitClassifier
 from genlab.runs.checkpoint import MODULES_FILE, latest_checkpoint, list_checkpoints
 
 MNIST = "genlab-mnist"
+SPRITES = "genlab-sprites"
 
 
 def classifier_dir() -> Path:
@@ -47,11 +49,11 @@ def find_classifier_run(run: str | Path | None = None) -> Path:
 
 
 class FeatureExtractorMNIST(FeatureExtractorBase):
-    """genlab's digit classifier as a torch-fidelity feature extractor.
+    """A genlab classifier (the digit one by default) as a torch-fidelity feature extractor.
 
     Features: ``"features"`` (penultimate layer, for FID/KID/PR) and ``"logits"`` (for
     IS and class predictions). ``feature_extractor_weights_path`` is the classifier's run
-    folder; None takes the newest one from :func:`classifier_dir`.
+    folder; None takes the newest digit classifier from :func:`classifier_dir`.
     """
 
     def __init__(
@@ -82,10 +84,12 @@ class FeatureExtractorMNIST(FeatureExtractorBase):
         return torch.zeros(1, 3, 28, 28, dtype=torch.uint8)
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        """x: uint8 ``[N, 1 or 3, H, W]``; RGB is averaged to grey (exact for replicated grey)."""
+        """x: uint8 ``[N, 1 or 3, H, W]``; RGB is averaged to grey for a grey classifier (exact for
+        replicated grey), grey replicated for a colour one."""
         if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] not in (1, 3):
             raise ValueError(f"expected uint8 [N, 1 or 3, H, W], got {x.dtype} {tuple(x.shape)}")
-        x = x.float().mean(1, keepdim=True) if x.shape[1] == 3 else x.float()
+        channels = self.classifier.image_shape[0]
+        x = x.float().mean(1, keepdim=True) if x.shape[1] > channels else x.float().expand(-1, channels, -1, -1)
         size = tuple(self.classifier.image_shape[1:])
         if tuple(x.shape[-2:]) != size:
             x = F.interpolate(x, size=size, mode="bilinear", antialias=x.shape[-1] > size[-1])
@@ -108,11 +112,32 @@ if MNIST not in FEATURE_EXTRACTORS_REGISTRY:  # re-import (e.g. importlib.reload
 
 def mnist_extractor(run: str | Path | None = None) -> Extractor:
     """The digit classifier of ``run`` (default: the newest in :func:`classifier_dir`)."""
-    module = FeatureExtractorMNIST(MNIST, ["features", "logits"], feature_extractor_weights_path=run)
+    return _extractor(MNIST, run)
+
+
+def sprites_extractor(run: str | Path | None) -> Extractor:
+    """The sprites' attribute classifier of ``run`` (a run of configs/attribute_classifier.yaml): the
+    feature space of FID, KID and precision/recall on sprites. Its logits are one head per attribute,
+    not one distribution, so it offers no Inception Score."""
+    if run is None:
+        raise DataError(
+            "the 'sprites' feature space needs an attribute classifier: train one with "
+            "`genlab train configs/attribute_classifier.yaml` and pass its run folder as --classifier"
+        )
+    return _extractor(SPRITES, run)
+
+
+def _extractor(name: str, run: str | Path | None) -> Extractor:
+    module = FeatureExtractorMNIST(name, ["features", "logits"], feature_extractor_weights_path=run)
     weights = latest_checkpoint(module.run_dir) / MODULES_FILE
-    layers = {"fid": "features", "kid": "features", "pr": "features", "is": "logits"}
+    layers = {"fid": "features", "kid": "features", "pr": "features"}
+    if len(module.classifier.head_sizes) == 1:
+        layers["is"] = "logits"
+    elif name == MNIST:
+        targets = list(module.classifier.targets)
+        raise DataError(f"{module.run_dir} predicts {targets}, not digits; name a digit classifier")
     provenance = {"classifier_run": str(module.run_dir), "classifier_test_accuracy": recorded_accuracy(module.run_dir)}
-    return Extractor(MNIST, module, weights, file_sha256(weights), layers, module.resize_mode, provenance)
+    return Extractor(name, module, weights, file_sha256(weights), layers, module.resize_mode, provenance)
 
 
 def recorded_accuracy(run_dir: Path) -> float | None:

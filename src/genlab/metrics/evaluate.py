@@ -21,7 +21,7 @@ from genlab.errors import ConfigError
 from genlab.images import to_model, to_uint8
 from genlab.metrics import card as card_mod
 from genlab.metrics import coverage, fid, inception_score, kid, nearest_neighbours, parzen, precision_recall
-from genlab.metrics.classifier_features import mnist_extractor
+from genlab.metrics.classifier_features import mnist_extractor, sprites_extractor
 from genlab.metrics.features import Extractor, extract_features
 from genlab.metrics.inception import inception_extractor
 from genlab.metrics.likelihood import evaluate_likelihood
@@ -114,6 +114,8 @@ class EvalContext:
     def extractor(self) -> Extractor:
         if self.settings.features == "inception":
             return inception_extractor(self.settings.inception_weights)
+        if self.settings.features == "sprites":
+            return sprites_extractor(self.settings.classifier)
         return self.classifier
 
     @cached_property

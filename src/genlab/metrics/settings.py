@@ -2,7 +2,7 @@
 
 Defaults: a model with an encoder (a VAE) is scored by its test-set likelihood, any other
 by sample quality; feature metrics use the digit classifier's feature space for digit data
-and Inception-v3 otherwise.
+and Inception-v3 otherwise (``sprites``, the attribute classifier's, on request).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from genlab.errors import ConfigError
 from genlab.metrics.registry import get_metric
 from genlab.models.protocols import DecoderLikelihood
 
-FeatureSpace = Literal["inception", "mnist"]
+FeatureSpace = Literal["inception", "mnist", "sprites"]
 FEATURE_SPACES: tuple[str, ...] = get_args(FeatureSpace)
 DIGIT_DATASETS = ("mnist",)  # where the digit classifier's feature space is the default
 ENCODER_METRICS = ("nll",)
@@ -35,7 +35,7 @@ class EvalSettings:
     batch_size: int = 250  # feature extraction
     device: str = "cpu"
     inception_weights: str | None = None
-    classifier: str | None = None  # classifier run folder; None: the newest in the cache
+    classifier: str | None = None  # classifier run folder; None: the newest digit classifier in the cache
     iw_k: int = 1000  # importance samples for nll
 
     def __post_init__(self) -> None:
@@ -47,8 +47,13 @@ class EvalSettings:
             raise ConfigError(f"--k is the number of importance samples, in [1, 1000000]; got {self.iw_k}")
         if self.features not in FEATURE_SPACES or self.reference_split not in ("train", "test"):
             raise ConfigError(
-                f"features must be inception or mnist and the reference split train or test, "
+                f"features must be {', '.join(FEATURE_SPACES)} and the reference split train or test, "
                 f"got {self.features!r} and {self.reference_split!r}"
+            )
+        if self.features == "sprites" and "is" in self.metrics:
+            raise ConfigError(
+                "the Inception Score needs one class distribution; the sprites' attribute classifier has one "
+                "per attribute: leave 'is' out or use --features inception"
             )
 
 
