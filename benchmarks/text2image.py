@@ -1,7 +1,8 @@
-"""Text to image on captioned sprites: does G draw what the caption says?
+"""Text to image on captioned sprites: does the model draw what the caption says?
 
     python benchmarks/text2image.py [--kimg 100] [--n 5000] [--threads 1] [--run RUN] [--classifier RUN]
                                     [--pretrain-kimg K | --text-encoder RUN] [--set K=V]
+                                    [--config configs/flow_text_sprites.yaml] [--guidance 1 2 3 5]
 
 1. Trains the attribute classifier (configs/attribute_classifier.yaml: one head per caption
    attribute) unless --classifier names a run, and prints its accuracy on real test sprites:
@@ -10,17 +11,21 @@
    for K kimg, or takes the text_embedding run --text-encoder names, and prints its text->image
    top-1 retrieval accuracy within batches of 64 real test sprites; the GAN then reads its text
    encoder, frozen (model.text_encoder).
-3. Trains configs/text2image_sprites.yaml for --kimg unless --run names a run.
+3. Trains --config (default configs/text2image_sprites.yaml, the GAN) for --kimg unless --run
+   names a run.
 4. Samples --n images of random captions and prints the classifier's per-attribute accuracy
    against the captions, beside chance (1 / the attribute's number of values) and the same
    images scored against shuffled captions (what ignoring the text would score).
 5. FID between the samples and the real test sprites in the classifier's feature space
    (penultimate layer), beside the FID of one half of the real test set against the other.
+6. A diffusion or flow model is scored at each classifier-free guidance scale of --guidance
+   (its config's own without it): one row per scale, accuracies and FID.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +40,7 @@ from genlab.data.captions import ATTRIBUTES, random_attributes
 from genlab.losses.contrastive import identical_rows
 from genlab.metrics import fid
 from genlab.metrics.captions import attribute_accuracy, caption_accuracy, classifier_features, predicted_attributes
+from genlab.models.protocols import IterativeSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["train.progress_bar=false", "train.tensorboard=false"]
@@ -59,14 +65,16 @@ def main() -> None:
     parser.add_argument("--kimg", type=float, default=100.0)
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--run", help="a trained text_gan run")
+    parser.add_argument("--run", help="a trained text-to-image run (of --config)")
+    parser.add_argument("--config", default="configs/text2image_sprites.yaml", help="the text-to-image config")
+    parser.add_argument("--guidance", type=float, nargs="+", help="diffusion/flow models: guidance scales to score")
     parser.add_argument("--classifier", help="a trained attribute classifier run")
     encoder = parser.add_mutually_exclusive_group()
     encoder.add_argument("--pretrain-kimg", type=float, default=0.0,
                          help="first train the text embedding this long; the GAN reads its text encoder, frozen")
     encoder.add_argument("--text-encoder", help="a trained text_embedding run whose text encoder the GAN reads, frozen")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a key of configs/text2image_sprites.yaml (repeatable)")
+                        help="override a key of --config (repeatable)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(tempfile.mkdtemp(prefix="genlab-t2i-"))
@@ -96,27 +104,39 @@ def main() -> None:
         gan_overrides = [f"model.text_encoder={text_encoder}", *gan_overrides]
 
     start = time.perf_counter()
-    run = args.run or genlab.train(str(ROOT / "configs" / "text2image_sprites.yaml"),
-                                   QUIET + threads + [f"train.kimg={args.kimg}", *gan_overrides])
-    train_s = time.perf_counter() - start
-    G = genlab.load(run)
-    accuracy, images = caption_accuracy(G, judge, args.n, seed=1)
-    shuffled = predicted_attributes(judge, images)
-    chance = {name: 1 / (3 if name == "shape" else len(words)) for name, words in ATTRIBUTES.items()}
-    other = random_attributes(args.n, torch.Generator().manual_seed(2))
-    ignoring = attribute_accuracy(shuffled, other)
-
-    print(f"\ntext_gan {run} ({args.kimg:g} kimg, {train_s:.0f} s of training), {args.n} samples of random captions:")
-    print("| attribute | accuracy | shuffled captions | chance |")
-    print("|---|---|---|---|")
-    for name in (*ATTRIBUTES, "all"):
-        print(f"| {name} | {accuracy[name]:.3f} | {ignoring[name]:.3f} | "
-              f"{chance.get(name, float('nan')):.3f} |")
-
+    overrides = QUIET + threads + [f"train.kimg={args.kimg}", *gan_overrides]
+    run = args.run or genlab.train(str(ROOT / args.config), overrides)
+    trained = "a given run" if args.run else f"{args.kimg:g} kimg, {time.perf_counter() - start:.0f} s of training"
+    model = genlab.load(run)
     real_features = classifier_features(judge, real["image"])
     half = len(real_features) // 2
-    print(f"\nFID in the attribute classifier's features: samples vs {len(test)} real test sprites "
-          f"{fid.fid(classifier_features(judge, images), real_features)['fid']:.2f}; real half vs half {fid.fid(real_features[:half], real_features[half:])['fid']:.2f}")
+    chance = {name: 1 / (3 if name == "shape" else len(words)) for name, words in ATTRIBUTES.items()}
+    other = random_attributes(args.n, torch.Generator().manual_seed(2))
+    scales = args.guidance if isinstance(model, IterativeSampler) and args.guidance else [None]
+    rows = []
+    for scale in scales:
+        start = time.perf_counter()
+        with model.sampling(guidance=scale) if scale is not None else contextlib.nullcontext():
+            accuracy, images = caption_accuracy(model, judge, args.n, seed=1)
+        sample_s = time.perf_counter() - start
+        ignoring = attribute_accuracy(predicted_attributes(judge, images), other)
+        score = fid.fid(classifier_features(judge, images), real_features)["fid"]
+        shown = "" if scale is None else f" at guidance {scale:g}"
+        print(f"\n{run} ({trained}), {args.n} samples of random captions{shown} "
+              f"({sample_s:.0f} s to sample):")
+        print("| attribute | accuracy | shuffled captions | chance |")
+        print("|---|---|---|---|")
+        for name in (*ATTRIBUTES, "all"):
+            print(f"| {name} | {accuracy[name]:.3f} | {ignoring[name]:.3f} | {chance.get(name, float('nan')):.3f} |")
+        print(f"FID in the attribute classifier's features: samples vs {len(test)} real test sprites {score:.2f}")
+        rows.append((scale, accuracy, score))
+    print(f"\nreal half vs half: FID {fid.fid(real_features[:half], real_features[half:])['fid']:.2f}")
+    if len(rows) > 1:
+        print("\n| guidance | " + " | ".join((*ATTRIBUTES, "all")) + " | FID |")
+        print("|---" * (len(ATTRIBUTES) + 3) + "|")
+        for scale, accuracy, score in rows:
+            cells = " | ".join(f"{accuracy[k]:.3f}" for k in (*ATTRIBUTES, "all"))
+            print(f"| {scale:g} | {cells} | {score:.1f} |")
 
 
 if __name__ == "__main__":

@@ -15,8 +15,13 @@ from torch import Tensor, nn
 import genlab
 from genlab.cli.main import main
 from genlab.config import config_from_dict
+from genlab.data.base import Image
+from genlab.data.captions import MAX_WORDS, VOCABULARY
 from genlab.errors import ConfigError
-from genlab.models.diffusion import DDPM, Diffusion, FlowMatching, alphas_bar, trailing_steps
+from genlab.models import build_modules
+from genlab.models.diffusion import DDPM, Diffusion, FlowMatching, TextFlowMatching, alphas_bar, trailing_steps
+from genlab.models.protocols import TextConditional
+from genlab.models.unet import ClassCondition, TextCondition
 from genlab.training.objectives.diffusion import DiffusionObjectiveConfig, DiffusionStep
 
 MEAN, SD = 0.1, 0.3  # every pixel of the data ~ N(MEAN, SD^2), independently: inside [-1, 1] but for 0.2%
@@ -26,7 +31,7 @@ SHAPE = (1, 4, 4)
 class GaussianDDPMNet(nn.Module):
     """The exact E[eps | x_t] for data N(MEAN, SD^2): what a perfectly trained DDPM net predicts."""
 
-    num_classes = 0
+    num_classes, condition = 0, None
 
     def __init__(self, abar: Tensor, timesteps: int) -> None:
         super().__init__()
@@ -41,7 +46,7 @@ class GaussianDDPMNet(nn.Module):
 class GaussianFlowNet(nn.Module):
     """The exact E[eps - x0 | x_t] on the straight path x_t = (1 - t) x0 + t eps, for data N(MEAN, SD^2)."""
 
-    num_classes = 0
+    num_classes, condition = 0, None
 
     def __init__(self) -> None:
         super().__init__()
@@ -145,6 +150,7 @@ class LabelNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
+        self.condition = ClassCondition(self.num_classes, 1)  # for its "no class"
         self.dummy = nn.Parameter(torch.zeros(()))
         self.seen: list[Tensor] = []
 
@@ -170,14 +176,18 @@ def test_sampling_settings_refuse_what_the_model_cannot_do():
         model.set_sampling(steps=101)
     with pytest.raises(ConfigError, match="ddim or ancestral"):
         model.set_sampling(sampler="heun")
-    with pytest.raises(ConfigError, match="class-conditional"):
+    with pytest.raises(ConfigError, match="class- or text-conditional"):
         model.set_sampling(guidance=2.0)
     with pytest.raises(ConfigError, match="integer >= 1"):
         model.set_sampling(steps=0)
     with pytest.raises(ConfigError, match="model.conditional=true"):
         config_from_dict(
-            {"name": "x", "data": {"name": "sprites"}, "model": {"name": "flow_matching", "guidance": 2.0},
-             "objective": {"name": "diffusion"}}
+            {
+                "name": "x",
+                "data": {"name": "sprites"},
+                "model": {"name": "flow_matching", "guidance": 2.0},
+                "objective": {"name": "diffusion"},
+            }
         )
 
 
@@ -191,6 +201,72 @@ def test_the_step_drops_labels_to_no_class_at_its_rate():
     assert dropped == pytest.approx(0.25, abs=0.03)
 
 
+class WordCountNet(nn.Module):
+    """Predicts the caption's number of words everywhere (0 for the empty caption, "no caption")."""
+
+    num_classes = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.condition = TextCondition(len(VOCABULARY), 4, 1)  # for its empty caption
+        self.stem = nn.Conv2d(1, 1, 1)  # a device for the captions
+        self.seen: list[Tensor] = []
+
+    def forward(self, x: Tensor, t: Tensor, tokens: Tensor | None = None) -> Tensor:
+        assert tokens is not None
+        self.seen.append(tokens)
+        return (tokens != 0).sum(dim=1).float().view(-1, 1, 1, 1).expand_as(x)
+
+
+def text_flow(net: nn.Module) -> TextFlowMatching:
+    return TextFlowMatching(net, SHAPE, "uniform", 4, "euler", 1.0, max_words=MAX_WORDS, pretrained_text="")
+
+
+def test_a_text_model_guides_with_the_empty_caption_and_checks_its_captions():
+    model = text_flow(WordCountNet())
+    assert isinstance(model, TextConditional) and not isinstance(
+        FlowMatching(WordCountNet(), SHAPE, "uniform", 4, "euler", 1.0), TextConditional
+    )
+    tokens = model.tokens(["a big red square in the upper left , upright", "a small blue heart in the lower right"])
+    x = torch.zeros(2, *SHAPE)
+    assert torch.equal(model.predict(x, 0.5, tokens)[:, 0, 0, 0], torch.tensor([10.0, 8.0]))
+    with model.sampling(guidance=3.0):
+        assert torch.equal(model.predict(x, 0.5, tokens)[:, 0, 0, 0], torch.tensor([30.0, 24.0]))  # 0 + 3 (n - 0)
+    drawn = model.condition(5, None, torch.Generator().manual_seed(0))  # random captions when none are given
+    assert drawn.shape == (5, MAX_WORDS) and bool((drawn[:, 0] > 0).all())
+    with pytest.raises(ConfigError, match=r"word indices \[2, "):
+        model.sample(2, labels=torch.tensor([0, 1]))
+
+
+def test_the_step_drops_captions_to_the_empty_caption_at_its_rate():
+    net = WordCountNet()
+    step = DiffusionStep(DiffusionObjectiveConfig(uncond_prob=0.25, ema_decay=0.0), text_flow(net), "image")
+    torch.manual_seed(0)
+    captions = torch.ones(4000, MAX_WORDS, dtype=torch.int64)
+    step.loss({"image": torch.zeros(4000, *SHAPE), "caption": captions})
+    assert (net.seen[-1] == 0).all(dim=1).float().mean().item() == pytest.approx(0.25, abs=0.03)
+    assert bool(((net.seen[-1] == 0).all(dim=1) | (net.seen[-1] == 1).all(dim=1)).all())  # rows kept whole
+
+
+def test_text_settings_name_what_is_wrong():
+    def config(model: dict, data: dict | None = None):
+        return config_from_dict(
+            {
+                "name": "x",
+                "data": data or {"name": "sprites"},
+                "model": {"name": "flow_matching", **model},
+                "objective": {"name": "diffusion"},
+            }
+        )
+
+    with pytest.raises(ConfigError, match="exclusive"):
+        config({"conditional": True, "text": True})
+    with pytest.raises(ConfigError, match="set model.text=true"):
+        config({"text_encoder": "runs/x"})
+    with pytest.raises(ConfigError, match="data name captioned"):
+        build_modules(config({"text": True}).model, {"image": Image(1, 28, 28)})
+
+
 @pytest.mark.slow  # a training run of ~9 s
 def test_flow_matching_learns_and_samples_through_the_cli(tmp_path, capsys):
     """A tiny flow on sprites: its loss falls, and `genlab sample --steps` draws from the run."""
@@ -198,14 +274,29 @@ def test_flow_matching_learns_and_samples_through_the_cli(tmp_path, capsys):
         {
             "name": "tiny-flow",
             "data": {"name": "sprites", "image_size": 28, "n_train": 1024, "n_test": 64},
-            "model": {"name": "flow_matching", "channels": 8, "channel_mult": [1, 2], "blocks_per_level": 1, "steps": 2},
+            "model": {
+                "name": "flow_matching",
+                "channels": 8,
+                "channel_mult": [1, 2],
+                "blocks_per_level": 1,
+                "steps": 2,
+            },
             "objective": {"name": "diffusion", "lr": 2e-3},
-            "train": {"kimg": 2, "batch_size": 32, "out_dir": str(tmp_path), "log_every_kimg": 0.5,
-                      "snapshot_every_kimg": 2, "tensorboard": False, "progress_bar": False},
+            "train": {
+                "kimg": 2,
+                "batch_size": 32,
+                "out_dir": str(tmp_path),
+                "log_every_kimg": 0.5,
+                "snapshot_every_kimg": 2,
+                "tensorboard": False,
+                "progress_bar": False,
+            },
         }
     )
     run = genlab.train(config)
-    losses = [float(line.split('"model/mse": ')[1].split(",")[0]) for line in (run / "stats.jsonl").read_text().splitlines()]
+    losses = [
+        float(line.split('"model/mse": ')[1].split(",")[0]) for line in (run / "stats.jsonl").read_text().splitlines()
+    ]
     assert losses[-1] < 0.8 * losses[0]
     assert (run / "samples" / "denoising-latest.png").exists()
     model = genlab.load(run)
@@ -214,4 +305,42 @@ def test_flow_matching_learns_and_samples_through_the_cli(tmp_path, capsys):
     assert main(["sample", str(run), "-n", "4", "--steps", "3", "--sampler", "heun", "-o", str(out)]) == 0
     assert out.exists()
     assert main(["sample", str(run), "-n", "4", "--guidance", "2", "-o", str(out)]) == 2
-    assert "class-conditional" in capsys.readouterr().err
+    assert "class- or text-conditional" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # two training runs of ~3 s
+def test_a_text_flow_samples_captions_and_is_scored_in_the_sprites_feature_space(tmp_path, capsys, monkeypatch):
+    """`genlab sample --text --guidance` on a caption-conditioned flow, and `genlab eval --features sprites`
+    with an attribute classifier, which offers no Inception Score."""
+    import json
+
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    data = {"name": "captioned", "base": {"name": "sprites", "color": True, "n_train": 256, "n_test": 64}}
+    train = {"kimg": 0.256, "batch_size": 32, "out_dir": str(tmp_path), "snapshot_every_kimg": 0,
+             "tensorboard": False, "progress_bar": False}
+    judge = genlab.train(config_from_dict({
+        "name": "judge", "data": data, "objective": {"name": "classifier"}, "train": train,
+        "model": {"name": "mnist_classifier", "channels": 8, "feature_dim": 16,
+                  "targets": ["shape", "size", "colour", "vertical", "horizontal", "rotation"]},
+    }))
+    run = genlab.train(config_from_dict({
+        "name": "text-flow", "data": data, "objective": {"name": "diffusion"}, "train": train,
+        "model": {"name": "flow_matching", "text": True, "text_dim": 8, "channels": 8, "channel_mult": [1, 2],
+                  "blocks_per_level": 1, "steps": 2, "guidance": 2.0},
+    }))
+    out = tmp_path / "red.png"
+    caption = "a big red square in the upper left , upright"
+    assert main(["sample", str(run), "-n", "4", "--text", caption, "--guidance", "3", "-o", str(out)]) == 0
+    assert out.exists() and caption in capsys.readouterr().out
+    assert main(["sample", str(run), "-n", "4", "--text", "a purple square", "-o", str(out)]) == 2
+    assert "unknown words ['purple']" in capsys.readouterr().err
+    assert main(["eval", str(run), "--features", "sprites", "--classifier", str(judge), "--metrics", "fid,pr",
+                 "--n", "64"]) == 0
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["fid"] > 0 and 0 <= record["precision"] <= 1
+    card = json.loads(next((run / "eval").glob("sprites-n64-seed0*/card.json")).read_text())
+    assert card["feature_extractor"]["name"] == "genlab-sprites"
+    assert main(["eval", str(run), "--features", "sprites", "--classifier", str(judge), "--metrics", "is"]) == 2
+    assert "one per attribute" in capsys.readouterr().err
+    assert main(["eval", str(run), "--features", "sprites", "--metrics", "fid"]) == 2
+    assert "attribute_classifier.yaml" in capsys.readouterr().err

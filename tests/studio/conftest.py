@@ -39,6 +39,10 @@ RUNS = {  # studio index -> what it is; the order is the order the studio serves
              "model": {"name": "flow_matching", "channels": 8, "channel_mult": [1, 2], "blocks_per_level": 1,
                        "steps": 4, "conditional": True},
              "objective": {"name": "diffusion"}, "kimg": 0.128},
+    "text_flow": {"data": {"name": "captioned", "base": {"name": "sprites", "color": True, "n_train": 64, "n_test": 8}},
+                  "model": {"name": "flow_matching", "channels": 8, "channel_mult": [1, 2], "blocks_per_level": 1,
+                            "steps": 2, "text": True, "text_dim": 8},
+                  "objective": {"name": "diffusion"}, "kimg": 0.064},
 }
 INDEX = {name: i for i, name in enumerate(RUNS)}
 

@@ -428,6 +428,21 @@ def test_diffusion_runs_sample_with_chosen_steps_and_guidance_and_show_their_den
     assert len(client.post(f"{path}/denoise", json={"z": z, "label": 3, "steps": 16}).json()["images"]) == 8
 
 
+def test_a_text_diffusion_run_samples_and_denoises_a_caption_with_guidance(client):
+    path = f"/api/runs/{INDEX['text_flow']}"
+    caps = client.get(path).json()["capabilities"]
+    assert caps["text"] and caps["iterative"]["steps"] == 2 and caps["classes"] is None
+    caption = "a big red square in the upper left , upright"
+    plain = client.post(f"{path}/samples", json={"seed": 0, "n": 2, "text": caption}).json()
+    guided = client.post(f"{path}/samples", json={"seed": 0, "n": 2, "text": caption, "guidance": 4.0}).json()
+    assert plain["latents"] == guided["latents"] and plain["images"] != guided["images"]
+    z = guided["latents"][0]
+    strip = client.post(f"{path}/denoise", json={"z": z, "text": caption, "guidance": 4.0}).json()["images"]
+    assert len(strip) == 3 and np.abs(pixels(strip[-1]) - pixels(guided["images"][0])).max() <= 1
+    bad = client.post(f"{path}/denoise", json={"z": z, "text": "a purple square"})
+    assert bad.status_code == 400 and "unknown words" in bad.json()["detail"]
+
+
 def test_steps_and_guidance_are_refused_where_they_do_not_apply(client):
     vae = f"/api/runs/{INDEX['vae']}"
     one_pass = client.post(f"{vae}/samples", json={"seed": 0, "n": 1, "steps": 4})

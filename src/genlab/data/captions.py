@@ -155,6 +155,13 @@ def random_attributes(n: int, generator: torch.Generator, shapes: int = 3) -> Te
     return torch.stack([torch.randint(k, (n,), generator=generator) for k in attribute_sizes(shapes)], dim=1)
 
 
+def random_captions(n: int, generator: torch.Generator | None) -> list[str]:
+    """``n`` captions of uniformly drawn attributes (a fixed generator when none is given), for a
+    text-to-image model asked for samples without captions."""
+    attributes = random_attributes(n, generator if generator is not None else torch.Generator().manual_seed(0))
+    return captions(attributes, seed=0)
+
+
 @dataclass
 class CaptionedConfig(DataConfig):
     """Keys of the ``captioned`` dataset: ``base`` is a sprite set with colour."""

@@ -55,7 +55,9 @@ def caption_accuracy(
     """Sample ``n`` images of random captions (uniform attributes, seeded) and score them;
     returns the accuracies and the images (for FID)."""
     if not isinstance(model, TextConditional) or not isinstance(model, LatentSampler):
-        raise ConfigError(f"a {type(model).__name__} is not conditioned on text; caption accuracy needs a text_gan")
+        raise ConfigError(
+            f"a {type(model).__name__} is not conditioned on text; caption accuracy needs a text-to-image model"
+        )
     generator = torch.Generator().manual_seed(seed)
     attributes = random_attributes(n, generator, shapes)
     tokens = model.tokens(captions(attributes, seed))

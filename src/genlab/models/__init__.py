@@ -78,10 +78,13 @@ def examples(name: str) -> list[tuple[ModelConfig, Spec]]:
     """The configs and data specs the shared model tests build for model ``name``.
 
     A model config sets ``example_spec`` where one 32-pixel grey channel with 10 classes
-    does not fit it, and ``example_variants`` (overrides such as ``{"conditional": True}``)
-    for variants that must pass the same contract.
+    does not fit it (or a function of the config, None for the default, where its variants need
+    different data), and
+    ``example_variants`` (overrides such as ``{"conditional": True}``) for variants that must
+    pass the same contract.
     """
     cls = MODELS.get(name).config_cls
     spec = getattr(cls, "example_spec", DEFAULT_EXAMPLE_SPEC)
     variants: tuple[dict[str, Any], ...] = getattr(cls, "example_variants", ({},))
-    return [(cls(name=name, **variant), spec) for variant in variants]
+    configs = [cls(name=name, **variant) for variant in variants]
+    return [(cfg, (spec(cfg) or DEFAULT_EXAMPLE_SPEC) if callable(spec) else spec) for cfg in configs]

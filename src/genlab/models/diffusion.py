@@ -12,11 +12,13 @@ Both turn noise into an image by integrating a learned field over a time t from 
   eps - x_0. Samplers: ``euler`` and ``heun`` (Karras et al. 2022's second-order step; 2 network
   evaluations per step) on a uniform grid of t.
 
-Classifier-free guidance (Ho & Salimans 2022) mixes the conditional and unconditional predictions as
-uncond + s (cond - uncond): s = 1 is the conditional model, 0 the unconditional one, s > 1 guided
-(their w is s - 1). A model is a ``LatentSampler`` through its initial noise (``latent_dim`` is
-C*H*W), so the latent tools work on it, and an ``Encoder`` through deterministic inversion (DDIM or
-the ODE run from t = 0 to 1), whose "posterior" is a point: its log-variance is ``POINT_LOGVAR``.
+The net may read class labels or captions (``TextDDPM``, ``TextFlowMatching``: the
+``TextConditional`` protocol). Classifier-free guidance (Ho & Salimans 2022) mixes the conditional
+and unconditional predictions as uncond + s (cond - uncond): s = 1 is the conditional model, 0 the
+unconditional one, s > 1 guided (their w is s - 1). A model is a ``LatentSampler`` through its
+initial noise (``latent_dim`` is C*H*W), so the latent tools work on it, and an ``Encoder`` through
+deterministic inversion (DDIM or the ODE run from t = 0 to 1), whose "posterior" is a point: its
+log-variance is ``POINT_LOGVAR``.
 ``decode`` is a function of the latent for every sampler: ``ancestral``'s fresh noise at each step
 comes from a generator seeded by that latent's bytes, so the same noise gives the same image in any
 batch and on any call, and sampling never touches the global RNG.
@@ -36,10 +38,12 @@ import torch
 from torch import Tensor, nn
 
 from genlab.config import FRACTION, ModelConfig, Range, at_least
-from genlab.data.base import Spec, image_field, num_classes_for
+from genlab.data.base import Image, Spec, TensorDataset, Tokens, image_field, num_classes_for
+from genlab.data.captions import MAX_WORDS, VOCABULARY, random_captions, tokenize
 from genlab.errors import ConfigError
 from genlab.models.protocols import check_labels, normal_latents
-from genlab.models.unet import UNet
+from genlab.models.text_embedding import pretrained_text_encoder
+from genlab.models.unet import TextCondition, UNet
 from genlab.registry import register_model
 
 POINT_LOGVAR = -30.0  # the log-variance of an exact inversion's "posterior" (a point): exp(-15) ~ 3e-7 sd
@@ -61,6 +65,7 @@ class Diffusion(nn.Module):
         self.image_shape = tuple(image_shape)
         self.latent_dim = math.prod(image_shape)
         self.num_classes = net.num_classes
+        self.conditioned = net.condition is not None
         self.steps, self.sampler, self.guidance = 1, self.samplers[0], 1.0
         self.set_sampling(steps, sampler, guidance)
 
@@ -79,8 +84,8 @@ class Diffusion(nn.Module):
         if guidance is not None:
             if not math.isfinite(guidance) or guidance < 0:
                 raise ConfigError(f"guidance is a scale >= 0 (1 = plain conditional); got {guidance}")
-            if guidance != 1 and not self.num_classes:
-                raise ConfigError("guidance needs a class-conditional model; this one draws without classes")
+            if guidance != 1 and not self.conditioned:
+                raise ConfigError("guidance needs a class- or text-conditional model; this one draws without either")
         self.steps = self.steps if steps is None else steps
         self.sampler = self.sampler if sampler is None else sampler
         self.guidance = self.guidance if guidance is None else float(guidance)
@@ -105,18 +110,21 @@ class Diffusion(nn.Module):
 
     @property
     def guided(self) -> bool:
-        return bool(self.num_classes) and self.guidance != 1
+        return self.conditioned and self.guidance != 1
 
     def predict(self, x: Tensor, t: float | Tensor, labels: Tensor | None) -> Tensor:
         """The prediction at time t for every x, guided when the settings say so (one batched call)."""
         t = torch.as_tensor(t, dtype=torch.float32, device=x.device).expand(x.shape[0])
         if not self.guided or labels is None:
             return self.net(x, t, labels)
-        both = self.net(
-            torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, torch.full_like(labels, self.num_classes)])
-        )
+        assert self.net.condition is not None  # self.guided says so
+        both = self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, self.net.condition.dropped(labels)]))
         cond, uncond = both.chunk(2)
         return uncond + self.guidance * (cond - uncond)
+
+    def condition(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
+        """The condition of ``n`` samples: ``labels`` checked, or drawn with ``generator`` when missing."""
+        return check_labels(self, n, labels, generator)
 
     # ----------------------------------------------------------------------------- protocols
 
@@ -127,7 +135,7 @@ class Diffusion(nn.Module):
     @torch.no_grad()
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Noise [N, C*H*W] -> images [N, C, H, W] in [-1, 1] with the current sampling settings."""
-        labels = check_labels(self, z.shape[0], labels, None)
+        labels = self.condition(z.shape[0], labels, None)
         x = self.integrate(z.reshape(-1, *self.image_shape), labels)
         return x.clamp(-1, 1)
 
@@ -140,13 +148,13 @@ class Diffusion(nn.Module):
         truncation: float | None = None,
     ) -> Tensor:
         z = self.latents(n, generator, truncation)
-        return self.decode(z, check_labels(self, n, labels, generator))
+        return self.decode(z, self.condition(n, labels, generator))
 
     @torch.no_grad()
     def encode(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Images -> (the noise that decodes to them with the current step count, a point's log-variance)."""
-        labels = check_labels(self, x.shape[0], labels, None)
-        with self.sampling(guidance=1.0 if self.num_classes else None):
+        labels = self.condition(x.shape[0], labels, None)
+        with self.sampling(guidance=1.0 if self.conditioned else None):
             z = self.invert(x, labels).flatten(1)
         return z, torch.full_like(z, POINT_LOGVAR)
 
@@ -154,7 +162,7 @@ class Diffusion(nn.Module):
     def trajectory(self, z: Tensor, labels: Tensor | None = None, states: int = SNAPSHOTS) -> list[Tensor]:
         """``states`` images along the path from the noise z to its sample, for the denoising strip:
         the running x_t, the noise first and the sample last (a deterministic sampler's path)."""
-        labels = check_labels(self, z.shape[0], labels, None)
+        labels = self.condition(z.shape[0], labels, None)
         seen: list[Tensor] = []
         self.integrate(z.reshape(-1, *self.image_shape), labels, seen.append)
         keep = torch.linspace(0, len(seen) - 1, min(states, len(seen))).round().long().tolist()
@@ -317,7 +325,65 @@ class FlowMatching(Diffusion):
         return self._ode(x, torch.linspace(0, 1, self.steps + 1), labels)
 
 
+# ----------------------------------------------------------------------------- text conditioning
+
+
+class TextConditioned:
+    """Makes a :class:`Diffusion` whose net reads captions (``UNet(vocabulary_size=...)``) a
+    ``TextConditional`` model: ``decode(z, tokens)`` with word indices [N, L], random captions when
+    none are given, the empty caption as the unconditional model that guidance mixes in."""
+
+    condition_key: ClassVar[str] = "caption"  # the batch field the diffusion objective conditions on
+    net: UNet
+
+    def __init__(self, *args, max_words: int, pretrained_text: str, **kwargs) -> None:
+        """``max_words``: the caption length; ``pretrained_text``: a text_embedding run whose text encoder
+        is loaded, frozen, when a run starts (empty: the encoder learns with the U-Net)."""
+        self.max_words, self.pretrained_text = max_words, pretrained_text
+        super().__init__(*args, **kwargs)
+        if pretrained_text:
+            self.text_condition().text.requires_grad_(False)  # no optimiser moves it; the loop toggles trainable ones
+
+    def text_condition(self) -> TextCondition:
+        condition = self.net.condition
+        assert isinstance(condition, TextCondition), "a text model's net reads captions"
+        return condition
+
+    def tokens(self, texts: list[str]) -> Tensor:
+        """Texts in genlab's sprite-caption vocabulary -> word indices [N, L] on the model's device."""
+        return tokenize(texts, self.max_words).to(self.net.stem.weight.device)
+
+    def condition(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor:
+        if labels is None:
+            return self.tokens(random_captions(n, generator))
+        labels = torch.as_tensor(labels)
+        if labels.dtype != torch.int64 or tuple(labels.shape) != (n, self.max_words):
+            raise ConfigError(
+                f"a text-conditional model takes captions as word indices [{n}, {self.max_words}] "
+                f"(model.tokens(texts) makes them); got {labels.dtype} {tuple(labels.shape)}"
+            )
+        if labels.numel() and (labels.min() < 0 or labels.max() >= len(VOCABULARY)):
+            raise ConfigError(f"word indices must be in 0..{len(VOCABULARY) - 1}")
+        return labels.to(self.net.stem.weight.device)
+
+    def init_from_data(self, data: TensorDataset) -> None:
+        """Before a new run trains (not on resume or load, which read the run's own weights)."""
+        if self.pretrained_text:
+            text = self.text_condition().text
+            text.load_state_dict(pretrained_text_encoder(self.pretrained_text, VOCABULARY, text.gru.hidden_size))
+
+
+class TextDDPM(TextConditioned, DDPM):
+    """A DDPM conditioned on captions."""
+
+
+class TextFlowMatching(TextConditioned, FlowMatching):
+    """A flow-matching model conditioned on captions."""
+
+
 # ----------------------------------------------------------------------------- configs and registration
+
+TEXT_EXAMPLE_SPEC: Spec = {"image": Image(3, 32, 32), "caption": Tokens(VOCABULARY, MAX_WORDS)}
 
 
 @dataclass
@@ -331,6 +397,11 @@ class DiffusionConfig(ModelConfig):
     attention_resolutions: tuple[int, ...] = (7, 8)  # sides with self-attention after each block
     dropout: float = 0.1
     conditional: bool = False  # on the data's class labels, with a "no class" row for guidance
+    text: bool = False  # on the data's captions (data name captioned), the empty caption for guidance
+    text_dim: int = 64  # the caption encoder's width (word embeddings and GRU)
+    # A text_embedding run whose text encoder a text model reads, frozen (as text_gan's model.text_encoder);
+    # empty: the encoder is learned with the U-Net. Read when a run starts only: the export holds the weights.
+    text_encoder: str = ""
     steps: int = 32  # sampling steps
     guidance: float = 1.0  # classifier-free guidance scale; 1 is the plain conditional model
     example_variants: ClassVar[tuple[dict, ...]] = (
@@ -343,11 +414,22 @@ class DiffusionConfig(ModelConfig):
             "conditional": True,
             "guidance": 2.0,
         },
+        {"channels": 8, "channel_mult": (1, 2), "blocks_per_level": 1, "steps": 2, "text": True, "text_dim": 8},
+    )
+    example_spec: ClassVar[Callable[[DiffusionConfig], Spec | None]] = staticmethod(
+        lambda cfg: TEXT_EXAMPLE_SPEC if cfg.text else None
     )
 
     def __post_init__(self) -> None:
-        if self.guidance != 1 and not self.conditional:
-            raise ConfigError("model.guidance needs model.conditional=true (guidance mixes conditional predictions)")
+        if self.conditional and self.text:
+            raise ConfigError("model.conditional and model.text are exclusive: condition on classes or on captions")
+        if self.guidance != 1 and not (self.conditional or self.text):
+            raise ConfigError(
+                "model.guidance needs model.conditional=true or model.text=true "
+                "(guidance mixes conditional and unconditional predictions)"
+            )
+        if self.text_encoder and not self.text:
+            raise ConfigError("model.text_encoder is the caption encoder of a text model: set model.text=true")
 
     def net(self, spec: Spec, model: str) -> tuple[tuple[int, int, int], Callable[[], UNet]]:
         shape = image_field(spec, model).shape
@@ -359,9 +441,31 @@ class DiffusionConfig(ModelConfig):
                 "(each halves the side); drop one"
             )
         k = num_classes_for(spec, model, self.conditional)
+        words = 0
+        if self.text:
+            caption = spec.get("caption")
+            if not isinstance(caption, Tokens) or caption.vocabulary != VOCABULARY:
+                raise ConfigError(
+                    "model.text=true needs genlab's sprite captions: use data name captioned, or set it to false"
+                )
+            words = len(caption.vocabulary)
         return shape, lambda: UNet(
-            shape, self.channels, self.channel_mult, self.blocks_per_level, self.attention_resolutions, k, self.dropout
+            shape,
+            self.channels,
+            self.channel_mult,
+            self.blocks_per_level,
+            self.attention_resolutions,
+            k,
+            self.dropout,
+            words,
+            self.text_dim,
         )
+
+    def text_settings(self, spec: Spec) -> dict:
+        """What a text model's class takes beside the net: the caption length and the pre-trained encoder."""
+        caption = spec["caption"]
+        assert isinstance(caption, Tokens)  # checked by :meth:`net`
+        return {"max_words": caption.length, "pretrained_text": self.text_encoder}
 
 
 UNET_BOUNDS: dict[str, Range] = {
@@ -372,6 +476,7 @@ UNET_BOUNDS: dict[str, Range] = {
     "dropout": FRACTION,
     "steps": at_least(1),
     "guidance": at_least(0),
+    "text_dim": at_least(1),
 }
 
 
@@ -400,10 +505,14 @@ class FlowMatchingConfig(DiffusionConfig):
 @register_model("ddpm", DDPMConfig)
 def build_ddpm(cfg: DDPMConfig, spec: Spec) -> dict:
     shape, net = cfg.net(spec, "ddpm")
-    return {"model": lambda: DDPM(net(), shape, cfg.schedule, cfg.timesteps, cfg.steps, cfg.sampler, cfg.guidance)}
+    kind, text = (TextDDPM, cfg.text_settings(spec)) if cfg.text else (DDPM, {})
+    return {
+        "model": lambda: kind(net(), shape, cfg.schedule, cfg.timesteps, cfg.steps, cfg.sampler, cfg.guidance, **text)
+    }
 
 
 @register_model("flow_matching", FlowMatchingConfig)
 def build_flow_matching(cfg: FlowMatchingConfig, spec: Spec) -> dict:
     shape, net = cfg.net(spec, "flow_matching")
-    return {"model": lambda: FlowMatching(net(), shape, cfg.time_sampling, cfg.steps, cfg.sampler, cfg.guidance)}
+    kind, text = (TextFlowMatching, cfg.text_settings(spec)) if cfg.text else (FlowMatching, {})
+    return {"model": lambda: kind(net(), shape, cfg.time_sampling, cfg.steps, cfg.sampler, cfg.guidance, **text)}

@@ -139,8 +139,8 @@ class FittedToData(Protocol):
 @runtime_checkable
 class TextConditional(Protocol):
     """A sampler conditioned on a text: ``decode(z, tokens)`` with word indices [N, L] (``tokens(texts)`` makes
-    them); ``condition_key`` names the batch field of the captions; ``G(z, tokens, with_kl=True)`` returns
-    the images and the conditioning's KL to its prior (StackGAN's conditioning augmentation)."""
+    them); ``condition_key`` names the batch field of the captions (a text GAN's ``G(z, tokens, with_kl=True)``
+    also returns the conditioning's KL to its prior, StackGAN's conditioning augmentation)."""
 
     condition_key: str
 

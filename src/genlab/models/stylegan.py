@@ -209,7 +209,11 @@ class StyleGenerator(Generator):
         images = self.synthesis(ws)
         if not with_path_lengths:
             return images
-        noise = torch.randn_like(images) / (images.shape[2] * images.shape[3]) ** 0.5
+        # drawn in logical order (randn_like would follow the layout): channels_last changes no value
+        noise = (
+            torch.randn(images.shape, dtype=images.dtype, device=images.device)
+            / (images.shape[2] * images.shape[3]) ** 0.5
+        )
         return images, path_lengths(images, ws, noise)
 
 

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from genlab.config import ModelConfig, Range, at_least
 from genlab.data.base import Image, Spec, TensorDataset, Tokens, image_field
-from genlab.data.captions import MAX_WORDS, VOCABULARY, captions, random_attributes, tokenize
+from genlab.data.captions import MAX_WORDS, VOCABULARY, random_captions, tokenize
 from genlab.errors import ConfigError
 from genlab.gaussians import kl_divergence
 from genlab.models.dcgan import BASE_SIDE, DCGANDiscriminator, DCGANGenerator
@@ -126,8 +126,7 @@ class TextGenerator(Generator):
         return tokenize(texts, self.max_words).to(next(self.parameters()).device)
 
     def random_captions(self, n: int, generator: torch.Generator | None) -> Tensor:
-        attributes = random_attributes(n, generator if generator is not None else torch.Generator().manual_seed(0))
-        return self.tokens(captions(attributes, seed=0))
+        return self.tokens(random_captions(n, generator))
 
 
 class MatchingDiscriminator(nn.Module):

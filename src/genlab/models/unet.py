@@ -7,9 +7,10 @@ connections from every down block to its up block, and the output convolution st
 Differences: fewer and narrower levels (the widths are ``channels * channel_mult``), 8 or fewer
 groups per norm instead of 32 (widths start at 32 here), and the time is a continuous t in [0, 1]
 (a DDPM's step index over its number of steps), embedded as t * 1000 so DDPM's frequencies carry over.
-A conditional net adds a learned embedding of the class to the time's (as ADM, Dhariwal & Nichol
-2021), with one extra row for "no class", the unconditional model that classifier-free guidance
-needs (Ho & Salimans 2022).
+A conditional net adds an embedding of its condition to the time's (as ADM, Dhariwal & Nichol 2021,
+for classes; GLIDE, Nichol et al. 2022, and Imagen, Saharia et al. 2022, for a caption's pooled
+embedding), with a "no condition" of its own, the unconditional model that classifier-free
+guidance needs (Ho & Salimans 2022): an extra class row, or the empty caption.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from genlab.models.text_embedding import TextEncoder
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -40,6 +43,43 @@ def time_embedding(t: Tensor, dim: int) -> Tensor:
     frequencies = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     angles = 1000 * t.float()[:, None] * frequencies[None]
     return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class ClassCondition(nn.Module):
+    """Class labels [N] -> embeddings [N, dim]; the label ``num_classes`` is "no class"."""
+
+    def __init__(self, num_classes: int, dim: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.table = nn.Embedding(num_classes + 1, dim)
+
+    def forward(self, labels: Tensor) -> Tensor:
+        return self.table(labels)
+
+    def dropped(self, labels: Tensor, drop: Tensor | None = None) -> Tensor:
+        """``labels`` with the rows ``drop`` [N] bool (all without it) replaced by "no class"."""
+        none = torch.full_like(labels, self.num_classes)
+        return none if drop is None else torch.where(drop, none, labels)
+
+
+class TextCondition(nn.Module):
+    """Captions [N, L] (word indices, 0 = padding) -> embeddings [N, dim]: the sentence embedding of a
+    :class:`TextEncoder` through a linear map. The empty caption (all padding) is "no caption", whose
+    embedding is learned apart (a sentence embedding of no words would be the zero vector for any net)."""
+
+    def __init__(self, vocabulary_size: int, text_dim: int, dim: int) -> None:
+        super().__init__()
+        self.text = TextEncoder(vocabulary_size, text_dim)
+        self.project = nn.Linear(text_dim, dim)
+        self.empty = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        empty = (tokens == 0).all(dim=1, keepdim=True)
+        return torch.where(empty, self.empty.to(tokens.device), self.project(self.text(tokens)))
+
+    def dropped(self, tokens: Tensor, drop: Tensor | None = None) -> Tensor:
+        """``tokens`` with the rows ``drop`` [N] bool (all without it) replaced by the empty caption."""
+        return torch.zeros_like(tokens) if drop is None else tokens.masked_fill(drop[:, None], 0)
 
 
 class ResBlock(nn.Module):
@@ -95,8 +135,9 @@ class Level(nn.Module):
 
 
 class UNet(nn.Module):
-    """(x_t: [N, C, S, S], t: [N] in [0, 1], labels: [N] int64 or None) -> [N, C, S, S], the prediction
-    (noise or velocity) of the model that owns it. ``labels`` equal to ``num_classes`` mean "no class"."""
+    """(x_t: [N, C, S, S], t: [N] in [0, 1], condition or None) -> [N, C, S, S], the prediction (noise or
+    velocity) of the model that owns it. The condition is class labels [N] (``num_classes`` > 0) or
+    captions [N, L] (``vocabulary_size`` > 0); None, or ``condition.dropped(...)``, means none."""
 
     def __init__(
         self,
@@ -107,13 +148,21 @@ class UNet(nn.Module):
         attention_resolutions: tuple[int, ...],
         num_classes: int,
         dropout: float,
+        vocabulary_size: int = 0,
+        text_dim: int = 64,
     ) -> None:
         super().__init__()
         c_img, side = image_shape[0], image_shape[-1]
         self.num_classes, self.channels = num_classes, channels
         emb_dim = 4 * channels
         self.time_mlp = nn.Sequential(nn.Linear(channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.class_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
+        self.condition: ClassCondition | TextCondition | None = None
+        if num_classes and vocabulary_size:
+            raise ValueError("a U-Net is conditioned on classes or on captions, not both")
+        if num_classes:
+            self.condition = ClassCondition(num_classes, emb_dim)
+        elif vocabulary_size:
+            self.condition = TextCondition(vocabulary_size, text_dim, emb_dim)
         widths = [channels * m for m in channel_mult]
         sides = [side >> i for i in range(len(widths))]
         self.stem = nn.Conv2d(c_img, channels, 3, padding=1)
@@ -142,12 +191,13 @@ class UNet(nn.Module):
         # zero at first: the first prediction is 0 everywhere
         self.head = nn.Sequential(group_norm(c), nn.SiLU(), zero_init(nn.Conv2d(c, c_img, 3, padding=1)))
 
-    def forward(self, x: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Tensor:
         emb = self.time_mlp(time_embedding(t, self.channels).to(x.dtype))
-        if self.class_emb is not None:
-            if labels is None:
-                labels = torch.full((x.shape[0],), self.num_classes, device=x.device)
-            emb = emb + self.class_emb(labels)
+        if self.condition is not None:
+            if condition is None:
+                empty = torch.zeros(x.shape[0], 1, dtype=torch.int64, device=x.device)
+                condition = self.condition.dropped(empty if isinstance(self.condition, TextCondition) else empty[:, 0])
+            emb = emb + self.condition(condition).to(emb.dtype)
         h = self.stem(x)
         skips = [h]
         for level, down in zip(self.down, self.downsample, strict=True):

@@ -89,6 +89,7 @@ class DecodeRequest(Strict):
 class DenoiseRequest(Strict):
     z: Latent
     label: Label = None
+    text: Annotated[str, Field(max_length=300)] | None = None
     steps: Steps = None
     guidance: Guidance = None
 
@@ -223,7 +224,8 @@ def create_app(run_dirs: Sequence[str | Path], allowed_hosts: Sequence[str] | No
             steps = require_iterative(model, "it has no denoising steps to show")
             z = _latent(req.z, sampler.latent_dim)
             with sampling(model, req.steps, req.guidance):
-                return {"images": png_data_urls(torch.cat(steps.trajectory(z, class_labels(model, req.label, 1))))}
+                condition = _tokens(model, req.text) if req.text is not None else class_labels(model, req.label, 1)
+                return {"images": png_data_urls(torch.cat(steps.trajectory(z, condition)))}
 
     @app.post("/api/runs/{index}/interpolate")
     def interpolate(index: RunIndex, req: InterpolateRequest) -> dict[str, Any]:
@@ -324,12 +326,17 @@ def _latent(values: list[float], latent_dim: int) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32)[None]  # finite and within +-LATENT_LIMIT: checked by pydantic
 
 
-def _text_decode(model: LatentSampler, z: torch.Tensor, text: str) -> torch.Tensor:
-    """Latents [N, D] decoded with one caption by a text-to-image model."""
+def _tokens(model: object, text: str) -> torch.Tensor:
+    """The word indices [1, L] of ``text`` for a text-to-image model."""
     if not isinstance(model, TextConditional):
         raise ConfigError("this model is not conditioned on text; leave the caption out")
+    return model.tokens([text])
+
+
+def _text_decode(model: LatentSampler, z: torch.Tensor, text: str) -> torch.Tensor:
+    """Latents [N, D] decoded with one caption by a text-to-image model."""
     with eval_mode(as_module(model)):
-        return model.decode(z, model.tokens([text]).expand(z.shape[0], -1))
+        return model.decode(z, _tokens(model, text).expand(z.shape[0], -1))
 
 
 def _image_shape(sampler) -> tuple[int, int, int]:

@@ -70,7 +70,8 @@ const currentClass = (id) => (caps().classes ? Number($(id).value) : null);
 const currentText = () => (caps().text ? $("sample-text").value : null);
 // a diffusion model's sampling settings from the samples view (null: the model's own)
 const currentSteps = () => (caps().iterative && $("sample-steps").value !== "" ? Number($("sample-steps").value) : null);
-const currentGuidance = () => (caps().iterative && caps().classes ? Number($("guidance").value) : null);
+const guidable = (c) => Boolean(c.iterative && (c.classes || c.text));  // guidance needs a condition
+const currentGuidance = () => (guidable(caps()) ? Number($("guidance").value) : null);
 
 async function loadRuns() {
   state.runs = await guarded("loading runs", () => api("/api/runs")) || [];
@@ -101,7 +102,7 @@ function selectRun(index) {
   document.querySelectorAll(".needs-classes").forEach((el) => { el.style.display = c.classes ? "" : "none"; });
   document.querySelectorAll(".needs-text").forEach((el) => { el.style.display = c.text ? "" : "none"; });
   document.querySelectorAll(".needs-iterative").forEach((el) => { el.style.display = c.iterative ? "" : "none"; });
-  document.querySelectorAll(".needs-guidance").forEach((el) => { el.style.display = c.iterative && c.classes ? "" : "none"; });
+  document.querySelectorAll(".needs-guidance").forEach((el) => { el.style.display = guidable(c) ? "" : "none"; });
   if (c.iterative) {
     $("sample-steps").value = c.iterative.steps;
     $("guidance").value = c.iterative.guidance;
@@ -186,7 +187,8 @@ async function newSamples(advance = true) {
 
 const showDenoising = latestOnly(async (z) => {
   const run = state.run;
-  const body = { z, label: currentClass("sample-class"), steps: currentSteps(), guidance: currentGuidance() };
+  const body = { z, label: currentClass("sample-class"), text: currentText(), steps: currentSteps(),
+                 guidance: currentGuidance() };
   const result = await guarded("denoising", () => postJSON(runPath("denoise"), body));
   if (!result || run !== state.run) return;
   const strip = $("denoise-strip");

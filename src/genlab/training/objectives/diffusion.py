@@ -1,8 +1,8 @@
 """The step of diffusion and flow-matching models (genlab.models.diffusion): one phase that regresses
 the net's prediction at a random time t on its target, an EMA of the weights as the export (Ho et
-al. 2020 sample from an EMA of decay 0.9999), and class labels dropped with probability
-``uncond_prob`` so that one net is both the conditional and the unconditional model that
-classifier-free guidance mixes (Ho & Salimans 2022, who found 0.1-0.2 best)."""
+al. 2020 sample from an EMA of decay 0.9999), and class labels (or captions) dropped with
+probability ``uncond_prob`` so that one net is both the conditional and the unconditional model
+that classifier-free guidance mixes (Ho & Salimans 2022, who found 0.1-0.2 best)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from torch import Tensor
 
 from genlab.config import EXAMPLE_FILES, PROBABILITY, ExampleRun, Range, TrainConfig
 from genlab.data.base import Batch, Spec, sample_field
@@ -33,7 +34,7 @@ class DiffusionObjectiveConfig(AdamObjectiveConfig):
     family: ClassVar[str] = "diffusion"
     lr: float = 2e-4  # DDPM's on CIFAR-10
     ema_decay: float = 0.999  # per step; 0 exports the raw net
-    uncond_prob: float = 0.1  # of a conditional model: how often a label is replaced by "no class"
+    uncond_prob: float = 0.1  # of a conditional model: how often a label (caption) becomes "no class" (empty)
     bounds: ClassVar[dict[str, Range]] = {
         **AdamObjectiveConfig.bounds,
         "ema_decay": Range(0, 1, high_open=True, note="0 turns the EMA off"),
@@ -69,7 +70,7 @@ class DiffusionObjectiveConfig(AdamObjectiveConfig):
 class DiffusionStep(Step):
     def __init__(self, cfg: DiffusionObjectiveConfig, model: Diffusion, image_key: str) -> None:
         self.cfg, self.image_key = cfg, image_key
-        self.label_key = "label" if model.num_classes else None
+        self.label_key = "label" if model.num_classes else getattr(model, "condition_key", None)
         self.modules = {"model": model}
         if cfg.ema_decay > 0:
             self.modules["model_ema"] = make_ema(model)
@@ -89,12 +90,14 @@ class DiffusionStep(Step):
         """The denoising loss at times drawn per example (all randomness from the global RNG)."""
         model, x0 = self._model(), batch[self.image_key]
         t = model.draw_times(x0.shape[0], x0.device)
-        x_t, target = model.noised(x0, torch.randn_like(x0), t)
+        # drawn in logical order (randn_like would follow x0's layout): channels_last changes no value
+        noise = torch.randn(x0.shape, dtype=x0.dtype, device=x0.device)
+        x_t, target = model.noised(x0, noise, t)
         labels = None
-        if self.label_key:
+        if self.label_key and model.net.condition is not None:
             labels = batch[self.label_key]
-            dropped = torch.rand(labels.shape, device=labels.device) < self.cfg.uncond_prob
-            labels = torch.where(dropped, torch.full_like(labels, model.num_classes), labels)
+            dropped = torch.rand(labels.shape[0], device=labels.device) < self.cfg.uncond_prob
+            labels = model.net.condition.dropped(labels, dropped)
         per_example = denoising_loss(self.nets["model"](x_t, t, labels), target)
         return LossOutput(per_example.mean(), {"mse": per_example.mean().detach()})
 
@@ -111,11 +114,15 @@ class DiffusionStep(Step):
 
     def snapshots(self, fixed: Batch, seed: int) -> dict[str, Grid]:
         """64 samples of the export from noise fixed by ``seed``, the denoising strip of 8 of them
-        (noise on the left, the sample on the right) and, for a conditional model, its class grid."""
+        (noise on the left, the sample on the right) and, for a conditional model, its class grid.
+        A text model's samples are of random captions drawn from ``seed``."""
         with eval_mode(self.modules[self.export.module]) as model:
             assert isinstance(model, Diffusion)
-            z = model.latents(64, generator=torch.Generator().manual_seed(seed))
-            labels = torch.arange(64, device=z.device) % model.num_classes if model.num_classes else None
+            generator = torch.Generator().manual_seed(seed)
+            z = model.latents(64, generator=generator)
+            labels: Tensor | None = model.condition(64, None, generator)  # random captions of a text model
+            if model.num_classes:
+                labels = torch.arange(64, device=z.device) % model.num_classes
             states = model.trajectory(z, labels)  # one pass gives both: its last state is decode(z, labels)
             grids = {"samples": Grid(states[-1], 8)}
             strip = [state[:STRIP_SAMPLES] for state in states]
