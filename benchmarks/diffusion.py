@@ -2,7 +2,8 @@
 
 Each config trains for ``--minutes`` of loop time (``train.max_minutes``, with ``train.kimg`` raised so
 that the clock ends training) with a checkpoint every ``--every`` kimg. Then, in genlab's digit
-classifier's features against the training split:
+classifier's features against the training split (``--features sprites --classifier RUN``: an
+attribute classifier's, for sprite data given by ``--set data=...``; no class coverage there):
 
 - quality against training: FID-MNIST of every checkpoint on ``--curve-n`` samples (the iterative
   samplers at their config's steps), against kimg and against the loop's seconds;
@@ -18,6 +19,8 @@ each model at its table settings); scores already in a run's eval folder are rea
         [--configs configs/fast_mnist_gan.yaml configs/flow_mnist.yaml configs/ddpm_mnist.yaml]
         [--nfe 1 2 4 8 16 32] [--n 5000] [--curve-n 1000] [--every 20] [--out runs/bench-diffusion]
         [--runs RUN ...] [--sampler ddpm-mnist=ancestral]
+    PYTHONPATH=src python benchmarks/diffusion.py --features sprites --classifier ATTRIBUTE_RUN \
+        --set "data={name: color_sprites, image_size: 32}" ...
 
 Needs a trained digit classifier (``genlab train-classifier``) or ``--classifier RUN``.
 """
@@ -62,14 +65,14 @@ def score(run_dir: Path, config: Config, args, metrics: tuple[str, ...], n: int,
             model.set_sampling(steps=max(1, nfe * model.steps // model.evaluations))  # per step: Heun 2, guided 2x
         tag, evaluations = f"{tag}-{model.sampler}{model.steps}", model.evaluations
         how = f"{model.sampler}, {model.steps} steps"
-    out_dir = run_dir / "eval" / f"diffusion-{tag}"
+    out_dir = run_dir / "eval" / ("diffusion-" + ("" if args.features == "mnist" else f"{args.features}-") + tag)
     if (out_dir / "card.json").is_file() and (out_dir / "timing.json").is_file():
         card = json.loads((out_dir / "card.json").read_text())
         same = card["settings"]["n"] == n and card["settings"]["seed"] == args.seed
         if same and set(metrics) <= set(card["settings"]["metrics"]):
             return {**card["results"], "nfe": evaluations, "sampler": how,
                     **json.loads((out_dir / "timing.json").read_text())}
-    settings = EvalSettings(metrics=metrics, n=n, features="mnist", seed=args.seed, classifier=args.classifier)
+    settings = EvalSettings(metrics=metrics, n=n, features=args.features, seed=args.seed, classifier=args.classifier)
     start = time.perf_counter()
     results, _ = evaluate(model, config, settings, out_dir, run=str(run_dir))
     timing = {"eval_s": time.perf_counter() - start}
@@ -104,7 +107,8 @@ def main() -> None:
     p.add_argument("--curve-n", type=int, default=1000, help="samples per point of the two curves")
     p.add_argument("--nfe", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--classifier", help="classifier run (default: the newest from genlab train-classifier)")
+    p.add_argument("--features", choices=("mnist", "sprites"), default="mnist", help="the feature space of FID")
+    p.add_argument("--classifier", help="its classifier run (mnist: by default the newest from genlab train-classifier)")
     p.add_argument("--out", default="runs/bench-diffusion")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--sampler", action="append", default=[], metavar="RUN_NAME=SAMPLER",
@@ -145,7 +149,8 @@ def main() -> None:
             r = score(run_dir, config, args, ("fid",), args.curve_n, f"nfe{nfe}-n{args.curve_n}", nfe=nfe)
             sampling[name].append((r["nfe"], r["fid"]))
             print(json.dumps({"config": name, "nfe": r["nfe"], "fid": r["fid"], "eval_s": r["eval_s"]}), flush=True)
-        head = score(run_dir, config, args, ("fid", "pr", "modes"), args.n, f"n{args.n}")
+        head = score(run_dir, config, args, ("fid", "pr", "modes") if args.features == "mnist" else ("fid", "pr"),
+                     args.n, f"n{args.n}")
         row = {"config": name, "run": str(run_dir), "kimg": kimg, "images_per_sec": speed,
                "train_s": seconds_at(run_dir, kimg), "ms_per_sample": 1000 * head["eval_s"] / args.n,
                **{k: v for k, v in head.items() if k != "mode_histogram"}}
@@ -153,17 +158,18 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         (out / "results.json").write_text(json.dumps({"rows": rows, "training": training, "sampling": sampling},
                                                      indent=1))
-    print(f"\n{args.minutes:g} min of training per recipe on {args.threads} thread(s); FID-MNIST on {args.n} samples "
+    fid_name = "FID-MNIST" if args.features == "mnist" else f"FID ({args.features})"
+    print(f"\n{args.minutes:g} min of training per recipe on {args.threads} thread(s); {fid_name} on {args.n} samples "
           f"(curves: {args.curve_n}), eval seed {args.seed}")
-    print("| recipe | kimg | images/s | sampler | NFE | FID-MNIST | precision | recall | classes covered | ms per sample |")
+    print(f"| recipe | kimg | images/s | sampler | NFE | {fid_name} | precision | recall | classes covered | ms per sample |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['config']} | {r['kimg']:.1f} | {r['images_per_sec']:.0f} | {r['sampler']} | {r['nfe']} | {r['fid']:.1f} | "
-              f"{r['precision']:.3f} | {r['recall']:.3f} | {r['modes_covered']} | {r['ms_per_sample']:.2f} |")
+              f"{r['precision']:.3f} | {r['recall']:.3f} | {r.get('modes_covered', 'n/a')} | {r['ms_per_sample']:.2f} |")
     for name, points in sampling.items():
         print(f"{name} FID against NFE: " + ", ".join(f"{nfe}: {fid:.1f}" for nfe, fid in points))
     panels = {
-        f"FID-MNIST ({args.curve_n} samples) against kimg": {k: ([a for a, _, _ in c], [f for _, _, f in c])
+        f"{fid_name} ({args.curve_n} samples) against kimg": {k: ([a for a, _, _ in c], [f for _, _, f in c])
                                                              for k, c in training.items() if c},
         "against the loop's seconds": {k: ([s for _, s, _ in c], [f for _, _, f in c]) for k, c in training.items() if c},
         "log10 FID against network evaluations per sample (log2)": {

@@ -23,7 +23,7 @@ import genlab
 # Names in one layer may import each other; the cycle tests keep them from circling.
 LAYERS: list[tuple[str, ...]] = [
     # Foundation: no genlab package above it. config imports registry; registry imports nothing.
-    ("errors", "config", "registry", "distributed", "images", "download", "plotting", "gaussians"),
+    ("errors", "config", "registry", "distributed", "images", "download", "plotting", "gaussians", "discrete"),
     ("data",),  # data sets and their specs
     ("runs",),  # run folders, checkpoints, exports: read and written only here
     ("models",),  # networks: they import no loss (the Gaussian densities they need are in gaussians)

@@ -308,7 +308,7 @@ def test_unmet_needs_fail_before_anything_is_computed(tmp_path, monkeypatch):
     # No classifier in this cache: had fid's feature network been loaded first, that would fail instead.
     monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "eval"
-    with pytest.raises(ConfigError, match="metric 'nll' needs a model with a decoder likelihood.*_Sampler"):
+    with pytest.raises(ConfigError, match="metric 'nll' needs a model with a likelihood.*_Sampler"):
         evaluate(_Sampler(), _CONFIG, EvalSettings(metrics=("fid", "nll")), out)
     with pytest.raises(ConfigError, match="metric 'parzen' needs a model that generates samples.*Linear"):
         evaluate(torch.nn.Linear(2, 2), _CONFIG, EvalSettings(metrics=("parzen",)), out)

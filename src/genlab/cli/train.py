@@ -14,7 +14,14 @@ from genlab.config import config_to_dict, override_config
 from genlab.distributed import print0
 from genlab.errors import ConfigError
 from genlab.models import build_model
-from genlab.models.protocols import DecoderLikelihood, LatentSampler, TextConditional, Translator, is_conditional
+from genlab.models.protocols import (
+    DecoderLikelihood,
+    ExactLikelihood,
+    LatentSampler,
+    TextConditional,
+    Translator,
+    is_conditional,
+)
 from genlab.runs.folder import read_run
 
 
@@ -72,6 +79,8 @@ def next_commands(run_dir: Path) -> list[str]:
         lines.append(f"genlab translate {run_dir} INPUT_IMAGE_OR_DIR -o translated/")
     if isinstance(model, DecoderLikelihood):
         lines.append(f"genlab eval {run_dir}                 # test-set ELBO and importance-weighted NLL")
+    elif isinstance(model, ExactLikelihood):
+        lines.append(f"genlab eval {run_dir}                 # test-set negative log-likelihood, exact")
     elif isinstance(model, LatentSampler):
         lines.append(f"genlab eval {run_dir} --metrics fid,pr  # sample quality")
     if isinstance(model, (LatentSampler, Translator)):

@@ -48,6 +48,9 @@ class StandardConfig(DataConfig):
     image_size: int = 0  # 0 keeps the native size; else resize (antialiased) to image_size²
     channels: int = 0  # 0 keeps native channels; 1 = grey, 3 = RGB (grey is replicated)
     limit: int = 0  # 0 loads the whole split; else only its first `limit` images
+    # Binarised once, each pixel white with probability intensity / 255 from a fixed seed per split
+    # (Salakhutdinov & Murray 2008's binarised MNIST, the benchmark of PixelCNN and IWAE likelihoods).
+    binarize: bool = False
 
     bounds: ClassVar[dict[str, Range]] = {
         "image_size": at_least(0, "0 keeps the native size"),
@@ -201,8 +204,20 @@ def build(cfg: StandardConfig, split: str) -> TensorDataset:
     images, labels = _load_adapted(
         cfg.name, str(root), ours and cfg.download, split, cfg.limit, cfg.image_size, cfg.channels
     )
+    if cfg.binarize:
+        images = binarized(images, split)
     spec: Spec = {"image": Image(*images.shape[1:]), "label": Classes(tuple(source.classes))}
     return TensorDataset(cfg.name, spec, {"image": images, "label": labels})
+
+
+BINARIZE_SEEDS = {"train": 0, "test": 1}
+
+
+def binarized(images: Tensor, split: str) -> Tensor:
+    """uint8 images -> 0 or 255, each pixel 255 with probability value / 255. The draw is fixed per split
+    and in the images' order, so the first ``limit`` images binarise as in the whole split."""
+    u = torch.rand(images.shape, generator=torch.Generator().manual_seed(BINARIZE_SEEDS[split]))
+    return (u * 255 < images.float()).to(torch.uint8) * 255
 
 
 for _name in SOURCES:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from genlab.errors import ConfigError
-from genlab.models.protocols import DecoderLikelihood, Encoder, LatentSampler, is_conditional
+from genlab.models.protocols import DecoderLikelihood, Encoder, ExactLikelihood, LatentSampler, is_conditional
 from genlab.registry import Registry
 
 # A metric takes a genlab.metrics.evaluate.EvalContext. Typed as Any: the context is built
@@ -43,8 +43,8 @@ NEEDS: dict[str, Need] = {
         lambda ctx: isinstance(ctx.model, Encoder),
     ),
     "likelihood": Need(
-        "a model with a decoder likelihood p(x | z), such as a VAE (for a GAN's likelihood use parzen)",
-        lambda ctx: isinstance(ctx.model, DecoderLikelihood),
+        "a model with a likelihood: exact (PixelCNN) or a decoder p(x | z) (a VAE); for a GAN's use parzen",
+        lambda ctx: isinstance(ctx.model, (DecoderLikelihood, ExactLikelihood)),
     ),
     "labels": Need("a class-conditional model", lambda ctx: is_conditional(ctx.model)),
     "classifier": Need("the digit classifier", lambda ctx: ctx.classifier is not None),

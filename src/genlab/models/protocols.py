@@ -6,6 +6,7 @@ After torch-fidelity's ``GenerativeModelBase`` (``z_size``, ``z_type``, ``num_cl
 - :class:`LatentSampler`: maps latents to samples (VAE decoders, GAN generators);
 - :class:`Encoder`: maps samples back to a posterior over latents (VAEs; a diffusion model's exact inversion);
 - :class:`DecoderLikelihood`: has p(x | z) and p(z), so an ELBO (VAEs);
+- :class:`ExactLikelihood`: has log p(x) itself (autoregressive models, normalizing flows);
 - :class:`IterativeSampler`: samples in a number of steps that can change after training (diffusion);
 - :class:`Conditional`: a sampler conditioned on a class label;
 - :class:`Translator`: maps a source image to a target image (pix2pix's G);
@@ -75,6 +76,15 @@ class DecoderLikelihood(Protocol):
 
     def log_prior(self, z: Tensor) -> Tensor:
         """log p(z) [N] of latents [N, latent_dim]."""
+        ...
+
+
+@runtime_checkable
+class ExactLikelihood(Protocol):
+    """A model whose log-likelihood of an image is computed exactly (PixelCNN's product of conditionals)."""
+
+    def log_prob(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """log p(x) [N] in nats of images [N, C, H, W] in [-1, 1] (of their discrete values)."""
         ...
 
 
