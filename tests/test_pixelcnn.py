@@ -59,6 +59,19 @@ def test_each_conditional_reads_only_the_sub_pixels_before_it():
             assert grad[0][~later].abs().max() > 0, (i, j, c)
 
 
+def test_the_sampling_window_holds_everything_a_pixel_reads():
+    """Features computed on a pixel's window equal those computed on the whole image."""
+    model = PixelCNN((2, 12, 11), 4, channels=8, layers=3, kernel=3, first_kernel=5, head_channels=8, num_classes=0)
+    x = torch.rand(2, 2, 12, 11) * 2 - 1
+    with torch.no_grad():
+        whole = model.features(x, None)
+        for i, j in [(0, 0), (5, 5), (11, 0), (11, 10), (7, 3)]:
+            rows, columns = model.window(i, j, 11)
+            assert rows.stop - rows.start < 12 or columns.stop - columns.start < 11 or i == 11
+            part = model.features(x[:, :, rows, columns], None)[:, :, i - rows.start, j - columns.start]
+            torch.testing.assert_close(part, whole[:, :, i, j], rtol=1e-5, atol=1e-6)  # two conv sizes: rounding
+
+
 def test_sampling_takes_each_value_by_the_inverse_cdf_of_its_noise():
     """A 1-pixel model's sample is the value whose CDF interval holds Phi(z): the frequencies follow p."""
     model = tiny((1, 1, 1), levels=4)

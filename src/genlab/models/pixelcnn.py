@@ -16,8 +16,11 @@ channels (R, then G given R, then B given R and G). Each sub-pixel takes one of 
   the channels before it (teacher forcing), so that the channel order is exact without the paper's
   channel-split masks.
 
-Sampling runs the stacks once per pixel, on the rows up to the current one only (features never
-depend on rows below, so this is exact and halves the work). A model is a ``LatentSampler`` through
+Sampling runs the stacks once per pixel, on the window of pixels the current one's features depend
+on: the rows from ``reach`` + 1 above it to its own, the columns ``reach`` to either side, where
+``reach`` is the sum of the layers' kernel half-widths (exact, and on MNIST with six layers 2.4x less
+work than the rows up to the current one). The fast PixelCNN's per-layer caches (Ramachandran et al.
+2017) would cut the work to one position a layer; not built. A model is a ``LatentSampler`` through
 its sampling noise: z ~ N(0, I) of one value per sub-pixel, u = Phi(z), and each sub-pixel is the
 inverse CDF of its distribution at u. So ``decode`` is a function of z and the studio's views run, but
 z is not a code: nearby z give unrelated images once one pixel flips (``has_latent_code`` is False).
@@ -123,6 +126,7 @@ class PixelCNN(nn.Module):
         c = image_shape[0]
         self.image_shape, self.levels, self.num_classes = tuple(image_shape), levels, num_classes
         self.latent_dim = math.prod(image_shape)
+        self.reach = first_kernel // 2 + (layers - 1) * (kernel // 2)  # columns to either side a pixel's features see
         cond_dim = channels if num_classes else 0
         self.class_emb = nn.Embedding(num_classes, cond_dim) if num_classes else None
         self.layers = nn.ModuleList(
@@ -163,6 +167,11 @@ class PixelCNN(nn.Module):
 
     # ----------------------------------------------------------------------------- sampling
 
+    def window(self, i: int, j: int, width: int) -> tuple[slice, slice]:
+        """The rows and columns that pixel (i, j)'s features depend on: its receptive field, whose values
+        inside the window are exact (the zero padding at the window's edges reaches no further in)."""
+        return slice(max(0, i - 1 - self.reach), i + 1), slice(max(0, j - self.reach), min(width, j + self.reach + 1))
+
     def latents(self, n: int, generator: torch.Generator | None = None, truncation: float | None = None) -> Tensor:
         """The sampling noise [n, C*H*W]: one standard normal per sub-pixel."""
         return normal_latents(n, self.latent_dim, generator, next(self.parameters()).device, truncation)
@@ -178,7 +187,9 @@ class PixelCNN(nn.Module):
         scale = 2 / (self.levels - 1)
         for i in range(height):
             for j in range(width):
-                f = self.features(x[:, :, : i + 1], labels)[:, :, i : i + 1, j : j + 1]
+                rows, columns = self.window(i, j, width)
+                f = self.features(x[:, :, rows, columns], labels)
+                f = f[:, :, i - rows.start : i - rows.start + 1, j - columns.start : j - columns.start + 1]
                 pixel = x[:, :, i : i + 1, j : j + 1]
                 for channel in range(c):
                     probs = self.head_logits(f, pixel, channel).float().softmax(dim=1).flatten(1)  # [N, levels]

@@ -1,0 +1,149 @@
+"""The seeds' comparison of likelihood models (issue 27), measured on binarised MNIST: what each family
+pays and gets.
+
+Each config trains for ``--minutes`` of loop time on binarised MNIST (``data.binarize``: each pixel
+drawn once, white with probability intensity / 255, as Salakhutdinov & Murray's set), then:
+
+- test negative log-likelihood in nats on ``--nll-n`` test digits: exact for an autoregressive model
+  (PixelCNN), the importance-weighted bound with ``--iw-k`` samples for a VAE (Burda et al. 2016),
+  beside the published figure for that family;
+- FID-MNIST of ``--n`` samples (the digit classifier's features, against the binarised training split);
+- the seconds to draw one image on this CPU (a batch of ``--n`` timed as a whole);
+- whether the model has a latent code (an encoder to a space whose points decode to similar images).
+
+One table and one PNG of 36 samples of each model side by side (``--out``/likelihood-samples.png):
+
+    PYTHONPATH=src python benchmarks/likelihood.py --data-root ../shared/data [--minutes 20] [--threads 2]
+        [--configs configs/pixelcnn_mnist_binarized.yaml configs/vae_mnist.yaml] [--runs RUN ...]
+        [--n 1000] [--nll-n 10000] [--iw-k 1000]
+
+Needs a trained digit classifier (``genlab train-classifier``) or ``--classifier RUN``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+from recipes import loop_speed, seconds_at  # benchmarks/recipes.py: this script's folder is on sys.path
+
+import genlab
+from genlab.config import load_config
+from genlab.images import make_grid
+from genlab.metrics.evaluate import evaluate
+from genlab.metrics.settings import EvalSettings
+from genlab.models.protocols import Encoder, ExactLikelihood
+from genlab.plotting import font
+from genlab.runs.folder import read_run
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ["configs/pixelcnn_mnist_binarized.yaml", "configs/vae_mnist.yaml"]
+# Published test NLL on binarised MNIST, nats (see docs/notes/likelihood-families.md for the rows' sources).
+PUBLISHED = {
+    "pixelcnn": "81.30 (PixelCNN, van den Oord et al. 2016a)",
+    "vae_mlp": "86.76 (VAE, 1 stochastic layer, k = 1; Burda et al. 2016)",
+}
+
+
+def score(run_dir: Path, args: argparse.Namespace) -> dict:
+    """The row of one run: its likelihood, FID and sampling time (eval cards are reused when present)."""
+    _, config, _ = read_run(run_dir)
+    model = genlab.load(run_dir)
+    out_dir = run_dir / "eval" / f"likelihood-n{args.n}-nll{args.nll_n}-k{args.iw_k}"
+    card = out_dir / "card.json"
+    if card.is_file():
+        results = json.loads(card.read_text())["results"]
+        timing = json.loads((out_dir / "timing.json").read_text())
+    else:
+        settings = EvalSettings(metrics=("nll",), n=args.nll_n, features="mnist", iw_k=args.iw_k, seed=0,
+                                classifier=args.classifier)
+        results, _ = evaluate(model, config, settings, out_dir / "nll", run=str(run_dir))
+        start = time.perf_counter()
+        settings = EvalSettings(metrics=("fid",), n=args.n, features="mnist", seed=0, classifier=args.classifier)
+        fid_results, _ = evaluate(model, config, settings, out_dir, run=str(run_dir))
+        results |= fid_results
+        (out_dir / "card.json").write_text(json.dumps({"results": results}))
+        timing = {"eval_s": time.perf_counter() - start}
+        with torch.no_grad():  # the sampling alone, for the per-image time
+            start = time.perf_counter()
+            model.sample(min(args.n, 64), generator=torch.Generator().manual_seed(1))
+            timing["sample_s_per_image"] = (time.perf_counter() - start) / min(args.n, 64)
+        (out_dir / "timing.json").write_text(json.dumps(timing))
+    exact = isinstance(model, ExactLikelihood)
+    kimg, speed = loop_speed(run_dir)
+    return {
+        "model": config.model.name,
+        "run": str(run_dir),
+        "kimg": kimg,
+        "images_per_sec": speed,
+        "train_s": seconds_at(run_dir, kimg),
+        "nll": results["nll_nats"] if exact else results["iw_nll_nats"],
+        "nll_se": results["nll_se"] if exact else results["iw_nll_se"],
+        "nll_kind": "exact" if exact else f"IW bound, k = {args.iw_k}",
+        "published": PUBLISHED.get(config.model.name, "n/a"),
+        "fid": results["fid"],
+        "sample_s": timing["sample_s_per_image"],
+        "latent_code": "yes" if isinstance(model, Encoder) else "no",
+    }
+
+
+def samples_figure(models: dict[str, torch.nn.Module], path: Path, n: int = 36) -> None:
+    """``n`` samples of each model (seed 0) side by side, each under its name."""
+    grids = {name: make_grid(model.sample(n, generator=torch.Generator().manual_seed(0)), nrow=6).permute(1, 2, 0)
+             for name, model in models.items()}
+    height = max(g.shape[0] for g in grids.values())
+    image = Image.new("RGB", (sum(g.shape[1] + 20 for g in grids.values()), height + 30), (255, 255, 255))
+    draw, left = ImageDraw.Draw(image), 0
+    for name, grid in grids.items():
+        tile = grid.expand(-1, -1, 3).numpy() if grid.shape[2] == 1 else grid.numpy()
+        image.paste(Image.fromarray(tile), (left, 30))
+        draw.text((left + 2, 8), name, fill=(0, 0, 0), font=font(14))
+        left += grid.shape[1] + 20
+    image.save(path)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", nargs="+", default=CONFIGS)
+    p.add_argument("--runs", nargs="+", help="score these trained runs instead of training the configs")
+    p.add_argument("--minutes", type=float, default=20.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--n", type=int, default=1000, help="samples for FID")
+    p.add_argument("--nll-n", type=int, default=10000, help="test images for the NLL")
+    p.add_argument("--iw-k", type=int, default=1000, help="importance samples for a VAE's bound")
+    p.add_argument("--classifier", help="digit classifier run (default: the newest from genlab train-classifier)")
+    p.add_argument("--out", default="runs/bench-likelihood")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [Path(r) for r in args.runs or []]
+    for path in [] if args.runs else args.configs:
+        config = load_config(ROOT / path, [
+            f"data.root={args.data_root}", "data.binarize=true", f"train.threads={args.threads}",
+            f"train.max_minutes={args.minutes}", "train.kimg=100000", f"train.out_dir={out}",
+            "train.progress_bar=false", "train.tensorboard=false",
+        ])
+        runs.append(genlab.train(config))
+    rows = []
+    for run_dir in runs:
+        rows.append(score(run_dir, args))
+        print(json.dumps(rows[-1]), flush=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    print(f"\nbinarised MNIST; NLL on {args.nll_n} test digits, FID-MNIST on {args.n} samples, {args.threads} thread(s)")
+    print("| model | kimg | train min | test NLL, nats | published | FID-MNIST | s per sample | latent code |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['kimg']:.0f} | {r['train_s'] / 60:.1f} | {r['nll']:.2f} ± {r['nll_se']:.2f} "
+              f"({r['nll_kind']}) | {r['published']} | {r['fid']:.1f} | {r['sample_s']:.3f} | {r['latent_code']} |")
+    samples_figure({r["model"]: genlab.load(r["run"]) for r in rows}, out / "likelihood-samples.png")
+    print(f"results and figure in {out}")
+
+
+if __name__ == "__main__":
+    main()
