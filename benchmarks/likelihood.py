@@ -1,12 +1,13 @@
-"""The seeds' comparison of likelihood models (issue 27), measured on binarised MNIST: what each family
-pays and gets.
+"""The seeds' comparison of likelihood models (issue 27), measured on MNIST: what each family pays and gets.
 
-Each config trains for ``--minutes`` of loop time on binarised MNIST (``data.binarize``: each pixel
-drawn once, white with probability intensity / 255, as Salakhutdinov & Murray's set), then:
+Each config trains for ``--minutes`` of loop time on binarised MNIST (``--data binarized``, the
+default: ``data.binarize``, each pixel drawn once, white with probability intensity / 255, as
+Salakhutdinov & Murray's set) or on 8-bit MNIST (``--data 8bit``), then:
 
-- test negative log-likelihood in nats on ``--nll-n`` test digits: exact for an autoregressive model
-  (PixelCNN), the importance-weighted bound with ``--iw-k`` samples for a VAE (Burda et al. 2016),
-  beside the published figure for that family;
+- test negative log-likelihood in nats (and bits per dimension) on ``--nll-n`` test digits: exact for
+  an autoregressive model (PixelCNN), the dequantised bound for a flow (Glow), the importance-weighted
+  bound with ``--iw-k`` samples for a VAE (Burda et al. 2016), beside the published figure for that
+  family where one exists;
 - FID-MNIST of ``--n`` samples (the digit classifier's features, against the binarised training split);
 - the seconds to draw one image on this CPU (a batch of ``--n`` timed as a whole);
 - whether the model has a latent code (an encoder to a space whose points decode to similar images).
@@ -16,6 +17,8 @@ One table and one PNG of 36 samples of each model side by side (``--out``/likeli
     PYTHONPATH=src python benchmarks/likelihood.py --data-root ../shared/data [--minutes 20] [--threads 2]
         [--configs configs/pixelcnn_mnist_binarized.yaml configs/vae_mnist.yaml] [--runs RUN ...]
         [--n 1000] [--nll-n 10000] [--iw-k 1000]
+    PYTHONPATH=src python benchmarks/likelihood.py --data 8bit --configs configs/pixelcnn_mnist.yaml \
+        configs/glow_mnist.yaml --out runs/bench-likelihood-8bit ...
 
 Needs a trained digit classifier (``genlab train-classifier``) or ``--classifier RUN``.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -83,7 +87,9 @@ def score(run_dir: Path, args: argparse.Namespace) -> dict:
         "train_s": seconds_at(run_dir, kimg),
         "nll": results["nll_nats"] if exact else results["iw_nll_nats"],
         "nll_se": results["nll_se"] if exact else results["iw_nll_se"],
-        "nll_kind": "exact" if exact else f"IW bound, k = {args.iw_k}",
+        "bits_per_dim": (results["nll_nats"] if exact else results["iw_nll_nats"]) / (784 * math.log(2)),
+        "nll_kind": ("dequantised bound" if config.model.name == "glow" else "exact") if exact
+        else f"IW bound, k = {args.iw_k}",
         "published": PUBLISHED.get(config.model.name, "n/a"),
         "fid": results["fid"],
         "sample_s": timing["sample_s_per_image"],
@@ -109,6 +115,7 @@ def samples_figure(models: dict[str, torch.nn.Module], path: Path, n: int = 36) 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", nargs="+", default=CONFIGS)
+    p.add_argument("--data", choices=("binarized", "8bit"), default="binarized")
     p.add_argument("--runs", nargs="+", help="score these trained runs instead of training the configs")
     p.add_argument("--minutes", type=float, default=20.0)
     p.add_argument("--threads", type=int, default=2)
@@ -125,7 +132,7 @@ def main() -> None:
     runs = [Path(r) for r in args.runs or []]
     for path in [] if args.runs else args.configs:
         config = load_config(ROOT / path, [
-            f"data.root={args.data_root}", "data.binarize=true", f"train.threads={args.threads}",
+            f"data.root={args.data_root}", f"data.binarize={args.data == 'binarized'}", f"train.threads={args.threads}",
             f"train.max_minutes={args.minutes}", "train.kimg=100000", f"train.out_dir={out}",
             "train.progress_bar=false", "train.tensorboard=false",
         ])
@@ -135,12 +142,13 @@ def main() -> None:
         rows.append(score(run_dir, args))
         print(json.dumps(rows[-1]), flush=True)
     (out / "results.json").write_text(json.dumps(rows, indent=1))
-    print(f"\nbinarised MNIST; NLL on {args.nll_n} test digits, FID-MNIST on {args.n} samples, {args.threads} thread(s)")
-    print("| model | kimg | train min | test NLL, nats | published | FID-MNIST | s per sample | latent code |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"\n{args.data} MNIST; NLL on {args.nll_n} test digits, FID-MNIST on {args.n} samples, {args.threads} thread(s)")
+    print("| model | kimg | train min | test NLL, nats | bits/dim | published | FID-MNIST | s per sample | latent code |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['kimg']:.0f} | {r['train_s'] / 60:.1f} | {r['nll']:.2f} ± {r['nll_se']:.2f} "
-              f"({r['nll_kind']}) | {r['published']} | {r['fid']:.1f} | {r['sample_s']:.3f} | {r['latent_code']} |")
+              f"({r['nll_kind']}) | {r['bits_per_dim']:.3f} | {r['published']} | {r['fid']:.1f} | {r['sample_s']:.3f} "
+              f"| {r['latent_code']} |")
     samples_figure({r["model"]: genlab.load(r["run"]) for r in rows}, out / "likelihood-samples.png")
     print(f"results and figure in {out}")
 

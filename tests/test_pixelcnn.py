@@ -47,7 +47,7 @@ def test_each_conditional_reads_only_the_sub_pixels_before_it():
     shape = (3, 5, 5)
     model = tiny(shape, levels=4)
     x = torch.rand(1, *shape, requires_grad=True)
-    logits = model(x * 2 - 1)  # [1, C, levels, H, W]
+    logits = model.logits(x * 2 - 1)  # [1, C, levels, H, W]
     order = [(i, j, c) for i in range(5) for j in range(5) for c in range(3)]
     for k, (i, j, c) in enumerate(order):
         (grad,) = torch.autograd.grad(logits[0, c, :, i, j].sum(), x, retain_graph=True)

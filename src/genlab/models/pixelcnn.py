@@ -107,7 +107,7 @@ class GatedLayer(nn.Module):
 
 
 class PixelCNN(nn.Module):
-    """Images [N, C, H, W] in [-1, 1] -> logits [N, C, levels, H, W] of each sub-pixel given those before it."""
+    """Images [N, C, H, W] in [-1, 1] -> log p(x) [N] in nats (``logits``: of each sub-pixel given those before it)."""
 
     has_latent_code = False
 
@@ -157,13 +157,18 @@ class PixelCNN(nn.Module):
         head = self.heads[channel]
         return head(features if channel == 0 else torch.cat([features, x[:, :channel]], dim=1))
 
-    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+    def logits(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """[N, C, levels, H, W]: each sub-pixel's distribution given the sub-pixels before it."""
         f = self.features(x, labels)
         return torch.stack([self.head_logits(f, x, j) for j in range(x.shape[1])], dim=1)
 
-    def log_prob(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """log p(x) [N] in nats, exact: the sum over sub-pixels of the log-softmax at the true value."""
-        return categorical_log_prob(self(x, labels), x)
+        return categorical_log_prob(self.logits(x, labels), x)
+
+    @torch.no_grad()
+    def log_prob(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self(x, labels)
 
     # ----------------------------------------------------------------------------- sampling
 
