@@ -43,6 +43,8 @@ RUNS = {  # studio index -> what it is; the order is the order the studio serves
                   "model": {"name": "flow_matching", "channels": 8, "channel_mult": [1, 2], "blocks_per_level": 1,
                             "steps": 2, "text": True, "text_dim": 8},
                   "objective": {"name": "diffusion"}, "kimg": 0.064},
+    "glow": {"data": SPRITES, "model": {"name": "glow", "levels": 2, "steps": 1, "hidden": 8},
+             "objective": {"name": "likelihood"}, "kimg": 0.064},
 }
 INDEX = {name: i for i, name in enumerate(RUNS)}
 

@@ -130,6 +130,16 @@ def test_upload_is_encoded_by_a_vae_and_inverted_by_a_gan(client):
     assert pixels(gan["input"]).shape == (28, 28)  # grey model: the colour upload is read as grey
 
 
+def test_a_flow_encodes_an_upload_exactly_and_samples_like_any_latent_model(client):
+    """Glow's encoder is its inverse: the upload's latent decodes to the (resized) upload itself."""
+    path = f"/api/runs/{INDEX['glow']}"
+    caps = client.get(path).json()["capabilities"]
+    assert caps["encoder"] and caps["sampler"] and caps["latent_dim"] == 3 * 32 * 32
+    flow = upload(client, f"{path}/encode", sprite_png(32)).json()
+    assert np.abs(pixels(flow["reconstruction"]) - pixels(flow["input"])).max() <= 1
+    assert len(client.post(f"{path}/samples", json={"seed": 0, "n": 2}).json()["images"]) == 2
+
+
 # ----------------------------------------------------------------------------- translation
 
 
