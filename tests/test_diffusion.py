@@ -344,3 +344,18 @@ def test_a_text_flow_samples_captions_and_is_scored_in_the_sprites_feature_space
     assert "one per attribute" in capsys.readouterr().err
     assert main(["eval", str(run), "--features", "sprites", "--metrics", "fid"]) == 2
     assert "attribute_classifier.yaml" in capsys.readouterr().err
+
+
+def test_coordinate_channels_reach_the_unet():
+    """model.coordinates adds x and y as input channels: the net's output depends on them."""
+    from genlab.models.unet import UNet
+
+    torch.manual_seed(0)
+    net = UNet((1, 8, 8), 8, (1, 2), 1, (), 0, 0.0, coordinates=True)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.3)
+        x, t = torch.randn(2, 1, 8, 8), torch.tensor([0.3, 0.7])
+        seen = net(x, t)
+        net.coordinates.zero_()
+        assert net.stem.in_channels == 3 and not torch.allclose(net(x, t), seen)

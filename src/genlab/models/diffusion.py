@@ -402,6 +402,7 @@ class DiffusionConfig(ModelConfig):
     # A text_embedding run whose text encoder a text model reads, frozen (as text_gan's model.text_encoder);
     # empty: the encoder is learned with the U-Net. Read when a run starts only: the export holds the weights.
     text_encoder: str = ""
+    coordinates: bool = False  # x and y as two more input channels (CoordConv): lets a condition say where
     steps: int = 32  # sampling steps
     guidance: float = 1.0  # classifier-free guidance scale; 1 is the plain conditional model
     example_variants: ClassVar[tuple[dict, ...]] = (
@@ -414,7 +415,15 @@ class DiffusionConfig(ModelConfig):
             "conditional": True,
             "guidance": 2.0,
         },
-        {"channels": 8, "channel_mult": (1, 2), "blocks_per_level": 1, "steps": 2, "text": True, "text_dim": 8},
+        {
+            "channels": 8,
+            "channel_mult": (1, 2),
+            "blocks_per_level": 1,
+            "steps": 2,
+            "text": True,
+            "text_dim": 8,
+            "coordinates": True,
+        },
     )
     example_spec: ClassVar[Callable[[DiffusionConfig], Spec | None]] = staticmethod(
         lambda cfg: TEXT_EXAMPLE_SPEC if cfg.text else None
@@ -459,6 +468,7 @@ class DiffusionConfig(ModelConfig):
             self.dropout,
             words,
             self.text_dim,
+            self.coordinates,
         )
 
     def text_settings(self, spec: Spec) -> dict:

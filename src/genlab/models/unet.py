@@ -150,9 +150,18 @@ class UNet(nn.Module):
         dropout: float,
         vocabulary_size: int = 0,
         text_dim: int = 64,
+        coordinates: bool = False,
     ) -> None:
         super().__init__()
         c_img, side = image_shape[0], image_shape[-1]
+        # CoordConv (Liu et al. 2018): x and y in [-1, 1] as two more input channels, so that a global
+        # condition ("in the upper left") can say where; convolutions alone are translation-equivariant
+        self.coordinates: Tensor | None
+        if coordinates:
+            ys, xs = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij")
+            self.register_buffer("coordinates", torch.stack([xs, ys])[None], persistent=False)
+        else:
+            self.coordinates = None
         self.num_classes, self.channels = num_classes, channels
         emb_dim = 4 * channels
         self.time_mlp = nn.Sequential(nn.Linear(channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
@@ -165,7 +174,7 @@ class UNet(nn.Module):
             self.condition = TextCondition(vocabulary_size, text_dim, emb_dim)
         widths = [channels * m for m in channel_mult]
         sides = [side >> i for i in range(len(widths))]
-        self.stem = nn.Conv2d(c_img, channels, 3, padding=1)
+        self.stem = nn.Conv2d(c_img + (2 if coordinates else 0), channels, 3, padding=1)
         skips, c = [channels], channels
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         for i, width in enumerate(widths):
@@ -198,6 +207,8 @@ class UNet(nn.Module):
                 empty = torch.zeros(x.shape[0], 1, dtype=torch.int64, device=x.device)
                 condition = self.condition.dropped(empty if isinstance(self.condition, TextCondition) else empty[:, 0])
             emb = emb + self.condition(condition).to(emb.dtype)
+        if self.coordinates is not None:
+            x = torch.cat([x, self.coordinates.to(x.dtype).expand(x.shape[0], -1, -1, -1)], dim=1)
         h = self.stem(x)
         skips = [h]
         for level, down in zip(self.down, self.downsample, strict=True):
