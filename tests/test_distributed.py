@@ -214,4 +214,4 @@ def test_a_conditional_flow_matching_model_trains_under_torchrun(tmp_path, mnist
     run_dir = tmp_path / "runs" / "00000-flow"
     assert ckpt.load_training_state(ckpt.latest_checkpoint(run_dir))["step"]["ema_updates"] == 4  # 64 images / 16
     initial, final = initial_modules(config), final_modules(run_dir)
-    assert not torch.equal(final["model.net.class_emb.weight"], initial["model.net.class_emb.weight"])
+    assert not torch.equal(final["model.net.condition.table.weight"], initial["model.net.condition.table.weight"])

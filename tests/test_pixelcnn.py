@@ -69,7 +69,8 @@ def test_the_sampling_window_holds_everything_a_pixel_reads():
             rows, columns = model.window(i, j, 11)
             assert rows.stop - rows.start < 12 or columns.stop - columns.start < 11 or i == 11
             part = model.features(x[:, :, rows, columns], None)[:, :, i - rows.start, j - columns.start]
-            torch.testing.assert_close(part, whole[:, :, i, j], rtol=1e-5, atol=1e-6)  # two conv sizes: rounding
+            # two input sizes may take two conv algorithms: float32 rounding, ~1e-6; a pixel outside the window ~0.1
+            torch.testing.assert_close(part, whole[:, :, i, j], rtol=1e-4, atol=1e-5)
 
 
 def test_sampling_takes_each_value_by_the_inverse_cdf_of_its_noise():
