@@ -32,6 +32,7 @@ the config, for a CPU.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.config import ModelConfig, Range, at_least
-from genlab.data.base import Spec, image_field, num_classes_for
+from genlab.data.base import Classes, Image, Spec, image_field, num_classes_for
 from genlab.discrete import categorical_log_prob
 from genlab.errors import ConfigError
 from genlab.models.protocols import check_labels, normal_latents
@@ -217,6 +218,10 @@ class PixelCNN(nn.Module):
         return self.decode(z, check_labels(self, n, labels, generator))
 
 
+GREY_EXAMPLE: Spec = {"image": Image(1, 12, 12), "label": Classes(tuple("0123456789"))}
+COLOUR_EXAMPLE: Spec = {"image": Image(3, 12, 12)}
+
+
 @dataclass
 class PixelCNNConfig(ModelConfig):
     name: str = "pixelcnn"
@@ -239,6 +244,10 @@ class PixelCNNConfig(ModelConfig):
     example_variants: ClassVar[tuple[dict, ...]] = (
         {"levels": 4, "channels": 8, "layers": 2, "head_channels": 8},
         {"levels": 2, "channels": 8, "layers": 2, "head_channels": 8, "conditional": True},
+    )
+    # small images: sampling is a pass per pixel; colour for the unconditional variant (the channel order)
+    example_spec: ClassVar[Callable[[PixelCNNConfig], Spec]] = staticmethod(
+        lambda cfg: GREY_EXAMPLE if cfg.conditional else COLOUR_EXAMPLE
     )
 
     def __post_init__(self) -> None:
