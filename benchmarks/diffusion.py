@@ -34,16 +34,14 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
-from recipes import loop_speed, seconds_at  # benchmarks/recipes.py: this script's folder is on sys.path
+from recipes import loop_speed, samples_figure, seconds_at  # benchmarks/recipes.py: this script's folder is on sys.path
 
 import genlab
 from genlab.config import Config, load_config
-from genlab.images import make_grid
 from genlab.metrics.evaluate import evaluate
 from genlab.metrics.settings import EvalSettings
 from genlab.models.protocols import IterativeSampler
-from genlab.plotting import draw_lines, font
+from genlab.plotting import draw_lines
 from genlab.runs.checkpoint import list_checkpoints, load_training_state
 from genlab.runs.folder import read_run
 
@@ -78,21 +76,6 @@ def score(run_dir: Path, config: Config, args, metrics: tuple[str, ...], n: int,
     timing = {"eval_s": time.perf_counter() - start}
     (out_dir / "timing.json").write_text(json.dumps(timing))
     return {**results, "nfe": evaluations, "sampler": how, **timing}
-
-
-def samples_figure(models: dict[str, torch.nn.Module], path: Path, n: int = 48) -> None:
-    """``n`` samples of each model (seed 0, its table settings) side by side, each under its name."""
-    grids = {name: make_grid(model.sample(n, generator=torch.Generator().manual_seed(0)), nrow=6).permute(1, 2, 0)
-             for name, model in models.items()}
-    height = max(g.shape[0] for g in grids.values())
-    image = Image.new("RGB", (sum(g.shape[1] + 20 for g in grids.values()), height + 30), (255, 255, 255))
-    draw, left = ImageDraw.Draw(image), 0
-    for name, grid in grids.items():
-        tile = grid.expand(-1, -1, 3).numpy() if grid.shape[2] == 1 else grid.numpy()
-        image.paste(Image.fromarray(tile), (left, 30))
-        draw.text((left + 2, 8), name, fill=(0, 0, 0), font=font(14))
-        left += grid.shape[1] + 20
-    image.save(path)
 
 
 def main() -> None:
@@ -177,7 +160,7 @@ def main() -> None:
         },
     }
     draw_lines(panels, "kimg | seconds | log2(NFE)", out / "diffusion.png", legend="top-right")
-    samples_figure(models, out / "diffusion-samples.png")
+    samples_figure(models, out / "diffusion-samples.png", n=48)
     print(f"results and figure in {out}")
 
 

@@ -32,16 +32,13 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
-from recipes import loop_speed, seconds_at  # benchmarks/recipes.py: this script's folder is on sys.path
+from recipes import loop_speed, samples_figure, seconds_at  # benchmarks/recipes.py: this script's folder is on sys.path
 
 import genlab
 from genlab.config import load_config
-from genlab.images import make_grid
 from genlab.metrics.evaluate import evaluate
 from genlab.metrics.settings import EvalSettings
 from genlab.models.protocols import Encoder, ExactLikelihood
-from genlab.plotting import font
 from genlab.runs.folder import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,21 +94,6 @@ def score(run_dir: Path, args: argparse.Namespace) -> dict:
     }
 
 
-def samples_figure(models: dict[str, torch.nn.Module], path: Path, n: int = 36) -> None:
-    """``n`` samples of each model (seed 0) side by side, each under its name."""
-    grids = {name: make_grid(model.sample(n, generator=torch.Generator().manual_seed(0)), nrow=6).permute(1, 2, 0)
-             for name, model in models.items()}
-    height = max(g.shape[0] for g in grids.values())
-    image = Image.new("RGB", (sum(g.shape[1] + 20 for g in grids.values()), height + 30), (255, 255, 255))
-    draw, left = ImageDraw.Draw(image), 0
-    for name, grid in grids.items():
-        tile = grid.expand(-1, -1, 3).numpy() if grid.shape[2] == 1 else grid.numpy()
-        image.paste(Image.fromarray(tile), (left, 30))
-        draw.text((left + 2, 8), name, fill=(0, 0, 0), font=font(14))
-        left += grid.shape[1] + 20
-    image.save(path)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", nargs="+", default=CONFIGS)
@@ -149,7 +131,7 @@ def main() -> None:
         print(f"| {r['model']} | {r['kimg']:.0f} | {r['train_s'] / 60:.1f} | {r['nll']:.2f} ± {r['nll_se']:.2f} "
               f"({r['nll_kind']}) | {r['bits_per_dim']:.3f} | {r['published']} | {r['fid']:.1f} | {r['sample_s']:.3f} "
               f"| {r['latent_code']} |")
-    samples_figure({r["model"]: genlab.load(r["run"]) for r in rows}, out / "likelihood-samples.png")
+    samples_figure({r["model"]: genlab.load(r["run"]) for r in rows}, out / "likelihood-samples.png", n=36)
     print(f"results and figure in {out}")
 
 

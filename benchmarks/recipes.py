@@ -25,11 +25,14 @@ import time
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageDraw
 
 import genlab
 from genlab.config import Config, load_config
+from genlab.images import make_grid
 from genlab.metrics.evaluate import evaluate
 from genlab.metrics.settings import EvalSettings
+from genlab.plotting import font
 from genlab.runs.folder import read_stats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +79,22 @@ def train_and_score(config: Config, args: argparse.Namespace) -> dict:
 
 def _nats(result: dict, key: str) -> str:
     return f"{result[key]:.1f}" if key in result else ""
+
+
+def samples_figure(models: dict[str, torch.nn.Module], path: Path, n: int) -> None:
+    """``n`` samples of each model (seed 0, its current sampling settings) side by side, each under its name:
+    the samples PNG of benchmarks/diffusion.py and benchmarks/likelihood.py."""
+    grids = {name: make_grid(model.sample(n, generator=torch.Generator().manual_seed(0)), nrow=6).permute(1, 2, 0)
+             for name, model in models.items()}
+    height = max(g.shape[0] for g in grids.values())
+    image = Image.new("RGB", (sum(g.shape[1] + 20 for g in grids.values()), height + 30), (255, 255, 255))
+    draw, left = ImageDraw.Draw(image), 0
+    for name, grid in grids.items():
+        tile = grid.expand(-1, -1, 3).numpy() if grid.shape[2] == 1 else grid.numpy()
+        image.paste(Image.fromarray(tile), (left, 30))
+        draw.text((left + 2, 8), name, fill=(0, 0, 0), font=font(14))
+        left += grid.shape[1] + 20
+    image.save(path)
 
 
 def main() -> None:
