@@ -11,7 +11,7 @@ from genlab.config import config_from_dict, model_config_from_dict
 from genlab.data.base import Image
 from genlab.models import build_modules
 from genlab.models.progan import growth
-from genlab.models.protocols import Progressive
+from genlab.models.protocols import Staged
 
 TINY = {"name": "progan", "latent_dim": 8, "g_channels": 4, "d_channels": 4, "max_channels": 16, "stage_kimg": 1.0}
 
@@ -34,7 +34,7 @@ def test_growth_schedule(images, expected):
 
 def test_a_new_block_fades_in_from_exactly_what_the_previous_stage_gave():
     G, D = tiny()
-    assert isinstance(G, Progressive) and isinstance(D, Progressive)
+    assert isinstance(G, Staged) and isinstance(D, Staged)
     z, x = torch.randn(4, 8), torch.rand(4, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         for start in (1000, 3000, 5000):  # the first image of each fade-in

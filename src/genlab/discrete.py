@@ -21,3 +21,11 @@ def categorical_log_prob(logits: Tensor, x: Tensor) -> Tensor:
 def bits_per_dim(log_p: Tensor, dims: int) -> Tensor:
     """Nats per image -> bits per sub-pixel: -log p / (dims ln 2)."""
     return -log_p / (dims * torch.log(torch.tensor(2.0)))
+
+
+def inverse_cdf(logits: Tensor, u: Tensor) -> Tensor:
+    """The value [N] (int64) whose CDF interval holds u [N] in [0, 1) under the categorical of logits [N, levels]:
+    a draw when u is uniform, and a function of u, so that sampling noise fixes the sample."""
+    cdf = logits.float().softmax(dim=1).cumsum(dim=1)
+    value = torch.searchsorted(cdf, u[:, None].float().contiguous() * cdf[:, -1:])
+    return value[:, 0].clamp(max=logits.shape[1] - 1)

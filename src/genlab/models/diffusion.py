@@ -35,13 +35,13 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from genlab.config import FRACTION, ModelConfig, Range, at_least
 from genlab.data.base import Image, Spec, TensorDataset, Tokens, image_field, num_classes_for
 from genlab.data.captions import MAX_WORDS, VOCABULARY, random_captions, tokenize
 from genlab.errors import ConfigError
-from genlab.models.protocols import check_labels, normal_latents
+from genlab.models.protocols import NoiseSampler
 from genlab.models.text_embedding import pretrained_text_encoder
 from genlab.models.unet import TextCondition, UNet
 from genlab.registry import register_model
@@ -50,7 +50,7 @@ POINT_LOGVAR = -30.0  # the log-variance of an exact inversion's "posterior" (a 
 SNAPSHOTS = 8  # states of the denoising strip
 
 
-class Diffusion(nn.Module):
+class Diffusion(NoiseSampler):
     """What both families share: the net, the latents, guidance, the sampling settings and the protocols.
 
     Subclasses define the path: :meth:`noised` (training pairs), :meth:`integrate` (noise -> data) and
@@ -122,15 +122,7 @@ class Diffusion(nn.Module):
         cond, uncond = both.chunk(2)
         return uncond + self.guidance * (cond - uncond)
 
-    def condition(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
-        """The condition of ``n`` samples: ``labels`` checked, or drawn with ``generator`` when missing."""
-        return check_labels(self, n, labels, generator)
-
     # ----------------------------------------------------------------------------- protocols
-
-    def latents(self, n: int, generator: torch.Generator | None = None, truncation: float | None = None) -> Tensor:
-        """The initial noise, flattened: [n, C*H*W]."""
-        return normal_latents(n, self.latent_dim, generator, next(self.parameters()).device, truncation)
 
     @torch.no_grad()
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -138,17 +130,6 @@ class Diffusion(nn.Module):
         labels = self.condition(z.shape[0], labels, None)
         x = self.integrate(z.reshape(-1, *self.image_shape), labels)
         return x.clamp(-1, 1)
-
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        generator: torch.Generator | None = None,
-        labels: Tensor | None = None,
-        truncation: float | None = None,
-    ) -> Tensor:
-        z = self.latents(n, generator, truncation)
-        return self.decode(z, self.condition(n, labels, generator))
 
     @torch.no_grad()
     def encode(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -37,7 +37,7 @@ from genlab.data.base import Spec, TensorDataset, image_field, sample_field
 from genlab.errors import ConfigError
 from genlab.gaussians import LOG_2PI
 from genlab.images import to_model
-from genlab.models.protocols import normal_latents
+from genlab.models.protocols import NoiseSampler
 from genlab.registry import register_model
 
 POINT_LOGVAR = -30.0  # an exact inverse's "posterior" is a point
@@ -170,7 +170,7 @@ class Level(nn.Module):
         return y
 
 
-class Glow(nn.Module):
+class Glow(NoiseSampler):
     """Images [N, C, H, W] in [-1, 1] <-> latents [N, C*H*W]; ``log_prob`` in nats of the 8-bit image."""
 
     has_latent_code = True
@@ -256,26 +256,12 @@ class Glow(nn.Module):
 
     # ----------------------------------------------------------------------------- protocols
 
-    def latents(self, n: int, generator: torch.Generator | None = None, truncation: float | None = None) -> Tensor:
-        return normal_latents(n, self.latent_dim, generator, next(self.parameters()).device, truncation)
-
     @torch.no_grad()
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Latents -> 8-bit images in [-1, 1]: y's bin (the inverse of dequantisation)."""
-        if labels is not None:
-            raise ConfigError("glow is not class-conditional; sample it without a class")
+        self.condition(z.shape[0], labels, None)  # refuses labels
         values = ((self.inverse(z) + 0.5) * BINS).floor().clamp(0, BINS - 1)
         return values / 127.5 - 1
-
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        generator: torch.Generator | None = None,
-        labels: Tensor | None = None,
-        truncation: float | None = None,
-    ) -> Tensor:
-        return self.decode(self.latents(n, generator, truncation), labels)
 
     @torch.no_grad()
     def encode(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:

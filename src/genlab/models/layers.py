@@ -13,13 +13,13 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from genlab.errors import ConfigError
-from genlab.models.protocols import check_labels, normal_latents
+from genlab.models.protocols import NoiseSampler
 
 Noise = Literal["normal", "uniform"]
 SQRT2 = math.sqrt(2.0)  # the gain of leaky ReLU(0.2) layers with equalised learning rate (ProGAN, StyleGAN)
 
 
-class Generator(nn.Module):
+class Generator(NoiseSampler):
     """Base of every GAN generator: ``forward(z: [N, latent_dim]) -> [N, C, H, W] in [-1, 1]``.
 
     Subclasses set ``latent_dim`` and ``image_shape`` and implement ``forward``; conditional
@@ -37,29 +37,17 @@ class Generator(nn.Module):
         With a ``generator`` (a CPU generator) they are drawn on the CPU and moved, so a seed
         gives the same latents on every device; without one, from the global RNG on the device.
         """
-        device = next(self.parameters()).device
         if self.noise == "uniform":  # U(-sqrt 3, sqrt 3): the 2014 code's unit-variance option
             if truncation is not None:
                 raise ConfigError("truncation applies to normal latents; this generator draws uniform noise")
+            device = next(self.parameters()).device
             draw_on = torch.device("cpu") if generator is not None else device
             return ((torch.rand(n, self.latent_dim, generator=generator, device=draw_on) * 2 - 1) * 3**0.5).to(device)
-        return normal_latents(n, self.latent_dim, generator, device, truncation)
+        return super().latents(n, generator, truncation)
 
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        labels = check_labels(self, z.shape[0], labels, None)
+        labels = self.condition(z.shape[0], labels, None)
         return self(z) if labels is None else self(z, labels)
-
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        generator: torch.Generator | None = None,
-        labels: Tensor | None = None,
-        truncation: float | None = None,
-    ) -> Tensor:
-        """n images [n, C, H, W] in [-1, 1], in the module's current train/eval mode."""
-        z = self.latents(n, generator, truncation)
-        return self.decode(z, check_labels(self, n, labels, generator))
 
 
 class Maxout(nn.Module):

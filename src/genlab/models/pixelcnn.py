@@ -42,9 +42,9 @@ from torch import Tensor, nn
 
 from genlab.config import ModelConfig, Range, at_least
 from genlab.data.base import Classes, Image, Spec, image_field, num_classes_for
-from genlab.discrete import categorical_log_prob
+from genlab.discrete import categorical_log_prob, inverse_cdf
 from genlab.errors import ConfigError
-from genlab.models.protocols import check_labels, normal_latents
+from genlab.models.protocols import NoiseSampler, check_labels
 from genlab.registry import register_model
 
 
@@ -107,7 +107,38 @@ class GatedLayer(nn.Module):
         return gate(v_feat), h_new if self.first else h + h_new
 
 
-class PixelCNN(nn.Module):
+class GatedStack(nn.Module):
+    """Both stacks, ``layers`` deep, and a 1x1 projection: inputs [N, c_in, H, W] (and class labels [N]) ->
+    each position's features [N, head_channels, H, W], computed from the positions before it in raster order."""
+
+    def __init__(
+        self,
+        c_in: int,
+        channels: int,
+        layers: int,
+        kernel: int,
+        first_kernel: int,
+        head_channels: int,
+        num_classes: int,
+    ) -> None:
+        super().__init__()
+        cond_dim = channels if num_classes else 0
+        self.class_emb = nn.Embedding(num_classes, cond_dim) if num_classes else None
+        self.layers = nn.ModuleList(
+            GatedLayer(c_in if i == 0 else channels, channels, first_kernel if i == 0 else kernel, i == 0, cond_dim)
+            for i in range(layers)
+        )
+        self.out = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, head_channels, 1), nn.ReLU())
+
+    def forward(self, x: Tensor, labels: Tensor | None) -> Tensor:
+        cond = self.class_emb(labels) if self.class_emb is not None and labels is not None else None
+        v = h = x
+        for layer in self.layers:
+            v, h = layer(v, h, cond)
+        return self.out(h)
+
+
+class PixelCNN(NoiseSampler):
     """Images [N, C, H, W] in [-1, 1] -> log p(x) [N] in nats (``logits``: of each sub-pixel given those before it)."""
 
     has_latent_code = False
@@ -128,13 +159,7 @@ class PixelCNN(nn.Module):
         self.image_shape, self.levels, self.num_classes = tuple(image_shape), levels, num_classes
         self.latent_dim = math.prod(image_shape)
         self.reach = first_kernel // 2 + (layers - 1) * (kernel // 2)  # columns to either side a pixel's features see
-        cond_dim = channels if num_classes else 0
-        self.class_emb = nn.Embedding(num_classes, cond_dim) if num_classes else None
-        self.layers = nn.ModuleList(
-            GatedLayer(c if i == 0 else channels, channels, first_kernel if i == 0 else kernel, i == 0, cond_dim)
-            for i in range(layers)
-        )
-        self.features_out = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, head_channels, 1), nn.ReLU())
+        self.stack = GatedStack(c, channels, layers, kernel, first_kernel, head_channels, num_classes)
         # channel j's head reads the features and the true values of channels 0..j-1 at the same pixel
         self.heads = nn.ModuleList(
             nn.Conv2d(head_channels, levels, 1)
@@ -147,11 +172,7 @@ class PixelCNN(nn.Module):
 
     def features(self, x: Tensor, labels: Tensor | None) -> Tensor:
         """[N, C, H', W'] -> [N, head_channels, H', W']: each pixel's features from the pixels before it."""
-        cond = self.class_emb(labels) if self.class_emb is not None and labels is not None else None
-        v = h = x
-        for layer in self.layers:
-            v, h = layer(v, h, cond)
-        return self.features_out(h)
+        return self.stack(x, labels)
 
     def head_logits(self, features: Tensor, x: Tensor, channel: int) -> Tensor:
         """Logits [N, levels, H', W'] of ``channel`` from the features and the channels before it in ``x``."""
@@ -178,10 +199,6 @@ class PixelCNN(nn.Module):
         inside the window are exact (the zero padding at the window's edges reaches no further in)."""
         return slice(max(0, i - 1 - self.reach), i + 1), slice(max(0, j - self.reach), min(width, j + self.reach + 1))
 
-    def latents(self, n: int, generator: torch.Generator | None = None, truncation: float | None = None) -> Tensor:
-        """The sampling noise [n, C*H*W]: one standard normal per sub-pixel."""
-        return normal_latents(n, self.latent_dim, generator, next(self.parameters()).device, truncation)
-
     @torch.no_grad()
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Noise [N, C*H*W] -> images [N, C, H, W], pixel by pixel, each sub-pixel the inverse CDF of its
@@ -198,24 +215,9 @@ class PixelCNN(nn.Module):
                 f = f[:, :, i - rows.start : i - rows.start + 1, j - columns.start : j - columns.start + 1]
                 pixel = x[:, :, i : i + 1, j : j + 1]
                 for channel in range(c):
-                    probs = self.head_logits(f, pixel, channel).float().softmax(dim=1).flatten(1)  # [N, levels]
-                    cdf = probs.cumsum(dim=1)
-                    value = torch.searchsorted(cdf, u[:, channel, i, j, None].contiguous() * cdf[:, -1:]).clamp(
-                        max=self.levels - 1
-                    )
-                    x[:, channel, i, j] = value[:, 0].float() * scale - 1
+                    logits = self.head_logits(f, pixel, channel).flatten(1)  # [N, levels]
+                    x[:, channel, i, j] = inverse_cdf(logits, u[:, channel, i, j]).float() * scale - 1
         return x
-
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        generator: torch.Generator | None = None,
-        labels: Tensor | None = None,
-        truncation: float | None = None,
-    ) -> Tensor:
-        z = self.latents(n, generator, truncation)
-        return self.decode(z, check_labels(self, n, labels, generator))
 
 
 GREY_EXAMPLE: Spec = {"image": Image(1, 12, 12), "label": Classes(tuple("0123456789"))}

@@ -2,7 +2,7 @@
 resolution, each new block faded in over ``stage_kimg``, then trained alone for ``stage_kimg``.
 
 - The stage is a pure function of the images seen (:func:`growth`), which the loop hands to every
-  :class:`~genlab.models.protocols.Progressive` module before each iteration. Each module keeps
+  :class:`~genlab.models.protocols.Staged` module before each iteration. Each module keeps
   the count in a buffer, so a checkpoint (and the export) restores the stage and the fade
   exactly, mid-fade included.
 - G: pixel-normalised z, a dense layer to 4x4, then per stage nearest-neighbour upsampling and

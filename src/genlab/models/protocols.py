@@ -7,6 +7,7 @@ After torch-fidelity's ``GenerativeModelBase`` (``z_size``, ``z_type``, ``num_cl
 - :class:`Encoder`: maps samples back to a posterior over latents (VAEs; a diffusion model's exact inversion);
 - :class:`DecoderLikelihood`: has p(x | z) and p(z), so an ELBO (VAEs);
 - :class:`ExactLikelihood`: has log p(x) itself (autoregressive models, normalizing flows);
+- :class:`LikelihoodBound`: has a lower bound on log p(x) without sampling (a VQ-VAE with its prior);
 - :class:`IterativeSampler`: samples in a number of steps that can change after training (diffusion);
 - :class:`Conditional`: a sampler conditioned on a class label;
 - :class:`Translator`: maps a source image to a target image (pix2pix's G);
@@ -85,6 +86,16 @@ class ExactLikelihood(Protocol):
 
     def log_prob(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """log p(x) [N] in nats of images [N, C, H, W] in [-1, 1] (of their discrete values)."""
+        ...
+
+
+@runtime_checkable
+class LikelihoodBound(Protocol):
+    """A latent-variable model whose posterior is a point (a VQ-VAE's code grid), so its ELBO needs no sampling:
+    log p(x) >= log p(x | z(x)) + log p(z(x))."""
+
+    def log_prob_bound(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The bound [N] in nats of images [N, C, H, W] in [-1, 1] (of their discrete values)."""
         ...
 
 
@@ -193,9 +204,11 @@ class StyleBased(Protocol):
 
 
 @runtime_checkable
-class Progressive(Protocol):
-    """A network that grows during training (ProGAN): its active resolution is a function of the images seen,
-    which the loop sets before every iteration; the count is a buffer, so a checkpoint restores the stage."""
+class Staged(Protocol):
+    """A network whose training moves through stages as a function of the images seen, which the loop sets
+    before every iteration: ProGAN grows its resolution, a VQ-VAE trains its autoencoder and then its prior.
+    The count is a buffer, so a checkpoint restores the stage; some parameters take no gradient in some
+    stages (DDP is told to look for them)."""
 
     def set_progress(self, images_seen: int) -> None: ...
 
@@ -256,6 +269,36 @@ def normal_latents(
             z[outside] = torch.randn(int(outside.sum()), generator=generator, device=draw_on)
             outside = z.abs() > truncation
     return z.to(device)
+
+
+class NoiseSampler(nn.Module):
+    """The ``LatentSampler`` half shared by every model whose latent is standard normal noise of ``latent_dim``
+    (GAN generators, diffusion, flows, PixelCNN's sampling noise): ``latents`` draws it and ``sample`` decodes
+    it. Subclasses implement ``decode``; ``condition`` validates or draws what samples are conditioned on
+    (class labels here, captions for a text model)."""
+
+    latent_dim: int
+
+    def latents(self, n: int, generator: torch.Generator | None = None, truncation: float | None = None) -> Tensor:
+        return normal_latents(n, self.latent_dim, generator, next(self.parameters()).device, truncation)
+
+    def condition(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
+        return check_labels(self, n, labels, generator)
+
+    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        labels: Tensor | None = None,
+        truncation: float | None = None,
+    ) -> Tensor:
+        """``n`` samples in the module's current train/eval mode; the latents are drawn before the labels."""
+        z = self.latents(n, generator, truncation)
+        return self.decode(z, self.condition(n, labels, generator))
 
 
 @contextmanager

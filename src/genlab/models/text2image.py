@@ -35,7 +35,6 @@ from genlab.errors import ConfigError
 from genlab.gaussians import kl_divergence
 from genlab.models.dcgan import BASE_SIDE, DCGANDiscriminator, DCGANGenerator
 from genlab.models.layers import Generator, maybe_sn
-from genlab.models.protocols import normal_latents
 from genlab.models.text_embedding import TextEncoder, pretrained_text_encoder
 from genlab.registry import register_model
 
@@ -101,23 +100,9 @@ class TextGenerator(Generator):
             return images
         return images, kl_divergence(mu, logvar).mean() / self.c_dim
 
-    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        """Latents [N, latent_dim] and captions [N, L] (word indices) -> images; random captions without."""
-        if labels is None:
-            labels = self.random_captions(z.shape[0], None)
-        return self(z, labels.to(z.device))
-
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        generator: torch.Generator | None = None,
-        labels: Tensor | None = None,
-        truncation: float | None = None,
-    ) -> Tensor:
-        """n images of captions ``labels`` [n, L] (word indices; see :meth:`tokens`), random captions without."""
-        z = normal_latents(n, self.latent_dim, generator, next(self.parameters()).device, truncation)
-        return self.decode(z, labels if labels is not None else self.random_captions(n, generator))
+    def condition(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor:
+        """Captions [n, L] (word indices; see :meth:`tokens`) on this model's device, random ones without."""
+        return self.random_captions(n, generator) if labels is None else labels.to(next(self.parameters()).device)
 
     def tokens(self, texts: list[str]) -> Tensor:
         """Texts in this model's vocabulary -> word indices [N, L] on its device."""

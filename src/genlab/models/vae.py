@@ -26,7 +26,7 @@ from genlab.data.base import Classes, Image, Spec, TensorDataset, image_field, n
 from genlab.errors import ConfigError
 from genlab.gaussians import log_standard_normal
 from genlab.models.priors import GaussianMixturePrior
-from genlab.models.protocols import check_labels, eval_mode, normal_latents
+from genlab.models.protocols import NoiseSampler, eval_mode
 from genlab.registry import register_model
 
 # ample for a mixture of ~1,500 parameters (10 components in 16-D); bounds EM time on big data
@@ -40,7 +40,7 @@ class VAEOutput(NamedTuple):
     params: Tensor  # decoder output for z: logits or means, shaped like x
 
 
-class VAE(nn.Module):
+class VAE(NoiseSampler):
     """Shared behaviour. Subclasses provide ``encoder`` (x -> features), ``encoder_head``
     (features [+ one-hot y] -> mu, logvar), ``decoder_in`` (z [+ one-hot y] -> hidden) and
     ``decoder`` (hidden -> image-shaped logits or means).
@@ -113,7 +113,7 @@ class VAE(nn.Module):
         mixture when there is one, else N(0, I)."""
         if self.fitted_prior is not None:
             return self.fitted_prior.sample(n, generator, truncation)
-        return normal_latents(n, self.latent_dim, generator, next(self.parameters()).device, truncation)
+        return super().latents(n, generator, truncation)
 
     def log_prior(self, z: Tensor) -> Tensor:
         """log p(z) under the prior :meth:`latents` samples. z: [..., D] -> [...]."""
@@ -141,18 +141,6 @@ class VAE(nn.Module):
                 mu, logvar = self.encode(batch[image_key], batch["label"] if self.num_classes else None)
                 codes.append(mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator).to(mu))
         self.prior.fit(torch.cat(codes).float())
-
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        generator: torch.Generator | None = None,
-        labels: Tensor | None = None,
-        truncation: float | None = None,
-    ) -> Tensor:
-        """n images from the prior, [n, C, H, W] in [-1, 1]; a seed gives the same samples on every device."""
-        z = self.latents(n, generator, truncation)
-        return self.decode(z, check_labels(self, n, labels, generator))
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor, labels: Tensor | None = None) -> Tensor:

@@ -34,7 +34,7 @@ from genlab.data.base import Batch, Spec, TensorDataset, spec_to_json
 from genlab.errors import ConfigError, GenlabError, RunError, TrainingDiverged
 from genlab.images import make_grid, save_grid
 from genlab.models import build_modules
-from genlab.models.protocols import DataInitialised, FittedToData, Progressive
+from genlab.models.protocols import DataInitialised, FittedToData, Staged
 from genlab.registry import OBJECTIVES
 from genlab.runs import checkpoint as ckpt
 from genlab.runs import lock as run_lock
@@ -271,7 +271,7 @@ class Trainer:
         for name, opt in self.step.optimizers.items():
             _set_learning_rate(opt, lr_factor(self.schedules[name], self.images_seen, self.total))
         for module in self.step.modules.values():
-            if isinstance(module, Progressive):
+            if isinstance(module, Staged):
                 module.set_progress(self.images_seen)
 
     def run_iteration(self, precision: precision_probe.Precision, images_before: int) -> int:
@@ -557,10 +557,10 @@ def _wrap_for_ddp(step: Step, phases: list[Phase], device: torch.device, sync_ba
     trained = {name for phase in phases for name in phase.trains}
     if sync_batchnorm:
         _sync_batchnorm(step, trained)
-    # A growing model's not-yet-faded-in layers get no gradient; DDP must look for such parameters
-    # each iteration, which costs a graph traversal, so only those models ask for it.
+    # A staged model's idle parts (a growing model's not-yet-faded-in layers, a VQ-VAE's prior in its first stage)
+    # get no gradient; DDP must look for such parameters each iteration, a graph traversal, so only they ask for it.
     return {
-        name: nn.parallel.DistributedDataParallel(m, device_ids=ids, find_unused_parameters=isinstance(m, Progressive))
+        name: nn.parallel.DistributedDataParallel(m, device_ids=ids, find_unused_parameters=isinstance(m, Staged))
         for name, m in step.modules.items()
         if name in trained
     }
