@@ -5,9 +5,9 @@ default: ``data.binarize``, each pixel drawn once, white with probability intens
 Salakhutdinov & Murray's set) or on 8-bit MNIST (``--data 8bit``), then:
 
 - test negative log-likelihood in nats (and bits per dimension) on ``--nll-n`` test digits: exact for
-  an autoregressive model (PixelCNN), the dequantised bound for a flow (Glow), the importance-weighted
-  bound with ``--iw-k`` samples for a VAE (Burda et al. 2016), beside the published figure for that
-  family where one exists;
+  an autoregressive model (PixelCNN), the dequantised bound for a flow (Glow), the sampling-free bound
+  of a VQ-VAE (its posterior is a point), the importance-weighted bound with ``--iw-k`` samples for a
+  VAE (Burda et al. 2016), beside the published figure for that family where one exists;
 - FID-MNIST of ``--n`` samples (the digit classifier's features, against the binarised training split);
 - the seconds to draw one image on this CPU (a batch of ``--n`` timed as a whole);
 - whether the model has a latent code (an encoder to a space whose points decode to similar images).
@@ -15,7 +15,8 @@ Salakhutdinov & Murray's set) or on 8-bit MNIST (``--data 8bit``), then:
 One table and one PNG of 36 samples of each model side by side (``--out``/likelihood-samples.png):
 
     PYTHONPATH=src python benchmarks/likelihood.py --data-root ../shared/data [--minutes 20] [--threads 2]
-        [--configs configs/pixelcnn_mnist_binarized.yaml configs/vae_mnist.yaml] [--runs RUN ...]
+        [--configs configs/pixelcnn_mnist_binarized.yaml configs/vae_mnist.yaml configs/vqvae_mnist_binarized.yaml]
+        [--runs RUN ...]
         [--n 1000] [--nll-n 10000] [--iw-k 1000]
     PYTHONPATH=src python benchmarks/likelihood.py --data 8bit --configs configs/pixelcnn_mnist.yaml \
         configs/glow_mnist.yaml --out runs/bench-likelihood-8bit ...
@@ -38,11 +39,11 @@ import genlab
 from genlab.config import load_config
 from genlab.metrics.evaluate import evaluate
 from genlab.metrics.settings import EvalSettings
-from genlab.models.protocols import Encoder, ExactLikelihood
+from genlab.models.protocols import Encoder, ExactLikelihood, LikelihoodBound
 from genlab.runs.folder import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ["configs/pixelcnn_mnist_binarized.yaml", "configs/vae_mnist.yaml"]
+CONFIGS = ["configs/pixelcnn_mnist_binarized.yaml", "configs/vae_mnist.yaml", "configs/vqvae_mnist_binarized.yaml"]
 # Published test NLL on binarised MNIST, nats, as the literature quotes it (docs/notes/likelihood-families.md
 # says what was and was not checked against the papers' own tables).
 PUBLISHED = {
@@ -74,7 +75,10 @@ def score(run_dir: Path, args: argparse.Namespace) -> dict:
             model.sample(min(args.n, 64), generator=torch.Generator().manual_seed(1))
             timing["sample_s_per_image"] = (time.perf_counter() - start) / min(args.n, 64)
         (out_dir / "timing.json").write_text(json.dumps(timing))
-    exact = isinstance(model, ExactLikelihood)
+    kind = "exact" if isinstance(model, ExactLikelihood) else "bound" if isinstance(model, LikelihoodBound) else "iw"
+    nll, nll_se = {
+        "exact": ("nll_nats", "nll_se"), "bound": ("nll_bound_nats", "nll_bound_se"), "iw": ("iw_nll_nats", "iw_nll_se")
+    }[kind]
     kimg, speed = loop_speed(run_dir)
     return {
         "model": config.model.name,
@@ -82,15 +86,18 @@ def score(run_dir: Path, args: argparse.Namespace) -> dict:
         "kimg": kimg,
         "images_per_sec": speed,
         "train_s": seconds_at(run_dir, kimg),
-        "nll": results["nll_nats"] if exact else results["iw_nll_nats"],
-        "nll_se": results["nll_se"] if exact else results["iw_nll_se"],
-        "bits_per_dim": (results["nll_nats"] if exact else results["iw_nll_nats"]) / (784 * math.log(2)),
-        "nll_kind": ("dequantised bound" if config.model.name == "glow" else "exact") if exact
-        else f"IW bound, k = {args.iw_k}",
+        "nll": results[nll],
+        "nll_se": results[nll_se],
+        "bits_per_dim": results[nll] / (784 * math.log(2)),
+        "nll_kind": {
+            "exact": "dequantised bound" if config.model.name == "glow" else "exact",
+            "bound": "bound: -log p(x | z(x)) p(z(x))",
+            "iw": f"IW bound, k = {args.iw_k}",
+        }[kind],
         "published": PUBLISHED.get(config.model.name, "n/a") if args.data == "binarized" else "n/a",
         "fid": results["fid"],
         "sample_s": timing["sample_s_per_image"],
-        "latent_code": "yes" if isinstance(model, Encoder) else "no",
+        "latent_code": "yes" if getattr(model, "has_latent_code", isinstance(model, Encoder)) else "no",
     }
 
 

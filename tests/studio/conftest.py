@@ -45,6 +45,10 @@ RUNS = {  # studio index -> what it is; the order is the order the studio serves
                   "objective": {"name": "diffusion"}, "kimg": 0.064},
     "glow": {"data": SPRITES, "model": {"name": "glow", "levels": 2, "steps": 1, "hidden": 8},
              "objective": {"name": "likelihood"}, "kimg": 0.064},
+    "vqvae": {"data": SPRITES, "model": {"name": "vqvae", "levels": 4, "codes": 8, "code_dim": 4, "channels": 8,
+                                         "res_blocks": 1, "prior_channels": 8, "prior_layers": 2,
+                                         "autoencoder_kimg": 0.032},
+              "objective": {"name": "vqvae"}, "kimg": 0.064},
 }
 INDEX = {name: i for i, name in enumerate(RUNS)}
 

@@ -140,6 +140,18 @@ def test_a_flow_encodes_an_upload_exactly_and_samples_like_any_latent_model(clie
     assert len(client.post(f"{path}/samples", json={"seed": 0, "n": 2}).json()["images"]) == 2
 
 
+def test_a_vqvae_encodes_an_upload_to_the_noise_that_draws_its_codes(client):
+    """The studio's upload view on a VQ-VAE: the upload's latent is its prior noise, which decodes to its
+    reconstruction through the code grid (8 x 8 codes of a 32-pixel sprite)."""
+    path = f"/api/runs/{INDEX['vqvae']}"
+    caps = client.get(path).json()["capabilities"]
+    assert caps["encoder"] and caps["sampler"] and caps["latent_dim"] == 8 * 8
+    out = upload(client, f"{path}/encode", sprite_png(32)).json()
+    again = client.post(f"{path}/decode", json={"z": out["z"]}).json()["image"]
+    assert np.abs(pixels(again) - pixels(out["reconstruction"])).max() <= 1
+    assert len(client.post(f"{path}/samples", json={"seed": 0, "n": 2}).json()["images"]) == 2
+
+
 # ----------------------------------------------------------------------------- translation
 
 

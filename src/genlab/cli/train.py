@@ -18,6 +18,7 @@ from genlab.models.protocols import (
     DecoderLikelihood,
     ExactLikelihood,
     LatentSampler,
+    LikelihoodBound,
     TextConditional,
     Translator,
     is_conditional,
@@ -81,6 +82,8 @@ def next_commands(run_dir: Path) -> list[str]:
         lines.append(f"genlab eval {run_dir}                 # test-set ELBO and importance-weighted NLL")
     elif isinstance(model, ExactLikelihood):
         lines.append(f"genlab eval {run_dir}                 # test-set negative log-likelihood, exact")
+    elif isinstance(model, LikelihoodBound):
+        lines.append(f"genlab eval {run_dir}                 # test-set bound on the negative log-likelihood")
     elif isinstance(model, LatentSampler):
         lines.append(f"genlab eval {run_dir} --metrics fid,pr  # sample quality")
     if isinstance(model, (LatentSampler, Translator)):

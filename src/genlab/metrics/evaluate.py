@@ -24,11 +24,18 @@ from genlab.metrics import coverage, fid, inception_score, kid, nearest_neighbou
 from genlab.metrics.classifier_features import mnist_extractor, sprites_extractor
 from genlab.metrics.features import Extractor, extract_features
 from genlab.metrics.inception import inception_extractor
-from genlab.metrics.likelihood import evaluate_likelihood, exact_likelihood
+from genlab.metrics.likelihood import bound_likelihood, evaluate_likelihood, exact_likelihood
 from genlab.metrics.reference import reference_features
 from genlab.metrics.registry import NEEDS, get_metric, register_metric
 from genlab.metrics.settings import EvalSettings
-from genlab.models.protocols import Conditional, ExactLikelihood, IterativeSampler, LatentSampler, is_conditional
+from genlab.models.protocols import (
+    Conditional,
+    ExactLikelihood,
+    IterativeSampler,
+    LatentSampler,
+    LikelihoodBound,
+    is_conditional,
+)
 
 SAMPLE_BATCH = 500  # images drawn per model call; fixed so that a seed always gives the same samples
 NN_SAMPLES = 1000  # samples (and test images) in the memorisation check
@@ -241,12 +248,14 @@ def _parzen(ctx: EvalContext) -> dict:
 
 @register_metric("nll", needs=("likelihood",))
 def _nll(ctx: EvalContext) -> dict:
-    """Exact for a model that has log p(x) (of x given its test label when it is conditional);
-    a VAE's ELBO and importance-weighted bound otherwise."""
+    """Exact for a model that has log p(x) (of x given its test label when it is conditional), the
+    sampling-free bound of a VQ-VAE, a VAE's ELBO and importance-weighted bound otherwise."""
     images = to_model(ctx.test[: ctx.settings.n]).to(ctx.settings.device)
+    labels = ctx.test_data["label"][: len(images)].to(images.device) if is_conditional(ctx.model) else None
     if isinstance(ctx.model, ExactLikelihood):
-        labels = ctx.test_data["label"][: len(images)].to(images.device) if is_conditional(ctx.model) else None
         return exact_likelihood(ctx.model, images, labels)
+    if isinstance(ctx.model, LikelihoodBound):
+        return bound_likelihood(ctx.model, images, labels)
     return evaluate_likelihood(ctx.model, images, ctx.settings.iw_k, seed=ctx.settings.seed)
 
 

@@ -1,4 +1,5 @@
-"""Likelihoods in nats per image: exact for models that have one (PixelCNN), estimated for VAEs.
+"""Likelihoods in nats per image: exact for models that have one (PixelCNN), a bound for a VQ-VAE,
+estimated for VAEs.
 
 ELBO(x) = E_q[log p(x|z)] - KL(q || p) (closed form against N(0, I)), and the importance-
 weighted estimate (Burda et al. 2016)
@@ -10,6 +11,7 @@ logsumexp over the k weights and in chunks of samples, so k in the thousands fit
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -83,15 +85,32 @@ def exact_likelihood(model, images: Tensor, labels: Tensor | None = None, batch_
 
     images: [N, C, H, W] float in [-1, 1]; labels: [N] for a class-conditional model (then it is -log p(x | y)).
     """
+    return _test_likelihood(model.log_prob, images, labels, batch_size, "")
+
+
+@torch.no_grad()
+def bound_likelihood(model, images: Tensor, labels: Tensor | None = None, batch_size: int = 100) -> dict[str, float]:
+    """As :func:`exact_likelihood` for the bound of a model with ``log_prob_bound`` (a VQ-VAE's), its keys
+    marked ``_bound``: the negative bound is above the true NLL."""
+    return _test_likelihood(model.log_prob_bound, images, labels, batch_size, "_bound")
+
+
+def _test_likelihood(
+    log_prob: Callable[[Tensor, Tensor | None], Tensor],
+    images: Tensor,
+    labels: Tensor | None,
+    batch_size: int,
+    mark: str,
+) -> dict[str, float]:
     log_ps = [
-        model.log_prob(images[i : i + batch_size], None if labels is None else labels[i : i + batch_size])
+        log_prob(images[i : i + batch_size], None if labels is None else labels[i : i + batch_size])
         for i in range(0, images.shape[0], batch_size)
     ]
     log_p = torch.cat(log_ps).double()
     n, dims = log_p.numel(), images[0].numel()
     return {
-        "nll_nats": -log_p.mean().item(),
-        "nll_se": (log_p.std() / math.sqrt(n)).item(),
-        "bits_per_dim": -log_p.mean().item() / (dims * math.log(2)),
+        f"nll{mark}_nats": -log_p.mean().item(),
+        f"nll{mark}_se": (log_p.std() / math.sqrt(n)).item(),
+        f"bits_per_dim{mark}": -log_p.mean().item() / (dims * math.log(2)),
         "n_images": n,
     }

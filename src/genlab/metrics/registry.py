@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from genlab.errors import ConfigError
-from genlab.models.protocols import DecoderLikelihood, Encoder, ExactLikelihood, LatentSampler, is_conditional
+from genlab.models.protocols import (
+    DecoderLikelihood,
+    Encoder,
+    ExactLikelihood,
+    LatentSampler,
+    LikelihoodBound,
+    is_conditional,
+)
 from genlab.registry import Registry
 
 # A metric takes a genlab.metrics.evaluate.EvalContext. Typed as Any: the context is built
@@ -43,8 +50,9 @@ NEEDS: dict[str, Need] = {
         lambda ctx: isinstance(ctx.model, Encoder),
     ),
     "likelihood": Need(
-        "a model with a likelihood: exact (PixelCNN) or a decoder p(x | z) (a VAE); for a GAN's use parzen",
-        lambda ctx: isinstance(ctx.model, (DecoderLikelihood, ExactLikelihood)),
+        "a model with a likelihood: exact (PixelCNN), a bound (VQ-VAE) or a decoder p(x | z) (a VAE); "
+        "for a GAN's use parzen",
+        lambda ctx: isinstance(ctx.model, (DecoderLikelihood, ExactLikelihood, LikelihoodBound)),
     ),
     "labels": Need("a class-conditional model", lambda ctx: is_conditional(ctx.model)),
     "classifier": Need("the digit classifier", lambda ctx: ctx.classifier is not None),

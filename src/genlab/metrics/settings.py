@@ -1,6 +1,6 @@
 """What one evaluation computes, checked when it is built, and the defaults for a run.
 
-Defaults: a model with a likelihood (a VAE, PixelCNN) is scored by its test-set likelihood, any other
+Defaults: a model with a likelihood (a VAE, PixelCNN, a VQ-VAE) is scored by its test-set likelihood, any other
 by sample quality; feature metrics use the digit classifier's feature space for digit data
 and Inception-v3 otherwise (``sprites``, the attribute classifier's, on request).
 """
@@ -14,7 +14,7 @@ from torch import nn
 
 from genlab.errors import ConfigError
 from genlab.metrics.registry import get_metric
-from genlab.models.protocols import DecoderLikelihood, ExactLikelihood
+from genlab.models.protocols import DecoderLikelihood, ExactLikelihood, LikelihoodBound
 
 FeatureSpace = Literal["inception", "mnist", "sprites"]
 FEATURE_SPACES: tuple[str, ...] = get_args(FeatureSpace)
@@ -58,8 +58,10 @@ class EvalSettings:
 
 
 def default_metrics(model: nn.Module) -> tuple[str, ...]:
-    """nll for a model with a likelihood (a VAE, PixelCNN), else the sample-quality metrics fid, kid, is, pr."""
-    return ENCODER_METRICS if isinstance(model, (DecoderLikelihood, ExactLikelihood)) else SAMPLE_METRICS
+    """nll for a model with a likelihood (a VAE, PixelCNN, a VQ-VAE), else the sample metrics fid, kid, is, pr."""
+    return (
+        ENCODER_METRICS if isinstance(model, (DecoderLikelihood, ExactLikelihood, LikelihoodBound)) else SAMPLE_METRICS
+    )
 
 
 def default_features(dataset: str) -> FeatureSpace:

@@ -1,0 +1,362 @@
+"""VQ-VAE (van den Oord et al., NeurIPS 2017, "Neural discrete representation learning"): an encoder to a
+grid of codebook vectors, a decoder back to the image, and a PixelCNN prior over the grid's indices,
+trained as the two stages of one run.
+
+- Quantisation: each encoder output z_e goes to its nearest codebook vector e_k. The decoder reads e_k
+  and its gradient passes to z_e unchanged (the straight-through estimator); the commitment loss
+  ||z_e - sg(e_k)||^2 keeps z_e near its code.
+- The codebook follows its assignments by exponential moving averages (the paper's appendix: decay
+  0.99, Laplace-smoothed counts) instead of a codebook loss. A code used less than ``restart_below``
+  times per batch on average moves to a random encoder output of the batch (Dhariwal et al. 2020,
+  Jukebox's random restarts), so no code stays dead; at the first training step every code starts on
+  one, so the codebook starts from data. Under DDP the counts and sums are summed over processes and the restarts
+  come from process 0, so every copy keeps the same codebook.
+- The decoder gives each sub-pixel a categorical over ``levels`` values (2 for binarised images, 256
+  for 8-bit ones), so log p(x | z) is a discrete likelihood in nats, like PixelCNN's.
+- Two stages: for the first ``autoencoder_kimg`` the encoder, codebook and decoder train; then the
+  prior, a gated PixelCNN over the frozen codes of each batch (class-conditional if asked). The model
+  is ``Staged``: the loop sets its stage from the images seen and the stage is a buffer, so one run
+  folder holds both and resumes in either.
+- Its posterior is a point, so the ELBO is log p(x | z(x)) + log p(z(x)), with no sampling
+  (``LikelihoodBound``); against the uniform prior of the first stage, the paper's, the second term is
+  -(grid positions) log K.
+- A ``LatentSampler`` as PixelCNN is one: the latent is the prior's sampling noise, one normal per grid
+  position, each index the inverse CDF of its conditional at Phi(z); a sample is the decoder's mean
+  image. ``encode`` inverts it (the noise that draws an image's codes), so the studio's uploads and
+  the latent tools work, but nearby noise draws unrelated codes once one flips. ``codes`` gives an
+  image's index grid: the latent code the model learns.
+
+Differences from the paper: one level (VQ-VAE-2's two-level hierarchy is not built); smaller networks,
+set in the config, for a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genlab.config import NON_NEGATIVE, POSITIVE, PROBABILITY, ModelConfig, Range, at_least
+from genlab.data.base import Classes, Image, Spec, image_field, num_classes_for
+from genlab.discrete import categorical_log_prob, inverse_cdf
+from genlab.errors import ConfigError
+from genlab.models.pixelcnn import GatedStack
+from genlab.models.protocols import NoiseSampler
+from genlab.registry import register_model
+
+EPSILON = 1e-5  # Laplace smoothing of the codes' counts
+POINT_LOGVAR = -30.0  # an exact inverse's "posterior" is a point
+
+
+def _sum_over_processes(x: Tensor) -> Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(x)
+    return x
+
+
+class Residual(nn.Module):
+    """x + conv1x1(relu(conv3x3(relu(x)))), the paper's residual block: [N, C, H, W] -> same."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, channels, 1)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.block(x)
+
+
+class Quantiser(nn.Module):
+    """Encoder outputs [N, D, h, w] -> their nearest of ``codes`` vectors, with EMA updates in training mode."""
+
+    codebook: Tensor
+    counts: Tensor
+    sums: Tensor
+
+    def __init__(self, codes: int, dim: int, decay: float, restart_below: float) -> None:
+        super().__init__()
+        self.decay, self.restart_below = decay, restart_below
+        self.register_buffer("codebook", torch.zeros(codes, dim))
+        self.register_buffer("counts", torch.zeros(codes))  # moving average of each code's assignments per batch
+        self.register_buffer("sums", torch.zeros(codes, dim))  # ... and of the sum of the vectors assigned to it
+
+    def indices(self, z: Tensor) -> Tensor:
+        """[N, D, h, w] -> the nearest code's index [N, h, w], distances in float32 (bf16 would tie them)."""
+        flat = z.detach().float().permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+        with torch.autocast(z.device.type, enabled=False):
+            distances = (flat**2).sum(1, keepdim=True) - 2 * flat @ self.codebook.T + (self.codebook**2).sum(1)
+        return distances.argmin(dim=1).view(z.shape[0], *z.shape[2:])
+
+    def lookup(self, indices: Tensor) -> Tensor:
+        """Indices [N, h, w] -> code vectors [N, D, h, w]."""
+        return F.embedding(indices, self.codebook).permute(0, 3, 1, 2)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(the codes with straight-through gradients [N, D, h, w], the indices [N, h, w], the commitment
+        ||z - sg(e)||^2 per image [N])."""
+        if self.training and not bool(self.counts.any()):  # the first step: the codebook starts on encoder outputs
+            self.restart(z, torch.ones_like(self.counts, dtype=torch.bool))
+        indices = self.indices(z)
+        if self.training:
+            self.update(z, indices)
+        e = self.lookup(indices).to(z.dtype)
+        commitment = (z.float() - e.float()).pow(2).flatten(1).sum(dim=1)
+        return z + (e - z).detach(), indices, commitment
+
+    @torch.no_grad()
+    def update(self, z: Tensor, indices: Tensor) -> None:
+        """The EMA step of the counts, sums and codebook, then the restart of dead codes."""
+        flat = z.detach().float().permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+        one_hot = F.one_hot(indices.flatten(), self.codebook.shape[0]).float()
+        counts = _sum_over_processes(one_hot.sum(dim=0))
+        sums = _sum_over_processes(one_hot.T @ flat)
+        self.counts.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.sums.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        total = self.counts.sum()
+        smoothed = (self.counts + EPSILON) / (total + len(self.counts) * EPSILON) * total
+        self.codebook.copy_(self.sums / smoothed[:, None])
+        dead = self.counts < self.restart_below
+        if dead.any():
+            self.restart(z, dead)
+
+    @torch.no_grad()
+    def restart(self, z: Tensor, which: Tensor) -> None:
+        """Codes ``which`` [K] (bool) move to encoder outputs of the batch drawn at random, with the counts of
+        a code used once per batch (so a restarted code has about 1 / (1 - decay) steps to be used)."""
+        flat = z.detach().float().permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+        chosen = flat[torch.randint(len(flat), (int(which.sum()),), device=flat.device)]
+        if dist.is_available() and dist.is_initialized():
+            dist.broadcast(chosen, src=0)
+        self.codebook[which] = chosen
+        self.counts[which] = 1.0
+        self.sums[which] = chosen
+
+
+class IndexPrior(nn.Module):
+    """A gated PixelCNN over code indices: [N, h, w] (int64, and labels [N]) -> log p [N] in nats."""
+
+    def __init__(self, codes: int, channels: int, layers: int, first_kernel: int, num_classes: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(codes, channels)
+        self.stack = GatedStack(channels, channels, layers, 3, first_kernel, channels, num_classes)
+        self.head = nn.Conv2d(channels, codes, 1)
+
+    def logits(self, indices: Tensor, labels: Tensor | None) -> Tensor:
+        """[N, K, h, w]: each position's distribution given the positions before it in raster order."""
+        return self.head(self.stack(self.embed(indices).permute(0, 3, 1, 2), labels))
+
+    def forward(self, indices: Tensor, labels: Tensor | None = None) -> Tensor:
+        log_p = self.logits(indices, labels).float().log_softmax(dim=1)
+        return log_p.gather(1, indices[:, None]).flatten(1).sum(dim=1)
+
+    @torch.no_grad()
+    def sample(self, u: Tensor, labels: Tensor | None) -> Tensor:
+        """Uniform noise [N, h, w] -> indices [N, h, w], position by position (the grid is small: a whole
+        pass each), each the inverse CDF of its conditional at u."""
+        indices = torch.zeros(u.shape, dtype=torch.long, device=u.device)
+        for i in range(u.shape[1]):
+            for j in range(u.shape[2]):
+                indices[:, i, j] = inverse_cdf(self.logits(indices, labels)[:, :, i, j], u[:, i, j])
+        return indices
+
+
+class VQTerms(NamedTuple):
+    """What a training pass gives, by stage: the autoencoder's terms, or the prior's (the other two None)."""
+
+    log_px: Tensor | None  # log p(x | z(x)) [N], nats
+    commitment: Tensor | None  # ||z_e - sg(e)||^2 [N]
+    log_prior: Tensor | None  # log p(z(x)) [N] under the prior, nats
+    indices: Tensor  # the codes [N, h, w]
+
+
+class VQVAE(NoiseSampler):
+    """Images [N, C, H, W] in [-1, 1] <-> code grids [N, h, w]; a prior over the grids; see the module doc."""
+
+    has_latent_code = True
+    stage: Tensor
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        levels: int,
+        codes: int,
+        code_dim: int,
+        channels: int,
+        downsample: int,
+        res_blocks: int,
+        prior_channels: int,
+        prior_layers: int,
+        num_classes: int,
+        autoencoder_images: int,
+        decay: float,
+        restart_below: float,
+    ) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        factor = 2**downsample
+        if h % factor or w % factor:
+            raise ConfigError(
+                f"vqvae with downsample={downsample} needs sides divisible by {factor}; the images are {h}x{w}"
+            )
+        self.image_shape, self.levels, self.num_codes, self.num_classes = tuple(image_shape), levels, codes, num_classes
+        self.grid = (h // factor, w // factor)
+        self.latent_dim = math.prod(self.grid)
+        self.autoencoder_images = autoencoder_images
+        down: list[nn.Module] = []
+        for i in range(downsample):
+            down += [nn.Conv2d(c if i == 0 else channels, channels, 4, stride=2, padding=1), nn.ReLU()]
+        self.encoder = nn.Sequential(
+            *down,
+            nn.Conv2d(channels, channels, 3, padding=1),
+            *[Residual(channels) for _ in range(res_blocks)],
+            nn.ReLU(),
+            nn.Conv2d(channels, code_dim, 1),
+        )
+        self.quantiser = Quantiser(codes, code_dim, decay, restart_below)
+        up: list[nn.Module] = []
+        for i in range(downsample):
+            last = i == downsample - 1
+            up += [nn.ConvTranspose2d(channels, c * levels if last else channels, 4, stride=2, padding=1)]
+            up += [] if last else [nn.ReLU()]
+        self.decoder = nn.Sequential(
+            nn.Conv2d(code_dim, channels, 3, padding=1),
+            *[Residual(channels) for _ in range(res_blocks)],
+            nn.ReLU(),
+            *up,
+        )
+        first_kernel = max(3, min(7, 2 * min(self.grid) - 1))  # 7 as PixelCNN's, less on a small grid
+        self.prior = IndexPrior(codes, prior_channels, prior_layers, first_kernel, num_classes)
+        self.register_buffer("stage", torch.zeros((), dtype=torch.long))  # 0: the autoencoder trains, 1: the prior
+
+    # ----------------------------------------------------------------------------- training
+
+    def set_progress(self, images_seen: int) -> None:
+        self.stage.fill_(int(images_seen >= self.autoencoder_images))
+
+    def decoder_logits(self, e: Tensor) -> Tensor:
+        """Code vectors [N, D, h, w] -> logits [N, C, levels, H, W] of every sub-pixel."""
+        out = self.decoder(e)
+        return out.view(out.shape[0], self.image_shape[0], self.levels, *out.shape[2:])
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> VQTerms:
+        """Stage 0: the autoencoder's terms (the codebook moves in training mode). Stage 1: the prior's
+        log-likelihood of the codes, which the frozen encoder gives without gradients."""
+        if int(self.stage) == 0:
+            e, indices, commitment = self.quantiser(self.encoder(x))
+            return VQTerms(categorical_log_prob(self.decoder_logits(e), x), commitment, None, indices)
+        indices = self.codes(x)
+        return VQTerms(None, None, self.prior(indices, labels), indices)
+
+    # ----------------------------------------------------------------------------- codes and likelihood
+
+    @torch.no_grad()
+    def codes(self, x: Tensor) -> Tensor:
+        """Images [N, C, H, W] -> their code indices [N, h, w]."""
+        return self.quantiser.indices(self.encoder(x))
+
+    def mean_image(self, indices: Tensor) -> Tensor:
+        """Code indices [N, h, w] -> the mean of p(x | z), [N, C, H, W] in [-1, 1]."""
+        probs = self.decoder_logits(self.quantiser.lookup(indices)).float().softmax(dim=2)
+        values = torch.linspace(-1, 1, self.levels, device=probs.device).view(1, 1, -1, 1, 1)
+        return (probs * values).sum(dim=2)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.mean_image(self.codes(x))
+
+    @torch.no_grad()
+    def log_prob_bound(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """log p(x | z(x)) + log p(z(x)) [N] in nats under the learned prior (see the module doc)."""
+        indices = self.codes(x)
+        log_px = categorical_log_prob(self.decoder_logits(self.quantiser.lookup(indices)), x)
+        return log_px + self.prior(indices, labels)
+
+    # ----------------------------------------------------------------------------- sampling and its inverse
+
+    @torch.no_grad()
+    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The prior's sampling noise [N, h*w] -> mean images [N, C, H, W] of the codes it draws."""
+        labels = self.condition(z.shape[0], labels, None)
+        u = torch.special.ndtr(z.float()).view(-1, *self.grid)
+        return self.mean_image(self.prior.sample(u, labels))
+
+    @torch.no_grad()
+    def encode(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Images -> (the sampling noise [N, h*w] that draws their codes, a point's log-variance): at each
+        position the middle of its code's CDF interval under the prior, one pass for all positions (the true
+        codes are the context). ``decode`` of it gives the reconstruction, so uploads and the latent tools
+        work; nearby noise is not a nearby image (see the module doc)."""
+        indices = self.codes(x)
+        probs = self.prior.logits(indices, labels).float().softmax(dim=1)  # [N, K, h, w]
+        upper = probs.cumsum(dim=1).gather(1, indices[:, None])
+        u = (upper - probs.gather(1, indices[:, None]) / 2).clamp(1e-6, 1 - 1e-6)
+        z = torch.special.ndtri(u).flatten(1)
+        return z, torch.full_like(z, POINT_LOGVAR)
+
+
+GREY_EXAMPLE: Spec = {"image": Image(1, 12, 12), "label": Classes(tuple("0123456789"))}
+
+
+@dataclass
+class VQVAEConfig(ModelConfig):
+    name: str = "vqvae"
+    family: ClassVar[str] = "vqvae"
+    levels: int = 256  # values per sub-pixel of the decoder's categorical: 2 for binarised data, 256 for 8-bit
+    codes: int = 128  # codebook size K (the paper: 512)
+    code_dim: int = 32  # of each code vector (the paper: 64)
+    channels: int = 64  # of the encoder and decoder (the paper: 256)
+    downsample: int = 2  # halvings of the side: 28x28 -> 7x7 codes
+    res_blocks: int = 2
+    prior_channels: int = 64
+    prior_layers: int = 6
+    conditional: bool = False  # the prior on the data's class labels
+    autoencoder_kimg: float = 50.0  # the first stage; the prior trains for the rest of train.kimg
+    decay: float = 0.99  # of the codebook's moving averages
+    restart_below: float = 1.0  # a code used fewer times per batch on average moves to an encoder output (Jukebox: 1)
+    bounds: ClassVar[dict[str, Range]] = {
+        "levels": Range(2, 256, note="2 for binarised images, 256 for 8-bit ones"),
+        "codes": at_least(2),
+        "code_dim": at_least(1),
+        "channels": at_least(1),
+        "downsample": at_least(1),
+        "res_blocks": NON_NEGATIVE,
+        "prior_channels": at_least(1),
+        "prior_layers": at_least(1),
+        "autoencoder_kimg": POSITIVE,
+        "decay": PROBABILITY,
+        "restart_below": NON_NEGATIVE,
+    }
+    example_variants: ClassVar[tuple[dict, ...]] = (
+        {"levels": 4, "codes": 8, "code_dim": 4, "channels": 8, "res_blocks": 1, "prior_channels": 8},
+        {"levels": 2, "codes": 8, "code_dim": 4, "channels": 8, "prior_channels": 8, "conditional": True},
+    )
+    example_spec: ClassVar[Spec] = GREY_EXAMPLE  # small: the prior samples position by position
+
+
+@register_model("vqvae", VQVAEConfig)
+def build_vqvae(cfg: VQVAEConfig, spec: Spec) -> dict:
+    shape = image_field(spec, "vqvae").shape
+    k = num_classes_for(spec, "vqvae", cfg.conditional)
+    return {
+        "model": lambda: VQVAE(
+            shape,
+            cfg.levels,
+            cfg.codes,
+            cfg.code_dim,
+            cfg.channels,
+            cfg.downsample,
+            cfg.res_blocks,
+            cfg.prior_channels,
+            cfg.prior_layers,
+            k,
+            round(cfg.autoencoder_kimg * 1000),
+            cfg.decay,
+            cfg.restart_below,
+        )
+    }
