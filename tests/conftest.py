@@ -83,6 +83,18 @@ def _paired_folder(folder: Path) -> Path:
     return folder
 
 
+def _trajectory_folder(folder: Path) -> Path:
+    """train/ and test/ of one ETH/UCY file each: two simulated crossings of 3 people, 10 frames each."""
+    from genlab.data.crowds import CrowdsConfig, simulate
+    from genlab.data.trajectory_folder import write_tracks
+
+    scenes, _ = simulate(CrowdsConfig(name="crowds", agents=3, observed=5, predicted=5), np.random.default_rng(4), 2)
+    for split, scene in zip(("train", "test"), scenes, strict=True):
+        (folder / split).mkdir()
+        write_tracks(folder / split / "crossing.txt", scene)
+    return folder
+
+
 def _tensors(folder: Path) -> Path:
     generator = torch.Generator().manual_seed(3)
     images = torch.randint(0, 256, (16, 3, 8, 8), generator=generator, dtype=torch.uint8)
@@ -101,6 +113,7 @@ EXAMPLE_FILE_WRITERS: dict[str, Callable[[Path], Path]] = {
     "image_folder": _image_folder,
     "paired_folder": _paired_folder,
     "tensors": _tensors,
+    "trajectory_folder": _trajectory_folder,
 }
 
 

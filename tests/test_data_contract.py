@@ -17,8 +17,8 @@ import torch
 
 from genlab.config import DataConfig, _build
 from genlab.data import example_configs, load_dataset
-from genlab.data.base import (Classes, Factors, Image, LabelMap, Points, Spec, TensorDataset, Tokens, field_shape,
-                              spec_from_json, spec_to_json)
+from genlab.data.base import (Classes, Factors, Image, LabelMap, Points, Spec, TensorDataset, Tokens, Trajectories,
+                              field_shape, spec_from_json, spec_to_json)
 from genlab.registry import DATASETS, Entry
 
 EXAMPLES = example_configs()
@@ -26,7 +26,7 @@ NAMES = list(EXAMPLES)
 # Each kind's storage type as genlab.data.base states it, written out so that the contract
 # does not trust the code it checks.
 DTYPES = {Image: torch.uint8, Classes: torch.int64, Factors: torch.float32, Points: torch.float32,
-          LabelMap: torch.uint8, Tokens: torch.int64}
+          LabelMap: torch.uint8, Tokens: torch.int64, Trajectories: torch.float32}
 
 
 def violations(data: TensorDataset) -> list[str]:
@@ -50,8 +50,10 @@ def violations(data: TensorDataset) -> list[str]:
             found.append(f"{name}: class indices {t.min()}..{t.max()} outside the {field.num_classes} classes")
         if isinstance(field, Tokens) and len(t) and not 0 <= t.min() <= t.max() < len(field.vocabulary):
             found.append(f"{name}: word indices {t.min()}..{t.max()} outside the {len(field.vocabulary)} words")
-        if isinstance(field, (Factors, Points)) and not torch.isfinite(t).all():
+        if isinstance(field, (Factors, Points, Trajectories)) and not torch.isfinite(t).all():
             found.append(f"{name}: values that are not finite")
+        if isinstance(field, Trajectories) and not 1 <= field.observed < field.steps:
+            found.append(f"{name}: {field.observed} observed of {field.steps} steps leaves nothing to predict")
     if spec_from_json(spec_to_json(spec)) != spec:  # run folders store the spec as JSON; models are built from it
         found.append("the spec does not survive its JSON round trip")
     if found:

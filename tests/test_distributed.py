@@ -215,3 +215,25 @@ def test_a_conditional_flow_matching_model_trains_under_torchrun(tmp_path, mnist
     assert ckpt.load_training_state(ckpt.latest_checkpoint(run_dir))["step"]["ema_updates"] == 4  # 64 images / 16
     initial, final = initial_modules(config), final_modules(run_dir)
     assert not torch.equal(final["model.net.condition.table.weight"], initial["model.net.condition.table.weight"])
+
+
+def test_a_vqvae_trains_both_stages_under_torchrun(tmp_path, mnist_root):
+    """The codebook's moving averages sum the counts over processes and its restarts come from process 0;
+    each stage leaves the other part without gradients, which DDP is told to expect (a Staged model)."""
+    config = {
+        "name": "vq",
+        "data": {"name": "mnist", "root": str(mnist_root), "limit": 64, "binarize": True, "image_size": 12},
+        "model": {"name": "vqvae", "levels": 2, "codes": 8, "code_dim": 4, "channels": 8, "res_blocks": 1,
+                  "prior_channels": 8, "prior_layers": 2, "autoencoder_kimg": 0.032},
+        "objective": {"name": "vqvae"},
+        "train": train_section(tmp_path / "runs", kimg=0.064, batch_size=8),
+    }
+    done = torchrun_train(config, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "00000-vq"
+    stats = (run_dir / "stats.jsonl").read_text()
+    assert '"model/recon_nll_nats"' in stats and '"model/prior_nll_nats"' in stats
+    initial, final = initial_modules(config), final_modules(run_dir)
+    assert int(final["model.stage"]) == 1
+    for part in ("model.encoder.", "model.prior."):
+        assert any(not torch.equal(final[k], initial[k]) for k in final if k.startswith(part)), part

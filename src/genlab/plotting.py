@@ -193,3 +193,26 @@ def draw_lines(
     path = Path(path)
     image.save(path)
     return path
+
+
+def draw_scenes(
+    observed: np.ndarray, truth: np.ndarray, predictions: np.ndarray, size: int = 240, extent: float = 9.0
+) -> Image.Image:
+    """Scenes side by side: each person's observed path (black), true future (green) and predicted futures
+    (red, thin), in metres around the origin (+-``extent``). observed [S, A, To, 2], truth [S, A, Tp, 2],
+    predictions [K, S, A, Tp, 2]."""
+    scenes = observed.shape[0]
+    image = Image.new("RGB", (size * scenes, size), (255, 255, 255))
+    for s in range(scenes):
+        panel = Panel(image, (s * size + 4, 4, (s + 1) * size - 4, size - 4), (-extent, extent), (-extent, extent))
+        panel.draw.rectangle(panel.box, outline=GREY, width=1)
+        for a in range(observed.shape[1]):
+            start = observed[s, a, -1:]
+            for k in range(predictions.shape[0]):
+                path = np.concatenate([start, predictions[k, s, a]])
+                panel.line(path[:, 0], path[:, 1], (220, 60, 60), width=1)
+            path = np.concatenate([start, truth[s, a]])
+            panel.line(path[:, 0], path[:, 1], (40, 160, 60), width=2)
+            panel.line(observed[s, a, :, 0], observed[s, a, :, 1], BLACK, width=2)
+            panel.points(observed[s, a, -1:, 0], observed[s, a, -1:, 1], BLACK, radius=2.5)
+    return image

@@ -1,4 +1,4 @@
-"""Datasets: real image sets, procedural sprites, image folders, toy mixtures and image pairs.
+"""Datasets: real image sets, procedural sprites, image folders, toy mixtures, image pairs and crowds.
 
 Each module registers its datasets with ``genlab.registry.DATASETS``, which imports every
 module here on its first lookup.
@@ -9,7 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from genlab.config import DataConfig
-from genlab.data.base import Batch, Classes, Factors, Image, LabelMap, Points, Spec, TensorDataset, Tokens
+from genlab.data.base import (
+    Batch,
+    Classes,
+    Factors,
+    Image,
+    LabelMap,
+    Points,
+    Spec,
+    TensorDataset,
+    Tokens,
+    Trajectories,
+)
 from genlab.registry import DATASETS, BuilderRegistry
 
 
@@ -39,5 +50,6 @@ __all__ = [
     "Spec",
     "TensorDataset",
     "Tokens",
+    "Trajectories",
     "load_dataset",
 ]

@@ -3,14 +3,16 @@
 A *spec* names the fields of one example and says what each one is, e.g.
 ``{"image": Image(1, 28, 28), "label": Classes(("0", ..., "9"))}`` for MNIST,
 ``{"image": Image(...), "factors": Factors(("shape", "scale", ...))}`` for sprites, or
-``{"points": Points(2), "label": Classes(...)}`` for a toy mixture. Models are built from
+``{"points": Points(2), "label": Classes(...)}`` for a toy mixture, or
+``{"paths": Trajectories(agents=4, steps=20, observed=8)}`` for crowds. Models are built from
 the spec alone (never from the data), and run folders store it in ``data.json``, so a
 saved run is rebuilt without loading or faking any data.
 
 Storage types are fixed per kind: Image uint8 ``[N, C, H, W]`` in 0..255, Classes int64
 ``[N]``, Factors float32 ``[N, K]``, Points float32 ``[N, D]``, LabelMap uint8 ``[N, 1, H, W]``
-of class indices. :meth:`TensorDataset.batch` is the one place where image fields become
-float in [-1, 1] (and label maps int64 ``[N, H, W]``, never rescaled).
+of class indices, Trajectories float32 ``[N, A, T, 2]`` in metres. :meth:`TensorDataset.batch` is
+the one place where image fields become float in [-1, 1] (and label maps int64 ``[N, H, W]``, never
+rescaled).
 """
 
 from __future__ import annotations
@@ -88,7 +90,21 @@ class Tokens:
     length: int
 
 
-Field = Image | Classes | Factors | Points | LabelMap | Tokens
+@dataclass(frozen=True)
+class Trajectories:
+    """The paths of ``agents`` people walking together: float32 ``[agents, steps, 2]`` per example, positions in
+    metres at equal time steps; the first ``observed`` steps are what a predictor sees, the rest what it predicts."""
+
+    agents: int
+    steps: int
+    observed: int
+
+    @property
+    def predicted(self) -> int:
+        return self.steps - self.observed
+
+
+Field = Image | Classes | Factors | Points | LabelMap | Tokens | Trajectories
 Spec = dict[str, Field]
 _KINDS: dict[str, type] = {
     "image": Image,
@@ -97,6 +113,7 @@ _KINDS: dict[str, type] = {
     "points": Points,
     "label_map": LabelMap,
     "tokens": Tokens,
+    "trajectories": Trajectories,
 }
 _DTYPES: dict[type, torch.dtype] = {
     Image: torch.uint8,
@@ -105,6 +122,7 @@ _DTYPES: dict[type, torch.dtype] = {
     Points: torch.float32,
     LabelMap: torch.uint8,
     Tokens: torch.int64,
+    Trajectories: torch.float32,
 }
 
 
@@ -120,6 +138,8 @@ def field_shape(field: Field) -> tuple[int, ...]:
         return (1, field.height, field.width)
     if isinstance(field, Tokens):
         return (field.length,)
+    if isinstance(field, Trajectories):
+        return (field.agents, field.steps, 2)
     return ()
 
 
@@ -149,6 +169,8 @@ def describe(spec: Spec) -> str:
             parts.append(f"{name}: LabelMap({f.num_classes} classes, {f.height}x{f.width})")
         elif isinstance(f, Tokens):
             parts.append(f"{name}: Tokens({len(f.vocabulary)} words, {f.length} long)")
+        elif isinstance(f, Trajectories):
+            parts.append(f"{name}: Trajectories({f.agents} agents, {f.observed} + {f.predicted} steps)")
         else:
             parts.append(f"{name}: {type(f).__name__}{field_shape(f)}")
     return ", ".join(parts)
@@ -188,6 +210,16 @@ def num_classes_for(spec: Spec, model: str, conditional: bool) -> int:
             f"false or train {model} on labelled data (mnist, image_folder with class folders)"
         )
     return classes.num_classes
+
+
+def trajectory_field(spec: Spec, model: str) -> tuple[str, Trajectories]:
+    """The data's one trajectories field (its name and kind), which a trajectory model is built for."""
+    found = [(name, f) for name, f in spec.items() if isinstance(f, Trajectories)]
+    if len(found) != 1:
+        raise ConfigError(
+            f"{model} needs one trajectories field (data: crowds, trajectory_folder); the data has {describe(spec)}"
+        )
+    return found[0]
 
 
 def sample_field(spec: Spec) -> str:

@@ -23,6 +23,7 @@ from genlab.models.protocols import (
     ExactLikelihood,
     LatentSampler,
     LikelihoodBound,
+    TrajectoryPredictor,
     is_conditional,
 )
 from genlab.registry import Registry
@@ -55,6 +56,9 @@ NEEDS: dict[str, Need] = {
         lambda ctx: isinstance(ctx.model, (DecoderLikelihood, ExactLikelihood, LikelihoodBound)),
     ),
     "labels": Need("a class-conditional model", lambda ctx: is_conditional(ctx.model)),
+    "trajectories": Need(
+        "a trajectory predictor (social_gan) on trajectory data", lambda ctx: isinstance(ctx.model, TrajectoryPredictor)
+    ),
     "classifier": Need("the digit classifier", lambda ctx: ctx.classifier is not None),
     "features": Need("the chosen feature space's network", lambda ctx: ctx.extractor is not None),
 }

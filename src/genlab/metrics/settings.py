@@ -14,13 +14,14 @@ from torch import nn
 
 from genlab.errors import ConfigError
 from genlab.metrics.registry import get_metric
-from genlab.models.protocols import DecoderLikelihood, ExactLikelihood, LikelihoodBound
+from genlab.models.protocols import DecoderLikelihood, ExactLikelihood, LikelihoodBound, TrajectoryPredictor
 
 FeatureSpace = Literal["inception", "mnist", "sprites"]
 FEATURE_SPACES: tuple[str, ...] = get_args(FeatureSpace)
 DIGIT_DATASETS = ("mnist",)  # where the digit classifier's feature space is the default
 ENCODER_METRICS = ("nll",)
 SAMPLE_METRICS = ("fid", "kid", "is", "pr")
+TRAJECTORY_METRICS = ("ade_fde",)
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,12 @@ class EvalSettings:
 
 
 def default_metrics(model: nn.Module) -> tuple[str, ...]:
-    """nll for a model with a likelihood (a VAE, PixelCNN, a VQ-VAE), else the sample metrics fid, kid, is, pr."""
-    return (
-        ENCODER_METRICS if isinstance(model, (DecoderLikelihood, ExactLikelihood, LikelihoodBound)) else SAMPLE_METRICS
-    )
+    """nll for a model with a likelihood (a VAE, PixelCNN, a VQ-VAE), ade_fde for a trajectory predictor, else
+    the sample metrics fid, kid, is, pr."""
+    if isinstance(model, TrajectoryPredictor):
+        return TRAJECTORY_METRICS
+    likelihood = isinstance(model, (DecoderLikelihood, ExactLikelihood, LikelihoodBound))
+    return ENCODER_METRICS if likelihood else SAMPLE_METRICS
 
 
 def default_features(dataset: str) -> FeatureSpace:

@@ -11,6 +11,7 @@ After torch-fidelity's ``GenerativeModelBase`` (``z_size``, ``z_type``, ``num_cl
 - :class:`IterativeSampler`: samples in a number of steps that can change after training (diffusion);
 - :class:`Conditional`: a sampler conditioned on a class label;
 - :class:`Translator`: maps a source image to a target image (pix2pix's G);
+- :class:`TrajectoryPredictor`: draws futures of observed paths (Social GAN's G);
 - :class:`DataInitialised`: a module that sets some weights from the training data
   (the 2014 GAN's output bias) or from another run (a text_gan's pre-trained text encoder),
   called once before a new run trains;
@@ -142,6 +143,19 @@ class Translator(Protocol):
         """Sources ``[N, *source_shape]`` in [-1, 1] -> translations ``[N, *target_shape]`` in [-1, 1],
         without gradients. A stochastic model draws its noise from ``generator`` when given."""
         ...
+
+
+@runtime_checkable
+class TrajectoryPredictor(Protocol):
+    """Predicts where people walk next: observed paths [N, agents, observed_steps, 2] in metres -> futures
+    [samples, N, agents, predicted_steps, 2]; a generative one (``noise_dim`` > 0) draws a different future
+    per sample from ``generator``."""
+
+    observed_steps: int
+    predicted_steps: int
+    noise_dim: int
+
+    def predict(self, observed: Tensor, samples: int = 1, generator: torch.Generator | None = None) -> Tensor: ...
 
 
 @runtime_checkable
