@@ -128,3 +128,15 @@ def test_a_trained_pixelcnn_samples_and_reports_its_exact_nll(tmp_path, mnist_ro
     out = tmp_path / "grid.png"
     assert main(["sample", str(run), "-n", "4", "-o", str(out)]) == 0 and out.exists()
     capsys.readouterr()
+
+
+def test_weights_saved_before_the_gated_stack_still_load():
+    """Runs from before GatedStack named the stacks' parts at the top level (layers.*, features_out.*)."""
+    model = tiny(classes=3)
+    old_names = {k.replace("stack.layers.", "layers.").replace("stack.out.", "features_out.")
+                  .replace("stack.class_emb.", "class_emb."): v for k, v in model.state_dict().items()}
+    assert "layers.0.vertical.conv.weight" in old_names and "features_out.1.weight" in old_names
+    fresh = PixelCNN((1, 2, 2), 2, channels=8, layers=3, kernel=3, first_kernel=3, head_channels=8, num_classes=3)
+    fresh.load_state_dict(old_names, strict=True)
+    for key, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key

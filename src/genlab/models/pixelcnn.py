@@ -138,6 +138,17 @@ class GatedStack(nn.Module):
         return self.out(h)
 
 
+UNSTACKED = (("layers.", "stack.layers."), ("class_emb.", "stack.class_emb."), ("features_out.", "stack.out."))
+
+
+def _rename_unstacked_keys(module: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
+    """Runs saved before the stacks became a GatedStack (2026-12-05) named their parts at the top level: load
+    them under the new names."""
+    for old, new in UNSTACKED:
+        for key in [k for k in state_dict if k.startswith(prefix + old)]:
+            state_dict[prefix + new + key[len(prefix + old) :]] = state_dict.pop(key)
+
+
 class PixelCNN(NoiseSampler):
     """Images [N, C, H, W] in [-1, 1] -> log p(x) [N] in nats (``logits``: of each sub-pixel given those before it)."""
 
@@ -160,6 +171,7 @@ class PixelCNN(NoiseSampler):
         self.latent_dim = math.prod(image_shape)
         self.reach = first_kernel // 2 + (layers - 1) * (kernel // 2)  # columns to either side a pixel's features see
         self.stack = GatedStack(c, channels, layers, kernel, first_kernel, head_channels, num_classes)
+        self.register_load_state_dict_pre_hook(_rename_unstacked_keys)
         # channel j's head reads the features and the true values of channels 0..j-1 at the same pixel
         self.heads = nn.ModuleList(
             nn.Conv2d(head_channels, levels, 1)
