@@ -49,6 +49,9 @@ RUNS = {  # studio index -> what it is; the order is the order the studio serves
                                          "res_blocks": 1, "prior_channels": 8, "prior_layers": 2,
                                          "autoencoder_kimg": 0.032},
               "objective": {"name": "vqvae"}, "kimg": 0.064},
+    "spade": {"data": SPRITES, "model": {"name": "spade", "g_channels": 2, "z_dim": 4, "hidden": 4, "d_channels": 4,
+                                         "d_layers": 2},
+              "objective": {"name": "spade"}, "kimg": 0.032},
 }
 INDEX = {name: i for i, name in enumerate(RUNS)}
 

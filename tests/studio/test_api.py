@@ -164,6 +164,28 @@ def test_drawn_edges_are_translated(client):
     assert same["image"] == out["image"]  # the seed fixes pix2pix's dropout noise
 
 
+def test_a_spade_run_draws_a_label_map_in_the_style_of_an_uploaded_image(client):
+    """SPADE in the draw view: the canvas paints the label classes, a test example's label map is a palette
+    image, and the output follows the style image sent with it (another style, another image)."""
+    path = f"/api/runs/{INDEX['spade']}"
+    caps = client.get(path).json()["capabilities"]
+    assert caps["translator"] and caps["style_image"] and caps["examples"]
+    assert caps["canvas"]["mode"] == "labels"
+    assert [p["name"] for p in caps["canvas"]["pens"]] == ["background", "square", "ellipse", "heart"]
+    layout = client.get(f"{path}/example?number=0").json()["source"]
+    source = png(Image.open(io.BytesIO(base64.b64decode(layout.split(",", 1)[1]))))
+    styles = [sprite_png(32), png(Image.fromarray(np.full((32, 32, 3), (30, 160, 60), dtype=np.uint8)))]
+    outputs = [client.post(f"{path}/translate", files={"image": ("l.png", source, "image/png"),
+                                                       "style": ("s.png", style, "image/png")}).json()["image"]
+               for style in styles]
+    assert pixels(outputs[0]).shape == (32, 32, 3) and outputs[0] != outputs[1]
+    seeded = upload(client, f"{path}/translate", source, seed=3).json()["image"]
+    assert seeded == upload(client, f"{path}/translate", source, seed=3).json()["image"]
+    not_styled = client.post(f"/api/runs/{INDEX['edges']}/translate", files={"image": ("l.png", source, "image/png"),
+                                                                            "style": ("s.png", styles[0], "image/png")})
+    assert not_styled.status_code == 409 and "style image" in not_styled.json()["detail"]
+
+
 def test_routes_a_model_cannot_serve_answer_409(client):
     not_translator = upload(client, f"/api/runs/{INDEX['vae']}/translate", sprite_png())
     assert not_translator.status_code == 409 and "does not translate" in not_translator.json()["detail"]

@@ -219,6 +219,25 @@ def test_label_map_canvas_offers_the_classes_as_pens(page, shots):
     page.screenshot(path=shots / "translate-labels.png")
 
 
+def test_a_label_map_and_a_style_image_give_a_spade_synthesis(page, shots, tmp_path):
+    choose_run(page, "spade")
+    page.wait_for_selector("#tab-translate[aria-selected=true]")
+    assert page.locator("#style-input").is_visible()
+    page.locator("#pens button").nth(1).click()
+    box = page.locator("#canvas").bounding_box()
+    page.mouse.move(box["x"] + 60, box["y"] + 60)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 180, box["y"] + 170, steps=6)
+    page.mouse.up()
+    wait_for_new_src(page, "#translation", None)
+    seeded = page.get_attribute("#translation", "src")
+    Image.fromarray(np.full((32, 32, 3), (40, 80, 220), dtype=np.uint8)).save(tmp_path / "blue.png")
+    page.set_input_files("#style-input", str(tmp_path / "blue.png"))
+    wait_for_new_src(page, "#translation", seeded)
+    assert page.get_attribute("#style-image", "src")
+    page.screenshot(path=shots / "translate-spade.png")
+
+
 @pytest.mark.parametrize("data", ["mixture", "ring"])
 def test_ten_steps_of_the_game_update_the_plot(page, shots, data):
     page.click("#tab-game")

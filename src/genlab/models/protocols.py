@@ -11,6 +11,7 @@ After torch-fidelity's ``GenerativeModelBase`` (``z_size``, ``z_type``, ``num_cl
 - :class:`IterativeSampler`: samples in a number of steps that can change after training (diffusion);
 - :class:`Conditional`: a sampler conditioned on a class label;
 - :class:`Translator`: maps a source image to a target image (pix2pix's G);
+- :class:`LayoutSynthesiser`: draws an image of a label map in a style image's style (SPADE's G);
 - :class:`TrajectoryPredictor`: draws futures of observed paths (Social GAN's G);
 - :class:`DataInitialised`: a module that sets some weights from the training data
   (the 2014 GAN's output bias) or from another run (a text_gan's pre-trained text encoder),
@@ -142,6 +143,25 @@ class Translator(Protocol):
     def translate(self, source: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Sources ``[N, *source_shape]`` in [-1, 1] -> translations ``[N, *target_shape]`` in [-1, 1],
         without gradients. A stochastic model draws its noise from ``generator`` when given."""
+        ...
+
+
+@runtime_checkable
+class LayoutSynthesiser(Protocol):
+    """Draws an image of a label map in the style of a style image (SPADE's G); also a ``Translator`` from the
+    label map drawn in the label palette, with a style drawn from the noise."""
+
+    classes: int
+
+    def synthesise(
+        self, labels: Tensor, style: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Label maps [N, H, W] (int64) and style images [N, C, H, W] in [-1, 1] (None: a style drawn from
+        ``generator``) -> images [N, C, H, W] in [-1, 1]."""
+        ...
+
+    def labels_of(self, source: Tensor) -> Tensor:
+        """Label maps drawn in the label palette, [N, 3, H, W] in [-1, 1] -> class indices [N, H, W]."""
         ...
 
 

@@ -32,7 +32,9 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from genlab.config import ModelConfig, Range, at_least
 from genlab.data.base import Image, LabelMap, Spec, image_field
+from genlab.data.pairs import PALETTE
 from genlab.errors import ConfigError
+from genlab.images import to_model
 from genlab.models.protocols import eval_mode
 from genlab.registry import register_model
 
@@ -115,7 +117,8 @@ class SPADEGenerator(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], classes: int, channels: int, z_dim: int, hidden: int) -> None:
         super().__init__()
         c, size, _ = image_shape
-        self.image_shape, self.classes, self.z_dim = tuple(image_shape), classes, z_dim
+        self.image_shape: tuple[int, int, int] = (c, size, size)
+        self.classes, self.z_dim = classes, z_dim
         blocks = size.bit_length() - START.bit_length()  # upsamplings from 4x4
         widths = [channels * min(8, 2 ** (blocks - i)) for i in range(blocks + 1)]
         self.project = nn.Linear(z_dim, widths[0] * START * START)
@@ -140,6 +143,26 @@ class SPADEGenerator(nn.Module):
         x = self.last(x, layout)
         return torch.tanh(self.to_rgb(F.leaky_relu(x, 0.2)))
 
+    @property
+    def source_shape(self) -> tuple[int, int, int]:
+        """A Translator's source: the label map drawn in the label palette (data.pairs.PALETTE), RGB."""
+        return (3, self.image_shape[1], self.image_shape[2])
+
+    @property
+    def target_shape(self) -> tuple[int, int, int]:
+        return self.image_shape
+
+    def labels_of(self, source: Tensor) -> Tensor:
+        """Palette images [N, 3, H, W] in [-1, 1] -> label maps [N, H, W]: each pixel the class whose palette
+        colour is nearest (so an upload's compression noise does not matter)."""
+        colours = to_model(PALETTE[: self.classes]).to(source)  # [K, 3] in [-1, 1]
+        distance = (source[:, None] - colours[None, :, :, None, None]).pow(2).sum(dim=2)  # [N, K, H, W]
+        return distance.argmin(dim=1)
+
+    def translate(self, source: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The Translator view: a palette label map -> an image in a style drawn from ``generator``."""
+        return self.synthesise(self.labels_of(source.to(self.to_rgb.weight.device)), None, generator)
+
     def style(self, images: Tensor) -> Tensor:
         """Style images -> their codes (the posterior means)."""
         return self.encoder(images)[0]
@@ -147,7 +170,8 @@ class SPADEGenerator(nn.Module):
     def synthesise(
         self, labels: Tensor, style: Tensor | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
-        """Label maps [N, H, W] -> images [N, C, H, W] in [-1, 1], in eval mode and without gradients: in the style
+        """Label maps [N, H, W] -> images [N, C, H, W] in [-1, 1], in eval mode and without gradients (the
+        ``LayoutSynthesiser`` protocol): in the style
         of ``style`` images [N, C, H, W] when given, else of codes drawn from N(0, I) with ``generator``."""
         with eval_mode(self):
             device = self.to_rgb.weight.device

@@ -37,6 +37,7 @@ from genlab.latent.sample import class_labels, decode, require_iterative, requir
 from genlab.models.protocols import (
     Encoder,
     LatentSampler,
+    LayoutSynthesiser,
     TextConditional,
     Translator,
     as_module,
@@ -275,10 +276,15 @@ def create_app(run_dirs: Sequence[str | Path], allowed_hosts: Sequence[str] | No
 
     @app.post("/api/runs/{index}/translate")
     def translate(
-        index: RunIndex, image: Annotated[UploadFile, File()], seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0
+        index: RunIndex,
+        image: Annotated[UploadFile, File()],
+        seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0,
+        style: Annotated[UploadFile | None, File()] = None,
     ) -> dict[str, Any]:
-        """An uploaded or drawn source image -> the model's translation."""
+        """An uploaded or drawn source image -> the model's translation; for a label-map-and-style model
+        (SPADE), in the style of the ``style`` image when one is sent, else of a style drawn from ``seed``."""
         data = image.file.read(MAX_UPLOAD_BYTES + 1)  # one past the limit tells "over" from "at"
+        style_data = None if style is None else style.file.read(MAX_UPLOAD_BYTES + 1)
         with run_at(index).model() as model:
             if not isinstance(model, Translator):
                 raise HTTPException(
@@ -287,7 +293,14 @@ def create_app(run_dirs: Sequence[str | Path], allowed_hosts: Sequence[str] | No
                     "pick an image-to-image run (pix2pix, CycleGAN)",
                 )
             x, note = read_upload(data, model.source_shape)
-            y = model.translate(x, generator=torch.Generator().manual_seed(seed))
+            generator = torch.Generator().manual_seed(seed)
+            if style_data is None:
+                y = model.translate(x, generator=generator)
+            elif isinstance(model, LayoutSynthesiser):
+                styled, _ = read_upload(style_data, model.target_shape, "the style image")
+                y = model.synthesise(model.labels_of(x), styled, generator)
+            else:
+                raise HTTPException(409, f"run {index} ({type(model).__name__}) takes no style image; a SPADE run does")
             return {"source": png_data_urls(x)[0], "image": png_data_urls(y)[0], "note": note}
 
     @app.get("/api/runs/{index}/example")

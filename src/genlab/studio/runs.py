@@ -22,13 +22,16 @@ from genlab.api import load
 from genlab.config import config_to_dict
 from genlab.data import load_dataset
 from genlab.data.base import Classes, LabelMap, TensorDataset, describe
+from genlab.data.pairs import PALETTE, palette_image
 from genlab.errors import ConfigError, RunError
+from genlab.images import to_model
 from genlab.latent.sample import sample_shape
 from genlab.models.protocols import (
     Conditional,
     Encoder,
     IterativeSampler,
     LatentSampler,
+    LayoutSynthesiser,
     StyleBased,
     TextConditional,
     Translator,
@@ -67,8 +70,11 @@ class ServedRun:
 
     def example(self, index: int) -> dict[str, Tensor]:
         """Test example ``index`` (modulo the split's size) of an image-to-image run: its source and
-        target images ``[1, C, H, W]`` in [-1, 1], to start a drawing from a real source."""
-        if not {"source", "target"} <= set(self.spec):
+        target images ``[1, C, H, W]`` in [-1, 1], to start a drawing from a real source. For data with a
+        label map and an image (SPADE's), the label map drawn in the label palette is the source."""
+        with self.model() as model:
+            labels = self._label_map_key(model)
+        if not {"source", "target"} <= set(self.spec) and labels is None:
             raise ConfigError(
                 f"run {self.index} ({self.run_dir.name}) has no paired source and target images; "
                 "examples are for pix2pix-style runs"
@@ -77,7 +83,14 @@ class ServedRun:
             if self._test_data is None:
                 self._test_data = load_dataset(self.config.data, "test")
             batch = self._test_data.batch(torch.tensor([index % len(self._test_data)]), torch.device("cpu"))
-        return {"source": batch["source"], "target": batch["target"]}
+        if labels is None or {"source", "target"} <= set(self.spec):
+            return {"source": batch["source"], "target": batch["target"]}
+        return {"source": to_model(palette_image(batch[labels])), "target": batch["image"]}
+
+    def _label_map_key(self, model: nn.Module) -> str | None:
+        """For a label-map-and-style model (SPADE), the data's label map field (the examples' source), else None."""
+        found = [k for k, f in self.spec.items() if isinstance(f, LabelMap)]
+        return found[0] if isinstance(model, LayoutSynthesiser) and len(found) == 1 else None
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready: names, data, training settings, capabilities and the latest eval card."""
@@ -149,19 +162,18 @@ class ServedRun:
             caps["classes"] = list(names or map(str, range(model.num_classes)))
         if isinstance(model, Translator):  # caps["translator"]
             caps["source_shape"], caps["target_shape"] = list(model.source_shape), list(model.target_shape)
-            caps["canvas"] = self._canvas()
-            caps["examples"] = {"source", "target"} <= set(self.spec)  # paired data: test sources to start from
+            caps["canvas"] = self._canvas(model)
+            caps["examples"] = {"source", "target"} <= set(self.spec) or self._label_map_key(model) is not None
+        caps["style_image"] = isinstance(model, LayoutSynthesiser)
         return caps
 
-    def _canvas(self) -> dict[str, Any]:
+    def _canvas(self, model: nn.Module) -> dict[str, Any]:
         """How the page's drawing canvas should draw the model's sources."""
         data = self.config.data
         kind, direction = getattr(data, "kind", None), getattr(data, "direction", "AtoB")
         if kind == "edges" and direction == "AtoB":
             return {"mode": "edges", "background": [255, 255, 255], "pens": [{"name": "edge", "color": [0, 0, 0]}]}
-        if kind == "labels" and direction == "AtoB":
-            from genlab.data.pairs import PALETTE
-
+        if (kind == "labels" and direction == "AtoB") or isinstance(model, LayoutSynthesiser):
             names = next((f.names for f in self.spec.values() if isinstance(f, LabelMap)), ())
             pens = [{"name": name, "color": PALETTE[k].tolist()} for k, name in enumerate(names)]
             return {"mode": "labels", "background": PALETTE[0].tolist(), "pens": pens}

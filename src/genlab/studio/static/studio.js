@@ -33,7 +33,10 @@ const postJSON = (path, body) =>
 function postFile(path, blob, fields = {}) {
   const form = new FormData();
   form.append("image", blob, "image.png");
-  for (const [k, v] of Object.entries(fields)) if (v !== null && v !== undefined) form.append(k, String(v));
+  for (const [k, v] of Object.entries(fields)) {
+    if (v instanceof Blob) form.append(k, v, `${k}.png`);
+    else if (v !== null && v !== undefined) form.append(k, String(v));
+  }
   return api(path, { method: "POST", body: form });
 }
 
@@ -102,6 +105,8 @@ function selectRun(index) {
   document.querySelectorAll(".needs-classes").forEach((el) => { el.style.display = c.classes ? "" : "none"; });
   document.querySelectorAll(".needs-text").forEach((el) => { el.style.display = c.text ? "" : "none"; });
   document.querySelectorAll(".needs-iterative").forEach((el) => { el.style.display = c.iterative ? "" : "none"; });
+  document.querySelectorAll(".needs-style").forEach((el) => { el.style.display = c.style_image ? "" : "none"; });
+  state.style = null;
   document.querySelectorAll(".needs-guidance").forEach((el) => { el.style.display = guidable(c) ? "" : "none"; });
   if (c.iterative) {
     $("sample-steps").value = c.iterative.steps;
@@ -111,7 +116,7 @@ function selectRun(index) {
   $("denoise-strip").innerHTML = "";
   $("samples-grid").innerHTML = "";
   $("interp-strip").innerHTML = "";
-  for (const id of ["latent-image", "key-a", "key-b", "upload-input-image", "upload-recon", "translation", "example-target", "mix-image"]) $(id).removeAttribute("src");
+  for (const id of ["latent-image", "key-a", "key-b", "upload-input-image", "upload-recon", "translation", "example-target", "mix-image", "style-image"]) $(id).removeAttribute("src");
   buildSliders();
   $("style-mixing").style.display = c.style_based ? "" : "none";
   if (c.style_based) { $("crossover").max = c.num_ws; $("crossover").value = Math.floor(c.num_ws / 2); $("crossover-value").textContent = $("crossover").value; }
@@ -381,7 +386,8 @@ const translateCanvas = latestOnly(async () => {
   const run = state.run;
   if (!caps().translator) return;  // a stroke queued before another model was picked
   const blob = await canvasSource();
-  const result = await guarded("translating", () => postFile(runPath("translate"), blob, { seed: Number($("translate-seed").value || 0) }));
+  const fields = { seed: Number($("translate-seed").value || 0), style: caps().style_image ? state.style : null };
+  const result = await guarded("translating", () => postFile(runPath("translate"), blob, fields));
   if (result && run === state.run) $("translation").src = result.image;
 });
 
@@ -406,6 +412,14 @@ async function uploadSource(file) {
   if (!bitmap) { setStatus(`${file.name} is not an image this browser can read`, true); return; }
   const canvas = $("canvas");
   canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  translateCanvas();
+}
+
+function chooseStyle(file) {
+  // A label-map-and-style model (SPADE): the translation takes this image's colours and texture.
+  state.style = file || null;
+  if (state.style) $("style-image").src = URL.createObjectURL(state.style);
+  else $("style-image").removeAttribute("src");
   translateCanvas();
 }
 
@@ -565,6 +579,8 @@ $("interpolate").addEventListener("click", interpolateAB);
 $("crossover").addEventListener("input", () => { $("crossover-value").textContent = $("crossover").value; mixStyles(); });
 $("psi").addEventListener("input", () => { $("psi-value").textContent = Number($("psi").value).toFixed(2); mixStyles(); });
 $("clear-canvas").addEventListener("click", () => clearCanvas(true));
+$("style-input").addEventListener("change", (e) => chooseStyle(e.target.files[0]));
+$("clear-style").addEventListener("click", () => { $("style-input").value = ""; chooseStyle(null); });
 $("example-source").addEventListener("click", exampleSource);
 $("source-input").addEventListener("change", (e) => uploadSource(e.target.files[0]));
 $("game-new").addEventListener("click", newGame);
