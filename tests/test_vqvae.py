@@ -13,7 +13,7 @@ import torch
 
 from genlab.errors import ConfigError
 from genlab.models.protocols import Encoder, LatentSampler, LikelihoodBound, Staged
-from genlab.models.vqvae import VQVAE, Quantiser
+from genlab.models.vqvae import VQVAE, Codes, Quantiser
 
 
 def tiny(shape=(1, 4, 8), levels=2, codes=3, classes=0, autoencoder_images=100) -> VQVAE:
@@ -66,6 +66,7 @@ def test_each_stage_trains_only_its_part_and_the_stage_follows_the_images_seen()
     assert isinstance(model, Encoder)
     x, labels = torch.rand(4, 1, 4, 8).round() * 2 - 1, torch.tensor([0, 1, 0, 1])
     parts = {"encoder": model.encoder, "decoder": model.decoder, "prior": model.prior}
+    assert {id(p) for p in model.autoencoder_parameters()} >= {id(p) for p in model.encoder.parameters()}
     for images_seen, trained in [(99, {"encoder", "decoder"}), (100, {"prior"})]:
         model.zero_grad(set_to_none=True)
         model.set_progress(images_seen)
@@ -88,7 +89,7 @@ def test_the_prior_is_normalised_and_the_bound_is_below_the_exact_likelihood():
         assert log_prior.double().exp().sum().item() == pytest.approx(1.0, abs=1e-5)
         x = torch.rand(3, 1, 4, 8).round() * 2 - 1
         bound = model.log_prob_bound(x)
-        logits = model.decoder_logits(model.quantiser.lookup(grids))  # [9, 1, 2, 4, 8]
+        logits = model.decoder_logits(model.decoder_input(Codes(grids, None)))  # [9, 1, 2, 4, 8]
         from genlab.discrete import categorical_log_prob
 
         log_px_z = torch.stack([categorical_log_prob(logits, image.expand(9, -1, -1, -1)) for image in x])  # [3, 9]
@@ -106,7 +107,7 @@ def test_sampling_draws_each_code_by_the_inverse_cdf_and_decodes_its_mean_image(
         drawn = model.prior.sample(u, None).flatten()
         images = model.decode(z[:6])
     assert torch.allclose(torch.bincount(drawn, minlength=3) / 20_000, p, atol=0.01)
-    torch.testing.assert_close(images, model.mean_image(drawn[:6].view(6, 1, 1)))
+    torch.testing.assert_close(images, model.mean_image(Codes(drawn[:6].view(6, 1, 1), None)))
     assert images.min() >= -1 and images.max() <= 1
 
 
@@ -116,7 +117,69 @@ def test_encoding_gives_the_noise_that_draws_the_images_codes():
     z, logvar = model.encode(x, labels)
     assert z.shape == (16, 4) and bool((logvar < -20).all())
     u = torch.special.ndtr(z).view(-1, 2, 2)
-    assert torch.equal(model.prior.sample(u, labels), model.codes(x))
+    assert torch.equal(model.prior.sample(u, labels), model.codes(x).bottom)
+    torch.testing.assert_close(model.decode(z, labels), model.reconstruct(x))
+
+
+def two_level(codes=2, classes=0) -> VQVAE:
+    """VQ-VAE-2 on 4x8 images: a 2x4 bottom grid and a 1x2 top grid (downsample 1), weights moved off their init."""
+    torch.manual_seed(0)
+    model = VQVAE((1, 4, 8), 2, codes, code_dim=2, channels=4, downsample=1, res_blocks=1, prior_channels=4,
+                  prior_layers=2, num_classes=classes, autoencoder_images=100, decay=0.9, restart_below=0.1,
+                  two_level=True)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+        model.quantiser.codebook.normal_()
+        model.top_quantiser.codebook.normal_()
+    return model.eval()
+
+
+def test_vqvae2_priors_are_normalised_over_both_levels_and_the_bound_is_below_the_exact_likelihood():
+    """Over all 2^2 top grids times 2^8 bottom grids: p(top) p(bottom | top) sums to 1, and log p(x) by
+    enumeration is at least the bound."""
+    from genlab.discrete import categorical_log_prob
+
+    model = two_level()
+    tops = torch.tensor(list(itertools.product(range(2), repeat=2))).view(-1, 1, 2)
+    bottoms = torch.tensor(list(itertools.product(range(2), repeat=8))).view(-1, 2, 4)
+    top = tops.repeat_interleave(len(bottoms), dim=0)
+    bottom = bottoms.repeat(len(tops), 1, 1)
+    with torch.no_grad():
+        log_prior = model.log_prior(Codes(bottom, top), None)
+        assert log_prior.double().exp().sum().item() == pytest.approx(1.0, abs=1e-5)
+        logits = model.decoder_logits(model.decoder_input(Codes(bottom, top)))
+        x = torch.rand(2, 1, 4, 8).round() * 2 - 1
+        exact = torch.stack([torch.logsumexp(categorical_log_prob(logits, image.expand(len(top), -1, -1, -1))
+                                             + log_prior, dim=0) for image in x])
+        assert bool((model.log_prob_bound(x) <= exact + 1e-5).all())
+
+
+def test_vqvae2_stages_train_both_levels_autoencoder_then_both_priors():
+    model = two_level(classes=2).train()
+    x, labels = torch.rand(4, 1, 4, 8).round() * 2 - 1, torch.tensor([0, 1, 0, 1])
+    parts = {"top_encoder": model.top_encoder, "top_upsample": model.top_upsample, "prior": model.prior,
+             "top_prior": model.top_prior}
+    for images_seen, trained in [(0, {"top_encoder", "top_upsample"}), (100, {"prior", "top_prior"})]:
+        model.zero_grad(set_to_none=True)
+        model.set_progress(images_seen)
+        out = model(x, labels)
+        loss = -out.log_px.sum() + out.commitment.sum() if out.log_prior is None else -out.log_prior.sum()
+        loss.backward()
+        assert {n for n, m in parts.items() if any(p.grad is not None for p in m.parameters())} == trained
+        assert out.positions == 10
+
+
+def test_vqvae2_bottom_prior_reads_the_top_codes_and_encoding_inverts_both_levels():
+    model = two_level(codes=5, classes=2)
+    bottom = torch.randint(0, 5, (1, 2, 4), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a = model.prior.logits(bottom, torch.tensor([0]), torch.tensor([[[0, 1]]]))
+        b = model.prior.logits(bottom, torch.tensor([0]), torch.tensor([[[3, 1]]]))
+    assert not torch.allclose(a, b)  # the context changes every position's conditional
+    x, labels = torch.rand(8, 1, 4, 8).round() * 2 - 1, torch.arange(8) % 2
+    z, _ = model.encode(x, labels)
+    assert z.shape == (8, model.latent_dim) == (8, 8 + 2)
     torch.testing.assert_close(model.decode(z, labels), model.reconstruct(x))
 
 

@@ -86,9 +86,11 @@ class HorizontalConv(nn.Module):
 
 
 class GatedLayer(nn.Module):
-    """One layer of both stacks: (v, h, class embedding or None) -> (v, h), each [N, channels, H, W]."""
+    """One layer of both stacks: (v, h, class embedding or None, conditioning map or None) -> (v, h), each
+    [N, channels, H, W]. The map [N, map_channels, H, W] is the paper's location-dependent conditioning
+    (V * s): known everywhere in advance (a VQ-VAE-2 bottom prior's top codes), so read without a mask."""
 
-    def __init__(self, c_in: int, channels: int, k: int, first: bool, cond_dim: int) -> None:
+    def __init__(self, c_in: int, channels: int, k: int, first: bool, cond_dim: int, map_channels: int = 0) -> None:
         super().__init__()
         self.first = first
         self.vertical = VerticalConv(c_in, 2 * channels, k)
@@ -96,20 +98,27 @@ class GatedLayer(nn.Module):
         self.v_to_h = nn.Conv2d(2 * channels, 2 * channels, 1)
         self.h_out = nn.Conv2d(channels, channels, 1)
         self.cond = nn.Linear(cond_dim, 4 * channels) if cond_dim else None
+        self.cond_map = nn.Conv2d(map_channels, 4 * channels, 1) if map_channels else None
 
-    def forward(self, v: Tensor, h: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, v: Tensor, h: Tensor, cond: Tensor | None, cond_map: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         v_feat = self.vertical(v)
         h_feat = self.horizontal(h) + self.v_to_h(shift_down(v_feat))
         if self.cond is not None and cond is not None:
             cv, ch = self.cond(cond)[:, :, None, None].chunk(2, dim=1)
             v_feat, h_feat = v_feat + cv, h_feat + ch
+        if self.cond_map is not None and cond_map is not None:
+            mv, mh = self.cond_map(cond_map).chunk(2, dim=1)
+            v_feat, h_feat = v_feat + mv, h_feat + mh
         h_new = self.h_out(gate(h_feat))
         return gate(v_feat), h_new if self.first else h + h_new
 
 
 class GatedStack(nn.Module):
-    """Both stacks, ``layers`` deep, and a 1x1 projection: inputs [N, c_in, H, W] (and class labels [N]) ->
-    each position's features [N, head_channels, H, W], computed from the positions before it in raster order."""
+    """Both stacks, ``layers`` deep, and a 1x1 projection: inputs [N, c_in, H, W] (and class labels [N], and a
+    conditioning map [N, map_channels, H, W]) -> each position's features [N, head_channels, H, W], computed
+    from the positions before it in raster order."""
 
     def __init__(
         self,
@@ -120,21 +129,29 @@ class GatedStack(nn.Module):
         first_kernel: int,
         head_channels: int,
         num_classes: int,
+        map_channels: int = 0,
     ) -> None:
         super().__init__()
         cond_dim = channels if num_classes else 0
         self.class_emb = nn.Embedding(num_classes, cond_dim) if num_classes else None
         self.layers = nn.ModuleList(
-            GatedLayer(c_in if i == 0 else channels, channels, first_kernel if i == 0 else kernel, i == 0, cond_dim)
+            GatedLayer(
+                c_in if i == 0 else channels,
+                channels,
+                first_kernel if i == 0 else kernel,
+                i == 0,
+                cond_dim,
+                map_channels,
+            )
             for i in range(layers)
         )
         self.out = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, head_channels, 1), nn.ReLU())
 
-    def forward(self, x: Tensor, labels: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, labels: Tensor | None, cond_map: Tensor | None = None) -> Tensor:
         cond = self.class_emb(labels) if self.class_emb is not None and labels is not None else None
         v = h = x
         for layer in self.layers:
-            v, h = layer(v, h, cond)
+            v, h = layer(v, h, cond, cond_map)
         return self.out(h)
 
 

@@ -26,8 +26,14 @@ trained as the two stages of one run.
   the latent tools work, but nearby noise draws unrelated codes once one flips. ``codes`` gives an
   image's index grid: the latent code the model learns.
 
-Differences from the paper: one level (VQ-VAE-2's two-level hierarchy is not built); smaller networks,
-set in the config, for a CPU.
+- ``two_level``: VQ-VAE-2 (Razavi et al. 2019). A top encoder halves the bottom grid once more and
+  quantises with its own codebook; the bottom level quantises the encoder's features together with
+  the top codes decoded to its grid, and the decoder reads both levels. The top prior is a gated
+  PixelCNN, the bottom prior one conditioned at every position on the top codes (the conditional
+  PixelCNN's location-dependent conditioning); sampling draws the top grid, then the bottom.
+
+Differences from the papers: no self-attention in the priors (VQ-VAE-2's); smaller networks, set in the
+config, for a CPU.
 """
 
 from __future__ import annotations
@@ -139,44 +145,74 @@ class Quantiser(nn.Module):
 
 
 class IndexPrior(nn.Module):
-    """A gated PixelCNN over code indices: [N, h, w] (int64, and labels [N]) -> log p [N] in nats."""
+    """A gated PixelCNN over code indices: [N, h, w] (int64, labels [N], and for a VQ-VAE-2 bottom prior the
+    top level's indices as context) -> log p [N] in nats."""
 
-    def __init__(self, codes: int, channels: int, layers: int, first_kernel: int, num_classes: int) -> None:
+    def __init__(
+        self, codes: int, channels: int, layers: int, first_kernel: int, num_classes: int, context_codes: int = 0
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(codes, channels)
-        self.stack = GatedStack(channels, channels, layers, 3, first_kernel, channels, num_classes)
+        self.context = nn.Embedding(context_codes, channels) if context_codes else None
+        self.stack = GatedStack(
+            channels, channels, layers, 3, first_kernel, channels, num_classes, channels if context_codes else 0
+        )
         self.head = nn.Conv2d(channels, codes, 1)
 
-    def logits(self, indices: Tensor, labels: Tensor | None) -> Tensor:
-        """[N, K, h, w]: each position's distribution given the positions before it in raster order."""
-        return self.head(self.stack(self.embed(indices).permute(0, 3, 1, 2), labels))
+    def logits(self, indices: Tensor, labels: Tensor | None, context: Tensor | None = None) -> Tensor:
+        """[N, K, h, w]: each position's distribution given the positions before it in raster order (and all of
+        the context, embedded and stretched to this grid)."""
+        cond_map = None
+        if self.context is not None and context is not None:
+            cond_map = F.interpolate(self.context(context).permute(0, 3, 1, 2), size=indices.shape[1:], mode="nearest")
+        return self.head(self.stack(self.embed(indices).permute(0, 3, 1, 2), labels, cond_map))
 
-    def forward(self, indices: Tensor, labels: Tensor | None = None) -> Tensor:
-        log_p = self.logits(indices, labels).float().log_softmax(dim=1)
+    def forward(self, indices: Tensor, labels: Tensor | None = None, context: Tensor | None = None) -> Tensor:
+        log_p = self.logits(indices, labels, context).float().log_softmax(dim=1)
         return log_p.gather(1, indices[:, None]).flatten(1).sum(dim=1)
 
     @torch.no_grad()
-    def sample(self, u: Tensor, labels: Tensor | None) -> Tensor:
+    def sample(self, u: Tensor, labels: Tensor | None, context: Tensor | None = None) -> Tensor:
         """Uniform noise [N, h, w] -> indices [N, h, w], position by position (the grid is small: a whole
         pass each), each the inverse CDF of its conditional at u."""
         indices = torch.zeros(u.shape, dtype=torch.long, device=u.device)
         for i in range(u.shape[1]):
             for j in range(u.shape[2]):
-                indices[:, i, j] = inverse_cdf(self.logits(indices, labels)[:, :, i, j], u[:, i, j])
+                indices[:, i, j] = inverse_cdf(self.logits(indices, labels, context)[:, :, i, j], u[:, i, j])
         return indices
+
+    @torch.no_grad()
+    def invert(self, indices: Tensor, labels: Tensor | None, context: Tensor | None = None) -> Tensor:
+        """Indices [N, h, w] -> the uniform noise [N, h, w] that :meth:`sample` draws them from: the middle of each
+        index's CDF interval, all positions in one pass (the true indices are the context)."""
+        probs = self.logits(indices, labels, context).float().softmax(dim=1)  # [N, K, h, w]
+        upper = probs.cumsum(dim=1).gather(1, indices[:, None])
+        return (upper - probs.gather(1, indices[:, None]) / 2).clamp(1e-6, 1 - 1e-6)[:, 0]
+
+
+class Codes(NamedTuple):
+    """An image's code grids: the bottom level's [N, h, w] and, for VQ-VAE-2, the top level's [N, h/2, w/2]."""
+
+    bottom: Tensor
+    top: Tensor | None
 
 
 class VQTerms(NamedTuple):
     """What a training pass gives, by stage: the autoencoder's terms, or the prior's (the other two None)."""
 
     log_px: Tensor | None  # log p(x | z(x)) [N], nats
-    commitment: Tensor | None  # ||z_e - sg(e)||^2 [N]
-    log_prior: Tensor | None  # log p(z(x)) [N] under the prior, nats
-    indices: Tensor  # the codes [N, h, w]
+    commitment: Tensor | None  # ||z_e - sg(e)||^2 [N], both levels'
+    log_prior: Tensor | None  # log p(z(x)) [N] under the prior (both levels'), nats
+    codes: Codes
+    positions: int  # code positions per image, both levels
+
+
+def _residuals(channels: int, blocks: int) -> list[nn.Module]:
+    return [Residual(channels) for _ in range(blocks)]
 
 
 class VQVAE(NoiseSampler):
-    """Images [N, C, H, W] in [-1, 1] <-> code grids [N, h, w]; a prior over the grids; see the module doc."""
+    """Images [N, C, H, W] in [-1, 1] <-> code grids; a prior over the grids; see the module doc."""
 
     has_latent_code = True
     stage: Tensor
@@ -196,42 +232,64 @@ class VQVAE(NoiseSampler):
         autoencoder_images: int,
         decay: float,
         restart_below: float,
+        two_level: bool = False,
     ) -> None:
         super().__init__()
         c, h, w = image_shape
-        factor = 2**downsample
+        factor = 2 ** (downsample + int(two_level))
         if h % factor or w % factor:
             raise ConfigError(
-                f"vqvae with downsample={downsample} needs sides divisible by {factor}; the images are {h}x{w}"
+                f"vqvae with downsample={downsample}{' and a top level' if two_level else ''} needs sides divisible "
+                f"by {factor}; the images are {h}x{w}" + (": lower model.downsample (MNIST: 1)" if two_level else "")
             )
         self.image_shape, self.levels, self.num_codes, self.num_classes = tuple(image_shape), levels, codes, num_classes
-        self.grid = (h // factor, w // factor)
-        self.latent_dim = math.prod(self.grid)
+        self.two_level = two_level
+        self.grid = (h // 2**downsample, w // 2**downsample)
+        self.top_grid = (self.grid[0] // 2, self.grid[1] // 2) if two_level else (0, 0)
+        self.latent_dim = math.prod(self.grid) + math.prod(self.top_grid)
         self.autoencoder_images = autoencoder_images
         down: list[nn.Module] = []
         for i in range(downsample):
             down += [nn.Conv2d(c if i == 0 else channels, channels, 4, stride=2, padding=1), nn.ReLU()]
         self.encoder = nn.Sequential(
-            *down,
-            nn.Conv2d(channels, channels, 3, padding=1),
-            *[Residual(channels) for _ in range(res_blocks)],
-            nn.ReLU(),
-            nn.Conv2d(channels, code_dim, 1),
+            *down, nn.Conv2d(channels, channels, 3, padding=1), *_residuals(channels, res_blocks), nn.ReLU()
         )
+        self.to_code = nn.Conv2d(channels * (2 if two_level else 1), code_dim, 1)
         self.quantiser = Quantiser(codes, code_dim, decay, restart_below)
+        first_kernel = max(3, min(7, 2 * min(self.grid) - 1))  # 7 as PixelCNN's, less on a small grid
+        if two_level:  # VQ-VAE-2: a top level at half the bottom grid, which the bottom's codes and prior read
+            self.top_encoder = nn.Sequential(
+                nn.Conv2d(channels, channels, 4, stride=2, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(channels, channels, 3, padding=1),
+                *_residuals(channels, res_blocks),
+                nn.ReLU(),
+                nn.Conv2d(channels, code_dim, 1),
+            )
+            self.top_quantiser = Quantiser(codes, code_dim, decay, restart_below)
+            self.top_decoder = nn.Sequential(
+                nn.Conv2d(code_dim, channels, 3, padding=1),
+                *_residuals(channels, res_blocks),
+                nn.ReLU(),
+                nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1),
+            )
+            self.top_upsample = nn.ConvTranspose2d(code_dim, code_dim, 4, stride=2, padding=1)
+            top_kernel = max(3, min(7, 2 * min(self.top_grid) - 1))
+            self.top_prior = IndexPrior(codes, prior_channels, prior_layers, top_kernel, num_classes)
         up: list[nn.Module] = []
         for i in range(downsample):
             last = i == downsample - 1
             up += [nn.ConvTranspose2d(channels, c * levels if last else channels, 4, stride=2, padding=1)]
             up += [] if last else [nn.ReLU()]
         self.decoder = nn.Sequential(
-            nn.Conv2d(code_dim, channels, 3, padding=1),
-            *[Residual(channels) for _ in range(res_blocks)],
+            nn.Conv2d(code_dim * (2 if two_level else 1), channels, 3, padding=1),
+            *_residuals(channels, res_blocks),
             nn.ReLU(),
             *up,
         )
-        first_kernel = max(3, min(7, 2 * min(self.grid) - 1))  # 7 as PixelCNN's, less on a small grid
-        self.prior = IndexPrior(codes, prior_channels, prior_layers, first_kernel, num_classes)
+        self.prior = IndexPrior(
+            codes, prior_channels, prior_layers, first_kernel, num_classes, codes if two_level else 0
+        )
         self.register_buffer("stage", torch.zeros((), dtype=torch.long))  # 0: the autoencoder trains, 1: the prior
 
     # ----------------------------------------------------------------------------- training
@@ -239,30 +297,69 @@ class VQVAE(NoiseSampler):
     def set_progress(self, images_seen: int) -> None:
         self.stage.fill_(int(images_seen >= self.autoencoder_images))
 
+    def autoencoder_parameters(self) -> list[nn.Parameter]:
+        """What the first stage trains (the codebooks move by their moving averages, not by gradients)."""
+        parts = [self.encoder, self.to_code, self.decoder]
+        if self.two_level:
+            parts += [self.top_encoder, self.top_decoder, self.top_upsample]
+        return [p for part in parts for p in part.parameters()]
+
+    def prior_parameters(self) -> list[nn.Parameter]:
+        return list(self.prior.parameters()) + (list(self.top_prior.parameters()) if self.two_level else [])
+
+    def quantise(self, x: Tensor) -> tuple[Tensor, Codes, Tensor]:
+        """Images -> (the decoder's input with straight-through gradients, the codes, the commitment [N]); the
+        codebooks move in training mode."""
+        features = self.encoder(x)
+        if not self.two_level:
+            e, indices, commitment = self.quantiser(self.to_code(features))
+            return e, Codes(indices, None), commitment
+        e_top, top, top_commitment = self.top_quantiser(self.top_encoder(features))
+        e, bottom, commitment = self.quantiser(self.to_code(torch.cat([features, self.top_decoder(e_top)], dim=1)))
+        return torch.cat([e, self.top_upsample(e_top)], dim=1), Codes(bottom, top), commitment + top_commitment
+
+    @torch.no_grad()
+    def codes(self, x: Tensor) -> Codes:
+        """Images [N, C, H, W] -> their code grids, without moving the codebooks."""
+        features = self.encoder(x)
+        if not self.two_level:
+            return Codes(self.quantiser.indices(self.to_code(features)), None)
+        top = self.top_quantiser.indices(self.top_encoder(features))
+        e_top = self.top_quantiser.lookup(top)
+        bottom = self.quantiser.indices(self.to_code(torch.cat([features, self.top_decoder(e_top)], dim=1)))
+        return Codes(bottom, top)
+
+    def decoder_input(self, codes: Codes) -> Tensor:
+        e = self.quantiser.lookup(codes.bottom)
+        if codes.top is None:
+            return e
+        return torch.cat([e, self.top_upsample(self.top_quantiser.lookup(codes.top))], dim=1)
+
     def decoder_logits(self, e: Tensor) -> Tensor:
-        """Code vectors [N, D, h, w] -> logits [N, C, levels, H, W] of every sub-pixel."""
+        """The decoder's input [N, D (x2), h, w] -> logits [N, C, levels, H, W] of every sub-pixel."""
         out = self.decoder(e)
         return out.view(out.shape[0], self.image_shape[0], self.levels, *out.shape[2:])
 
+    def log_prior(self, codes: Codes, labels: Tensor | None) -> Tensor:
+        """log p(codes) [N]: the bottom prior's (given the top codes) and the top prior's."""
+        log_p = self.prior(codes.bottom, labels, codes.top)
+        return log_p if codes.top is None else log_p + self.top_prior(codes.top, labels)
+
     def forward(self, x: Tensor, labels: Tensor | None = None) -> VQTerms:
-        """Stage 0: the autoencoder's terms (the codebook moves in training mode). Stage 1: the prior's
+        """Stage 0: the autoencoder's terms (the codebooks move in training mode). Stage 1: the priors'
         log-likelihood of the codes, which the frozen encoder gives without gradients."""
         if int(self.stage) == 0:
-            e, indices, commitment = self.quantiser(self.encoder(x))
-            return VQTerms(categorical_log_prob(self.decoder_logits(e), x), commitment, None, indices)
-        indices = self.codes(x)
-        return VQTerms(None, None, self.prior(indices, labels), indices)
+            e, codes, commitment = self.quantise(x)
+            log_px = categorical_log_prob(self.decoder_logits(e), x)
+            return VQTerms(log_px, commitment, None, codes, self.latent_dim)
+        codes = self.codes(x)
+        return VQTerms(None, None, self.log_prior(codes, labels), codes, self.latent_dim)
 
-    # ----------------------------------------------------------------------------- codes and likelihood
+    # ----------------------------------------------------------------------------- likelihood
 
-    @torch.no_grad()
-    def codes(self, x: Tensor) -> Tensor:
-        """Images [N, C, H, W] -> their code indices [N, h, w]."""
-        return self.quantiser.indices(self.encoder(x))
-
-    def mean_image(self, indices: Tensor) -> Tensor:
-        """Code indices [N, h, w] -> the mean of p(x | z), [N, C, H, W] in [-1, 1]."""
-        probs = self.decoder_logits(self.quantiser.lookup(indices)).float().softmax(dim=2)
+    def mean_image(self, codes: Codes) -> Tensor:
+        """Code grids -> the mean of p(x | z), [N, C, H, W] in [-1, 1]."""
+        probs = self.decoder_logits(self.decoder_input(codes)).float().softmax(dim=2)
         values = torch.linspace(-1, 1, self.levels, device=probs.device).view(1, 1, -1, 1, 1)
         return (probs * values).sum(dim=2)
 
@@ -273,30 +370,38 @@ class VQVAE(NoiseSampler):
     @torch.no_grad()
     def log_prob_bound(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """log p(x | z(x)) + log p(z(x)) [N] in nats under the learned prior (see the module doc)."""
-        indices = self.codes(x)
-        log_px = categorical_log_prob(self.decoder_logits(self.quantiser.lookup(indices)), x)
-        return log_px + self.prior(indices, labels)
+        codes = self.codes(x)
+        return categorical_log_prob(self.decoder_logits(self.decoder_input(codes)), x) + self.log_prior(codes, labels)
 
     # ----------------------------------------------------------------------------- sampling and its inverse
 
+    def split_noise(self, z: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Latents [N, latent_dim] -> uniform noise for the bottom grid [N, h, w] and the top grid (or None)."""
+        u = torch.special.ndtr(z.float())
+        bottom = math.prod(self.grid)
+        top = u[:, bottom:].view(-1, *self.top_grid) if self.two_level else None
+        return u[:, :bottom].view(-1, *self.grid), top
+
     @torch.no_grad()
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        """The prior's sampling noise [N, h*w] -> mean images [N, C, H, W] of the codes it draws."""
+        """The priors' sampling noise [N, latent_dim] -> mean images [N, C, H, W] of the codes it draws (the top
+        grid first, for VQ-VAE-2)."""
         labels = self.condition(z.shape[0], labels, None)
-        u = torch.special.ndtr(z.float()).view(-1, *self.grid)
-        return self.mean_image(self.prior.sample(u, labels))
+        u_bottom, u_top = self.split_noise(z)
+        top = None if u_top is None else self.top_prior.sample(u_top, labels)
+        return self.mean_image(Codes(self.prior.sample(u_bottom, labels, top), top))
 
     @torch.no_grad()
     def encode(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Images -> (the sampling noise [N, h*w] that draws their codes, a point's log-variance): at each
-        position the middle of its code's CDF interval under the prior, one pass for all positions (the true
-        codes are the context). ``decode`` of it gives the reconstruction, so uploads and the latent tools
-        work; nearby noise is not a nearby image (see the module doc)."""
-        indices = self.codes(x)
-        probs = self.prior.logits(indices, labels).float().softmax(dim=1)  # [N, K, h, w]
-        upper = probs.cumsum(dim=1).gather(1, indices[:, None])
-        u = (upper - probs.gather(1, indices[:, None]) / 2).clamp(1e-6, 1 - 1e-6)
-        z = torch.special.ndtri(u).flatten(1)
+        """Images -> (the sampling noise [N, latent_dim] that draws their codes, a point's log-variance): at each
+        position the middle of its code's CDF interval under the prior. ``decode`` of it gives the
+        reconstruction, so uploads and the latent tools work; nearby noise is not a nearby image (see the
+        module doc)."""
+        codes = self.codes(x)
+        u = [self.prior.invert(codes.bottom, labels, codes.top).flatten(1)]
+        if codes.top is not None:
+            u.append(self.top_prior.invert(codes.top, labels).flatten(1))
+        z = torch.special.ndtri(torch.cat(u, dim=1))
         return z, torch.full_like(z, POINT_LOGVAR)
 
 
@@ -316,6 +421,7 @@ class VQVAEConfig(ModelConfig):
     prior_channels: int = 64
     prior_layers: int = 6
     conditional: bool = False  # the prior on the data's class labels
+    two_level: bool = False  # VQ-VAE-2: a top code grid at half the bottom's, with its own prior
     autoencoder_kimg: float = 50.0  # the first stage; the prior trains for the rest of train.kimg
     decay: float = 0.99  # of the codebook's moving averages
     restart_below: float = 1.0  # a code used fewer times per batch on average moves to an encoder output (Jukebox: 1)
@@ -335,6 +441,15 @@ class VQVAEConfig(ModelConfig):
     example_variants: ClassVar[tuple[dict, ...]] = (
         {"levels": 4, "codes": 8, "code_dim": 4, "channels": 8, "res_blocks": 1, "prior_channels": 8},
         {"levels": 2, "codes": 8, "code_dim": 4, "channels": 8, "prior_channels": 8, "conditional": True},
+        {
+            "levels": 2,
+            "codes": 8,
+            "code_dim": 4,
+            "channels": 8,
+            "prior_channels": 8,
+            "downsample": 1,
+            "two_level": True,
+        },
     )
     example_spec: ClassVar[Spec] = GREY_EXAMPLE  # small: the prior samples position by position
 
@@ -358,5 +473,6 @@ def build_vqvae(cfg: VQVAEConfig, spec: Spec) -> dict:
             round(cfg.autoencoder_kimg * 1000),
             cfg.decay,
             cfg.restart_below,
+            cfg.two_level,
         )
     }

@@ -62,8 +62,10 @@ class VQVAEStep(Step):
         self.label_key = "label" if is_conditional(model) else None
         self.modules = {"model": model}
         self.export = Export("model", "model")
-        autoencoder = [p for part in (model.encoder, model.decoder) for p in part.parameters()]
-        groups = [{"params": autoencoder, "lr": cfg.lr}, {"params": list(model.prior.parameters()), "lr": cfg.prior_lr}]
+        groups = [
+            {"params": model.autoencoder_parameters(), "lr": cfg.lr},
+            {"params": model.prior_parameters(), "lr": cfg.prior_lr},
+        ]
         self.optimizers = {"model": adam(groups, cfg.lr, cfg.betas, cfg.weight_decay)}
 
     def phases(self) -> list[Phase]:
@@ -75,7 +77,7 @@ class VQVAEStep(Step):
         x = batch[self.image_key]
         out = self.nets["model"](x, batch[self.label_key] if self.label_key else None)
         if out.log_prior is not None:
-            positions = out.indices[0].numel()
+            positions = out.positions
             nll = -out.log_prior.mean()
             return LossOutput(
                 loss=nll / positions,
@@ -83,14 +85,14 @@ class VQVAEStep(Step):
             )
         assert out.log_px is not None and out.commitment is not None
         recon, commitment = -out.log_px.mean(), out.commitment.mean()
-        usage = torch.bincount(out.indices.flatten(), minlength=self.num_codes).float()
+        usage = torch.bincount(out.codes.bottom.flatten(), minlength=self.num_codes).float()
         p = usage / usage.sum()
         return LossOutput(
             loss=(recon + self.cfg.beta * commitment) / x[0].numel(),
             stats={
                 "recon_nll_nats": recon.detach(),
                 "commitment": commitment.detach(),
-                "perplexity": torch.exp(-(p * p.clamp_min(1e-12).log()).sum()),  # codes in use, effectively
+                "perplexity": torch.exp(-(p * p.clamp_min(1e-12).log()).sum()),  # bottom codes in use, effectively
             },
         )
 
