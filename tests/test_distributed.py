@@ -218,8 +218,10 @@ def test_a_conditional_flow_matching_model_trains_under_torchrun(tmp_path, mnist
 
 
 def test_a_vqvae_trains_both_stages_under_torchrun(tmp_path, mnist_root):
-    """The codebook's moving averages sum the counts over processes and its restarts come from process 0;
-    each stage leaves the other part without gradients, which DDP is told to expect (a Staged model)."""
+    """Each stage leaves the other part without gradients, which DDP is told to expect (a Staged model), and
+    the codebook's collectives (counts and sums summed over processes, restarts broadcast from process 0) run
+    without deadlock on two processes. That every process keeps the same codebook is not checked here: DDP
+    also broadcasts process 0's buffers before each forward pass."""
     config = {
         "name": "vq",
         "data": {"name": "mnist", "root": str(mnist_root), "limit": 64, "binarize": True, "image_size": 12},

@@ -114,6 +114,19 @@ def test_the_variety_loss_and_the_errors_keep_the_best_sample_per_scene():
     assert errors["spread"] == pytest.approx((math.sqrt(2) / 2 + 2.5) / 2)
 
 
+def test_best_of_k_picks_one_sample_for_the_whole_scene_not_per_person():
+    """Social GAN's evaluation: per scene, the sample whose errors summed over its people are least. Two people
+    whose best samples differ: per-person best would be 0; per scene, the best sample leaves one person off."""
+    truth = torch.zeros(1, 2, 1, 2)
+    predictions = torch.zeros(2, 1, 2, 1, 2)
+    predictions[0, 0, 1] += torch.tensor([3.0, 4.0])  # sample 0: person 0 exact, person 1 five metres off
+    predictions[1, 0, 0] += torch.tensor([0.0, 2.0])  # sample 1: person 0 two metres off, person 1 exact
+    errors = displacement_errors(predictions, truth)
+    assert errors["ade_best"] == pytest.approx(1.0) and errors["fde_best"] == pytest.approx(1.0)  # sample 1: (2 + 0) / 2
+    loss = variety_loss(predictions, truth)
+    assert loss.item() == pytest.approx(4.0 / 4)  # sample 1's squared error 4, averaged over 2 people x 2 coordinates
+
+
 def test_constant_velocity_continues_the_last_step():
     observed = torch.tensor([[[[0.0, 0.0], [1.0, 0.5]]]])
     torch.testing.assert_close(constant_velocity(observed, 3), torch.tensor([[[[2.0, 1.0], [3.0, 1.5], [4.0, 2.0]]]]))

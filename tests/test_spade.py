@@ -45,13 +45,16 @@ def test_a_style_image_fixes_the_code_and_none_draws_one():
     assert not torch.equal(drawn, G.synthesise(labels, None, torch.Generator().manual_seed(4)))
 
 
-def test_feature_matching_is_zero_for_the_real_features_and_skips_the_logits():
-    real = [[torch.ones(1, 2, 4, 4), torch.zeros(1, 1, 2, 2)], [torch.ones(1, 2, 2, 2), torch.zeros(1, 1, 1, 1)]]
+def test_feature_matching_sums_the_layers_averages_the_scales_and_skips_the_logits():
+    real = [[torch.ones(1, 2, 4, 4), torch.ones(1, 3, 2, 2), torch.zeros(1, 1, 2, 2)],
+            [torch.ones(1, 2, 2, 2), torch.ones(1, 3, 1, 1), torch.zeros(1, 1, 1, 1)]]
     assert feature_matching(real, real).item() == 0
-    logits_only = [[real[0][0], torch.full((1, 1, 2, 2), 5.0)], [real[1][0], torch.full((1, 1, 1, 1), 5.0)]]
+    logits_only = [[*fs[:-1], torch.full_like(fs[-1], 5.0)] for fs in real]
     assert feature_matching(real, logits_only).item() == 0
     shifted = [[f + 1 for f in fs] for fs in real]
-    assert feature_matching(real, shifted).item() == pytest.approx(1.0)
+    assert feature_matching(real, shifted).item() == pytest.approx(2.0)  # 1 per layer, two layers, per scale
+    one_scale_off = [[f + 1 for f in real[0]], real[1]]
+    assert feature_matching(real, one_scale_off).item() == pytest.approx(1.0)
 
 
 def test_data_without_a_label_map_is_refused_with_what_to_use():

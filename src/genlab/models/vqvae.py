@@ -109,10 +109,13 @@ class Quantiser(nn.Module):
         if self.training and not bool(self.counts.any()):  # the first step: the codebook starts on encoder outputs
             self.restart(z, torch.ones_like(self.counts, dtype=torch.bool))
         indices = self.indices(z)
+        e = self.lookup(
+            indices
+        )  # before the update, as the paper's (Sonnet's) EMA quantiser: the codes z was matched to
+        commitment = (z.float() - e).pow(2).flatten(1).sum(dim=1)
         if self.training:
             self.update(z, indices)
-        e = self.lookup(indices).to(z.dtype)
-        commitment = (z.float() - e.float()).pow(2).flatten(1).sum(dim=1)
+        e = e.to(z.dtype)
         return z + (e - z).detach(), indices, commitment
 
     @torch.no_grad()
@@ -133,8 +136,9 @@ class Quantiser(nn.Module):
 
     @torch.no_grad()
     def restart(self, z: Tensor, which: Tensor) -> None:
-        """Codes ``which`` [K] (bool) move to encoder outputs of the batch drawn at random, with the counts of
-        a code used once per batch (so a restarted code has about 1 / (1 - decay) steps to be used)."""
+        """Codes ``which`` [K] (bool) move to encoder outputs of the batch drawn at random, with the counts of a
+        code used once per batch. With ``restart_below`` 1 (Jukebox's), a restarted code that the next batch does
+        not use falls below it again and moves again: unused codes keep tracking current encoder outputs."""
         flat = z.detach().float().permute(0, 2, 3, 1).reshape(-1, z.shape[1])
         chosen = flat[torch.randint(len(flat), (int(which.sum()),), device=flat.device)]
         if dist.is_available() and dist.is_initialized():
@@ -309,7 +313,7 @@ class VQVAE(NoiseSampler):
 
     def quantise(self, x: Tensor) -> tuple[Tensor, Codes, Tensor]:
         """Images -> (the decoder's input with straight-through gradients, the codes, the commitment [N]); the
-        codebooks move in training mode."""
+        codebooks move when they are in training mode."""
         features = self.encoder(x)
         if not self.two_level:
             e, indices, commitment = self.quantiser(self.to_code(features))
@@ -321,13 +325,15 @@ class VQVAE(NoiseSampler):
     @torch.no_grad()
     def codes(self, x: Tensor) -> Codes:
         """Images [N, C, H, W] -> their code grids, without moving the codebooks."""
-        features = self.encoder(x)
-        if not self.two_level:
-            return Codes(self.quantiser.indices(self.to_code(features)), None)
-        top = self.top_quantiser.indices(self.top_encoder(features))
-        e_top = self.top_quantiser.lookup(top)
-        bottom = self.quantiser.indices(self.to_code(torch.cat([features, self.top_decoder(e_top)], dim=1)))
-        return Codes(bottom, top)
+        quantisers = [q for q in (self.quantiser, getattr(self, "top_quantiser", None)) if q is not None]
+        modes = [q.training for q in quantisers]
+        for q in quantisers:
+            q.eval()
+        try:
+            return self.quantise(x)[1]
+        finally:
+            for q, mode in zip(quantisers, modes, strict=True):
+                q.train(mode)
 
     def decoder_input(self, codes: Codes) -> Tensor:
         e = self.quantiser.lookup(codes.bottom)
@@ -342,8 +348,14 @@ class VQVAE(NoiseSampler):
 
     def log_prior(self, codes: Codes, labels: Tensor | None) -> Tensor:
         """log p(codes) [N]: the bottom prior's (given the top codes) and the top prior's."""
+        self.check_labels(labels)
         log_p = self.prior(codes.bottom, labels, codes.top)
         return log_p if codes.top is None else log_p + self.top_prior(codes.top, labels)
+
+    def check_labels(self, labels: Tensor | None) -> None:
+        """A class-conditional prior read without its labels would give numbers it was never trained for."""
+        if self.num_classes and labels is None:
+            raise ConfigError("this VQ-VAE's prior is class-conditional: pass the images' class labels")
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> VQTerms:
         """Stage 0: the autoencoder's terms (the codebooks move in training mode). Stage 1: the priors'
@@ -369,9 +381,14 @@ class VQVAE(NoiseSampler):
 
     @torch.no_grad()
     def log_prob_bound(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
-        """log p(x | z(x)) + log p(z(x)) [N] in nats under the learned prior (see the module doc)."""
+        """log p(x | z(x)) + log p(z(x)) [N] in nats: under the learned prior once it has trained (the second
+        stage), else under the uniform prior of the first (see the module doc)."""
         codes = self.codes(x)
-        return categorical_log_prob(self.decoder_logits(self.decoder_input(codes)), x) + self.log_prior(codes, labels)
+        log_px = categorical_log_prob(self.decoder_logits(self.decoder_input(codes)), x)
+        if int(self.stage) == 0:
+            self.check_labels(labels)
+            return log_px - self.latent_dim * math.log(self.num_codes)
+        return log_px + self.log_prior(codes, labels)
 
     # ----------------------------------------------------------------------------- sampling and its inverse
 
@@ -397,6 +414,7 @@ class VQVAE(NoiseSampler):
         position the middle of its code's CDF interval under the prior. ``decode`` of it gives the
         reconstruction, so uploads and the latent tools work; nearby noise is not a nearby image (see the
         module doc)."""
+        self.check_labels(labels)
         codes = self.codes(x)
         u = [self.prior.invert(codes.bottom, labels, codes.top).flatten(1)]
         if codes.top is not None:

@@ -297,8 +297,9 @@ def create_app(run_dirs: Sequence[str | Path], allowed_hosts: Sequence[str] | No
             if style_data is None:
                 y = model.translate(x, generator=generator)
             elif isinstance(model, LayoutSynthesiser):
-                styled, _ = read_upload(style_data, model.target_shape, "the style image")
+                styled, style_note = read_upload(style_data, model.target_shape, "the style image")
                 y = model.synthesise(model.labels_of(x), styled, generator)
+                note = "; ".join(n for n in (note, style_note) if n) or None
             else:
                 raise HTTPException(409, f"run {index} ({type(model).__name__}) takes no style image; a SPADE run does")
             return {"source": png_data_urls(x)[0], "image": png_data_urls(y)[0], "note": note}

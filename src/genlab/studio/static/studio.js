@@ -107,6 +107,7 @@ function selectRun(index) {
   document.querySelectorAll(".needs-iterative").forEach((el) => { el.style.display = c.iterative ? "" : "none"; });
   document.querySelectorAll(".needs-style").forEach((el) => { el.style.display = c.style_image ? "" : "none"; });
   state.style = null;
+  $("style-input").value = "";  // else the old file's name stays and choosing it again fires no change
   document.querySelectorAll(".needs-guidance").forEach((el) => { el.style.display = guidable(c) ? "" : "none"; });
   if (c.iterative) {
     $("sample-steps").value = c.iterative.steps;

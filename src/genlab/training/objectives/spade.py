@@ -53,14 +53,13 @@ class SPADEObjectiveConfig(ObjectiveConfig):
 
 
 def feature_matching(real: list[list[Tensor]], fake: list[list[Tensor]]) -> Tensor:
-    """The mean L1 distance between D's features of real and generated images, over every layer but the logits
-    and every scale (pix2pixHD's feature-matching loss, as SPADE uses it)."""
-    distances = [
-        (f - r.detach()).abs().mean()
+    """pix2pixHD's feature-matching loss, as SPADE's code computes it: the mean L1 distance between D's features
+    of real and generated images at each layer but the logits, summed over the layers, averaged over scales."""
+    per_scale = [
+        torch.stack([(f - r.detach()).abs().mean() for r, f in zip(rs[:-1], fs[:-1], strict=True)]).sum()
         for rs, fs in zip(real, fake, strict=True)
-        for r, f in zip(rs[:-1], fs[:-1], strict=True)
     ]
-    return torch.stack(distances).mean()
+    return torch.stack(per_scale).mean()
 
 
 class SPADEStep(Step):
