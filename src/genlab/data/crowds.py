@@ -4,9 +4,10 @@ crossing a four-way junction, their positions in metres every ``dt`` seconds.
 
 Each person walks in from one of the four roads towards the junction, then leaves by one of the
 other three (left, straight on or right, with ``exit_probs``): the exit is drawn when the scene is,
-but shows only once the person reaches the junction, after the ``observed`` steps. So the future of
-an observed path is one-to-many, the case a generative predictor exists for, and a predictor that
-averages the three exits walks where nobody walks.
+and shows once the person is within a metre of the junction, mostly after the ``observed`` steps (with
+the defaults, 14 % of those who turn have turned by more than 15 degrees by the last observed step,
+measured on 4,000 scenes). So the future of an observed path is mostly one-to-many, the case a
+generative predictor exists for, and a predictor that averages the three exits walks where nobody walks.
 
 The social force on person i: a drive towards the current waypoint at the desired speed v0_i with
 relaxation time ``relaxation``, (v0_i e_i - v_i) / tau, plus a repulsion from every other person j,
