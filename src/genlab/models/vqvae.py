@@ -281,15 +281,16 @@ class VQVAE(NoiseSampler):
             top_kernel = max(3, min(7, 2 * min(self.top_grid) - 1))
             self.top_prior = IndexPrior(codes, prior_channels, prior_layers, top_kernel, num_classes)
         up: list[nn.Module] = []
-        for i in range(downsample):
-            last = i == downsample - 1
-            up += [nn.ConvTranspose2d(channels, c * levels if last else channels, 4, stride=2, padding=1)]
-            up += [] if last else [nn.ReLU()]
+        for _ in range(downsample):
+            up += [nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1), nn.ReLU()]
+        # The logits come from a 1x1 convolution after the last upsampling: a 4x4 transposed convolution
+        # straight to C x 256 logits cost 16 times as much, most of a colour model's step.
         self.decoder = nn.Sequential(
             nn.Conv2d(code_dim * (2 if two_level else 1), channels, 3, padding=1),
             *_residuals(channels, res_blocks),
             nn.ReLU(),
             *up,
+            nn.Conv2d(channels, c * levels, 1),
         )
         self.prior = IndexPrior(
             codes, prior_channels, prior_layers, first_kernel, num_classes, codes if two_level else 0
