@@ -90,7 +90,7 @@ def score(run_dir: Path, args: argparse.Namespace) -> dict:
     }[kind]
     kimg, speed = loop_speed(run_dir)
     return {
-        "model": config.model.name,
+        "model": "vqvae-2" if getattr(config.model, "two_level", False) else config.model.name,
         "run": str(run_dir),
         "kimg": kimg,
         "images_per_sec": speed,
