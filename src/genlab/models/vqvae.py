@@ -78,6 +78,11 @@ class Residual(nn.Module):
         return x + self.block(x)
 
 
+def vectors(z: Tensor) -> Tensor:
+    """Encoder outputs [N, D, h, w] -> their vectors [N*h*w, D], detached, in float32."""
+    return z.detach().float().permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+
+
 class Quantiser(nn.Module):
     """Encoder outputs [N, D, h, w] -> their nearest of ``codes`` vectors, with EMA updates in training mode."""
 
@@ -94,7 +99,7 @@ class Quantiser(nn.Module):
 
     def indices(self, z: Tensor) -> Tensor:
         """[N, D, h, w] -> the nearest code's index [N, h, w], distances in float32 (bf16 would tie them)."""
-        flat = z.detach().float().permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+        flat = vectors(z)
         with torch.autocast(z.device.type, enabled=False):
             distances = (flat**2).sum(1, keepdim=True) - 2 * flat @ self.codebook.T + (self.codebook**2).sum(1)
         return distances.argmin(dim=1).view(z.shape[0], *z.shape[2:])
@@ -107,21 +112,21 @@ class Quantiser(nn.Module):
         """(the codes with straight-through gradients [N, D, h, w], the indices [N, h, w], the commitment
         ||z - sg(e)||^2 per image [N])."""
         if self.training and not bool(self.counts.any()):  # the first step: the codebook starts on encoder outputs
-            self.restart(z, torch.ones_like(self.counts, dtype=torch.bool))
+            self.restart(vectors(z), torch.ones_like(self.counts, dtype=torch.bool))
         indices = self.indices(z)
         e = self.lookup(
             indices
         )  # before the update, as the paper's (Sonnet's) EMA quantiser: the codes z was matched to
         commitment = (z.float() - e).pow(2).flatten(1).sum(dim=1)
         if self.training:
-            self.update(z, indices)
+            self.update(vectors(z), indices)
         e = e.to(z.dtype)
         return z + (e - z).detach(), indices, commitment
 
     @torch.no_grad()
-    def update(self, z: Tensor, indices: Tensor) -> None:
-        """The EMA step of the counts, sums and codebook, then the restart of dead codes."""
-        flat = z.detach().float().permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+    def update(self, flat: Tensor, indices: Tensor) -> None:
+        """The EMA step of the counts, sums and codebook from the batch's vectors [M, D] and their indices, then
+        the restart of dead codes."""
         one_hot = F.one_hot(indices.flatten(), self.codebook.shape[0]).float()
         counts = _sum_over_processes(one_hot.sum(dim=0))
         sums = _sum_over_processes(one_hot.T @ flat)
@@ -132,14 +137,14 @@ class Quantiser(nn.Module):
         self.codebook.copy_(self.sums / smoothed[:, None])
         dead = self.counts < self.restart_below
         if dead.any():
-            self.restart(z, dead)
+            self.restart(flat, dead)
 
     @torch.no_grad()
-    def restart(self, z: Tensor, which: Tensor) -> None:
-        """Codes ``which`` [K] (bool) move to encoder outputs of the batch drawn at random, with the counts of a
-        code used once per batch. With ``restart_below`` 1 (Jukebox's), a restarted code that the next batch does
-        not use falls below it again and moves again: unused codes keep tracking current encoder outputs."""
-        flat = z.detach().float().permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+    def restart(self, flat: Tensor, which: Tensor) -> None:
+        """Codes ``which`` [K] (bool) move to vectors of the batch's encoder outputs [M, D] drawn at random,
+        with the counts of a code used once per batch. With ``restart_below`` 1 (Jukebox's), a restarted code
+        that the next batch does not use falls below it again and moves again: unused codes keep tracking
+        current encoder outputs."""
         chosen = flat[torch.randint(len(flat), (int(which.sum()),), device=flat.device)]
         if dist.is_available() and dist.is_initialized():
             dist.broadcast(chosen, src=0)
