@@ -11,7 +11,7 @@ digit, one column per latent).
 
     PYTHONPATH=src python benchmarks/class_control.py --data-root ../shared/data \\
         [--configs configs/sngan_projection_mnist.yaml ...] [--kimg 200] [--every 20] [--seeds 0 1 2] \\
-        [--set objective.ortho_weight=0 ...] [--threads 2]
+        [--set objective.regularisers.0.weight=0 ...] [--threads 2]
 
 A recipe may carry its own overrides after an @, comma-separated, for a control run:
 ``configs/sngan_projection_mnist.yaml@objective.lr_d=2e-4,objective.lr_g=2e-4``.

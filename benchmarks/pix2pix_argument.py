@@ -147,7 +147,7 @@ def run_task(task: str, args: argparse.Namespace, extractor: Extractor | None) -
     use_features = extractor is not None and task in FEATURES
     ext = extractor if use_features else None
     target_features = extract_features(ext, targets)["features"] if ext else None
-    variants = dict(LOSSES) | ({MODE_SEEKING: ["objective.loss=cgan_l1", f"objective.mode_seeking_weight={args.ms_weight}"]}
+    variants = dict(LOSSES) | ({MODE_SEEKING: ["objective.loss=cgan_l1", f"objective.regularisers=[{{name: mode_seeking, weight: {args.ms_weight}}}]"]}
                                if task == args.sweep_task else {})
     results: dict[str, Result] = {}
     for name, overrides in variants.items():
@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--n-diversity", type=int, default=200, help="test inputs translated with each of 4 seeds")
     parser.add_argument("--sweep-task", default="edges2digits", choices=list(TASKS),
                         help="task of the receptive-field sweep and the mode-seeking run")
-    parser.add_argument("--ms-weight", type=float, default=1.0, help="mode_seeking_weight of the mode-seeking run")
+    parser.add_argument("--ms-weight", type=float, default=1.0, help="weight of the mode-seeking run's mode_seeking term")
     parser.add_argument("--classifier", help="digit classifier run (default: the newest trained one)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-pix2pix"))
     args = parser.parse_args()

@@ -10,7 +10,7 @@ samples, against the prior the VAE samples from). One table row per recipe: kimg
 images/s, FID, precision, recall, KL (and ELBO, NLL).
 
     PYTHONPATH=src python benchmarks/recipes.py --data-root ../shared/data [--configs A.yaml B.yaml]
-        [--minutes 5] [--threads 1] [--n 10000] [--set objective.r1_weight=0 ...]
+        [--minutes 5] [--threads 1] [--n 10000] [--set objective.regularisers.0.weight=0 ...]
 
 ``--set`` applies the same overrides to every config (one lever at a time, for ablations).
 Needs a trained digit classifier (``genlab train-classifier``) or ``--classifier RUN``.

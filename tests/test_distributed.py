@@ -149,7 +149,7 @@ def test_a_growing_progan_trains_under_torchrun(tmp_path):
         "name": "grow",
         "data": {"name": "sprites", "image_size": 8, "n_train": 64, "n_test": 8},
         "model": {"name": "progan", "latent_dim": 8, "g_channels": 4, "d_channels": 4, "max_channels": 8, "stage_kimg": 0.032},
-        "objective": {"name": "gan", "r1_weight": 1.0},
+        "objective": {"name": "gan", "regularisers": [{"name": "r1"}]},
         "train": train_section(tmp_path / "runs", kimg=0.128, batch_size=8),
     }
     done = torchrun_train(config, tmp_path)
@@ -188,7 +188,7 @@ def test_a_stylegan_with_path_length_regularisation_trains_under_torchrun(tmp_pa
         "data": {"name": "color_sprites", "image_size": 16, "n_train": 64, "n_test": 8},
         "model": {"name": "stylegan", "latent_dim": 8, "w_dim": 8, "mapping_layers": 1, "g_channels": 4,
                   "d_channels": 4, "max_channels": 8},
-        "objective": {"name": "gan", "pl_weight": 2.0, "pl_every": 2, "betas": [0.0, 0.99]},
+        "objective": {"name": "gan", "regularisers": [{"name": "path_length", "every": 2}], "betas": [0.0, 0.99]},
         "train": train_section(tmp_path / "runs", kimg=0.032, batch_size=8),
     }
     done = torchrun_train(config, tmp_path)

@@ -23,6 +23,7 @@ from genlab.training.health import GANHealth, HealthHistory, gan_warnings
 from genlab.training.loop import _training_only, train
 from genlab.training.objectives.gan import GANObjectiveConfig, batch_diversity
 from genlab.training.progress import progress_strip
+from genlab.training.regularisers.r1 import R1Config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GAN_CONFIGS = ["gan2014_mnist.yaml", "dcgan_mnist.yaml", "wgan_gp_mnist.yaml", "hinge_sn_cifar10.yaml"]
@@ -121,7 +122,7 @@ def small_step(loss: str = "nonsaturating", model: str = "dcgan", **objective):
 
 @pytest.mark.parametrize("loss", ["minimax", "nonsaturating", "lsgan", "wgan", "wgan_gp", "hinge"])
 def test_d_phase_leaves_g_alone_and_g_phase_leaves_d_alone(loss):
-    step, batch = small_step(loss, r1_weight=1.0 if loss == "hinge" else 0.0)
+    step, batch = small_step(loss, regularisers=[R1Config()] if loss == "hinge" else [])
     d_phase, g_phase = step.phases()
     assert (d_phase.name, d_phase.trains, d_phase.reuse_batch) == ("D", ("D",), False)
     assert (g_phase.name, g_phase.trains, g_phase.reuse_batch) == ("G", ("G",), True)
@@ -265,15 +266,15 @@ def test_health_monitor_flags_an_overpowered_discriminator_with_its_values():
 def test_health_advice_names_only_changes_the_run_does_not_have():
     from genlab.training.health import RunSettings, run_advice
 
-    plain = RunSettings("minimax", 2e-4, 2e-4, 1, 0.0, spectral_norm=False, batch_norm_in_d=True)
+    plain = RunSettings("minimax", 2e-4, 2e-4, 1, False, spectral_norm=False, batch_norm_in_d=True)
     advice = run_advice(plain)
     order = ["loss=nonsaturating", "spectral normalisation", "loss=hinge", "lr_d (now 0.0002)"]
     assert [advice.index(t) for t in order] == sorted(advice.index(t) for t in order)  # most helpful first
-    assert "r1_weight" not in advice and "n_critic" not in advice  # R1 is refused under batch norm; k is 1
+    assert "name: r1" not in advice and "n_critic" not in advice  # R1 is refused under batch norm; k is 1
     # The projection recipe (hinge, spectral norm, k = 2) was told to turn on what it had.
-    projection = run_advice(RunSettings("hinge", 2e-4, 2e-4, 2, 0.0, spectral_norm=True, batch_norm_in_d=False))
+    projection = run_advice(RunSettings("hinge", 2e-4, 2e-4, 2, False, spectral_norm=True, batch_norm_in_d=False))
     assert "spectral" not in projection and "hinge" not in projection and "nonsaturating" not in projection
-    assert "r1_weight" in projection and "n_critic, now 2" in projection
+    assert "name: r1" in projection and "n_critic, now 2" in projection
 
 
 def test_a_gan_steps_monitor_reads_its_run_settings_from_the_config_and_d():

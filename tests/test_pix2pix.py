@@ -185,7 +185,7 @@ def translation_diversity(run, data, seeds=(0, 1, 2)) -> float:
 def test_mode_seeking_raises_output_diversity_in_a_short_run(tmp_path):
     found = {}
     for weight in (0.0, 1.0):
-        config = run_config(tmp_path / str(weight), 0.256, {"mode_seeking_weight": weight})
+        config = run_config(tmp_path / str(weight), 0.256, {"regularisers": [{"name": "mode_seeking", "weight": weight}]})
         run = genlab.train(config)
         found[weight] = translation_diversity(run, config.data)
     last = json.loads((run / "stats.jsonl").read_text().splitlines()[-1])
@@ -195,7 +195,7 @@ def test_mode_seeking_raises_output_diversity_in_a_short_run(tmp_path):
 
 
 def test_mode_seeking_without_dropout_is_refused(tmp_path):
-    config = run_config(tmp_path, 0.032, {"mode_seeking_weight": 1.0})
+    config = run_config(tmp_path, 0.032, {"regularisers": [{"name": "mode_seeking"}]})
     config.model.g_dropout = 0.0
     with pytest.raises(ConfigError, match="g_dropout"):
         genlab.train(config)

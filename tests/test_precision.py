@@ -22,7 +22,7 @@ def tiny_config(family: str, out_dir: Path, precision: str) -> genlab.Config:
         "vae": ({"name": "conv_vae", "latent_dim": 4, "channels": 8}, {"name": "vae"}),
         # EMA and R1 give the step state of its own and a second backward pass to undo.
         "gan": ({"name": "dcgan", "latent_dim": 8, "g_channels": 8, "d_channels": 8, "d_norm": "none"},
-                {"name": "gan", "ema_decay": 0.9, "r1_weight": 1.0}),
+                {"name": "gan", "ema_decay": 0.9, "regularisers": [{"name": "r1"}]}),
     }[family]
     return config_from_dict({
         "name": "tiny", "data": {"name": "sprites", "image_size": 28, "n_train": 256, "n_test": 64},

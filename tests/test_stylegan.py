@@ -138,7 +138,7 @@ def test_path_length_regularisation_needs_a_style_based_generator(tmp_path):
     config = config_from_dict({
         "name": "pl", "data": {"name": "sprites", "image_size": 32, "n_train": 64, "n_test": 8},
         "model": {"name": "dcgan", "latent_dim": 8, "g_channels": 4, "d_channels": 4, "d_norm": "none"},
-        "objective": {"name": "gan", "pl_weight": 2.0}, "train": {"kimg": 0.032, "out_dir": str(tmp_path)}})
+        "objective": {"name": "gan", "regularisers": [{"name": "path_length"}]}, "train": {"kimg": 0.032, "out_dir": str(tmp_path)}})
     with pytest.raises(ConfigError, match="model.name=stylegan"):
         genlab.train(config)
 
@@ -150,7 +150,7 @@ def style_run(tmp_path_factory):
 
     return genlab.train(config_from_dict({
         "name": "style", "data": {"name": "color_sprites", "image_size": 32, "n_train": 64, "n_test": 8},
-        "model": TINY, "objective": {"name": "gan", "r1_weight": 0.1, "r1_every": 4, "betas": [0.0, 0.99]},
+        "model": TINY, "objective": {"name": "gan", "regularisers": [{"name": "r1", "weight": 0.1, "every": 4}], "betas": [0.0, 0.99]},
         "train": {"kimg": 0.064, "batch_size": 16, "out_dir": str(tmp_path_factory.mktemp("style")),
                   "progress_bar": False, "tensorboard": False, "snapshot_every_kimg": 0}}))
 

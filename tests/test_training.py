@@ -63,7 +63,7 @@ def test_channels_last_runs_resume_bitwise_and_keep_their_layout(tmp_path):
         return config_from_dict({
             "name": "tiny-gan", "data": {"name": "sprites", "image_size": 28, "n_train": 512, "n_test": 64},
             "model": {"name": "dcgan", "latent_dim": 8, "g_channels": 8, "d_channels": 8, "d_norm": "none"},
-            "objective": {"name": "gan", "ema_decay": 0.9, "r1_weight": 1.0, "r1_every": 2},
+            "objective": {"name": "gan", "ema_decay": 0.9, "regularisers": [{"name": "r1", "every": 2}]},
             "train": {"kimg": 0.512, "batch_size": 32, "out_dir": str(out_dir), "memory_format": "channels_last",
                       "log_every_kimg": 0.128, "snapshot_every_kimg": 0, "checkpoint_every_kimg": 0.256,
                       "progress_bar": False, "tensorboard": False},

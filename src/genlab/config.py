@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Literal, Union
 import yaml
 
 from genlab.errors import ConfigError
-from genlab.registry import DATASETS, MODELS, OBJECTIVES, Registry, UnknownNameError
+from genlab.registry import DATASETS, MODELS, OBJECTIVES, REGULARISERS, Registry, UnknownNameError
 
 # ----------------------------------------------------------------------------- allowed values
 
@@ -122,6 +122,12 @@ class Bounded:
     def __post_init__(self) -> None:
         check_bounds(type(self), vars(self), f"{type(self).__name__}: ")
 
+    @classmethod
+    def upgrade(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """``raw`` (this section as loaded, a copy) in today's keys: a class whose keys changed rewrites the
+        keys an older genlab wrote, so that old run folders and configs still load. The default keeps it."""
+        return raw
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         own = cls.__dict__.get("__post_init__")
@@ -207,6 +213,25 @@ class ObjectiveConfig(Bounded):
     registry: ClassVar[Registry] = OBJECTIVES
     family: ClassVar[str] = ""
     resume_examples: ClassVar[tuple[ExampleRun, ...]] = ()
+
+
+@dataclass
+class RegulariserConfig(Bounded):
+    """Base of every regulariser term's config: one entry of an objective's ``regularisers`` list.
+
+    ``weight`` scales the term's penalty in its phase's loss; ``every`` > 1 makes it lazy (Karras et
+    al. 2020): it runs on every ``every``-th step of its phase, weighted by ``every``. A term's class
+    overrides the default weight with its paper's and may add keys of its own.
+    """
+
+    name: str
+    weight: float = 1.0
+    every: int = 1
+    registry: ClassVar[Registry] = REGULARISERS
+    bounds: ClassVar[dict[str, Range]] = {
+        "weight": Range(0, note="0 turns the term off"),
+        "every": at_least(1, "steps of its phase per penalty"),
+    }
 
 
 @dataclass
@@ -336,15 +361,29 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             value = yaml.safe_load(text)
         except yaml.YAMLError:
             value = text
-        node = result
+        node: Any = result
         parts = key.strip().split(".")
         for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a section")
-            node = child
-        node[parts[-1]] = value
+            node = _child(node, part, item)
+        if isinstance(node, list):
+            node[_list_index(node, parts[-1], item)] = value
+        else:
+            node[parts[-1]] = value
     return result
+
+
+def _child(node: Any, part: str, item: str) -> Any:
+    """The section or list entry ``part`` of ``node`` (an override's path; a missing section is created)."""
+    child = node[_list_index(node, part, item)] if isinstance(node, list) else node.setdefault(part, {})
+    if not isinstance(child, (dict, list)):
+        raise ConfigError(f"override {item!r}: {part!r} is not a section")
+    return child
+
+
+def _list_index(node: list[Any], part: str, item: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"override {item!r}: {part!r} must be an index of a list of {len(node)} entries (0, 1, ...)")
+    return int(part)
 
 
 def override_config(config: Config, overrides: list[str]) -> Config:
@@ -383,6 +422,8 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
             cls = registry.get(str(raw["name"])).config_cls
         except UnknownNameError as err:
             raise ConfigError(f"{source}: {prefix}name: {err}") from None
+    if isinstance(cls, type) and issubclass(cls, Bounded):
+        raw = cls.upgrade(_deep_copy(raw))
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
     for key in raw:

@@ -1,4 +1,4 @@
-"""Name -> entry tables for models, datasets, objectives and metrics, and how they fill up.
+"""Name -> entry tables for models, datasets, objectives, regularisers and metrics, and how they fill up.
 
 A config section such as ``model: {name: conv_vae, latent_dim: 10}`` is resolved by
 looking its ``name`` up here: the entry gives the dataclass that validates the other
@@ -111,7 +111,9 @@ class BuilderRegistry(Registry[Entry]):
 MODELS = BuilderRegistry("model", "genlab.models")
 DATASETS = BuilderRegistry("dataset", "genlab.data")
 OBJECTIVES = BuilderRegistry("objective", "genlab.training.objectives")
+REGULARISERS = BuilderRegistry("regulariser", "genlab.training.regularisers")
 
 register_model = MODELS.register
 register_dataset = DATASETS.register
 register_objective = OBJECTIVES.register
+register_regulariser = REGULARISERS.register

@@ -71,7 +71,7 @@ def path_lengths(images: Tensor, ws: Tensor, noise: Tensor) -> Tensor:
     the norm over W is averaged over the L layers' ws as in the paper's code. -> [N].
 
     A measure of G's geometry, computed in G's forward so that DDP sees it; the penalty on it
-    (against a running mean) is the objective's (``training.objectives.regularisers``)."""
+    (against a running mean) is the objective's (``training.regularisers.path_length``)."""
     (grad,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
     return grad.square().sum(dim=2).mean(dim=1).sqrt()
 

@@ -43,7 +43,7 @@ class RunSettings:
     lr_d: float
     lr_g: float
     n_critic: int
-    r1_weight: float
+    r1: bool  # an R1 term
     spectral_norm: bool  # D's weights are spectrally normalised already
     batch_norm_in_d: bool  # R1 and gradient penalties are refused under it
 
@@ -58,8 +58,8 @@ def run_advice(run: RunSettings) -> str:
         tries.append("objective.loss=nonsaturating (the saturating G loss vanishes when D wins)")
     if not run.spectral_norm:
         tries.append("spectral normalisation in D (model.spectral_norm=true where the model has it)")
-    if run.r1_weight == 0 and not run.batch_norm_in_d and run.loss not in ("wgan", "wgan_gp"):
-        tries.append("an R1 penalty on real data (objective.r1_weight, e.g. 1)")
+    if not run.r1 and not run.batch_norm_in_d and run.loss not in ("wgan", "wgan_gp"):
+        tries.append("an R1 penalty on real data (objective.regularisers: [{name: r1, weight: 1}])")
     if run.loss in ("minimax", "nonsaturating", "lsgan"):
         tries.append("objective.loss=hinge")
     tries.append(f"a lower objective.lr_d (now {run.lr_d:g}) or a higher objective.lr_g (now {run.lr_g:g})")

@@ -10,14 +10,15 @@ get the batch's labels: G draws fakes of the real batch's classes, and D scores
 (image, label) pairs.
 
 Regularisers (gradient penalty, R1, conditioning KL, orthogonal, path length) are terms
-(regularisers.py): each with its weight, its interval and its phase, added to that phase's
-loss by ``regularisers.regularise``; the losses here never name one.
+(training/regularisers), listed in ``objective.regularisers``: each with its weight, its interval
+and its phase, added to that phase's loss by ``regularisers.regularise``; the losses here never
+name one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
@@ -31,6 +32,7 @@ from genlab.config import (
     ExampleRun,
     ObjectiveConfig,
     Range,
+    RegulariserConfig,
     TrainConfig,
     at_least,
 )
@@ -43,16 +45,17 @@ from genlab.models.protocols import LatentSampler, eval_mode, is_conditional
 from genlab.registry import register_objective
 from genlab.training.ema import ema_update, make_ema
 from genlab.training.health import GANHealth, RunSettings, run_advice
-from genlab.training.objectives.regularisers import (
+from genlab.training.objectives.snapshots import class_grid
+from genlab.training.optim import adam
+from genlab.training.regularisers import (
     Pass,
+    Regularisers,
     Term,
     batch_norms,
     build_terms,
     has_batch_norm,
-    regularise,
+    upgrade_flat_keys,
 )
-from genlab.training.objectives.snapshots import class_grid
-from genlab.training.optim import adam
 from genlab.training.step import Export, LossOutput, Phase, Step
 
 Loss = Literal["minimax", "nonsaturating", "lsgan", "wgan", "wgan_gp", "hinge"]
@@ -81,19 +84,14 @@ class GANObjectiveConfig(ObjectiveConfig):
     betas: tuple[float, float] = (0.5, 0.999)  # Adam's
     momentum: float = 0.5  # sgd's (Goodfellow et al. 2014: 0.5, raised to 0.7 over training)
     clip: float = 0.01  # wgan: D's weights are clipped to [-clip, clip]
-    gp_weight: float = 10.0  # wgan_gp: lambda of the gradient penalty
-    r1_weight: float = 0.0  # gamma of the R1 penalty on real data (any loss); 0 disables
-    r1_every: int = 1  # lazy regularisation (Karras et al. 2020): R1 on every r1_every-th D step, weighted by it
-    pl_weight: float = 0.0  # StyleGAN2's path-length regularisation of a style-based G (2 in the paper); 0 disables
-    pl_every: int = 4  # lazy: on every pl_every-th G step (over that step's fakes), weighted by it
-    pl_decay: float = 0.01  # moving-average rate of the target path length
     ema_decay: float = 0.999  # per G update; 0 exports G itself instead of an EMA copy
-    ortho_weight: float = 0.0  # BigGAN's orthogonal regularisation of G's weights (1e-4 in the paper); 0 disables
     # conditional D also sees real images with mismatched conditions as fakes (GAN-INT-CLS)
     matching_aware: bool = False
     mismatch_field: str = ""  # matching_aware: the batch field of each real example's wrong condition (captioned
     # data: caption_one_off, one attribute changed); empty: the next example's condition, as in the paper
-    ca_kl_weight: float = 1.0  # text-conditioned G: weight of conditioning augmentation's KL (StackGAN)
+    # Penalty terms (training/regularisers): gp (implied by loss=wgan_gp), r1, ortho, path_length, condition_kl
+    # (implied by a text G), each {name, weight, every, ...}; in this order they join their phase's loss.
+    regularisers: list[RegulariserConfig] = field(default_factory=list)
     bounds: ClassVar[dict[str, Range]] = {
         "n_critic": at_least(1, "D steps per G step"),
         "lr_d": POSITIVE,
@@ -101,15 +99,7 @@ class GANObjectiveConfig(ObjectiveConfig):
         "betas": PROBABILITY,
         "momentum": PROBABILITY,
         "clip": NON_NEGATIVE,
-        "gp_weight": NON_NEGATIVE,
-        "r1_weight": NON_NEGATIVE,
         "ema_decay": Range(0, 1, high_open=True, note="0 turns the EMA off"),
-        "ortho_weight": NON_NEGATIVE,
-        "r1_every": at_least(1, "D steps per R1 penalty"),
-        "pl_weight": NON_NEGATIVE,
-        "pl_every": at_least(1, "G steps per path-length penalty"),
-        "pl_decay": Range(0, 1, low_open=True),
-        "ca_kl_weight": NON_NEGATIVE,
     }
     resume_examples: ClassVar[tuple[ExampleRun, ...]] = (
         ExampleRun(
@@ -142,7 +132,7 @@ class GANObjectiveConfig(ObjectiveConfig):
                 "shared_embedding": True,
                 "hierarchical_latent": True,
             },
-            {"name": "gan", "loss": "hinge", "n_critic": 2, "ortho_weight": 1e-4},
+            {"name": "gan", "loss": "hinge", "n_critic": 2, "regularisers": [{"name": "ortho", "weight": 1e-4}]},
             slow=True,
         ),
         # Per-layer noise, mixing regularisation, lazy R1 and path-length counters, the path-length target.
@@ -158,7 +148,11 @@ class GANObjectiveConfig(ObjectiveConfig):
                 "d_channels": 4,
                 "max_channels": 16,
             },
-            {"name": "gan", "r1_weight": 1.0, "r1_every": 2, "pl_weight": 2.0, "pl_every": 2, "betas": [0.0, 0.99]},
+            {
+                "name": "gan",
+                "betas": [0.0, 0.99],
+                "regularisers": [{"name": "r1", "weight": 1.0, "every": 2}, {"name": "path_length", "every": 2}],
+            },
             slow=True,
         ),
         # Stages of 100 images: the stop at 320 falls mid-way through the fade-in of 16x16 (300..400).
@@ -173,7 +167,7 @@ class GANObjectiveConfig(ObjectiveConfig):
                 "max_channels": 16,
                 "stage_kimg": 0.1,
             },
-            {"name": "gan", "r1_weight": 1.0},
+            {"name": "gan", "regularisers": [{"name": "r1"}]},
             slow=True,
         ),
         # Captions through G and D, the matching-aware term (rolled captions), conditioning augmentation's KL.
@@ -192,8 +186,34 @@ class GANObjectiveConfig(ObjectiveConfig):
     def __post_init__(self) -> None:
         if self.loss == "wgan" and self.clip <= 0:
             raise ConfigError("objective.loss=wgan bounds the critic by weight clipping: set objective.clip > 0")
-        if self.loss == "wgan_gp" and self.gp_weight <= 0:
-            raise ConfigError("objective.loss=wgan_gp needs objective.gp_weight > 0 (10 in Gulrajani et al.)")
+
+    @classmethod
+    def upgrade(cls, raw: dict) -> dict:
+        """Runs and configs from before the terms had flat keys (``r1_weight``, ``pl_every``, ...); each becomes
+        its entry where it changed the run: gp only under wgan_gp, and gp and condition_kl only at weights
+        other than those their loss or model imply."""
+        implied = {"gp": 10.0, "condition_kl": 1.0}
+        return upgrade_flat_keys(
+            raw,
+            FLAT_KEYS,
+            lambda e: (
+                (e["name"] != "gp" or raw.get("loss") == "wgan_gp")
+                and e.get("weight", 0.0) != implied.get(e["name"], 0.0)
+            ),
+        )
+
+
+# The regularisers' keys before they were terms -> (term, its key), in the order the terms joined their phase's loss.
+FLAT_KEYS = {
+    "gp_weight": ("gp", "weight"),
+    "r1_weight": ("r1", "weight"),
+    "r1_every": ("r1", "every"),
+    "ca_kl_weight": ("condition_kl", "weight"),
+    "ortho_weight": ("ortho", "weight"),
+    "pl_weight": ("path_length", "weight"),
+    "pl_every": ("path_length", "every"),
+    "pl_decay": ("path_length", "decay"),
+}
 
 
 def make_optimizer(cfg: GANObjectiveConfig, params, lr: float) -> torch.optim.Optimizer:
@@ -261,10 +281,9 @@ class GANStep(Step):
             "D": make_optimizer(cfg, D.parameters(), cfg.lr_d),
             "G": make_optimizer(cfg, G.parameters(), cfg.lr_g),
         }
-        self.health = GANHealth(cfg.loss, run_advice(_run_settings(cfg, D)))
+        self.health = GANHealth(cfg.loss, run_advice(_run_settings(cfg, D, terms)))
         self.ema_updates = 0
-        self.d_updates = self.g_updates = 0  # counted for the lazy regularisers
-        self.terms = {phase: [t for t in terms if t.phase == phase] for phase in ("D", "G")}
+        self.regularisers = Regularisers(terms)
 
     def phases(self) -> list[Phase]:
         clip = self._clip_d if self.cfg.loss == "wgan" else None
@@ -291,9 +310,9 @@ class GANStep(Step):
         D = self.nets["D"]
         with torch.no_grad():  # D's step never reaches G: fakes are constants here
             fake, cond = self._fakes(batch)
-        due = [t for t in self.terms["D"] if t.due(self.d_updates)]
-        # input gradients only when a term needs them (R1)
-        real = batch[self.real_key].detach().requires_grad_(any(t.needs_real_grad for t in due))
+        # input gradients only when a due term needs them (R1)
+        real_grad = any(t.needs_real_grad for t in self.regularisers.due("D"))
+        real = batch[self.real_key].detach().requires_grad_(real_grad)
         real_logits, fake_logits = D(real, *cond).float(), D(fake, *cond).float()
         loss = self.d_loss_fn(real_logits, fake_logits)
         stats: dict[str, Tensor | float] = {  # the loop adds "loss" (with penalties) and "grad_norm"
@@ -313,22 +332,18 @@ class GANStep(Step):
             stats["D(x, wrong condition)"] = self._scores(mismatched_logits)
         if self.cfg.loss in ("wgan", "wgan_gp"):
             stats["wasserstein"] = L.wasserstein_estimate(real_logits, fake_logits).detach()
-        loss = regularise(loss, stats, due, Pass(batch, fake, cond, real, real_logits, lambda x: D(x, *cond)))
-        self.d_updates += 1
-        return LossOutput(loss, stats)
+        done = Pass(batch, fake, cond, real, real_logits, lambda x: D(x, *cond))
+        return LossOutput(self.regularisers.add("D", loss, stats, done), stats)
 
     def g_loss(self, batch: Batch) -> LossOutput:
-        due = [t for t in self.terms["G"] if t.due(self.g_updates)]
         cond = () if self.label_key is None else (batch[self.label_key],)
         z = self._generator().latents(len(batch))
-        asked = [t.g_output for t in due if t.g_output is not None]  # at most one (build_terms)
+        asked = [t.g_output for t in self.regularisers.due("G") if t.g_output is not None]  # at most one
         # A term's input that comes out of G's own forward pass, through its DDP wrapper.
         fake, extra = self.nets["G"](z, *cond, **{asked[0]: True}) if asked else (self.nets["G"](z, *cond), None)
         loss = self.g_loss_fn(self.nets["D"](fake, *cond).float())
         stats: dict[str, Tensor | float] = {"diversity": batch_diversity(fake, batch[self.real_key])}
-        loss = regularise(loss, stats, due, Pass(batch, fake, cond, g_output=extra))
-        self.g_updates += 1
-        return LossOutput(loss, stats)
+        return LossOutput(self.regularisers.add("G", loss, stats, Pass(batch, fake, cond, g_output=extra)), stats)
 
     def _clip_d(self) -> None:
         L.clip_weights(self.modules["D"], self.cfg.clip)
@@ -343,23 +358,12 @@ class GANStep(Step):
             self.ema_updates += 1
 
     def state_dict(self) -> dict:
-        terms = {key: value for phase in self.terms.values() for t in phase for key, value in t.state_dict().items()}
-        return {
-            "ema_updates": self.ema_updates,
-            "health": self.health.state_dict(),
-            "d_updates": self.d_updates,
-            "g_updates": self.g_updates,
-            **terms,
-        }
+        return {"ema_updates": self.ema_updates, "health": self.health.state_dict(), **self.regularisers.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.ema_updates = int(state["ema_updates"])
         self.health.load_state_dict(state["health"])
-        # Runs from before the lazy regularisers counted nothing: every step regularised, which 0 reproduces.
-        self.d_updates, self.g_updates = int(state.get("d_updates", 0)), int(state.get("g_updates", 0))
-        for phase in self.terms.values():
-            for term in phase:
-                term.load_state_dict(state)
+        self.regularisers.load_state_dict(state)
 
     def snapshots(self, fixed: Batch, seed: int) -> dict[str, Grid]:
         """64 samples of the exported generator from latents fixed by ``seed`` (and of raw G when an EMA exists),
@@ -394,17 +398,18 @@ def build_gan_step(cfg: GANObjectiveConfig, modules: dict[str, nn.Module], spec:
         )
     G = modules["G"]
     assert isinstance(G, Generator)
-    return GANStep(cfg, G, modules["D"], sample_field(spec), build_terms(cfg, modules))
+    terms = build_terms(cfg, cfg.regularisers, modules)
+    return GANStep(cfg, G, modules["D"], sample_field(spec), terms)
 
 
-def _run_settings(cfg: GANObjectiveConfig, D: nn.Module) -> RunSettings:
+def _run_settings(cfg: GANObjectiveConfig, D: nn.Module, terms: list[Term]) -> RunSettings:
     """What the health monitor's advice may suggest changing in this run."""
     return RunSettings(
         loss=cfg.loss,
         lr_d=cfg.lr_d,
         lr_g=cfg.lr_g,
         n_critic=cfg.n_critic,
-        r1_weight=cfg.r1_weight,
+        r1=any(t.needs_real_grad for t in terms),
         spectral_norm=_spectrally_normalised(D),
         batch_norm_in_d=has_batch_norm(D),
     )

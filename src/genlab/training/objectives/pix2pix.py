@@ -11,7 +11,7 @@ the only optimiser and the only phase. The model builder still returns a D (a mo
 not know its objective); the loop builds it from the seed and the step drops it, so it is
 neither trained nor checkpointed.
 
-``mode_seeking_weight`` > 0 adds MSGAN's mode-seeking term (Mao et al., CVPR 2019) to G's
+``regularisers: [{name: mode_seeking}]`` adds MSGAN's mode-seeking term (Mao et al., CVPR 2019) to G's
 loss, against pix2pix's near-determinism: G translates each source twice, under two
 independent dropout draws (pix2pix's only noise, standing in for MSGAN's z1 and z2), and
 minimises ``weight / (ratio + 1e-5)`` with ``ratio = mean|G(x; m1) - G(x; m2)| /
@@ -29,23 +29,32 @@ term is losses.gan's 1/2 E[(D - 1)^2], half the code's, i.e. twice the effective
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genlab.config import NON_NEGATIVE, POSITIVE, PROBABILITY, ExampleRun, ObjectiveConfig, Range, TrainConfig
+from genlab.config import (
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    ExampleRun,
+    ObjectiveConfig,
+    Range,
+    RegulariserConfig,
+    TrainConfig,
+)
 from genlab.data.base import Batch, Spec
 from genlab.images import Grid
 from genlab.models.pix2pix import UNetGenerator
 from genlab.models.protocols import Translator
 from genlab.registry import register_objective
 from genlab.training.objectives.gan import LOSSES, PROBABILITY_LOSSES
-from genlab.training.objectives.regularisers import PIX2PIX_TERMS, Pass, build_terms, regularise
 from genlab.training.objectives.snapshots import side_by_side
 from genlab.training.optim import adam
+from genlab.training.regularisers import Pass, Regularisers, build_terms, upgrade_flat_keys
 from genlab.training.step import Export, LossOutput, Phase, Step
 
 SNAPSHOT_ROWS = 8  # pairs of the fixed batch shown as source | output | target
@@ -61,13 +70,14 @@ class Pix2PixObjectiveConfig(ObjectiveConfig):
     lr_d: float = 2e-4
     lr_g: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)  # Adam's
-    mode_seeking_weight: float = 0.0  # MSGAN's lambda (1 in the authors' code); 0 disables; needs g_dropout > 0
+    regularisers: list[RegulariserConfig] = field(
+        default_factory=list
+    )  # G's terms: mode_seeking (training/regularisers)
     bounds: ClassVar[dict[str, Range]] = {
         "l1_weight": NON_NEGATIVE,
         "lr_d": POSITIVE,
         "lr_g": POSITIVE,
         "betas": PROBABILITY,
-        "mode_seeking_weight": NON_NEGATIVE,
     }
     resume_examples: ClassVar[tuple[ExampleRun, ...]] = (
         # Dropout is G's noise (global RNG while training): resume must restore it.
@@ -84,6 +94,11 @@ class Pix2PixObjectiveConfig(ObjectiveConfig):
         ),
     )
 
+    @classmethod
+    def upgrade(cls, raw: dict) -> dict:
+        """Runs and configs from before the terms: ``mode_seeking_weight`` becomes its entry when above 0."""
+        return upgrade_flat_keys(raw, {"mode_seeking_weight": ("mode_seeking", "weight")}, lambda e: e["weight"] > 0)
+
     @property
     def adversarial(self) -> bool:
         return self.loss in ("cgan_l1", "cgan")
@@ -99,7 +114,7 @@ class Pix2PixStep(Step):
             self.optimizers["D"] = adam(D.parameters(), cfg.lr_d, cfg.betas)
         self.export = Export("G", "G")
         assert isinstance(G, UNetGenerator)  # the generator with dropout masks
-        self.terms = build_terms(cfg, {"G": G}, PIX2PIX_TERMS)  # G's regularisers (mode seeking)
+        self.regularisers = Regularisers(build_terms(cfg, cfg.regularisers, {"G": G}))  # G's (mode seeking)
 
     def phases(self) -> list[Phase]:
         if not self.cfg.adversarial:
@@ -135,8 +150,14 @@ class Pix2PixStep(Step):
             gan = self.g_loss_fn(self.nets["D"](source, fake).float())
             stats["gan"] = gan.detach()
             loss = gan + self.cfg.l1_weight * l1 if self.cfg.loss == "cgan_l1" else gan
-        loss = regularise(loss, stats, self.terms, Pass(batch, fake, (), generator=self.nets["G"]))
+        loss = self.regularisers.add("G", loss, stats, Pass(batch, fake, (), generator=self.nets["G"]))
         return LossOutput(loss, stats)
+
+    def state_dict(self) -> dict:
+        return self.regularisers.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.regularisers.load_state_dict(state)
 
     def snapshots(self, fixed: Batch, seed: int) -> dict[str, Grid]:
         """Rows of source | G's translation | target for the first pairs of the fixed batch,
