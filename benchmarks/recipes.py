@@ -33,7 +33,7 @@ from genlab.images import make_grid
 from genlab.metrics.evaluate import evaluate
 from genlab.metrics.settings import EvalSettings
 from genlab.plotting import font
-from genlab.runs.folder import read_stats
+from genlab.runs.folder import loop_seconds, read_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ["configs/gan2014_mnist.yaml", "configs/dcgan_mnist.yaml", "configs/fast_mnist_gan.yaml", "configs/vae_mnist.yaml",
@@ -42,17 +42,7 @@ HEADER = ("| recipe | kimg | images/s | FID-MNIST | precision | recall | KL to u
           "|---|---|---|---|---|---|---|---|---|---|---|")
 
 
-def seconds_at(run_dir: Path, kimg: float = float("inf")) -> float:
-    """The loop's seconds to reach ``kimg`` (default: its end), from stats.jsonl, whose windows tile
-    the loop's time: each window's images over its images per second."""
-    seconds, done = 0.0, 0.0
-    for r in read_stats(run_dir):
-        step = min(r["kimg"], kimg) - done
-        if step <= 0:
-            break
-        seconds += 1000 * step / r["images_per_sec"]
-        done += step
-    return seconds
+seconds_at = loop_seconds  # the loop's seconds to a kimg, from stats.jsonl (genlab.runs.folder)
 
 
 def loop_speed(run_dir: Path) -> tuple[float, float]:

@@ -29,13 +29,14 @@ from genlab.metrics.settings import (
 )
 from genlab.models.protocols import IterativeSampler
 from genlab.runs.folder import read_run
+from genlab.runs.locations import output_dir, reference
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", help="evaluate a trained run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("run", help="run folder")
+    p.add_argument("run", help="run folder or zoo:NAME")
     p.add_argument(
         "--metrics",
         help=f"comma-separated, from {','.join(metric_names())} (default: "
@@ -64,8 +65,8 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--classifier",
         metavar="RUN",
-        help="the feature space's classifier run: for mnist the newest from genlab train-classifier by default; "
-        "for sprites a run of configs/attribute_classifier.yaml",
+        help="the feature space's classifier (a run folder or zoo:NAME); default: the zoo's mnist-classifier "
+        "for mnist, its sprites-attributes for sprites",
     )
     p.add_argument("--k", type=int, default=1000, help="importance samples for the IW log-likelihood (nll)")
     add_sampling(p)
@@ -101,11 +102,12 @@ def run(args: argparse.Namespace) -> int:
         classifier=args.classifier,
         iw_k=args.k,
     )
-    out_dir = run_dir / "eval" / f"{settings.features}-n{settings.n}-seed{settings.seed}{sampling_tag(model)}"
+    written = output_dir(run_dir)  # a zoo entry's eval goes to the cache
+    out_dir = written / "eval" / f"{settings.features}-n{settings.n}-seed{settings.seed}{sampling_tag(model)}"
     start = time.perf_counter()
-    results, card = evaluate(model, config, settings, out_dir, run=str(run_dir))
+    results, card = evaluate(model, config, settings, out_dir, run=reference(run_dir))
     record = {
-        "run": str(run_dir),
+        "run": reference(run_dir),
         "metrics": list(settings.metrics),
         "features": settings.features,
         "n": settings.n,
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         "card": str(out_dir / "card.json"),
         "seconds": round(time.perf_counter() - start, 2),
     }
-    with open(run_dir / "metrics.jsonl", "a") as f:
+    with open(written / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
     write_json(record, args.output)
     for warning in card["warnings"]:

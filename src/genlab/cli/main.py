@@ -19,6 +19,7 @@ COMMANDS = (
     "genlab.cli.classifier",
     "genlab.cli.theory",
     "genlab.cli.studio",
+    "genlab.cli.zoo",
 )
 
 

@@ -21,10 +21,11 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from genlab.errors import DataError
 from genlab.images import to_model
-from genlab.metrics.features import Extractor, cache_dir, extract_features, file_sha256
+from genlab.metrics.features import Extractor, extract_features
 from genlab.models import load
 from genlab.models.classifier import DigitClassifier
-from genlab.runs.checkpoint import MODULES_FILE, latest_checkpoint, list_checkpoints
+from genlab.runs.checkpoint import EXPORT_WEIGHTS, file_sha256, latest_checkpoint, list_checkpoints
+from genlab.runs.locations import ZOO_PREFIX, cache_dir, reference, resolve, zoo_names
 
 MNIST = "genlab-mnist"
 SPRITES = "genlab-sprites"
@@ -35,15 +36,22 @@ def classifier_dir() -> Path:
     return cache_dir() / "classifiers"
 
 
-def find_classifier_run(run: str | Path | None = None) -> Path:
-    """The classifier run folder: ``run``, else the newest trained one in :func:`classifier_dir`."""
+# The zoo's judges: every FID-MNIST and sprites figure is in their features unless --classifier names another.
+ZOO_DIGITS, ZOO_ATTRIBUTES = "mnist-classifier", "sprites-attributes"
+
+
+def find_classifier_run(run: str | Path | None = None, zoo_entry: str = ZOO_DIGITS) -> Path:
+    """The classifier run folder: ``run`` (a path or ``zoo:NAME``), else the zoo's ``zoo_entry``, so that a
+    feature space is one network for everyone; without that entry, the newest trained in :func:`classifier_dir`."""
     if run is not None:
-        return Path(run)
+        return resolve(run)
+    if zoo_entry in zoo_names():
+        return resolve(ZOO_PREFIX + zoo_entry)
     candidates = sorted(p for p in classifier_dir().glob("*") if list_checkpoints(p / "checkpoints"))
     if not candidates:
         raise DataError(
-            f"no trained MNIST classifier in {classifier_dir()}: the 'mnist' feature space needs one. "
-            f"Train it with `genlab train-classifier` (a few minutes on 2 CPU cores) or pass --classifier RUN."
+            f"no MNIST classifier: the zoo has no {zoo_entry!r} and {classifier_dir()} holds none. "
+            f"Train one with `genlab train-classifier` (a few minutes on 2 CPU cores) or pass --classifier RUN."
         )
     return candidates[-1]
 
@@ -53,7 +61,7 @@ class FeatureExtractorMNIST(FeatureExtractorBase):
 
     Features: ``"features"`` (penultimate layer, for FID/KID/PR) and ``"logits"`` (for
     IS and class predictions). ``feature_extractor_weights_path`` is the classifier's run
-    folder; None takes the newest digit classifier from :func:`classifier_dir`.
+    folder or ``zoo:NAME``; None takes the zoo's digit classifier (:func:`find_classifier_run`).
     """
 
     def __init__(
@@ -116,27 +124,30 @@ def mnist_extractor(run: str | Path | None = None) -> Extractor:
 
 
 def sprites_extractor(run: str | Path | None) -> Extractor:
-    """The sprites' attribute classifier of ``run`` (a run of configs/attribute_classifier.yaml): the
-    feature space of FID, KID and precision/recall on sprites. Its logits are one head per attribute,
-    not one distribution, so it offers no Inception Score."""
-    if run is None:
+    """The sprites' attribute classifier of ``run`` (a run of configs/attribute_classifier.yaml; default: the
+    zoo's): the feature space of FID, KID and precision/recall on sprites. Its logits are one head per
+    attribute, not one distribution, so it offers no Inception Score."""
+    if run is None and ZOO_ATTRIBUTES not in zoo_names():
         raise DataError(
             "the 'sprites' feature space needs an attribute classifier: train one with "
             "`genlab train configs/attribute_classifier.yaml` and pass its run folder as --classifier"
         )
-    return _extractor(SPRITES, run)
+    return _extractor(SPRITES, run if run is not None else ZOO_PREFIX + ZOO_ATTRIBUTES)
 
 
 def _extractor(name: str, run: str | Path | None) -> Extractor:
     module = FeatureExtractorMNIST(name, ["features", "logits"], feature_extractor_weights_path=run)
-    weights = latest_checkpoint(module.run_dir) / MODULES_FILE
+    weights = latest_checkpoint(module.run_dir) / EXPORT_WEIGHTS  # what load() reads
     layers = {"fid": "features", "kid": "features", "pr": "features"}
     if len(module.classifier.head_sizes) == 1:
         layers["is"] = "logits"
     elif name == MNIST:
         targets = list(module.classifier.targets)
         raise DataError(f"{module.run_dir} predicts {targets}, not digits; name a digit classifier")
-    provenance = {"classifier_run": str(module.run_dir), "classifier_test_accuracy": recorded_accuracy(module.run_dir)}
+    provenance = {
+        "classifier_run": reference(module.run_dir),
+        "classifier_test_accuracy": recorded_accuracy(module.run_dir),
+    }
     return Extractor(name, module, weights, file_sha256(weights), layers, module.resize_mode, provenance)
 
 

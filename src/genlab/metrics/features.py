@@ -12,8 +12,6 @@ torch-fidelity presents all inputs) and returns a tuple of float32 ``[N, D]`` fe
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +20,6 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch_fidelity import FeatureExtractorBase
-
-CACHE_ENV = "GENLAB_CACHE"
-
-
-def cache_dir() -> Path:
-    """genlab's own cache: ``$GENLAB_CACHE`` or ``~/.cache/genlab``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "genlab").expanduser()
 
 
 @dataclass(frozen=True)
@@ -63,11 +54,3 @@ def extract_features(
         for name, value in zip(module.features_list, module(batch.to(device)), strict=True):
             chunks[name].append(value.float().cpu())
     return {name: torch.cat(parts) for name, parts in chunks.items()}
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()

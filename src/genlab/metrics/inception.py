@@ -16,7 +16,8 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 
 from genlab.download import download as download_file
 from genlab.errors import DataError
-from genlab.metrics.features import Extractor, file_sha256
+from genlab.metrics.features import Extractor
+from genlab.runs.checkpoint import file_sha256
 
 INCEPTION = "inception-v3-compat"
 

@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from genlab.metrics.features import Extractor, cache_dir, extract_features
+from genlab.metrics.features import Extractor, extract_features
+from genlab.runs.locations import cache_dir
 
 
 def reference_features(

@@ -20,6 +20,7 @@ from genlab.data.base import Classes, Image, Spec, spec_from_json
 from genlab.errors import ConfigError, RunError
 from genlab.registry import MODELS
 from genlab.runs import checkpoint as ckpt
+from genlab.runs.locations import resolve
 
 ModuleFactories = dict[str, Callable[[], nn.Module]]
 
@@ -53,6 +54,7 @@ def load(
     ``role="G_BA"`` (its export is G_AB) or a GAN's ``role="D"``. The export's own role (or
     None) gives the export, so a GAN's ``role="G"`` is still its EMA generator.
     """
+    run_dir = resolve(run_dir)
     path = ckpt.checkpoint_to_read(run_dir, checkpoint)
     info, weights = ckpt.read_export(path)
     cfg = model_config_from_dict(info["model"], source=str(path / ckpt.EXPORT_INFO))

@@ -9,6 +9,10 @@ A checkpoint is a folder ``checkpoints/ckpt-<images seen>/`` holding
   (its model config, role and data spec), all that ``genlab.load`` reads;
 - ``checksums.json``: the SHA-256 of each file above, written last.
 
+A zoo entry's checkpoint (:mod:`genlab.runs.zoo`) holds the export alone, in fp16, and
+``modules.safetensors`` only for other roles a tool may ask for (CycleGAN's ``G_BA``); its
+checksums say ``export_only``.
+
 The folder is written under a temporary name, fsynced and renamed, so a crash mid-write
 never leaves a checkpoint that looks complete; a write that fails (a full disk) removes
 the temporary folder and leaves the previous checkpoint as it was. Readers verify the
@@ -38,6 +42,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from genlab.errors import RunError
+from genlab.runs.locations import resolve
 
 MODULES_FILE = "modules.safetensors"
 STATE_FILE = "training_state.pt"
@@ -47,6 +52,7 @@ CHECKSUMS_FILE = "checksums.json"
 EXPORT_FORMAT = 1
 PREFIX = "ckpt-"
 REQUIRED = (MODULES_FILE, STATE_FILE)  # every checkpoint; the export files whenever there is an export
+EXPORT_ONLY = (EXPORT_WEIGHTS, EXPORT_INFO)  # a zoo entry's checkpoint: the exported model (and other roles) alone
 KNOWN = (*REQUIRED, EXPORT_WEIGHTS, EXPORT_INFO)
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -90,7 +96,7 @@ def save_checkpoint(
             names += [EXPORT_WEIGHTS, EXPORT_INFO]
         # Hashed from the files as written (read back from the page cache), last, so that a
         # checkpoint with a checksums.json is one whose every file was complete.
-        checksums = {"algorithm": "sha256", "files": {name: _sha256(tmp / name) for name in names}}
+        checksums = {"algorithm": "sha256", "files": {name: file_sha256(tmp / name) for name in names}}
         (tmp / CHECKSUMS_FILE).write_text(json.dumps(checksums, indent=2) + "\n")
         for path in (*(tmp / name for name in (*names, CHECKSUMS_FILE)), tmp):
             _fsync(path)
@@ -121,19 +127,21 @@ def verify_checkpoint(checkpoint: Path) -> None:
     if not sums_path.is_file():
         raise RunError(f"{CHECKSUMS_FILE} is missing (the folder is damaged, or from a genlab that wrote no checksums)")
     try:
-        listed = json.loads(sums_path.read_text())["files"]
+        sums = json.loads(sums_path.read_text())
+        listed = sums["files"]
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in listed.items()):
             raise TypeError
     except (ValueError, KeyError, TypeError, AttributeError):
         raise RunError(f"{CHECKSUMS_FILE} is unreadable (not the JSON genlab writes)") from None
+    required = EXPORT_ONLY if sums.get("export_only") else REQUIRED
     for name in KNOWN:
         path = checkpoint / name
         if name not in listed:
-            if name in REQUIRED or path.exists():
+            if name in required or path.exists():
                 raise RunError(f"{name} is not listed in {CHECKSUMS_FILE}")
         elif not path.is_file():
             raise RunError(f"{name} is missing")
-        elif (actual := _sha256(path)) != listed[name]:
+        elif (actual := file_sha256(path)) != listed[name]:
             raise RunError(
                 f"{name} does not match its checksum (sha256 {actual[:12]}..., recorded {listed[name][:12]}...): "
                 f"the file is damaged or was replaced"
@@ -147,7 +155,7 @@ def good_checkpoint(run_dir: str | Path) -> tuple[Path, list[str]]:
     is missing"``); every reader (resume, ``genlab.load``, sample, eval) chooses here.
     RunError when there is none, with every reason.
     """
-    checkpoint_dir = Path(run_dir) / "checkpoints"
+    checkpoint_dir = resolve(run_dir) / "checkpoints"
     skipped: list[str] = []
     for checkpoint in reversed(list_checkpoints(checkpoint_dir)):
         try:
@@ -243,6 +251,11 @@ def load_training_state(checkpoint: Path) -> dict[str, Any]:
     that says how to continue from the previous checkpoint; nothing in it runs.
     """
     path = checkpoint / STATE_FILE
+    if not path.exists() and (checkpoint / EXPORT_INFO).is_file():
+        raise RunError(
+            f"{checkpoint} holds an exported model alone (a zoo entry): there is no training to resume; "
+            f"train your own from its config.yaml"
+        )
     try:
         with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
             warnings.simplefilter("ignore")
@@ -319,7 +332,8 @@ def _nbytes(obj: Any) -> int:
     return 0
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, in hex."""
     # hashlib (the standard library) rather than a hashing package: SHA-256 is all a checksum
     # needs, it adds no dependency, and its digest equals `sha256sum FILE` for checking by hand.
     digest = hashlib.sha256()

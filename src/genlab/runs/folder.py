@@ -16,6 +16,7 @@ import yaml
 from genlab.config import Config, config_from_dict, dump_config
 from genlab.data.base import Spec, TensorDataset, spec_from_json, spec_to_json
 from genlab.errors import RunError
+from genlab.runs.locations import resolve
 
 CONFIG_FILE = "config.yaml"
 DATA_FILE = "data.json"
@@ -38,8 +39,9 @@ def write_run_files(run_dir: Path, config: Config, data: TensorDataset) -> None:
 
 
 def read_run(run_dir: str | Path) -> tuple[Path, Config, Spec]:
-    """A run's config and the spec of its data (what its models are built from)."""
-    run_dir = Path(run_dir)
+    """A run's folder (``zoo:NAME`` resolved), its config and the spec of its data (what its models are built
+    from)."""
+    run_dir = resolve(run_dir)
     if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / DATA_FILE).is_file():
         raise RunError(
             f"{run_dir} is not a genlab run folder (no {CONFIG_FILE} / {DATA_FILE}); pass a folder under runs/"
@@ -54,7 +56,20 @@ def read_run(run_dir: str | Path) -> tuple[Path, Config, Spec]:
 def read_stats(run_dir: str | Path) -> list[dict]:
     """The rows of a run's ``stats.jsonl``, oldest first: one per logging window (kimg, losses,
     images_per_sec, ...); a last row still being written is left out, and a run without one has none."""
-    path = Path(run_dir) / "stats.jsonl"
+    path = resolve(run_dir) / "stats.jsonl"
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines(keepends=True) if line.endswith("\n")]
+
+
+def loop_seconds(run_dir: str | Path, kimg: float = float("inf")) -> float:
+    """The loop's seconds to reach ``kimg`` (default: its end), from stats.jsonl, whose windows tile
+    the loop's time: each window's images over its images per second."""
+    seconds, done = 0.0, 0.0
+    for r in read_stats(run_dir):
+        step = min(r["kimg"], kimg) - done
+        if step <= 0:
+            break
+        seconds += 1000 * step / r["images_per_sec"]
+        done += step
+    return seconds
