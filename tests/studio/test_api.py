@@ -67,7 +67,8 @@ def test_eval_card_is_shown_once_written(client, studio_runs, tmp_path):
     folder.mkdir(parents=True)
     try:
         (folder / "card.json").write_text(json.dumps({"results": {"fid": 12.5}, "warnings": ["n is small"]}))
-        assert run.summary()["card"] == {"folder": "mnist-n100-seed0", "results": {"fid": 12.5}, "warnings": ["n is small"]}
+        assert run.summary()["card"] == {"folder": "mnist-n100-seed0", "command": "", "results": {"fid": 12.5},
+                                         "warnings": ["n is small"]}
     finally:
         (folder / "card.json").unlink()
         folder.rmdir()
@@ -321,6 +322,36 @@ def test_game_plays_steps_and_keeps_its_history(client):
     assert len(after["d"]) == len(after["x"]) == len(after["d_star"])
     ring = client.post("/api/game", json={"data": "ring"}).json()
     assert ring["dim"] == 2 and len(ring["d"]) == ring["grid"] and len(ring["d"][0]) == ring["grid"]
+
+
+def test_each_player_steps_alone_and_the_settings_change_mid_game(client):
+    game = client.post("/api/game", json={"data": "ring"}).json()
+    assert len(game["arrows"]) == 64 and all(len(a) == 4 for a in game["arrows"])
+    d_alone = client.post(f"/api/game/{game['id']}/step", json={"n": 3, "players": "D"}).json()
+    assert d_alone["fake"] == game["fake"] and d_alone["d"] != game["d"] and d_alone["step"] == 0  # G did not move
+    g_alone = client.post(f"/api/game/{game['id']}/step", json={"n": 3, "players": "G"}).json()
+    assert g_alone["d"] == d_alone["d"] and g_alone["fake"] != d_alone["fake"] and g_alone["step"] == 3
+    assert g_alone["history"][-1]["g_grad_norm"] > 0 and game["history"][-1]["g_grad_norm"] is None
+    tuned = client.patch(f"/api/game/{game['id']}", json={"g_loss": "minimax", "k": 3, "lr_g": 0.01}).json()
+    assert tuned["settings"] == {"k": 3, "lr_d": 0.002, "lr_g": 0.01, "g_loss": "minimax"} and tuned["step"] == 3
+    assert client.patch(f"/api/game/{game['id']}", json={"data": "grid"}).status_code == 422  # a new game's
+    assert client.patch(f"/api/game/{game['id']}", json={"k": 0}).status_code == 422
+    assert client.patch("/api/game/nope", json={"k": 2}).status_code == 404
+
+
+def test_the_saturating_loss_gives_g_a_weaker_push_while_d_wins():
+    """Goodfellow et al.'s motivation for the non-saturating loss, as the game's arrows and gradient norm show it."""
+    import numpy as np
+
+    from genlab.experiments.game import GameConfig, ToyGame
+
+    pushes = {}
+    for loss in ("minimax", "nonsaturating"):
+        game = ToyGame(GameConfig(data="ring", g_loss=loss, k=5))
+        game.play(20)
+        view = game.view()
+        pushes[loss] = (np.linalg.norm(np.array(view["arrows"])[:, 2:], axis=1).mean(), game.g_grad_norm)
+    assert pushes["minimax"][0] < 0.5 * pushes["nonsaturating"][0] and pushes["minimax"][1] < pushes["nonsaturating"][1]
 
 
 def test_game_refuses_unknown_ids_and_bad_settings(client):

@@ -253,6 +253,27 @@ def test_ten_steps_of_the_game_update_the_plot(page, shots, data):
     page.screenshot(path=shots / f"game-{data}.png")
 
 
+def test_the_game_steps_d_alone_g_alone_and_changes_its_loss_while_playing(page, shots):
+    page.click("#tab-game")
+    page.select_option("#game-data", "ring")
+    page.wait_for_function("state.game && state.game.data === 'ring' && state.game.step === 0")
+    heat = "document.getElementById('game-field').toDataURL()"
+    before, fake = page.evaluate(heat), page.evaluate("JSON.stringify(state.game.fake)")
+    page.click("#game-step-d")  # D moves, G's points stay
+    page.wait_for_function("(old) => document.getElementById('game-field').toDataURL() !== old", arg=before)
+    assert page.evaluate("JSON.stringify(state.game.fake)") == fake and page.evaluate("state.game.step") == 0
+    d = page.evaluate("JSON.stringify(state.game.d)")
+    page.click("#game-step-g")  # G moves, D stays
+    page.wait_for_function("state.game.step === 1")
+    assert page.evaluate("JSON.stringify(state.game.d)") == d and page.evaluate("JSON.stringify(state.game.fake)") != fake
+    assert "‖∇G‖" in page.text_content("#game-step-label")
+    page.select_option("#game-loss", "minimax")  # mid-game: the same game, another loss
+    page.wait_for_function("state.game.settings.g_loss === 'minimax' && state.game.step === 1")
+    page.click("#game-step10")
+    page.wait_for_function("document.getElementById('grad-plot').dataset.points === '2'")
+    page.screenshot(path=shots / "game-players.png")
+
+
 def test_monitor_plots_the_training_log(page, shots):
     choose_run(page, "cgan")
     page.click("#tab-monitor")
@@ -269,3 +290,47 @@ def test_errors_are_shown_to_the_user(page):
     page.click("#new-samples")
     page.wait_for_selector("#status.error")
     assert "sampling" in page.text_content("#status")
+
+
+def test_the_zoo_opens_with_each_models_view_working_at_once(browser, zoo_url, shots):
+    """``genlab studio --zoo``: every generator of the zoo is in the run menu, and choosing one shows its view
+    working without training anything: samples for a sampler (a caption box for a text model, the denoising
+    strip for diffusion), the canvas for a translator, whose stroke is translated."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{zoo_url}/api/runs") as answer:
+        runs = json.load(answer)
+    names = [run["name"] for run in runs]
+    assert {"mnist-cgan", "cyclegan-mnist2mnistm", "spade-sprites", "text-flow-sprites"} <= set(names)
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(zoo_url)
+    for run in runs:
+        page.select_option("#run-select", str(run["index"]))
+        caps = run["capabilities"]
+        if caps["translator"]:
+            page.wait_for_selector("#tab-translate[aria-selected=true]")
+            old = page.get_attribute("#translation", "src")
+            box = page.locator("#canvas").bounding_box()
+            page.mouse.move(box["x"] + 60, box["y"] + 60)
+            page.mouse.down()
+            page.mouse.move(box["x"] + 180, box["y"] + 170, steps=6)
+            page.mouse.up()
+            wait_for_new_src(page, "#translation", old)
+        else:
+            assert caps["sampler"], run["name"]
+            page.click("#tab-samples")
+            page.wait_for_function("document.querySelectorAll('#samples-grid img').length > 0", timeout=60_000)
+            if caps["text"]:
+                assert page.locator("#sample-text").is_visible()
+            if caps.get("iterative"):
+                page.wait_for_function("document.querySelectorAll('#denoise-strip img').length > 0", timeout=60_000)
+        assert not page.locator("#status.error").count(), page.text_content("#status")
+        # its shipped eval card, with the command that made it (or the command that would)
+        page.wait_for_function("(name) => document.querySelector('#run-summary').textContent.includes(name)",
+                               arg=f"genlab eval zoo:{run['name']}")
+        page.screenshot(path=shots / f"zoo-{run['name']}.png")
+    page.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

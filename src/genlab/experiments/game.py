@@ -2,8 +2,9 @@
 
 Where :mod:`genlab.experiments.theory` runs the whole experiment and checks the paper's
 identities, a :class:`ToyGame` holds one game in progress: ``play(n)`` advances it by n
-generator updates (each after k discriminator updates, as in Goodfellow et al.'s Algorithm 1)
-and ``view()`` measures where it stands:
+generator updates (each after k discriminator updates, as in Goodfellow et al.'s Algorithm 1),
+or moves one player alone (``players="D"`` or ``"G"``); ``retune`` changes k, the learning rates
+and G's loss mid-game, as GAN Lab does; and ``view()`` measures where it stands:
 
 - 1-D data ("gaussian", "mixture"): G is the monotone generator of the theory experiment, so
   p_g is exact (change of variables); D, D* = p_data / (p_data + p_g), V(D, G) and
@@ -12,6 +13,11 @@ and ``view()`` measures where it stands:
   2,000 of its samples (scipy's, Scott's bandwidth); D and D* are heat maps on a 40 x 40
   grid, V(D, G) is a Monte Carlo mean over fresh samples and the JSD a grid integral of the
   exact p_data against the KDE, so in 2-D the two sides of Theorem 1 carry the KDE's error.
+  The shown generated points come from fixed latents (they move only when G does), each with the
+  gradient G's loss puts on it (``arrows``: minus d loss / d x, where G's update pushes the point).
+
+Every view's history row also holds G's gradient norm at its last update: under the saturating
+loss it collapses while D wins early, which the non-saturating loss avoids (Goodfellow et al. 2014).
 
 The 2-D sets are wider than the training sets ``toy_ring`` / ``toy_grid`` (sigma 0.2 rather
 than 0.02 and 0.05) so that a KDE and a 40 x 40 grid can resolve them.
@@ -19,7 +25,7 @@ than 0.02 and 0.05) so that a KDE and a 40 x 40 grid can resolve them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -47,6 +53,8 @@ GRID_2D = 40  # cells per side of the 2-D heat maps
 KDE_SAMPLES = 2000
 MC_SAMPLES = 4096  # per distribution, for V(D, G) in 2-D
 SHOWN_POINTS = 256  # real and generated points drawn over the 2-D heat map
+ARROWS = 64  # of the generated points, those drawn with their gradient
+Players = Literal["both", "D", "G"]
 MAX_STEPS_PER_PLAY = 200  # bounds one request to about a second on a CPU
 
 
@@ -99,38 +107,70 @@ class ToyGame:
                 self.D = ToyDiscriminator(2, 64, layers=3)
         self._opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr_d, betas=(0.5, 0.999))
         self._opt_g = torch.optim.Adam(self.G.parameters(), cfg.lr_g, betas=(0.5, 0.999))
+        self._shown_z = torch.randn(SHOWN_POINTS, self._latent_dim, generator=torch.Generator().manual_seed(cfg.seed))
+        self.g_grad_norm: float | None = None  # of G's parameters at its last update
         self._lock_extent()
 
-    def play(self, n: int) -> None:
-        """n generator updates, each after ``k`` discriminator updates on fresh batches."""
+    def play(self, n: int, players: Players = "both") -> None:
+        """n steps: each ``k`` discriminator updates on fresh batches then one generator update ("both"), the
+        ``k`` D updates alone ("D") or the G update alone ("G"). ``steps`` counts G updates."""
         if not 1 <= n <= MAX_STEPS_PER_PLAY:
             raise ConfigError(f"play takes 1..{MAX_STEPS_PER_PLAY} steps at a time, got {n}")
-        g_loss = G_LOSSES[self.cfg.g_loss]
         for _ in range(n):
-            for _ in range(self.cfg.k):
-                with torch.no_grad():
-                    fake = self._fake(self.cfg.batch_size)
-                self._opt_d.zero_grad()
-                d_minimax(self.D(self._real(self.cfg.batch_size)), self.D(fake)).backward()
-                self._opt_d.step()
-            self._opt_g.zero_grad()
-            self.D.requires_grad_(False)
-            try:
-                g_loss(self.D(self._fake(self.cfg.batch_size))).backward()
-            finally:
-                self.D.requires_grad_(True)
-            self._opt_g.step()
-            self.steps += 1
+            if players != "G":
+                for _ in range(self.cfg.k):
+                    self._d_step()
+            if players != "D":
+                self._g_step()
+
+    def retune(self, **changes: Any) -> None:
+        """Change k, ``lr_d``, ``lr_g`` or ``g_loss`` mid-game (the data, batch and seed make a new game)."""
+        fixed = sorted(set(changes) - {"k", "lr_d", "lr_g", "g_loss"})
+        if fixed:
+            raise ConfigError(f"game: {', '.join(fixed)} cannot change mid-game; start a new game")
+        self.cfg = replace(self.cfg, **changes)  # checked as a new config is
+        for optimiser, lr in ((self._opt_d, self.cfg.lr_d), (self._opt_g, self.cfg.lr_g)):
+            for group in optimiser.param_groups:
+                group["lr"] = lr
+
+    def _d_step(self) -> None:
+        with torch.no_grad():
+            fake = self._fake(self.cfg.batch_size)
+        self._opt_d.zero_grad()
+        d_minimax(self.D(self._real(self.cfg.batch_size)), self.D(fake)).backward()
+        self._opt_d.step()
+
+    def _g_step(self) -> None:
+        self._opt_g.zero_grad()
+        self.D.requires_grad_(False)
+        try:
+            G_LOSSES[self.cfg.g_loss](self.D(self._fake(self.cfg.batch_size))).backward()
+        finally:
+            self.D.requires_grad_(True)
+        self.g_grad_norm = float(
+            torch.nn.utils.get_total_norm([p.grad for p in self.G.parameters() if p.grad is not None])
+        )
+        self._opt_g.step()
+        self.steps += 1
 
     def view(self) -> dict[str, Any]:
         """Where the game stands, JSON-ready; also appends this step's numbers to ``history``."""
         with torch.no_grad():
             view = self._view_1d() if self.dim == 1 else self._view_2d()
-        row = {"step": self.steps, "value": view["value"], "theorem_value": view["theorem_value"], "jsd": view["jsd"]}
+        row = {
+            "step": self.steps,
+            "value": view["value"],
+            "theorem_value": view["theorem_value"],
+            "jsd": view["jsd"],
+            "g_grad_norm": self.g_grad_norm,
+        }
         if not self.history or self.history[-1]["step"] != self.steps:
             self.history.append(row)
+        else:  # D moved alone: the same G step, a new D
+            self.history[-1] = row
         return {
             "data": self.cfg.data,
+            "settings": {"k": self.cfg.k, "lr_d": self.cfg.lr_d, "lr_g": self.cfg.lr_g, "g_loss": self.cfg.g_loss},
             "dim": self.dim,
             "step": self.steps,
             "minus_log_4": -th.LOG4,
@@ -143,13 +183,22 @@ class ToyGame:
     def _real(self, n: int) -> torch.Tensor:
         return torch.from_numpy(self.mixture.sample(self._rng, n)[0])
 
-    def _fake(self, n: int) -> torch.Tensor:
+    @property
+    def _latent_dim(self) -> int:
         if self.dim == 1:
-            latent_dim = 1
-        else:
-            assert isinstance(self.G, ToyGenerator)  # as __init__ builds it for 2-D data
-            latent_dim = self.G.latent_dim
-        return self.G(torch.randn(n, latent_dim, generator=self._gen))
+            return 1
+        assert isinstance(self.G, ToyGenerator)  # as __init__ builds it for 2-D data
+        return self.G.latent_dim
+
+    def _fake(self, n: int) -> torch.Tensor:
+        return self.G(torch.randn(n, self._latent_dim, generator=self._gen))
+
+    def _arrows(self, fake: torch.Tensor) -> torch.Tensor:
+        """[N, 4]: each point and minus the gradient of G's loss at it (per point: the loss summed, not averaged)."""
+        with torch.enable_grad():
+            x = fake.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(G_LOSSES[self.cfg.g_loss](self.D(x)) * len(x), x)
+        return torch.cat([x.detach(), -grad], dim=1)
 
     def _lock_extent(self) -> None:
         """The 2-D view's square, fixed for the whole game so that frames can be compared."""
@@ -183,6 +232,7 @@ class ToyGame:
         kde = stats.gaussian_kde(self._fake(KDE_SAMPLES).double().numpy().T)
         p_g = kde(cells.T).reshape(GRID_2D, GRID_2D)
         d = expit(self.D(torch.from_numpy(cells).float()).double().numpy()).reshape(GRID_2D, GRID_2D)
+        fake = self.G(self._shown_z)
         value = minimax_value(self.D(self._real(MC_SAMPLES)).double(), self.D(self._fake(MC_SAMPLES)).double()).item()
         jsd = _jsd_on_grid(ticks, p_data, p_g)
         return {
@@ -191,7 +241,8 @@ class ToyGame:
             "d": d.tolist(),
             "d_star": expit(th.optimal_logit(p_data, p_g)).tolist(),
             "real": self._real(SHOWN_POINTS).tolist(),
-            "fake": self._fake(SHOWN_POINTS).tolist(),
+            "fake": fake.tolist(),
+            "arrows": self._arrows(fake[:ARROWS]).tolist(),
             "value": value,
             "theorem_value": th.theorem_value(jsd),
             "jsd": jsd,

@@ -122,6 +122,16 @@ class GameRequest(Strict):
 
 class StepRequest(Strict):
     n: Annotated[int, Field(ge=1, le=MAX_STEPS_PER_PLAY)] = 1
+    players: Literal["both", "D", "G"] = "both"  # D alone (k updates a step), G alone, or both
+
+
+class TuneRequest(Strict):
+    """What may change while a game plays; each left out stays as it is."""
+
+    g_loss: Literal["nonsaturating", "minimax"] | None = None
+    k: Annotated[int, Field(ge=1, le=10)] | None = None
+    lr_d: Annotated[float, Field(gt=0, le=0.1, allow_inf_nan=False)] | None = None
+    lr_g: Annotated[float, Field(gt=0, le=0.1, allow_inf_nan=False)] | None = None
 
 
 class Games:
@@ -324,10 +334,19 @@ def create_app(run_dirs: Sequence[str | Path], allowed_hosts: Sequence[str] | No
 
     @app.post("/api/game/{key}/step")
     def step_game(key: str, req: StepRequest) -> dict[str, Any]:
-        """Play ``n`` more generator steps (each after k discriminator steps) and view the game."""
+        """Play ``n`` more steps (each k discriminator updates then one generator update, or one player alone)
+        and view the game."""
         lock, game = games.get(key)
         with lock:
-            game.play(req.n)
+            game.play(req.n, req.players)
+            return {"id": key, **game.view()}
+
+    @app.patch("/api/game/{key}")
+    def tune_game(key: str, req: TuneRequest) -> dict[str, Any]:
+        """Change k, the learning rates or G's loss of a game in progress; returns its view."""
+        lock, game = games.get(key)
+        with lock:
+            game.retune(**req.model_dump(exclude_none=True))
             return {"id": key, **game.view()}
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -141,9 +141,10 @@ function renderSummary() {
   if (run.card && run.card.results) {
     const figures = Object.entries(run.card.results).flatMap(([name, value]) => flatten(name, value))
       .map(([k, v]) => `<span>${escapeHTML(k)} = ${v}</span>`).join("");
-    html += `<div class="card">latest eval (${escapeHTML(run.card.folder)}): ${figures}</div>`;
+    const by = run.card.command ? `, by <code>${escapeHTML(run.card.command)}</code>` : "";
+    html += `<div class="card">latest eval (${escapeHTML(run.card.folder)}${by}): ${figures}</div>`;
   } else {
-    html += `<div class="card">no eval card yet: <code>genlab eval ${escapeHTML(run.name)}</code></div>`;
+    html += `<div class="card">no eval card yet: <code>genlab eval ${escapeHTML(run.reference)}</code></div>`;
   }
   el.innerHTML = html;
 }
@@ -437,13 +438,24 @@ async function newGame() {
   if (view && generation === state.gameGeneration) drawGame(view);
 }
 
-async function stepGame(n) {
+async function stepGame(n, players = "both") {
   if (!state.game) return null;
   const generation = state.gameGeneration;
-  const view = await guarded("playing", () => postJSON(`/api/game/${state.game.id}/step`, { n }));
+  const view = await guarded("playing", () => postJSON(`/api/game/${state.game.id}/step`, { n, players }));
   if (!view || generation !== state.gameGeneration) return null;
   drawGame(view);
   return view;
+}
+
+// k, the learning rates and G's loss change the game in progress (GAN Lab's way); the data starts a new one.
+async function retuneGame() {
+  if (!state.game) return;
+  const generation = state.gameGeneration;
+  const body = { g_loss: $("game-loss").value, k: Number($("game-k").value),
+                 lr_d: Number($("game-lr-d").value), lr_g: Number($("game-lr-g").value) };
+  const view = await guarded("changing the game", () => api(`/api/game/${state.game.id}`, {
+    method: "PATCH", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }));
+  if (view && generation === state.gameGeneration) drawGame(view);
 }
 
 async function togglePlay() {
@@ -457,7 +469,9 @@ async function togglePlay() {
 
 function drawGame(view) {
   state.game = view;
-  $("game-step-label").textContent = `step ${view.step}: V(D, G) = ${view.value.toFixed(4)}, −log 4 + 2·JSD = ${view.theorem_value.toFixed(4)}`;
+  const last = view.history[view.history.length - 1];
+  const grad = last.g_grad_norm === null ? "" : `, ‖∇G‖ = ${fmt(last.g_grad_norm)}`;
+  $("game-step-label").textContent = `step ${view.step}: V(D, G) = ${view.value.toFixed(4)}, −log 4 + 2·JSD = ${view.theorem_value.toFixed(4)}${grad}`;
   $("value-plot").dataset.points = view.history.length;
   $("game-dstar-figure").style.display = view.dim === 2 ? "" : "none";
   $("game-field").width = view.dim === 2 ? 300 : 440;  // a heat map is square
@@ -468,9 +482,9 @@ function drawGame(view) {
       { values: normalise(view.p_data), color: "#111" }, { values: normalise(view.p_g), color: "#2a9d3a" },
       { values: view.d, color: "#2f6fde" }, { values: view.d_star, color: "#2f6fde", dash: [5, 4] }], [0, 1]);
   } else {
-    $("game-legend").textContent = "heat maps: D(x) (left) and D*(x) (right), dark 0 to bright 1; black dots: data, green dots: G's samples; p_g is a kernel density estimate";
+    $("game-legend").textContent = "heat maps: D(x) (left) and D*(x) (right), dark 0 to bright 1; black dots: data, green dots: G's samples (fixed latents), white arrows: where G's loss pushes them; p_g is a kernel density estimate";
     $("game-field-caption").textContent = "D(x)";
-    drawHeat($("game-field"), view.d, view.extent, view.real, view.fake);
+    drawHeat($("game-field"), view.d, view.extent, view.real, view.fake, view.arrows);
     drawHeat($("game-dstar"), view.d_star, view.extent, view.real, view.fake);
   }
   const steps = view.history.map((h) => h.step);
@@ -478,6 +492,10 @@ function drawGame(view) {
     { values: view.history.map((h) => h.value), color: "#2f6fde", dots: true },
     { values: view.history.map((h) => h.theorem_value), color: "#e07b00", dots: true },
     { values: steps.map(() => view.minus_log_4), color: "#999", dash: [3, 3] }], null);
+  const pushed = view.history.filter((h) => h.g_grad_norm !== null);
+  drawLines($("grad-plot"), pushed.length > 1 ? pushed.map((h) => h.step) : [0, 1],
+            [{ values: pushed.map((h) => h.g_grad_norm), color: "#2a9d3a", dots: true }], null);
+  $("grad-plot").dataset.points = pushed.length;
 }
 
 function normalise(values) {
@@ -517,7 +535,7 @@ function ramp(v) {
   return RAMP[i].map((c, k) => Math.round(c + f * (RAMP[i + 1][k] - c)));
 }
 
-function drawHeat(canvas, rows, extent, real, fake) {
+function drawHeat(canvas, rows, extent, real, fake, arrows = []) {
   const ctx = canvas.getContext("2d"), W = canvas.width, H = canvas.height, n = rows.length;
   const cells = new ImageData(n, n);
   rows.forEach((row, r) => row.forEach((v, c) => cells.data.set([...ramp(v), 255], ((n - 1 - r) * n + c) * 4)));  // y up
@@ -530,6 +548,15 @@ function drawHeat(canvas, rows, extent, real, fake) {
   for (const [points, color] of [[real, "#000"], [fake, "#3ddc57"]]) {
     ctx.fillStyle = color;
     for (const [x, y] of points) ctx.fillRect(px(x) - 1.5, py(y) - 1.5, 3, 3);
+  }
+  // G's push on its points, scaled so that the longest arrow is a tenth of the square: lengths compare within a frame
+  const longest = Math.max(...arrows.map(([, , dx, dy]) => Math.hypot(dx, dy)), 1e-12), scale = 0.1 * (hi - lo) / longest;
+  ctx.strokeStyle = "#fff"; ctx.lineWidth = 1;
+  for (const [x, y, dx, dy] of arrows) {
+    const [x1, y1] = [px(x + scale * dx), py(y + scale * dy)], angle = Math.atan2(y1 - py(y), x1 - px(x));
+    ctx.beginPath(); ctx.moveTo(px(x), py(y)); ctx.lineTo(x1, y1);
+    ctx.lineTo(x1 - 4 * Math.cos(angle - 0.5), y1 - 4 * Math.sin(angle - 0.5)); ctx.moveTo(x1, y1);
+    ctx.lineTo(x1 - 4 * Math.cos(angle + 0.5), y1 - 4 * Math.sin(angle + 0.5)); ctx.stroke();
   }
 }
 
@@ -586,6 +613,10 @@ $("example-source").addEventListener("click", exampleSource);
 $("source-input").addEventListener("change", (e) => uploadSource(e.target.files[0]));
 $("game-new").addEventListener("click", newGame);
 $("game-step1").addEventListener("click", () => stepGame(1));
+$("game-step-d").addEventListener("click", () => stepGame(1, "D"));
+$("game-step-g").addEventListener("click", () => stepGame(1, "G"));
+for (const id of ["game-loss", "game-k", "game-lr-d", "game-lr-g"]) $(id).addEventListener("change", retuneGame);
+$("game-data").addEventListener("change", newGame);
 $("game-step10").addEventListener("click", () => stepGame(10));
 $("game-play").addEventListener("click", togglePlay);
 canvasDrawing();
