@@ -27,7 +27,9 @@ def test_each_tutorial_runs_top_to_bottom(path, monkeypatch, mnist_root, tmp_pat
     monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
     notebook = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(notebook, timeout=BUDGET_S, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    client = NotebookClient(notebook, timeout=BUDGET_S, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})  # run from notebooks/
+    client.execute()
     assert time.perf_counter() - start < BUDGET_S
     errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors

@@ -31,11 +31,20 @@ def test_the_zoo_ships_the_judges_and_a_model_of_each_family_within_its_size():
     assert sum(entry.size_bytes for entry in entries()) < ZOO_LIMIT_MB * 1e6
 
 
+def roots(section) -> list:
+    """Every ``root`` value in a config section."""
+    if not isinstance(section, dict):
+        return []
+    return [v for k, v in section.items() if k == "root"] + [r for v in section.values() for r in roots(v)]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_each_entry_is_its_checked_fp16_export_alone_with_how_it_was_trained(name):
     entry = resolve(f"zoo:{name}")
     info = yaml.safe_load((entry / "entry.yaml").read_text())
     assert all(info.get(key) for key in ("family", "data", "command", "hardware", "description", "kimg"))
+    data = yaml.safe_load((entry / "config.yaml").read_text())["data"]
+    assert all(root is None for root in roots(data))  # the user's $GENLAB_DATA or cache, not the trainer's folder
     (checkpoint,) = ckpt.list_checkpoints(entry / "checkpoints")
     ckpt.verify_checkpoint(checkpoint)
     assert not (checkpoint / ckpt.STATE_FILE).exists()  # no optimiser, no D, nothing to resume
@@ -60,10 +69,10 @@ def test_a_damaged_entry_is_refused_by_name(tmp_path):
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
-    with pytest.raises(RunError, match="model.safetensors does not match its checksum"):
+    with pytest.raises(RunError, match=r"model\.safetensors does not match its checksum"):
         genlab.load(copy)
     weights.unlink()
-    with pytest.raises(RunError, match="model.safetensors is missing"):
+    with pytest.raises(RunError, match=r"model\.safetensors is missing"):
         genlab.load(copy)
 
 
@@ -117,7 +126,7 @@ def test_pack_makes_an_entry_that_samples_as_the_run_did_and_refuses_to_resume(s
     run_images, entry_images = genlab.load(small_run).decode(z), genlab.load(entry).decode(z)
     assert (run_images - entry_images).abs().max() < 0.02  # fp16 weights: the same images to a few levels
     (checkpoint,) = ckpt.list_checkpoints(entry / "checkpoints")
-    with pytest.raises(RunError, match="holds an exported model alone.*train your own"):
+    with pytest.raises(RunError, match=r"holds an exported model alone.*train your own"):
         ckpt.load_training_state(checkpoint)
     pack(small_run, "tiny-gan", info, roles=("D",), zoo_dir=tmp_path)  # another role ships beside the export
     assert isinstance(genlab.load(entry, role="D"), torch.nn.Module)

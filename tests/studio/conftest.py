@@ -89,15 +89,15 @@ def client(studio_app):
         yield c
 
 
-@pytest.fixture(scope="session")
-def studio_url(studio_app) -> str:
-    """The app served by uvicorn in a thread on a free 127.0.0.1 port, as a real user's browser sees it."""
+def serve(app):
+    """``app`` served by uvicorn in a thread on a free 127.0.0.1 port, as a real user's browser sees it: yields
+    its URL."""
     import uvicorn
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(studio_app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -108,3 +108,18 @@ def studio_url(studio_app) -> str:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def studio_url(studio_app) -> str:
+    """The studio over RUNS, served (:func:`serve`)."""
+    yield from serve(studio_app)
+
+
+@pytest.fixture(scope="session")
+def zoo_url() -> str:
+    """The studio over every generator of the zoo, as ``genlab studio --zoo`` serves it."""
+    from genlab.runs.zoo import generators
+    from genlab.studio.app import create_app
+
+    yield from serve(create_app([f"zoo:{entry.name}" for entry in generators()]))

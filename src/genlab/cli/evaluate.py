@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     written = output_dir(run_dir)  # a zoo entry's eval goes to the cache
     out_dir = written / "eval" / f"{settings.features}-n{settings.n}-seed{settings.seed}{sampling_tag(model)}"
     start = time.perf_counter()
-    results, card = evaluate(model, config, settings, out_dir, run=reference(run_dir))
+    results, card = evaluate(model, config, settings, out_dir, run=reference(run_dir), command=args.command_line)
     record = {
         "run": reference(run_dir),
         "metrics": list(settings.metrics),

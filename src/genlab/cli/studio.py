@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "runs", nargs="*", metavar="RUN", help="run folders or zoo:NAME to serve (none: the game and nothing else)"
     )
-    p.add_argument("--zoo", action="store_true", help="serve every model of the zoo too (genlab zoo list)")
+    p.add_argument("--zoo", action="store_true", help="serve every generator of the zoo too (genlab zoo list)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -37,10 +37,11 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn  # imported here: the other commands do not need the web stack
 
     from genlab.errors import ConfigError
-    from genlab.runs.locations import ZOO_PREFIX, zoo_names
+    from genlab.runs.locations import ZOO_PREFIX
+    from genlab.runs.zoo import generators
     from genlab.studio.app import LOOPBACK_NAMES, create_app
 
-    runs = [*args.runs, *([f"{ZOO_PREFIX}{name}" for name in zoo_names()] if args.zoo else [])]
+    runs = [*args.runs, *([f"{ZOO_PREFIX}{entry.name}" for entry in generators()] if args.zoo else [])]
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port {args.port} is not a TCP port; use 1..65535, e.g. --port 8000")
     if args.threads is not None:

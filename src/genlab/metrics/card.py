@@ -92,13 +92,16 @@ def build_card(
     feature_dim: int | None,
     n_reference: int | None,
     notes: list[str],
+    command: str = "",
 ) -> dict[str, Any]:
-    """The card as a JSON-ready dict. ``None`` marks what the chosen metrics did not use."""
+    """The card as a JSON-ready dict. ``None`` marks what the chosen metrics did not use; ``command`` is what
+    made it (``genlab eval ...``), empty when it was made from Python."""
     extractor_info = describe_extractor(extractor, image_shape) if extractor and image_shape else None
     return {
         "card_version": CARD_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "run": run,
+        "command": command,
         "dataset": dataset,
         "settings": asdict(settings),
         "results": results,
@@ -118,7 +121,8 @@ def card_markdown(card: dict[str, Any]) -> str:
     lines = [
         f"# Eval card: {card['run'] or card['dataset']}",
         "",
-        f"Created {card['created']}, dataset `{card['dataset']}`.",
+        f"Created {card['created']}, dataset `{card['dataset']}`"
+        + (f", by `{card['command']}`." if card.get("command") else "."),
         "",
     ]
     lines += ["## Results", "", "| metric | value |", "|---|---|"]

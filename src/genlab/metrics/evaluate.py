@@ -166,9 +166,10 @@ def check_needs(ctx: EvalContext) -> None:
 
 
 def evaluate(
-    model: nn.Module, config: Config, settings: EvalSettings, out_dir: Path, run: str = ""
+    model: nn.Module, config: Config, settings: EvalSettings, out_dir: Path, run: str = "", command: str = ""
 ) -> tuple[dict, dict]:
-    """Run ``settings.metrics`` on ``model`` (trained with ``config``; ``run`` names it in the card).
+    """Run ``settings.metrics`` on ``model`` (trained with ``config``; ``run`` names it in the card, ``command``
+    the command line that asked for it).
 
     Writes PNGs and the eval card (card.json, card.md) into ``out_dir``.
     Returns (flat results under constant keys, the card).
@@ -194,6 +195,7 @@ def evaluate(
         feature_dim=ctx.sample_features[ctx.layer("fid")].shape[1] if ctx.computed("sample_features") else None,
         n_reference=len(ctx.reference) if ctx.computed("reference_features") else None,
         notes=ctx.notes,
+        command=command,
     )
     card_mod.write_card(card, out_dir)
     return results, card

@@ -2,7 +2,8 @@
 
 An entry is what a user needs to look at, sample, evaluate and compare a model, and no more:
 
-- ``config.yaml`` and ``data.json``: the run's config (which retrains it) and data spec;
+- ``config.yaml`` and ``data.json``: the run's config (which retrains it; its data roots unset, so that
+  the data is read from the user's ``$GENLAB_DATA`` or cache) and data spec;
 - ``entry.yaml``: its family, the command that trained it, where it ran, how long, and what it
   would gain from longer training;
 - ``stats.jsonl`` (thinned to at most :data:`MAX_STATS_ROWS` rows) and ``metrics.jsonl``: its training
@@ -36,7 +37,7 @@ from genlab.runs.locations import ZOO_DIR, zoo_names
 
 ENTRY_FILE = "entry.yaml"
 MAX_STATS_ROWS = 400  # of stats.jsonl: enough for any curve, and a few tens of kB
-HEADLINE = ("fid", "conditional_accuracy", "precision", "recall", "nll_bits_per_dim", "nll", "accuracy", "ade", "fde")
+HEADLINE = ("fid", "conditional_accuracy", "precision", "recall", "bits_per_dim", "nll_nats", "accuracy")
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,16 @@ class ZooEntry:
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
 
     def headline(self) -> dict[str, float]:
-        """The scalar figures of its newest eval card that :data:`HEADLINE` names, in that order."""
+        """The scalar figures of its newest eval card that :data:`HEADLINE` names, in that order (a classifier:
+        the test accuracy its training recorded in metrics.jsonl)."""
         cards = sorted(self.path.glob("eval/*/card.json"))
-        if not cards:
+        records = self.path / "metrics.jsonl"
+        if cards:
+            results = json.loads(cards[-1].read_text())["results"]
+        elif records.is_file():
+            results = json.loads(records.read_text().splitlines()[-1])
+        else:
             return {}
-        results = json.loads(cards[-1].read_text())["results"]
         return {key: float(results[key]) for key in HEADLINE if isinstance(results.get(key), (int, float))}
 
 
@@ -66,6 +72,11 @@ def entries(zoo_dir: Path = ZOO_DIR) -> list[ZooEntry]:
         ZooEntry(name, zoo_dir / name, yaml.safe_load((zoo_dir / name / ENTRY_FILE).read_text()) or {})
         for name in zoo_names(zoo_dir)
     ]
+
+
+def generators(zoo_dir: Path = ZOO_DIR) -> list[ZooEntry]:
+    """The entries that generate or translate (not the judges, whose family is ``classifier``): the studio's."""
+    return [entry for entry in entries(zoo_dir) if entry.info.get("family") != "classifier"]
 
 
 def pack(run_dir: Path, name: str, info: dict[str, Any], roles: tuple[str, ...] = (), zoo_dir: Path = ZOO_DIR) -> Path:
@@ -85,9 +96,12 @@ def pack(run_dir: Path, name: str, info: dict[str, Any], roles: tuple[str, ...] 
     target = tmp / "checkpoints" / source.name
     target.mkdir(parents=True)
     try:
-        for file in ("config.yaml", "data.json", "metrics.jsonl"):
+        for file in ("data.json", "metrics.jsonl"):
             if (run_dir / file).is_file():
                 shutil.copy(run_dir / file, tmp / file)
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        config["data"] = _without_roots(config["data"])
+        (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         _thin_stats(run_dir / "stats.jsonl", tmp / "stats.jsonl")
         kimg = int(source.name.removeprefix(ckpt.PREFIX)) / 1000
         seconds = round(loop_seconds(run_dir, kimg))
@@ -107,6 +121,13 @@ def pack(run_dir: Path, name: str, info: dict[str, Any], roles: tuple[str, ...] 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _without_roots(section: Any) -> Any:
+    """A data section with every ``root`` (the trainer's data folder) unset: the user's $GENLAB_DATA or cache."""
+    if isinstance(section, dict):
+        return {k: None if k == "root" else _without_roots(v) for k, v in section.items()}
+    return section
 
 
 def _half(tensors: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -39,6 +39,7 @@ from genlab.models.protocols import (
 )
 from genlab.runs.checkpoint import list_checkpoints
 from genlab.runs.folder import read_run
+from genlab.runs.locations import output_dir, reference
 
 MAX_STATS_ROWS = 2000  # rows of stats.jsonl one monitor request returns
 
@@ -98,6 +99,7 @@ class ServedRun:
         summary = {
             "index": self.index,
             "name": self.run_dir.name,
+            "reference": reference(self.run_dir),  # how commands name it: its path, or zoo:NAME
             "model": cfg.model.name,
             "objective": cfg.objective.name,
             "data": cfg.data.name,
@@ -198,8 +200,15 @@ class ServedRun:
         return int(checkpoints[-1].name.split("-")[-1]) / 1000 if checkpoints else None
 
     def _card(self) -> dict[str, Any] | None:
-        cards = sorted((self.run_dir / "eval").glob("*/card.json"), key=lambda p: p.stat().st_mtime)
+        """The newest eval card: the run's own, or for a zoo entry also one computed into the cache."""
+        folders = {self.run_dir, output_dir(self.run_dir)}
+        cards = sorted((p for f in folders for p in (f / "eval").glob("*/card.json")), key=lambda p: p.stat().st_mtime)
         if not cards:
             return None
         card = json.loads(cards[-1].read_text())
-        return {"folder": cards[-1].parent.name, "results": card.get("results"), "warnings": card.get("warnings", [])}
+        return {
+            "folder": cards[-1].parent.name,
+            "command": card.get("command", ""),
+            "results": card.get("results"),
+            "warnings": card.get("warnings", []),
+        }
