@@ -354,6 +354,21 @@ def test_the_saturating_loss_gives_g_a_weaker_push_while_d_wins():
     assert pushes["minimax"][0] < 0.5 * pushes["nonsaturating"][0] and pushes["minimax"][1] < pushes["nonsaturating"][1]
 
 
+def test_a_collapsed_generator_is_drawn_and_flagged_by_the_health_monitors_rule():
+    import torch
+
+    from genlab.experiments.game import GameConfig, ToyGame
+
+    game = ToyGame(GameConfig(data="ring"))
+    game.play(20)
+    assert game.view()["warnings"] == []
+    with torch.no_grad():  # every latent to one point: G collapsed
+        [m for m in game.G.modules() if isinstance(m, torch.nn.Linear)][-1].weight.zero_()
+    game.play(1, "D")
+    view = game.view()  # one point has no covariance: the view still draws it
+    assert any("mode collapse" in w for w in view["warnings"]) and view["jsd"] > 0.5
+
+
 def test_game_refuses_unknown_ids_and_bad_settings(client):
     assert client.post("/api/game/nope/step", json={"n": 1}).status_code == 404
     assert client.post("/api/game", json={"data": "spiral"}).status_code == 422

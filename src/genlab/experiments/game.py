@@ -18,6 +18,9 @@ and G's loss mid-game, as GAN Lab does; and ``view()`` measures where it stands:
 
 Every view's history row also holds G's gradient norm at its last update: under the saturating
 loss it collapses while D wins early, which the non-saturating loss avoids (Goodfellow et al. 2014).
+After each play the training runs' health monitor reads the game's stats (D(x), D(G(z)), G's
+gradient norm, sample diversity), so a D that wins, vanishing gradients and mode collapse on the
+ring are flagged by the same rules as in a real run.
 
 The 2-D sets are wider than the training sets ``toy_ring`` / ``toy_grid`` (sigma 0.2 rather
 than 0.02 and 0.05) so that a KDE and a 40 x 40 grid can resolve them.
@@ -41,6 +44,8 @@ from genlab.experiments.theory import G_LOSSES, MonotoneGenerator, covering_grid
 from genlab.losses.gan import d_minimax, minimax_value
 from genlab.metrics import theory as th
 from genlab.models.toy import ToyDiscriminator, ToyGenerator
+from genlab.training.health import GANHealth
+from genlab.training.objectives.gan import batch_diversity
 
 DATA: dict[str, tuple[str, dict[str, Any]]] = {  # game name -> (toy dataset, its settings)
     "gaussian": ("toy_gaussian_1d", {}),
@@ -109,6 +114,9 @@ class ToyGame:
         self._opt_g = torch.optim.Adam(self.G.parameters(), cfg.lr_g, betas=(0.5, 0.999))
         self._shown_z = torch.randn(SHOWN_POINTS, self._latent_dim, generator=torch.Generator().manual_seed(cfg.seed))
         self.g_grad_norm: float | None = None  # of G's parameters at its last update
+        # The training monitor's rules over each play's stats; advice as for the game's own settings
+        self.health = GANHealth(cfg.g_loss, "Try another G loss, k or learning rates: they change mid-game")
+        self.warnings: list[str] = []
         self._lock_extent()
 
     def play(self, n: int, players: Players = "both") -> None:
@@ -122,6 +130,22 @@ class ToyGame:
                     self._d_step()
             if players != "D":
                 self._g_step()
+        if self.g_grad_norm is not None:
+            self.warnings = self.health(self._stats())
+
+    def _stats(self) -> dict[str, float]:
+        """What a GAN run logs, for the health monitor's rules (a D that wins, vanishing gradients, collapse)."""
+        assert self.g_grad_norm is not None
+        with torch.no_grad():
+            real, fake = self._real(self.cfg.batch_size), self._fake(self.cfg.batch_size)
+            real_logits, fake_logits = self.D(real), self.D(fake)
+            return {
+                "D/D(x)": float(real_logits.sigmoid().mean()),
+                "D/D(G(z))": float(fake_logits.sigmoid().mean()),
+                "G/loss": float(G_LOSSES[self.cfg.g_loss](fake_logits)),
+                "G/grad_norm": self.g_grad_norm,
+                "G/diversity": float(batch_diversity(fake, real, n=self.cfg.batch_size)),
+            }
 
     def retune(self, **changes: Any) -> None:
         """Change k, ``lr_d``, ``lr_g`` or ``g_loss`` mid-game (the data, batch and seed make a new game)."""
@@ -171,6 +195,7 @@ class ToyGame:
         return {
             "data": self.cfg.data,
             "settings": {"k": self.cfg.k, "lr_d": self.cfg.lr_d, "lr_g": self.cfg.lr_g, "g_loss": self.cfg.g_loss},
+            "warnings": list(self.warnings),  # the health monitor's, on the last play (mode collapse, ...)
             "dim": self.dim,
             "step": self.steps,
             "minus_log_4": -th.LOG4,
@@ -229,8 +254,7 @@ class ToyGame:
         gx, gy = np.meshgrid(ticks, ticks, indexing="xy")  # row r is y = ticks[r], column c is x = ticks[c]
         cells = np.stack([gx.ravel(), gy.ravel()], axis=1)
         p_data = self.mixture.density(cells).reshape(GRID_2D, GRID_2D)
-        kde = stats.gaussian_kde(self._fake(KDE_SAMPLES).double().numpy().T)
-        p_g = kde(cells.T).reshape(GRID_2D, GRID_2D)
+        p_g = _kde(self._fake(KDE_SAMPLES).double().numpy(), cells, hi - lo).reshape(GRID_2D, GRID_2D)
         d = expit(self.D(torch.from_numpy(cells).float()).double().numpy()).reshape(GRID_2D, GRID_2D)
         fake = self.G(self._shown_z)
         value = minimax_value(self.D(self._real(MC_SAMPLES)).double(), self.D(self._fake(MC_SAMPLES)).double()).item()
@@ -249,13 +273,23 @@ class ToyGame:
         }
 
 
+def _kde(points: np.ndarray, cells: np.ndarray, side: float) -> np.ndarray:
+    """The density of 2-D ``points`` at ``cells``: scipy's Gaussian KDE (Scott's bandwidth), or, for points on a
+    line or one spot (a collapsed G, whose covariance is singular), an isotropic one of bandwidth side / GRID_2D."""
+    try:
+        return stats.gaussian_kde(points.T)(cells.T)
+    except np.linalg.LinAlgError:
+        h = side / GRID_2D
+        sq = ((cells[:, None, :] - points[None, :, :]) ** 2).sum(-1)
+        return np.exp(-0.5 * sq / h**2).mean(1) / (2 * np.pi * h**2)
+
+
 def _jsd_on_grid(ticks: np.ndarray, p: np.ndarray, q: np.ndarray) -> float:
     """JSD of two 2-D densities tabulated on ``ticks`` x ``ticks``, each renormalised over the square."""
-
-    def normalised(density: np.ndarray) -> np.ndarray:
-        return density / integrate.trapezoid(integrate.trapezoid(density, ticks, axis=1), ticks)
-
-    p, q = normalised(p), normalised(q)
+    mass_p, mass_q = (integrate.trapezoid(integrate.trapezoid(d, ticks, axis=1), ticks) for d in (p, q))
+    if min(mass_p, mass_q) <= 0:  # one has no mass on the square (a collapsed G off it): as disjoint as two can be
+        return float(np.log(2))
+    p, q = p / mass_p, q / mass_q
     m = 0.5 * (p + q)
     log_p = np.log(np.divide(p, m, out=np.ones_like(m), where=p > 0))
     log_q = np.log(np.divide(q, m, out=np.ones_like(m), where=q > 0))

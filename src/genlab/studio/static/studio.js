@@ -469,6 +469,7 @@ async function togglePlay() {
 
 function drawGame(view) {
   state.game = view;
+  $("game-warnings").innerHTML = view.warnings.map((w) => `<li>${escapeHTML(w)}</li>`).join("");
   const last = view.history[view.history.length - 1];
   const grad = last.g_grad_norm === null ? "" : `, ‖∇G‖ = ${fmt(last.g_grad_norm)}`;
   $("game-step-label").textContent = `step ${view.step}: V(D, G) = ${view.value.toFixed(4)}, −log 4 + 2·JSD = ${view.theorem_value.toFixed(4)}${grad}`;
