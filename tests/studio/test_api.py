@@ -369,6 +369,20 @@ def test_a_collapsed_generator_is_drawn_and_flagged_by_the_health_monitors_rule(
     assert any("mode collapse" in w for w in view["warnings"]) and view["jsd"] > 0.5
 
 
+def test_a_game_on_a_distribution_the_user_drew(client):
+    points = [[-2.0, -2.0], [2.0, 2.0], [2.0, -2.0]]
+    game = client.post("/api/game", json={"data": "drawn", "points": points}).json()
+    assert game["dim"] == 2 and game["data"] == "drawn"
+    real = np.array(game["real"])  # the data are the drawn points, each blurred by 0.2
+    nearest = np.linalg.norm(real[:, None] - np.array(points)[None], axis=-1).min(1)
+    assert nearest.max() < 1.5 and np.median(nearest) < 0.4
+    assert client.post(f"/api/game/{game['id']}/step", json={"n": 5}).json()["step"] == 5
+    for bad in ({"data": "drawn"}, {"data": "ring", "points": points}, {"data": "drawn", "points": [[9.0, 0.0]]}):
+        answer = client.post("/api/game", json=bad)  # the game's own checks: 400 with the reason
+        assert answer.status_code == 400 and "points" in answer.json()["detail"]
+    assert client.post("/api/game", json={"data": "drawn", "points": [[0.0, 0.0]] * 201}).status_code == 422
+
+
 def test_game_refuses_unknown_ids_and_bad_settings(client):
     assert client.post("/api/game/nope/step", json={"n": 1}).status_code == 404
     assert client.post("/api/game", json={"data": "spiral"}).status_code == 422

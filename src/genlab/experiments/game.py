@@ -23,11 +23,13 @@ gradient norm, sample diversity), so a D that wins, vanishing gradients and mode
 ring are flagged by the same rules as in a real run.
 
 The 2-D sets are wider than the training sets ``toy_ring`` / ``toy_grid`` (sigma 0.2 rather
-than 0.02 and 0.05) so that a KDE and a 40 x 40 grid can resolve them.
+than 0.02 and 0.05) so that a KDE and a 40 x 40 grid can resolve them. A user may also draw the
+data (``data="drawn"``): each point they put down becomes a Gaussian of the same width.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -63,9 +65,15 @@ Players = Literal["both", "D", "G"]
 MAX_STEPS_PER_PLAY = 200  # bounds one request to about a second on a CPU
 
 
+DRAWN_STD = 0.2  # each drawn point is a Gaussian of this width, as the ring's and grid's modes
+MAX_DRAWN = 200  # points of a drawn distribution
+DRAWN_BOX = 4.0  # drawn points lie in [-DRAWN_BOX, DRAWN_BOX]^2
+
+
 @dataclass(frozen=True)
 class GameConfig:
-    data: Literal["gaussian", "mixture", "ring", "grid"] = "mixture"
+    data: Literal["gaussian", "mixture", "ring", "grid", "drawn"] = "mixture"
+    points: tuple[tuple[float, float], ...] = ()  # data="drawn": the user's points, each a Gaussian of DRAWN_STD
     g_loss: Literal["nonsaturating", "minimax"] = "nonsaturating"
     k: int = 1  # D updates per G update
     lr_d: float = 2e-3  # Adam (betas 0.5, 0.999) for each player
@@ -75,8 +83,14 @@ class GameConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.data not in DATA:
-            problems.append(f"data={self.data!r} is not one of {', '.join(DATA)}")
+        if self.data not in (*DATA, "drawn"):
+            problems.append(f"data={self.data!r} is not one of {', '.join(DATA)}, drawn")
+        if (self.data == "drawn") != bool(self.points):
+            problems.append("points go with data=drawn, and data=drawn needs at least one point")
+        if len(self.points) > MAX_DRAWN or not all(
+            len(p) == 2 and all(math.isfinite(v) and abs(v) <= DRAWN_BOX for v in p) for p in self.points
+        ):
+            problems.append(f"points must be at most {MAX_DRAWN} (x, y) pairs in [-{DRAWN_BOX:g}, {DRAWN_BOX:g}]")
         if self.g_loss not in G_LOSSES:
             problems.append(f"g_loss={self.g_loss!r} is not one of {', '.join(G_LOSSES)}")
         if not 1 <= self.k <= 10:
@@ -95,8 +109,7 @@ class ToyGame:
 
     def __init__(self, cfg: GameConfig = GameConfig()) -> None:
         self.cfg = cfg
-        name, settings = DATA[cfg.data]
-        self.mixture: GaussianMixture = TOY_CONFIGS[name](name=name, **settings).mixture()
+        self.mixture = drawn_mixture(cfg.points) if cfg.data == "drawn" else _named_mixture(cfg.data)
         self.dim = self.mixture.centers.shape[1]
         self.steps = 0
         self.history: list[dict[str, float]] = []  # one row per view: step, value, theorem_value, jsd
@@ -271,6 +284,17 @@ class ToyGame:
             "theorem_value": th.theorem_value(jsd),
             "jsd": jsd,
         }
+
+
+def _named_mixture(data: str) -> GaussianMixture:
+    name, settings = DATA[data]
+    return TOY_CONFIGS[name](name=name, **settings).mixture()
+
+
+def drawn_mixture(points: tuple[tuple[float, float], ...]) -> GaussianMixture:
+    """The distribution a user drew: an equal-weight Gaussian of width DRAWN_STD at each point."""
+    n = len(points)
+    return GaussianMixture(np.array(points, dtype=np.float64), np.full(n, DRAWN_STD), np.full(n, 1.0 / n))
 
 
 def _kde(points: np.ndarray, cells: np.ndarray, side: float) -> np.ndarray:

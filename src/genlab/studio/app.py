@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from genlab.errors import ConfigError, GenlabError, RunError
-from genlab.experiments.game import MAX_STEPS_PER_PLAY, GameConfig, ToyGame
+from genlab.experiments.game import MAX_DRAWN, MAX_STEPS_PER_PLAY, GameConfig, ToyGame
 from genlab.latent import interpolate as interp
 from genlab.latent import style
 from genlab.latent.edit import image_latents
@@ -111,7 +111,9 @@ class MixRequest(Strict):
 
 
 class GameRequest(Strict):
-    data: Literal["gaussian", "mixture", "ring", "grid"] = "mixture"
+    data: Literal["gaussian", "mixture", "ring", "grid", "drawn"] = "mixture"
+    # data="drawn": the points the user put down, each a Gaussian (the game checks count and range)
+    points: Annotated[list[tuple[float, float]], Field(max_length=MAX_DRAWN)] = []
     g_loss: Literal["nonsaturating", "minimax"] = "nonsaturating"
     k: Annotated[int, Field(ge=1, le=10)] = 1
     lr_d: Annotated[float, Field(gt=0, le=0.1, allow_inf_nan=False)] = 2e-3
@@ -328,7 +330,8 @@ def create_app(run_dirs: Sequence[str | Path], allowed_hosts: Sequence[str] | No
     @app.post("/api/game")
     def new_game(req: GameRequest) -> dict[str, Any]:
         """Start a toy game; returns its id and first view."""
-        key, game, lock = games.new(GameConfig(**req.model_dump()))
+        settings = req.model_dump()
+        key, game, lock = games.new(GameConfig(**{**settings, "points": tuple(map(tuple, settings["points"]))}))
         with lock:
             return {"id": key, **game.view()}
 

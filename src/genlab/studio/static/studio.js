@@ -7,6 +7,7 @@ const state = {
   runs: [], run: null, view: "samples",
   base: null, z: null, keyA: null, keyB: null, nextKey: "A",
   pen: null, game: null, gameGeneration: 0, playing: false, monitorSince: 0, monitorRows: [], monitorTimer: null,
+  drawn: [], drawing: false,  // the game's own distribution: points the user puts down on the D(x) square
 };
 
 // ------------------------------------------------------------------ requests
@@ -429,11 +430,15 @@ function chooseStyle(file) {
 
 // Each new game bumps the generation; answers about an older game are dropped, never drawn.
 async function newGame() {
+  const data = $("game-data").value;
+  if (data === "drawn" && !state.drawn.length) { setStatus("put down some points on the square first", true); return; }
   const generation = ++state.gameGeneration;
   state.playing = false;
+  state.drawing = false;
   $("game-play").textContent = "Play";
-  const body = { data: $("game-data").value, g_loss: $("game-loss").value, k: Number($("game-k").value),
-                 lr_d: Number($("game-lr-d").value), lr_g: Number($("game-lr-g").value) };
+  const body = { data, g_loss: $("game-loss").value, k: Number($("game-k").value),
+                 lr_d: Number($("game-lr-d").value), lr_g: Number($("game-lr-g").value),
+                 points: data === "drawn" ? state.drawn : [] };
   const view = await guarded("starting a game", () => postJSON("/api/game", body));
   if (view && generation === state.gameGeneration) drawGame(view);
 }
@@ -445,6 +450,31 @@ async function stepGame(n, players = "both") {
   if (!view || generation !== state.gameGeneration) return null;
   drawGame(view);
   return view;
+}
+
+// Drawing: each click on the square puts down a point of the data (a Gaussian of width 0.2 in the game).
+const DRAW_BOX = 4;
+function startDrawing() {
+  ++state.gameGeneration;  // answers about the game on screen are no longer drawn
+  state.playing = false;
+  state.game = null;
+  state.drawing = true;
+  state.drawn = [];
+  $("game-field").width = 300;
+  $("game-dstar-figure").style.display = "none";
+  $("game-legend").textContent = "click the square to put down data points (each a Gaussian of width 0.2), then New game";
+  $("game-field-caption").textContent = `your data: ${state.drawn.length} points`;
+  drawHeat($("game-field"), [[1]], [-DRAW_BOX, DRAW_BOX], [], []);
+}
+
+function drawPoint(event) {
+  if (!state.drawing) return;
+  const canvas = $("game-field"), box = canvas.getBoundingClientRect();
+  const x = ((event.clientX - box.left) / box.width * 2 - 1) * DRAW_BOX;
+  const y = (1 - (event.clientY - box.top) / box.height * 2) * DRAW_BOX;
+  if (state.drawn.length < 200) state.drawn.push([x, y]);
+  $("game-field-caption").textContent = `your data: ${state.drawn.length} points`;
+  drawHeat(canvas, [[1]], [-DRAW_BOX, DRAW_BOX], state.drawn, []);
 }
 
 // k, the learning rates and G's loss change the game in progress (GAN Lab's way); the data starts a new one.
@@ -617,7 +647,8 @@ $("game-step1").addEventListener("click", () => stepGame(1));
 $("game-step-d").addEventListener("click", () => stepGame(1, "D"));
 $("game-step-g").addEventListener("click", () => stepGame(1, "G"));
 for (const id of ["game-loss", "game-k", "game-lr-d", "game-lr-g"]) $(id).addEventListener("change", retuneGame);
-$("game-data").addEventListener("change", newGame);
+$("game-data").addEventListener("change", () => ($("game-data").value === "drawn" ? startDrawing() : newGame()));
+$("game-field").addEventListener("click", drawPoint);
 $("game-step10").addEventListener("click", () => stepGame(10));
 $("game-play").addEventListener("click", togglePlay);
 canvasDrawing();
