@@ -351,6 +351,8 @@ def test_the_saturating_loss_gives_g_a_weaker_push_while_d_wins():
         game.play(20)
         view = game.view()
         pushes[loss] = (np.linalg.norm(np.array(view["arrows"])[:, 2:], axis=1).mean(), game.g_grad_norm)
+        both = view["history"][-1]["push"]  # both losses' push on the same points, whichever plays
+        assert both["minimax"] < 0.5 * both["nonsaturating"]
     assert pushes["minimax"][0] < 0.5 * pushes["nonsaturating"][0] and pushes["minimax"][1] < pushes["nonsaturating"][1]
 
 

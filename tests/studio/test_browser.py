@@ -270,7 +270,7 @@ def test_the_game_steps_d_alone_g_alone_and_changes_its_loss_while_playing(page,
     page.select_option("#game-loss", "minimax")  # mid-game: the same game, another loss
     page.wait_for_function("state.game.settings.g_loss === 'minimax' && state.game.step === 1")
     page.click("#game-step10")
-    page.wait_for_function("document.getElementById('grad-plot').dataset.points === '2'")
+    page.wait_for_function("document.getElementById('grad-plot').dataset.points === '3'")  # steps 0, 1, 11
     page.screenshot(path=shots / "game-players.png")
 
 

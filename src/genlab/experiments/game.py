@@ -200,6 +200,7 @@ class ToyGame:
             "theorem_value": view["theorem_value"],
             "jsd": view["jsd"],
             "g_grad_norm": self.g_grad_norm,
+            "push": self._push(),
         }
         if not self.history or self.history[-1]["step"] != self.steps:
             self.history.append(row)
@@ -231,12 +232,19 @@ class ToyGame:
     def _fake(self, n: int) -> torch.Tensor:
         return self.G(torch.randn(n, self._latent_dim, generator=self._gen))
 
-    def _arrows(self, fake: torch.Tensor) -> torch.Tensor:
-        """[N, 4]: each point and minus the gradient of G's loss at it (per point: the loss summed, not averaged)."""
+    def _pull(self, fake: torch.Tensor, loss: str) -> torch.Tensor:
+        """[N, D]: minus the gradient of G loss ``loss`` at each generated point (summed, not averaged, over
+        the points, so that each point's gradient is its own): where that loss pushes it."""
         with torch.enable_grad():
             x = fake.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(G_LOSSES[self.cfg.g_loss](self.D(x)) * len(x), x)
-        return torch.cat([x.detach(), -grad], dim=1)
+            (grad,) = torch.autograd.grad(G_LOSSES[loss](self.D(x)) * len(x), x)
+        return -grad
+
+    def _push(self) -> dict[str, float]:
+        """The mean length of each G loss's push on the shown points: both losses side by side, whichever
+        the game plays (the saturating one's vanishes where D is sure the points are fake)."""
+        fake = self.G(self._shown_z)
+        return {loss: float(self._pull(fake, loss).norm(dim=1).mean()) for loss in G_LOSSES}
 
     def _lock_extent(self) -> None:
         """The 2-D view's square, fixed for the whole game so that frames can be compared."""
@@ -279,7 +287,7 @@ class ToyGame:
             "d_star": expit(th.optimal_logit(p_data, p_g)).tolist(),
             "real": self._real(SHOWN_POINTS).tolist(),
             "fake": fake.tolist(),
-            "arrows": self._arrows(fake[:ARROWS]).tolist(),
+            "arrows": torch.cat([fake[:ARROWS], self._pull(fake[:ARROWS], self.cfg.g_loss)], dim=1).tolist(),
             "value": value,
             "theorem_value": th.theorem_value(jsd),
             "jsd": jsd,

@@ -523,10 +523,11 @@ function drawGame(view) {
     { values: view.history.map((h) => h.value), color: "#2f6fde", dots: true },
     { values: view.history.map((h) => h.theorem_value), color: "#e07b00", dots: true },
     { values: steps.map(() => view.minus_log_4), color: "#999", dash: [3, 3] }], null);
-  const pushed = view.history.filter((h) => h.g_grad_norm !== null);
-  drawLines($("grad-plot"), pushed.length > 1 ? pushed.map((h) => h.step) : [0, 1],
-            [{ values: pushed.map((h) => h.g_grad_norm), color: "#2a9d3a", dots: true }], null);
-  $("grad-plot").dataset.points = pushed.length;
+  drawLines($("grad-plot"), steps.length > 1 ? steps : [0, 1], [
+    { values: view.history.map((h) => h.push.nonsaturating), color: "#2a9d3a", dots: true },
+    { values: view.history.map((h) => h.push.minimax), color: "#b3261e", dots: true },
+    { values: view.history.map((h) => (h.g_grad_norm === null ? NaN : h.g_grad_norm)), color: "#777", dash: [4, 3] }], null);
+  $("grad-plot").dataset.points = view.history.length;
 }
 
 function normalise(values) {
