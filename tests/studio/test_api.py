@@ -187,6 +187,23 @@ def test_a_spade_run_draws_a_label_map_in_the_style_of_an_uploaded_image(client)
     assert not_styled.status_code == 409 and "style image" in not_styled.json()["detail"]
 
 
+def test_each_model_draws_its_signature_grid(client):
+    """A column per class for a conditional G, StyleGAN's mixing grid, a row per latent dimension for any sampler."""
+    classes = client.post(f"/api/runs/{INDEX['cgan']}/grid", json={"kind": "classes", "columns": 4}).json()
+    assert classes["count"] == 4 * 10 and classes["nrow"] == 10 and pixels(classes["image"]).shape[:2] == (122, 302)
+    truncated = client.post(f"/api/runs/{INDEX['cgan']}/grid", json={"kind": "classes", "columns": 4, "truncation": 0.5})
+    assert truncated.json()["image"] != classes["image"]
+    mixing = client.post(f"/api/runs/{INDEX['style']}/grid", json={"kind": "mixing", "rows": 3, "columns": 4,
+                                                                    "crossover": 2}).json()
+    assert mixing["count"] == (3 + 1) * (4 + 1) and mixing["nrow"] == 5  # sources on top and left, a blank corner
+    traversal = client.post(f"/api/runs/{INDEX['vae']}/grid", json={"kind": "traversal", "columns": 5}).json()
+    assert traversal["count"] == 6 * 5 and traversal["nrow"] == 5  # its 6 latent dimensions
+    unconditional = client.post(f"/api/runs/{INDEX['vae']}/grid", json={"kind": "classes"})
+    assert unconditional.status_code == 400 and "class-conditional" in unconditional.json()["detail"]
+    assert client.post(f"/api/runs/{INDEX['vae']}/grid", json={"kind": "mixing"}).status_code in (400, 409)
+    assert client.post(f"/api/runs/{INDEX['vae']}/grid", json={"kind": "other"}).status_code == 422
+
+
 def test_routes_a_model_cannot_serve_answer_409(client):
     not_translator = upload(client, f"/api/runs/{INDEX['vae']}/translate", sprite_png())
     assert not_translator.status_code == 409 and "does not translate" in not_translator.json()["detail"]

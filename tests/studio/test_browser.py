@@ -290,6 +290,22 @@ def test_the_game_plays_on_a_distribution_drawn_with_the_mouse(page, shots):
     page.screenshot(path=shots / "game-drawn.png")
 
 
+@pytest.mark.parametrize("run, kinds", [("cgan", ["classes", "traversal"]), ("style", ["mixing", "traversal"]),
+                                        ("vae", ["traversal"])])
+def test_each_model_shows_its_signature_grids(page, shots, run, kinds):
+    choose_run(page, run)
+    page.click("#tab-grids")
+    assert page.eval_on_selector_all("#grid-kind option", "os => os.map((o) => o.value)") == kinds
+    wait_for_new_src(page, "#grid-image", None)  # the first grid appears when the tab opens
+    first = page.get_attribute("#grid-image", "src")
+    control = {"classes": "#grid-truncation", "mixing": "#grid-crossover", "traversal": "#grid-span"}[kinds[0]]
+    page.fill(control, "1")  # truncation 1, crossover 1, span 1: another grid
+    page.locator(control).blur()
+    wait_for_new_src(page, "#grid-image", first)
+    assert page.locator(control).is_visible() and page.text_content("#grid-hint")
+    page.screenshot(path=shots / f"grid-{run}.png")
+
+
 def test_monitor_plots_the_training_log(page, shots):
     choose_run(page, "cgan")
     page.click("#tab-monitor")

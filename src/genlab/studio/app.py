@@ -30,10 +30,13 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from genlab.errors import ConfigError, GenlabError, RunError
 from genlab.experiments.game import MAX_DRAWN, MAX_STEPS_PER_PLAY, GameConfig, ToyGame
+from genlab.images import make_grid
 from genlab.latent import interpolate as interp
 from genlab.latent import style
+from genlab.latent.conditional import sweep_grid
 from genlab.latent.edit import image_latents
 from genlab.latent.sample import class_labels, decode, require_iterative, require_sampler, sample_shape, sampling
+from genlab.latent.traverse import traversal
 from genlab.models.protocols import (
     Encoder,
     LatentSampler,
@@ -42,6 +45,7 @@ from genlab.models.protocols import (
     Translator,
     as_module,
     eval_mode,
+    is_conditional,
 )
 from genlab.studio.codec import MAX_UPLOAD_BYTES, BadUpload, png_data_urls, read_upload
 from genlab.studio.runs import ServedRun
@@ -101,6 +105,23 @@ class InterpolateRequest(Strict):
     steps: Annotated[int, Field(ge=2, le=32)] = 9
     method: Literal["lerp", "slerp"] | None = None
     label: Label = None
+
+
+class GridRequest(Strict):
+    """A model's signature grid: ``classes`` (a column per class, a row per seed, ``columns`` of them; BigGAN's
+    truncation),
+    ``mixing`` (StyleGAN's: a row per source A giving the coarse styles, a column per source B the fine, each
+    cell their mix at ``crossover``, truncated in W by ``psi``) or ``traversal`` (a row per latent dimension
+    from -span to +span around the first seed's latent)."""
+
+    kind: Literal["classes", "mixing", "traversal"]
+    seed: Seed = 0
+    columns: Annotated[int, Field(ge=1, le=12)] = 8
+    truncation: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] | None = None
+    crossover: Annotated[int, Field(ge=0, le=64)] = 0
+    psi: Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)] = 1.0
+    rows: Annotated[int, Field(ge=1, le=12)] = 8  # mixing: sources A; traversal: dimensions
+    span: Annotated[float, Field(gt=0, le=6, allow_inf_nan=False)] = 3.0
 
 
 class MixRequest(Strict):
@@ -256,6 +277,33 @@ def create_app(run_dirs: Sequence[str | Path], allowed_hosts: Sequence[str] | No
             z_a, z_b = _latent(req.a, G.latent_dim), _latent(req.b, G.latent_dim)
             with eval_mode(as_module(G)):
                 return {"image": png_data_urls(G.mix(z_a, z_b, req.crossover, req.psi))[0]}
+
+    @app.post("/api/runs/{index}/grid")
+    def grid(index: RunIndex, req: GridRequest) -> dict[str, Any]:
+        """The model's signature grid (see GridRequest) as one image."""
+        with run_at(index).model() as model:
+            sampler = require_sampler(model)
+            generator = torch.Generator().manual_seed(req.seed)
+            with eval_mode(as_module(model)):
+                if req.kind == "classes":
+                    if not is_conditional(model):
+                        raise ConfigError(
+                            "a class x seed grid needs a class-conditional model; this one has no classes"
+                        )
+                    shown = sweep_grid(sampler, sampler.latents(req.columns, generator, req.truncation))
+                elif req.kind == "mixing":
+                    G = style.require_style_based(model)
+                    rows, columns = G.latents(req.rows, generator), G.latents(req.columns, generator)
+                    shown = style.mixing_grid(G, rows, columns, min(req.crossover, G.num_ws), req.psi)
+                else:
+                    dims = list(range(min(req.rows, sampler.latent_dim)))
+                    z = sampler.latents(1, generator, req.truncation)
+                    shown = traversal(sampler, z, dims, steps=req.columns, span=req.span)
+        return {
+            "image": png_data_urls(make_grid(shown.images, nrow=shown.nrow)[None].float() / 127.5 - 1)[0],
+            "nrow": shown.nrow,
+            "count": len(shown.images),
+        }
 
     @app.post("/api/runs/{index}/encode")
     def encode(

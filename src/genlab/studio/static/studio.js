@@ -96,6 +96,8 @@ function selectRun(index) {
   const c = caps();
   $("tab-samples").disabled = !c.sampler;
   $("tab-latent").disabled = !c.sampler;
+  $("tab-grids").disabled = !c.sampler;
+  setupGrids(c);
   $("tab-translate").disabled = !c.translator;
   $("tab-monitor").disabled = !state.run;
   for (const id of ["sample-class", "latent-class"]) {
@@ -168,6 +170,39 @@ function showView(view) {
   clearInterval(state.monitorTimer);
   if (view === "monitor") { pollMonitor(); state.monitorTimer = setInterval(pollMonitor, 2000); }
   if (view === "game" && !state.game && !state.gameGeneration) newGame();
+  if (view === "grids" && !$("grid-image").getAttribute("src")) drawGrid();
+}
+
+// ------------------------------------------------------------------ signature grids
+
+const GRIDS = {
+  classes: ["Class × seed", "Each column one class, each row one latent decoded as every class: every column should be its class. Truncation below 1 trades variety for fidelity (BigGAN)."],
+  mixing: ["Style mixing", "Rows: sources A, giving the styles before the crossover (coarse: pose, shape); columns: sources B, the styles after it (fine: colour). ψ < 1 pulls every w towards the mean."],
+  traversal: ["Latent traversal", "Each row moves one latent dimension of one sample from −span to +span prior standard deviations."],
+};
+
+function setupGrids(c) {
+  const kinds = [c.classes && "classes", c.style_based && "mixing", c.sampler && "traversal"].filter(Boolean);
+  $("grid-kind").innerHTML = kinds.map((k) => `<option value="${k}">${GRIDS[k][0]}</option>`).join("");
+  if (c.style_based) $("grid-crossover").value = Math.floor(c.num_ws / 2);
+  $("grid-image").removeAttribute("src");
+  showGridControls();
+}
+
+function showGridControls() {
+  const kind = $("grid-kind").value;
+  for (const k of Object.keys(GRIDS)) document.querySelectorAll(`.grid-${k}`).forEach((el) => { el.style.display = k === kind ? "" : "none"; });
+  $("grid-hint").textContent = kind ? GRIDS[kind][1] : "";
+}
+
+async function drawGrid() {
+  const kind = $("grid-kind").value;
+  if (!kind) return;
+  const truncation = $("grid-truncation").value === "" ? null : Number($("grid-truncation").value);
+  const body = { kind, seed: Number($("grid-seed").value || 0), truncation, crossover: Number($("grid-crossover").value),
+                 psi: Number($("grid-psi").value), span: Number($("grid-span").value) };
+  const result = await guarded("drawing the grid", () => postJSON(runPath("grid"), body));
+  if (result) $("grid-image").src = result.image;
 }
 
 // ------------------------------------------------------------------ samples
@@ -643,6 +678,9 @@ $("style-input").addEventListener("change", (e) => chooseStyle(e.target.files[0]
 $("clear-style").addEventListener("click", () => { $("style-input").value = ""; chooseStyle(null); });
 $("example-source").addEventListener("click", exampleSource);
 $("source-input").addEventListener("change", (e) => uploadSource(e.target.files[0]));
+$("grid-kind").addEventListener("change", () => { showGridControls(); drawGrid(); });
+$("grid-draw").addEventListener("click", drawGrid);
+for (const id of ["grid-seed", "grid-truncation", "grid-crossover", "grid-psi", "grid-span"]) $(id).addEventListener("change", drawGrid);
 $("game-new").addEventListener("click", newGame);
 $("game-step1").addEventListener("click", () => stepGame(1));
 $("game-step-d").addEventListener("click", () => stepGame(1, "D"));
