@@ -204,6 +204,21 @@ def test_each_model_draws_its_signature_grid(client):
     assert client.post(f"/api/runs/{INDEX['vae']}/grid", json={"kind": "other"}).status_code == 422
 
 
+def test_a_cyclegan_translates_both_ways_and_a_pix2pix_one_way(client):
+    from fastapi.testclient import TestClient
+
+    from genlab.studio.app import create_app
+
+    with TestClient(create_app(["zoo:cyclegan-mnist2mnistm"]), base_url="http://127.0.0.1") as zoo:
+        assert zoo.get("/api/runs/0").json()["capabilities"]["reverse"]
+        ways = {d: upload(zoo, "/api/runs/0/translate", sprite_png(28), direction=d).json()["image"]
+                for d in ("AtoB", "BtoA")}
+        assert ways["AtoB"] != ways["BtoA"]
+    assert not client.get(f"/api/runs/{INDEX['edges']}").json()["capabilities"]["reverse"]
+    one_way = upload(client, f"/api/runs/{INDEX['edges']}/translate", sprite_png(), direction="BtoA")
+    assert one_way.status_code == 409 and "one way only" in one_way.json()["detail"]
+
+
 def test_routes_a_model_cannot_serve_answer_409(client):
     not_translator = upload(client, f"/api/runs/{INDEX['vae']}/translate", sprite_png())
     assert not_translator.status_code == 409 and "does not translate" in not_translator.json()["detail"]

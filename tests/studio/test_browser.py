@@ -351,6 +351,13 @@ def test_the_zoo_opens_with_each_models_view_working_at_once(browser, zoo_url, s
             page.mouse.move(box["x"] + 180, box["y"] + 170, steps=6)
             page.mouse.up()
             wait_for_new_src(page, "#translation", old)
+            if caps["reverse"]:  # CycleGAN: the same drawing through the reverse G
+                assert page.locator("#translate-direction").is_visible()
+                forward = page.get_attribute("#translation", "src")
+                page.select_option("#translate-direction", "BtoA")
+                wait_for_new_src(page, "#translation", forward)
+            else:
+                assert not page.locator("#translate-direction").is_visible()
         elif not caps["sampler"]:  # no image to show (Social GAN's trajectories): its training curves
             page.wait_for_selector("#tab-monitor[aria-selected=true]")
             page.wait_for_function("document.querySelectorAll('#monitor-charts canvas').length > 0")

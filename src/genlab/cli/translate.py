@@ -42,13 +42,13 @@ from genlab.data.paired_folder import PairedFolderConfig, read_pairs, split_fold
 from genlab.errors import ConfigError
 from genlab.images import fit_image, save_gif, save_grid, save_strip, to_model, to_uint8
 from genlab.metrics.image_quality import l1_error, sharpness_ratio
-from genlab.models.protocols import Translator
+from genlab.models.protocols import REVERSE_ROLE, Translator
 from genlab.runs.folder import read_run
 from genlab.training.objectives.snapshots import side_by_side
 
 MAX_ROLLOUT = 1000  # frames; each is kept in memory for the strip and the GIF
 # --direction -> the role genlab.load builds (None: the run's export)
-DIRECTIONS: dict[str, str | None] = {"AtoB": None, "BtoA": "G_BA"}
+DIRECTIONS: dict[str, str | None] = {"AtoB": None, "BtoA": REVERSE_ROLE}
 SPLITS = {"train": "train", "test": "test", "val": "test"}  # a split named as INPUT -> paired_folder's split
 
 

@@ -135,6 +135,10 @@ class Conditional(Protocol):
     num_classes: int
 
 
+# The role of a translator's reverse, where its run has one (CycleGAN's G_BA; the export translates A to B).
+REVERSE_ROLE = "G_BA"
+
+
 @runtime_checkable
 class Translator(Protocol):
     source_shape: tuple[int, int, int]  # [C, H, W] of the images it takes

@@ -37,7 +37,17 @@ from genlab.runs.locations import ZOO_DIR, zoo_names
 
 ENTRY_FILE = "entry.yaml"
 MAX_STATS_ROWS = 400  # of stats.jsonl: enough for any curve, and a few tens of kB
-HEADLINE = ("fid", "conditional_accuracy", "precision", "recall", "bits_per_dim", "nll_nats", "accuracy")
+HEADLINE = (
+    "fid",
+    "conditional_accuracy",
+    "precision",
+    "recall",
+    "bits_per_dim",
+    "nll_nats",
+    "ade_best",
+    "fde_best",
+    "accuracy",
+)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,9 @@ from genlab.latent.conditional import sweep_grid
 from genlab.latent.edit import image_latents
 from genlab.latent.sample import class_labels, decode, require_iterative, require_sampler, sample_shape, sampling
 from genlab.latent.traverse import traversal
+from genlab.models import build_model
 from genlab.models.protocols import (
+    REVERSE_ROLE,
     Encoder,
     LatentSampler,
     LayoutSynthesiser,
@@ -340,12 +342,17 @@ def create_app(run_dirs: Sequence[str | Path], allowed_hosts: Sequence[str] | No
         image: Annotated[UploadFile, File()],
         seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0,
         style: Annotated[UploadFile | None, File()] = None,
+        direction: Annotated[Literal["AtoB", "BtoA"], Form()] = "AtoB",
     ) -> dict[str, Any]:
-        """An uploaded or drawn source image -> the model's translation; for a label-map-and-style model
-        (SPADE), in the style of the ``style`` image when one is sent, else of a style drawn from ``seed``."""
+        """An uploaded or drawn source image -> the model's translation (``BtoA``: by a CycleGAN's reverse G);
+        for a label-map-and-style model (SPADE), in the style of the ``style`` image when one is sent, else
+        of a style drawn from ``seed``."""
         data = image.file.read(MAX_UPLOAD_BYTES + 1)  # one past the limit tells "over" from "at"
         style_data = None if style is None else style.file.read(MAX_UPLOAD_BYTES + 1)
-        with run_at(index).model() as model:
+        served = run_at(index)
+        if direction == "BtoA" and REVERSE_ROLE not in build_model(served.config.model, served.spec):
+            raise HTTPException(409, f"run {index} translates one way only; a CycleGAN run translates B to A too")
+        with served.model(REVERSE_ROLE if direction == "BtoA" else None) as model:
             if not isinstance(model, Translator):
                 raise HTTPException(
                     409,

@@ -26,7 +26,9 @@ from genlab.data.pairs import PALETTE, palette_image
 from genlab.errors import ConfigError, RunError
 from genlab.images import to_model
 from genlab.latent.sample import sample_shape
+from genlab.models import build_model
 from genlab.models.protocols import (
+    REVERSE_ROLE,
     Conditional,
     Encoder,
     IterativeSampler,
@@ -49,13 +51,13 @@ class ServedRun:
         self.index = index
         self.run_dir, self.config, self.spec = read_run(run_dir)
         self._lock = threading.Lock()
-        self._model: nn.Module | None = None
+        self._models: dict[str | None, nn.Module] = {}  # by role; None: the export
         self._checkpoint: Path | None = None
         self._test_data: TensorDataset | None = None  # loaded on the first example asked for
 
     @contextmanager
-    def model(self) -> Iterator[nn.Module]:
-        """The run's exported model, held under the run's lock for the duration of the request."""
+    def model(self, role: str | None = None) -> Iterator[nn.Module]:
+        """The run's exported model (or its module of ``role``), held under the run's lock for the request."""
         with self._lock:
             checkpoints = list_checkpoints(self.run_dir / "checkpoints")
             if not checkpoints:
@@ -63,11 +65,12 @@ class ServedRun:
                     f"run {self.index} ({self.run_dir.name}) has no checkpoint yet; "
                     "its model appears once training has written one"
                 )
-            if self._model is None or checkpoints[-1] != self._checkpoint:
-                self._model = load(self.run_dir)
-                self._checkpoint = checkpoints[-1]
+            if checkpoints[-1] != self._checkpoint:  # a new checkpoint: every role loads again
+                self._models, self._checkpoint = {}, checkpoints[-1]
+            if role not in self._models:
+                self._models[role] = load(self.run_dir, role=role)
             with torch.no_grad():
-                yield self._model
+                yield self._models[role]
 
     def example(self, index: int) -> dict[str, Tensor]:
         """Test example ``index`` (modulo the split's size) of an image-to-image run: its source and
@@ -166,6 +169,7 @@ class ServedRun:
             caps["source_shape"], caps["target_shape"] = list(model.source_shape), list(model.target_shape)
             caps["canvas"] = self._canvas(model)
             caps["examples"] = {"source", "target"} <= set(self.spec) or self._label_map_key(model) is not None
+            caps["reverse"] = REVERSE_ROLE in build_model(self.config.model, self.spec)  # CycleGAN: B to A too
         caps["style_image"] = isinstance(model, LayoutSynthesiser)
         return caps
 

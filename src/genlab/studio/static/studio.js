@@ -109,6 +109,8 @@ function selectRun(index) {
   document.querySelectorAll(".needs-text").forEach((el) => { el.style.display = c.text ? "" : "none"; });
   document.querySelectorAll(".needs-iterative").forEach((el) => { el.style.display = c.iterative ? "" : "none"; });
   document.querySelectorAll(".needs-style").forEach((el) => { el.style.display = c.style_image ? "" : "none"; });
+  document.querySelectorAll(".needs-reverse").forEach((el) => { el.style.display = c.reverse ? "" : "none"; });
+  $("translate-direction").value = "AtoB";
   state.style = null;
   $("style-input").value = "";  // else the old file's name stays and choosing it again fires no change
   document.querySelectorAll(".needs-guidance").forEach((el) => { el.style.display = guidable(c) ? "" : "none"; });
@@ -424,7 +426,8 @@ const translateCanvas = latestOnly(async () => {
   const run = state.run;
   if (!caps().translator) return;  // a stroke queued before another model was picked
   const blob = await canvasSource();
-  const fields = { seed: Number($("translate-seed").value || 0), style: caps().style_image ? state.style : null };
+  const fields = { seed: Number($("translate-seed").value || 0), style: caps().style_image ? state.style : null,
+                   direction: caps().reverse ? $("translate-direction").value : null };
   const result = await guarded("translating", () => postFile(runPath("translate"), blob, fields));
   if (result && run === state.run) $("translation").src = result.image;
 });
@@ -678,6 +681,7 @@ $("style-input").addEventListener("change", (e) => chooseStyle(e.target.files[0]
 $("clear-style").addEventListener("click", () => { $("style-input").value = ""; chooseStyle(null); });
 $("example-source").addEventListener("click", exampleSource);
 $("source-input").addEventListener("change", (e) => uploadSource(e.target.files[0]));
+$("translate-direction").addEventListener("change", () => translateCanvas());
 $("grid-kind").addEventListener("change", () => { showGridControls(); drawGrid(); });
 $("grid-draw").addEventListener("click", drawGrid);
 for (const id of ["grid-seed", "grid-truncation", "grid-crossover", "grid-psi", "grid-span"]) $(id).addEventListener("change", drawGrid);
