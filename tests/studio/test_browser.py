@@ -312,7 +312,12 @@ def test_monitor_plots_the_training_log(page, shots):
     page.wait_for_function("document.querySelectorAll('#monitor-charts canvas').length >= 3")
     captions = " ".join(page.locator("#monitor-charts figcaption").all_text_contents())
     assert "D/D(x)" in captions and "D/D(G(z))" in captions and "G/loss" in captions
+    axes = page.eval_on_selector_all("#monitor-charts canvas", "cs => cs.map((c) => c.dataset.axes)")
+    assert all(a.startswith("kimg|") for a in axes) and "kimg|images / s" in axes and "kimg|D's output" in axes
     page.screenshot(path=shots / "monitor.png")
+    page.emulate_media(color_scheme="dark")  # the page follows the system's theme
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(20, 23, 28)"
+    page.screenshot(path=shots / "monitor-dark.png")
 
 
 def test_errors_are_shown_to_the_user(page):

@@ -549,7 +549,8 @@ function drawGame(view) {
     $("game-field-caption").textContent = "densities and discriminator on the line";
     drawLines($("game-field"), view.x, [
       { values: normalise(view.p_data), color: "#111" }, { values: normalise(view.p_g), color: "#2a9d3a" },
-      { values: view.d, color: "#2f6fde" }, { values: view.d_star, color: "#2f6fde", dash: [5, 4] }], [0, 1]);
+      { values: view.d, color: "#2f6fde" }, { values: view.d_star, color: "#2f6fde", dash: [5, 4] }], [0, 1],
+      { x: "x", y: "density (scaled), D" });
   } else {
     $("game-legend").textContent = "heat maps: D(x) (left) and D*(x) (right), dark 0 to bright 1; black dots: data, green dots: G's samples (fixed latents), white arrows: where G's loss pushes them; p_g is a kernel density estimate";
     $("game-field-caption").textContent = "D(x)";
@@ -560,11 +561,12 @@ function drawGame(view) {
   drawLines($("value-plot"), steps.length > 1 ? steps : [0, 1], [
     { values: view.history.map((h) => h.value), color: "#2f6fde", dots: true },
     { values: view.history.map((h) => h.theorem_value), color: "#e07b00", dots: true },
-    { values: steps.map(() => view.minus_log_4), color: "#999", dash: [3, 3] }], null);
+    { values: steps.map(() => view.minus_log_4), color: "#999", dash: [3, 3] }], null, { x: "G steps", y: "nats" });
   drawLines($("grad-plot"), steps.length > 1 ? steps : [0, 1], [
     { values: view.history.map((h) => h.push.nonsaturating), color: "#2a9d3a", dots: true },
     { values: view.history.map((h) => h.push.minimax), color: "#b3261e", dots: true },
-    { values: view.history.map((h) => (h.g_grad_norm === null ? NaN : h.g_grad_norm)), color: "#777", dash: [4, 3] }], null);
+    { values: view.history.map((h) => (h.g_grad_norm === null ? NaN : h.g_grad_norm)), color: "#777", dash: [4, 3] }], null,
+    { x: "G steps", y: "gradient norm" });
   $("grad-plot").dataset.points = view.history.length;
 }
 
@@ -573,19 +575,26 @@ function normalise(values) {
   return values.map((v) => v / top);
 }
 
-// Line chart of series over xs; yRange [lo, hi] or null for the data's own range.
-function drawLines(canvas, xs, series, yRange) {
+// Line chart of series over xs; yRange [lo, hi] or null for the data's own range; axes names each axis with its unit.
+function drawLines(canvas, xs, series, yRange, axes = { x: "", y: "" }) {
   const ctx = canvas.getContext("2d"), W = canvas.width, H = canvas.height, pad = 46;
   ctx.clearRect(0, 0, W, H);
+  const ink = getComputedStyle(document.body).getPropertyValue("--muted").trim() || "#555";
   const all = series.flatMap((s) => s.values).filter(Number.isFinite);
   let [lo, hi] = yRange || [Math.min(...all), Math.max(...all)];
   if (!(hi > lo)) { lo -= 0.5; hi += 0.5; }
   const x0 = Math.min(...xs), x1 = Math.max(...xs) > x0 ? Math.max(...xs) : x0 + 1;
   const px = (x) => pad + (x - x0) / (x1 - x0) * (W - pad - 8), py = (y) => H - pad + 8 - (y - lo) / (hi - lo) * (H - pad - 8);
-  ctx.strokeStyle = "#ccc"; ctx.fillStyle = "#555"; ctx.font = "11px system-ui"; ctx.lineWidth = 1; ctx.setLineDash([]);
+  ctx.strokeStyle = "#ccc"; ctx.fillStyle = ink; ctx.font = "11px system-ui"; ctx.lineWidth = 1; ctx.setLineDash([]);
   ctx.strokeRect(pad, 8, W - pad - 8, H - pad);
   ctx.fillText(fmt(hi), 2, 16); ctx.fillText(fmt(lo), 2, H - pad + 6);
   ctx.fillText(fmt(x0), pad, H - pad + 22); ctx.fillText(fmt(x1), W - 40, H - pad + 22);
+  if (axes.x) { ctx.textAlign = "center"; ctx.fillText(axes.x, pad + (W - pad) / 2, H - pad + 22); ctx.textAlign = "start"; }
+  if (axes.y) {
+    ctx.save(); ctx.translate(12, 8 + (H - pad) / 2); ctx.rotate(-Math.PI / 2); ctx.textAlign = "center";
+    ctx.fillText(axes.y, 0, 0); ctx.restore();
+  }
+  canvas.dataset.axes = `${axes.x}|${axes.y}`;
   for (const s of series) {
     ctx.strokeStyle = s.color; ctx.fillStyle = s.color; ctx.lineWidth = 2; ctx.setLineDash(s.dash || []);
     ctx.beginPath();
@@ -633,6 +642,16 @@ function drawHeat(canvas, rows, extent, real, fake, arrows = []) {
 // ------------------------------------------------------------------ training monitor
 
 const MONITOR_KEYS = [/loss/, /D\(x\)|D\(G\(z\)\)/, /grad_norm/, /images_per_sec/];
+// The y axis of a monitor chart: its unit where the stat's name says it.
+function unitOf(keys) {
+  const k = keys.join(" ");
+  if (/images_per_sec/.test(k)) return "images / s";
+  if (/D\(x\)|D\(G\(z\)\)/.test(k)) return "D's output";
+  if (/grad_norm/.test(k)) return "gradient norm";
+  if (/elbo|nll|kl|recon/i.test(k)) return "nats";
+  if (/bits/i.test(k)) return "bits / dim";
+  return /loss/.test(k) ? "loss" : keys.length === 1 ? keys[0] : "";
+}
 
 async function pollMonitor() {
   if (!state.run) return;
@@ -656,7 +675,8 @@ async function pollMonitor() {
     figure.append(canvas, Object.assign(document.createElement("figcaption"), {
       innerHTML: group.map((k, i) => `<span style="color:${colors[i % colors.length]}">${escapeHTML(k)}</span>`).join(" · ") }));
     box.append(figure);
-    drawLines(canvas, rows.map((r) => r.kimg), group.map((k, i) => ({ values: rows.map((r) => r[k]), color: colors[i % colors.length] })), null);
+    drawLines(canvas, rows.map((r) => r.kimg), group.map((k, i) => ({ values: rows.map((r) => r[k]), color: colors[i % colors.length] })),
+              null, { x: "kimg", y: unitOf(group) });
   }
 }
 
