@@ -306,6 +306,18 @@ def test_each_model_shows_its_signature_grids(page, shots, run, kinds):
     page.screenshot(path=shots / f"grid-{run}.png")
 
 
+def test_two_runs_side_by_side_with_the_same_seeds_their_cards_and_one_chart(page, shots):
+    page.click("#tab-compare")
+    for name in ("cgan", "flow"):
+        page.check(f"#compare-runs input[value='{INDEX[name]}']")
+    page.click("#compare-go")
+    page.wait_for_function("document.querySelectorAll('#compare-samples .strip img').length === 16")
+    assert page.locator("#compare-cards tr").count() == 3  # a header and a row per run
+    page.wait_for_function("document.getElementById('compare-chart').dataset.axes?.startsWith('kimg|')")
+    assert page.locator("#compare-curve option").count() >= 1 and "flow" in page.text_content("#compare-legend")
+    page.screenshot(path=shots / "compare.png")
+
+
 def test_monitor_plots_the_training_log(page, shots):
     choose_run(page, "cgan")
     page.click("#tab-monitor")

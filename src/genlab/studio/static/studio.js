@@ -84,6 +84,7 @@ async function loadRuns() {
   state.runs.forEach((run) => select.add(new Option(`${run.index}: ${run.name}`, run.index)));
   if (!state.runs.length) select.add(new Option("no runs given (the game works without one)", ""));
   selectRun(state.runs.length ? 0 : null);
+  setupCompare();
 }
 
 function selectRun(index) {
@@ -100,6 +101,7 @@ function selectRun(index) {
   setupGrids(c);
   $("tab-translate").disabled = !c.translator;
   $("tab-monitor").disabled = !state.run;
+  $("tab-compare").disabled = state.runs.length < 2;
   for (const id of ["sample-class", "latent-class"]) {
     const select = $(id);
     select.innerHTML = "";
@@ -173,6 +175,58 @@ function showView(view) {
   if (view === "monitor") { pollMonitor(); state.monitorTimer = setInterval(pollMonitor, 2000); }
   if (view === "game" && !state.game && !state.gameGeneration) newGame();
   if (view === "grids" && !$("grid-image").getAttribute("src")) drawGrid();
+}
+
+// ------------------------------------------------------------------ runs side by side
+
+const COMPARE_COLORS = ["#2f6fde", "#e07b00", "#2a9d3a", "#b3261e", "#7b4fd0", "#555"];
+
+function setupCompare() {
+  $("compare-runs").innerHTML = state.runs.map((run) =>
+    `<label><input type="checkbox" value="${run.index}"> ${escapeHTML(run.name)}</label>`).join("");
+}
+
+const comparedRuns = () => [...document.querySelectorAll("#compare-runs input:checked")].map((b) => state.runs[Number(b.value)]);
+
+async function compareRuns() {
+  const runs = comparedRuns();
+  if (runs.length < 2) { setStatus("tick two or more runs to compare", true); return; }
+  // Eval cards as one table: a row per run, a column per figure any of them has.
+  const figures = runs.map((run) => Object.fromEntries(
+    Object.entries(run.card?.results || {}).flatMap(([k, v]) => flatten(k, v))));
+  const columns = [...new Set(figures.flatMap((f) => Object.keys(f)))].filter((k) => !k.includes("."));
+  $("compare-cards").innerHTML = `<tr><th>run</th><th>kimg</th>${columns.map((c) => `<th>${escapeHTML(c)}</th>`).join("")}</tr>`
+    + runs.map((run, i) => `<tr><td style="color:${COMPARE_COLORS[i % 6]}">${escapeHTML(run.name)}</td><td>${run.kimg ?? ""}</td>`
+      + columns.map((c) => `<td>${figures[i][c] ?? ""}</td>`).join("") + "</tr>").join("");
+  // The same seed for every sampler (the first class for conditional ones).
+  const seed = Number($("compare-seed").value || 0);
+  const rows = await guarded("sampling every run", () => Promise.all(runs.map(async (run) => {
+    if (!run.capabilities.sampler) return `<p>${escapeHTML(run.name)}: no samples (it does not generate from a latent)</p>`;
+    const body = { seed, n: 8, label: run.capabilities.classes ? 0 : null, text: run.capabilities.text ? $("sample-text").value : null };
+    const result = await postJSON(`/api/runs/${run.index}/samples`, body);
+    return `<div class="strip" data-run="${run.index}"><span>${escapeHTML(run.name)}</span>${result.images.map((src) => `<img src="${src}" alt="">`).join("")}</div>`;
+  })));
+  if (rows) $("compare-samples").innerHTML = rows.join("");
+  await drawCompareCurves(runs);
+}
+
+async function drawCompareCurves(runs) {
+  const stats = await guarded("reading their logs", () => Promise.all(runs.map((run) => api(`/api/runs/${run.index}/stats`))));
+  if (!stats) return;
+  const common = Object.keys(stats[0].rows.at(-1) || {}).filter((k) => k !== "kimg" && k !== "iteration"
+    && stats.every((s) => s.rows.length && k in s.rows.at(-1)));
+  const chosen = common.includes($("compare-curve").value) ? $("compare-curve").value : common[0];
+  $("compare-curve").innerHTML = common.map((k) => `<option${k === chosen ? " selected" : ""}>${escapeHTML(k)}</option>`).join("");
+  if (!chosen) { $("compare-legend").textContent = "these runs log no figure in common"; return; }
+  // One kimg axis for all: each run's values at its own kimg, joined on the union of their kimg.
+  const xs = [...new Set(stats.flatMap((s) => s.rows.map((r) => r.kimg)))].sort((a, b) => a - b);
+  const series = stats.map((s, i) => {
+    const at = new Map(s.rows.map((r) => [r.kimg, r[chosen]]));
+    return { values: xs.map((x) => (at.has(x) ? at.get(x) : NaN)), color: COMPARE_COLORS[i % 6], dots: true };
+  });
+  drawLines($("compare-chart"), xs.length > 1 ? xs : [0, 1], series, null, { x: "kimg", y: unitOf([chosen]) });
+  $("compare-legend").innerHTML = `${escapeHTML(chosen)}: ` + runs.map((run, i) =>
+    `<span style="color:${COMPARE_COLORS[i % 6]}">${escapeHTML(run.name)}</span>`).join(" · ");
 }
 
 // ------------------------------------------------------------------ signature grids
@@ -702,6 +756,8 @@ $("clear-style").addEventListener("click", () => { $("style-input").value = ""; 
 $("example-source").addEventListener("click", exampleSource);
 $("source-input").addEventListener("change", (e) => uploadSource(e.target.files[0]));
 $("translate-direction").addEventListener("change", () => translateCanvas());
+$("compare-go").addEventListener("click", compareRuns);
+$("compare-curve").addEventListener("change", () => drawCompareCurves(comparedRuns()));
 $("grid-kind").addEventListener("change", () => { showGridControls(); drawGrid(); });
 $("grid-draw").addEventListener("click", drawGrid);
 for (const id of ["grid-seed", "grid-truncation", "grid-crossover", "grid-psi", "grid-span"]) $(id).addEventListener("change", drawGrid);
