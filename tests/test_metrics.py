@@ -298,6 +298,7 @@ def test_default_metrics_and_features_follow_capabilities():
     assert default_metrics(_WithEncoder()) == ("fid", "kid", "is", "pr")  # an inversion (diffusion) has no ELBO
     assert default_metrics(_Sampler()) == ("fid", "kid", "is", "pr")
     assert default_features("mnist") == "mnist" and default_features("cifar10") == "inception"
+    assert default_features("color_sprites") == "sprites"  # the zoo ships the attribute classifier
 
 
 def test_unmet_needs_fail_before_anything_is_computed(tmp_path, monkeypatch):

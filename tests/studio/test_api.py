@@ -219,6 +219,25 @@ def test_a_cyclegan_translates_both_ways_and_a_pix2pix_one_way(client):
     assert one_way.status_code == 409 and "one way only" in one_way.json()["detail"]
 
 
+def test_the_page_computes_a_card_in_the_background_with_its_progress(client):
+    import time
+
+    run = f"/api/runs/{INDEX['cgan']}"
+    assert client.get(f"{run}/eval").json()["state"] in ("none", "done", "failed")  # ("none": no card asked for)
+    assert client.get(run).json()["capabilities"]["default_metrics"] == ["fid", "kid", "is", "pr"]
+    started = client.post(f"{run}/eval", json={"metrics": ["cond_acc"], "n": 200})
+    assert started.status_code == 202 and started.json()["total"] == 1
+    deadline = time.monotonic() + 60
+    while (job := client.get(f"{run}/eval").json())["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert job["state"] == "done" and job["done"] == 1, job
+    card = client.get(run).json()["card"]
+    assert "conditional_accuracy" in card["results"] and card["command"].endswith("--metrics cond_acc --n 200")
+    bad = client.post(f"{run}/eval", json={"metrics": ["fidd"], "n": 200})
+    assert bad.status_code == 400 and "fid" in bad.json()["detail"]  # the nearest metric names
+    assert client.post(f"{run}/eval", json={"n": 5}).status_code == 422
+
+
 def test_routes_a_model_cannot_serve_answer_409(client):
     not_translator = upload(client, f"/api/runs/{INDEX['vae']}/translate", sprite_png())
     assert not_translator.status_code == 409 and "does not translate" in not_translator.json()["detail"]

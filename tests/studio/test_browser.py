@@ -318,6 +318,18 @@ def test_two_runs_side_by_side_with_the_same_seeds_their_cards_and_one_chart(pag
     page.screenshot(path=shots / "compare.png")
 
 
+def test_a_run_without_a_card_computes_one_from_the_page(page, shots):
+    choose_run(page, "flow")  # an MNIST run whose card no other test writes
+    page.wait_for_selector("#eval-start")
+    assert "no eval card yet" in page.text_content("#run-summary")
+    page.fill("#eval-metrics", "pr")
+    page.select_option("#eval-n", "500")
+    page.click("#eval-start")
+    page.wait_for_function("document.querySelector('#run-summary').textContent.includes('precision =')", timeout=120_000)
+    assert "genlab eval" in page.text_content("#run-summary .card")  # the card says how to make it again
+    page.screenshot(path=shots / "eval-card.png")
+
+
 def test_monitor_plots_the_training_log(page, shots):
     choose_run(page, "cgan")
     page.click("#tab-monitor")

@@ -17,7 +17,7 @@ import time
 
 from genlab.api import load
 from genlab.cli.common import add_data_root, add_sampling, device_name, seed, set_sampling, with_data_root, write_json
-from genlab.metrics.evaluate import evaluate
+from genlab.metrics.evaluate import card_folder, evaluate
 from genlab.metrics.registry import metric_names
 from genlab.metrics.settings import (
     ENCODER_METRICS,
@@ -27,7 +27,6 @@ from genlab.metrics.settings import (
     default_features,
     default_metrics,
 )
-from genlab.models.protocols import IterativeSampler
 from genlab.runs.folder import read_run
 from genlab.runs.locations import output_dir, reference
 
@@ -77,14 +76,6 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def sampling_tag(model: object) -> str:
-    """A diffusion model's sampling settings, for its eval folder's name (others: nothing)."""
-    if not isinstance(model, IterativeSampler):
-        return ""
-    guided = f"-guidance{model.guidance:g}" if model.guidance != 1 else ""
-    return f"-{model.sampler}{model.steps}{guided}"
-
-
 def run(args: argparse.Namespace) -> int:
     run_dir, config, _ = read_run(args.run)
     config = with_data_root(config, args)
@@ -103,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         iw_k=args.k,
     )
     written = output_dir(run_dir)  # a zoo entry's eval goes to the cache
-    out_dir = written / "eval" / f"{settings.features}-n{settings.n}-seed{settings.seed}{sampling_tag(model)}"
+    out_dir = written / "eval" / card_folder(settings, model)
     start = time.perf_counter()
     results, card = evaluate(model, config, settings, out_dir, run=reference(run_dir), command=args.command_line)
     record = {

@@ -9,6 +9,7 @@ classifier; data sets with a digit per channel declare their modes, such as Stac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
@@ -165,11 +166,27 @@ def check_needs(ctx: EvalContext) -> None:
                 )
 
 
+def card_folder(settings: EvalSettings, model: nn.Module) -> str:
+    """The name of an evaluation's folder under a run's ``eval/``: its feature space, n and seed, and a
+    diffusion model's sampling settings (``mnist-n10000-seed0-euler16``)."""
+    tag = f"{settings.features}-n{settings.n}-seed{settings.seed}"
+    if not isinstance(model, IterativeSampler):
+        return tag
+    guided = f"-guidance{model.guidance:g}" if model.guidance != 1 else ""
+    return f"{tag}-{model.sampler}{model.steps}{guided}"
+
+
 def evaluate(
-    model: nn.Module, config: Config, settings: EvalSettings, out_dir: Path, run: str = "", command: str = ""
+    model: nn.Module,
+    config: Config,
+    settings: EvalSettings,
+    out_dir: Path,
+    run: str = "",
+    command: str = "",
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> tuple[dict, dict]:
     """Run ``settings.metrics`` on ``model`` (trained with ``config``; ``run`` names it in the card, ``command``
-    the command line that asked for it).
+    the command line that asked for it). ``progress(done, total, metric)`` is told before each metric starts.
 
     Writes PNGs and the eval card (card.json, card.md) into ``out_dir``.
     Returns (flat results under constant keys, the card).
@@ -183,7 +200,9 @@ def evaluate(
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict = {}
-    for name in settings.metrics:
+    for done, name in enumerate(settings.metrics):
+        if progress is not None:
+            progress(done, len(settings.metrics), name)
         results |= get_metric(name).compute(ctx)
     card = card_mod.build_card(
         run=run,

@@ -19,6 +19,7 @@ from genlab.models.protocols import DecoderLikelihood, ExactLikelihood, Likeliho
 FeatureSpace = Literal["inception", "mnist", "sprites"]
 FEATURE_SPACES: tuple[str, ...] = get_args(FeatureSpace)
 DIGIT_DATASETS = ("mnist",)  # where the digit classifier's feature space is the default
+SPRITE_DATASETS = ("color_sprites", "captioned")  # where the sprites' attribute classifier's is (32-px colour)
 ENCODER_METRICS = ("nll",)
 SAMPLE_METRICS = ("fid", "kid", "is", "pr")
 TRAJECTORY_METRICS = ("ade_fde",)
@@ -68,5 +69,8 @@ def default_metrics(model: nn.Module) -> tuple[str, ...]:
 
 
 def default_features(dataset: str) -> FeatureSpace:
-    """The feature space for a run on ``dataset`` (a data config's name)."""
-    return "mnist" if dataset in DIGIT_DATASETS else "inception"
+    """The feature space for a run on ``dataset`` (a data config's name): a genlab classifier's where one knows
+    the data (both ship in the zoo), else Inception's."""
+    if dataset in DIGIT_DATASETS:
+        return "mnist"
+    return "sprites" if dataset in SPRITE_DATASETS else "inception"

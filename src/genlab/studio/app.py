@@ -126,6 +126,11 @@ class GridRequest(Strict):
     span: Annotated[float, Field(gt=0, le=6, allow_inf_nan=False)] = 3.0
 
 
+class EvalRequest(Strict):
+    metrics: Annotated[list[Annotated[str, Field(max_length=32)]], Field(max_length=16)] | None = None  # None: defaults
+    n: Annotated[int, Field(ge=100, le=10_000)] = 1000
+
+
 class MixRequest(Strict):
     a: Latent  # gives the coarse styles (layers before the crossover)
     b: Latent  # gives the fine styles
@@ -195,6 +200,7 @@ def create_app(run_dirs: Sequence[str | Path], allowed_hosts: Sequence[str] | No
     # A run's index, bounded in the schema too (so clients and fuzzers know the valid ones).
     RunIndex = Annotated[int, PathParam(ge=0, le=max(len(runs) - 1, 0), description="index in the served list")]
     app = FastAPI(title="genlab studio", version="1", description=__doc__)
+    app.state.served = runs  # for a server's shutdown and tests: each run's background evaluation
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False)
 
@@ -370,6 +376,21 @@ def create_app(run_dirs: Sequence[str | Path], allowed_hosts: Sequence[str] | No
             else:
                 raise HTTPException(409, f"run {index} ({type(model).__name__}) takes no style image; a SPADE run does")
             return {"source": png_data_urls(x)[0], "image": png_data_urls(y)[0], "note": note}
+
+    @app.post("/api/runs/{index}/eval", status_code=202)
+    def start_eval(index: RunIndex, req: EvalRequest) -> dict[str, Any]:
+        """Compute the run's eval card in the background (what ``genlab eval`` would); poll GET for progress.
+        One evaluation at a time in the whole studio (409 while one runs): each takes the CPU for a while."""
+        busy = [r.index for r in runs if r.eval_job is not None and r.eval_job.state == "running"]
+        if busy:
+            raise HTTPException(409, f"run {busy[0]} is being evaluated; one evaluation at a time, wait for its card")
+        return run_at(index).start_eval(req.metrics, req.n).as_dict()
+
+    @app.get("/api/runs/{index}/eval")
+    def eval_progress(index: RunIndex) -> dict[str, Any]:
+        """The background evaluation's progress (metrics done of total), its failure, or ``state: none``."""
+        job = run_at(index).eval_job
+        return {"state": "none"} if job is None else job.as_dict()
 
     @app.get("/api/runs/{index}/example")
     def example(index: RunIndex, number: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0) -> dict[str, Any]:

@@ -12,8 +12,9 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +27,8 @@ from genlab.data.pairs import PALETTE, palette_image
 from genlab.errors import ConfigError, RunError
 from genlab.images import to_model
 from genlab.latent.sample import sample_shape
+from genlab.metrics.evaluate import card_folder, evaluate
+from genlab.metrics.settings import EvalSettings, default_features, default_metrics
 from genlab.models import build_model
 from genlab.models.protocols import (
     REVERSE_ROLE,
@@ -46,6 +49,24 @@ from genlab.runs.locations import output_dir, reference
 MAX_STATS_ROWS = 2000  # rows of stats.jsonl one monitor request returns
 
 
+@dataclass
+class EvalJob:
+    """An evaluation the page asked for, computed in a thread: where it stands, for the page's progress bar."""
+
+    metrics: tuple[str, ...]
+    n: int
+    state: Literal["running", "done", "failed"] = "running"
+    done: int = 0  # metrics finished
+    metric: str = ""  # the one being computed
+    error: str = ""
+
+    def report(self, done: int, total: int, metric: str) -> None:
+        self.done, self.metric = done, metric
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "total": len(self.metrics)}
+
+
 class ServedRun:
     def __init__(self, index: int, run_dir: str | Path) -> None:
         self.index = index
@@ -54,6 +75,8 @@ class ServedRun:
         self._models: dict[str | None, nn.Module] = {}  # by role; None: the export
         self._checkpoint: Path | None = None
         self._test_data: TensorDataset | None = None  # loaded on the first example asked for
+        self.eval_job: EvalJob | None = None
+        self._eval_thread: threading.Thread | None = None
 
     @contextmanager
     def model(self, role: str | None = None) -> Iterator[nn.Module]:
@@ -71,6 +94,34 @@ class ServedRun:
                 self._models[role] = load(self.run_dir, role=role)
             with torch.no_grad():
                 yield self._models[role]
+
+    def start_eval(self, metrics: list[str] | None, n: int) -> EvalJob:
+        """Start ``genlab eval`` of this run in a thread (the default metrics when ``metrics`` is None), writing
+        its card where the command would; ConfigError for bad settings or while one is running."""
+        if self.eval_job is not None and self.eval_job.state == "running":
+            raise ConfigError(f"run {self.index} is being evaluated already; wait for its card")
+        model = load(self.run_dir)  # its own copy: the served model stays free for the page's other requests
+        chosen = tuple(metrics) if metrics else default_metrics(model)
+        settings = EvalSettings(metrics=chosen, n=n, features=default_features(self.config.data.name))
+        job = self.eval_job = EvalJob(chosen, n)
+        self._eval_thread = threading.Thread(target=self._evaluate, args=(job, model, settings), daemon=True)
+        self._eval_thread.start()
+        return job
+
+    def wait_eval(self, timeout: float | None = None) -> None:
+        """Wait for a running evaluation to end (a server stopping, a test cleaning up)."""
+        if self._eval_thread is not None:
+            self._eval_thread.join(timeout)
+
+    def _evaluate(self, job: EvalJob, model: nn.Module, settings: EvalSettings) -> None:
+        ref = reference(self.run_dir)
+        command = f"genlab eval {ref} --metrics {','.join(settings.metrics)} --n {settings.n}"
+        out = output_dir(self.run_dir) / "eval" / card_folder(settings, model)
+        try:
+            evaluate(model, self.config, settings, out, run=ref, command=command, progress=job.report)
+            job.state, job.done, job.metric = "done", len(job.metrics), ""
+        except Exception as err:  # a thread has no caller to raise to: the page shows the reason
+            job.state, job.error = "failed", f"{type(err).__name__}: {err}"
 
     def example(self, index: int) -> dict[str, Tensor]:
         """Test example ``index`` (modulo the split's size) of an image-to-image run: its source and
@@ -171,6 +222,7 @@ class ServedRun:
             caps["examples"] = {"source", "target"} <= set(self.spec) or self._label_map_key(model) is not None
             caps["reverse"] = REVERSE_ROLE in build_model(self.config.model, self.spec)  # CycleGAN: B to A too
         caps["style_image"] = isinstance(model, LayoutSynthesiser)
+        caps["default_metrics"] = list(default_metrics(model))  # what the page's "compute the card" proposes
         return caps
 
     def _canvas(self, model: nn.Module) -> dict[str, Any]:

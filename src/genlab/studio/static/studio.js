@@ -153,7 +153,33 @@ function renderSummary() {
   } else {
     html += `<div class="card">no eval card yet: <code>genlab eval ${escapeHTML(run.reference)}</code></div>`;
   }
+  if (c.default_metrics && !c.waiting) {  // compute the card from the page, with a progress bar
+    html += `<div class="card eval-form">${run.card ? "compute another card" : "or compute it here"}: metrics
+      <input id="eval-metrics" size="24" value="${escapeHTML(c.default_metrics.join(","))}"> on
+      <select id="eval-n"><option>500</option><option selected>1000</option><option>10000</option></select> samples
+      <button id="eval-start">Compute</button> <progress id="eval-progress" max="1" value="0" hidden></progress>
+      <span id="eval-state"></span></div>`;
+  }
   el.innerHTML = html;
+}
+
+async function startEval() {
+  const run = state.run;
+  const metrics = $("eval-metrics").value.split(",").map((m) => m.trim()).filter(Boolean);
+  const job = await guarded("starting the evaluation", () => postJSON(runPath("eval"), { metrics, n: Number($("eval-n").value) }));
+  if (!job) return;
+  $("eval-progress").hidden = false;
+  for (let status = job; run === state.run; await new Promise((r) => setTimeout(r, 700))) {
+    status = await api(`/api/runs/${run.index}/eval`).catch(() => null);
+    if (!status || run !== state.run) return;
+    $("eval-progress").max = status.total;
+    $("eval-progress").value = status.done;
+    $("eval-state").textContent = status.state === "running" ? `computing ${status.metric} (${status.done + 1} of ${status.total})` : status.state;
+    if (status.state === "failed") { setStatus(`evaluation: ${status.error}`, true); return; }
+    if (status.state === "done") break;
+  }
+  const summary = await guarded("reading the new card", () => api(`/api/runs/${run.index}`));
+  if (summary && run === state.run) { Object.assign(run, summary); renderSummary(); }
 }
 
 function flatten(name, value) {
@@ -756,6 +782,7 @@ $("clear-style").addEventListener("click", () => { $("style-input").value = ""; 
 $("example-source").addEventListener("click", exampleSource);
 $("source-input").addEventListener("change", (e) => uploadSource(e.target.files[0]));
 $("translate-direction").addEventListener("change", () => translateCanvas());
+$("run-summary").addEventListener("click", (event) => { if (event.target.id === "eval-start") startEval(); });
 $("compare-go").addEventListener("click", compareRuns);
 $("compare-curve").addEventListener("change", () => drawCompareCurves(comparedRuns()));
 $("grid-kind").addEventListener("change", () => { showGridControls(); drawGrid(); });
