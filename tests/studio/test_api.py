@@ -204,6 +204,13 @@ def test_each_model_draws_its_signature_grid(client):
     assert client.post(f"/api/runs/{INDEX['vae']}/grid", json={"kind": "other"}).status_code == 422
 
 
+def test_a_text_run_offers_its_captions_grammar(client):
+    form = client.get(f"/api/runs/{INDEX['text']}").json()["capabilities"]["caption_form"]
+    assert form["template"] == "a {size} {colour} {shape} in the {vertical} {horizontal} , {rotation}"
+    assert form["choices"]["colour"] == ["red", "yellow", "green", "cyan", "blue", "magenta"]
+    assert "caption_form" not in client.get(f"/api/runs/{INDEX['cgan']}").json()["capabilities"]
+
+
 def test_a_cyclegan_translates_both_ways_and_a_pix2pix_one_way(client):
     from fastapi.testclient import TestClient
 

@@ -160,6 +160,19 @@ def test_a_caption_box_for_text_to_image_runs(page):
     wait_for_new_src(page, "#samples-grid img:nth-child(1)", first)
 
 
+def test_a_caption_is_composed_from_the_attribute_words_as_choices(page, shots):
+    choose_run(page, "text")
+    page.wait_for_selector("#caption-form select")
+    slots = page.eval_on_selector_all("#caption-form select", "ss => ss.map((s) => s.title)")
+    assert slots == ["size", "colour", "shape", "vertical", "horizontal", "rotation"]  # the template's order
+    page.wait_for_selector("#samples-grid img")
+    first = page.locator("#samples-grid img").nth(0).get_attribute("src")
+    page.select_option("#caption-colour", "blue")
+    assert page.input_value("#sample-text") == "a big blue square in the upper left , upright"
+    wait_for_new_src(page, "#samples-grid img:nth-child(1)", first)
+    page.screenshot(path=shots / "caption-form.png")
+
+
 def test_a_diffusion_run_shows_its_steps_guidance_and_denoising_strip(page, shots):
     choose_run(page, "flow")
     page.wait_for_selector("#sample-steps", state="visible")

@@ -84,10 +84,16 @@ class Points:
 
 @dataclass(frozen=True)
 class Tokens:
-    """A text as word indices: int64 ``[length]`` per example into ``vocabulary``, 0 (``vocabulary[0]``) padding."""
+    """A text as word indices: int64 ``[length]`` per example into ``vocabulary``, 0 (``vocabulary[0]``) padding.
+
+    ``template``: for texts written from a grammar, one sentence of it with a ``{name}`` slot per
+    :class:`Classes` field of the same data whose class names fill it (a caption form offers those words
+    as choices); empty for free text.
+    """
 
     vocabulary: tuple[str, ...]
     length: int
+    template: str = ""
 
 
 @dataclass(frozen=True)

@@ -190,8 +190,8 @@ def build(cfg: CaptionedConfig, split: str) -> TensorDataset:
     wrong = one_attribute_changed(attributes, torch.Generator().manual_seed(stream), shapes)
     spec: Spec = {
         **base.spec,
-        "caption": Tokens(VOCABULARY, MAX_WORDS),
-        "caption_one_off": Tokens(VOCABULARY, MAX_WORDS),
+        "caption": Tokens(VOCABULARY, MAX_WORDS, TEMPLATES[0]),
+        "caption_one_off": Tokens(VOCABULARY, MAX_WORDS, TEMPLATES[0]),
         **{name: Classes(words) for name, words in ATTRIBUTES.items()},
     }
     fields = {

@@ -9,6 +9,7 @@ run keeps a load and the requests that use the model from interleaving.
 from __future__ import annotations
 
 import json
+import string
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 from genlab.api import load
 from genlab.config import config_to_dict
 from genlab.data import load_dataset
-from genlab.data.base import Classes, LabelMap, TensorDataset, describe
+from genlab.data.base import Classes, LabelMap, TensorDataset, Tokens, describe
 from genlab.data.pairs import PALETTE, palette_image
 from genlab.errors import ConfigError, RunError
 from genlab.images import to_model
@@ -207,6 +208,8 @@ class ServedRun:
             # a toy GAN's points are not pictures: the game is for those
             caps["sampler"] = len(caps["image_shape"]) == 3
         caps["text"] = isinstance(model, TextConditional)
+        if isinstance(model, TextConditional):  # a caption grammar: its slots' words as choices
+            caps["caption_form"] = self._caption_form(model.condition_key)
         if isinstance(model, IterativeSampler):  # diffusion: its sampling settings, changeable per request
             caps["iterative"] = {"steps": model.steps, "sampler": model.sampler, "guidance": model.guidance}
         caps["style_based"] = isinstance(model, StyleBased)
@@ -224,6 +227,15 @@ class ServedRun:
         caps["style_image"] = isinstance(model, LayoutSynthesiser)
         caps["default_metrics"] = list(default_metrics(model))  # what the page's "compute the card" proposes
         return caps
+
+    def _caption_form(self, key: str) -> dict[str, Any] | None:
+        """The template of the captions' grammar and each slot's words (from the data's Classes fields), or None."""
+        field = self.spec.get(key)
+        if not isinstance(field, Tokens) or not field.template:
+            return None
+        slots = [name for _, name, _, _ in string.Formatter().parse(field.template) if name]
+        choices = {name: list(f.names) for name in slots if isinstance(f := self.spec.get(name), Classes)}
+        return {"template": field.template, "choices": choices} if len(choices) == len(slots) else None
 
     def _canvas(self, model: nn.Module) -> dict[str, Any]:
         """How the page's drawing canvas should draw the model's sources."""

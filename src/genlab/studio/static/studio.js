@@ -99,6 +99,7 @@ function selectRun(index) {
   $("tab-latent").disabled = !c.sampler;
   $("tab-grids").disabled = !c.sampler;
   setupGrids(c);
+  setupCaptionForm(c.caption_form);
   $("tab-translate").disabled = !c.translator;
   $("tab-monitor").disabled = !state.run;
   $("tab-compare").disabled = state.runs.length < 2;
@@ -254,6 +255,29 @@ async function drawCompareCurves(runs) {
   $("compare-legend").innerHTML = `${escapeHTML(chosen)}: ` + runs.map((run, i) =>
     `<span style="color:${COMPARE_COLORS[i % 6]}">${escapeHTML(run.name)}</span>`).join(" · ");
 }
+
+// ------------------------------------------------------------------ captions from the data's grammar
+
+// A select per slot of the captions' template, filled with that attribute's words; a choice rewrites the caption.
+function setupCaptionForm(form) {
+  const box = $("caption-form");
+  box.innerHTML = "";
+  if (!form) return;
+  for (const [slot, words] of Object.entries(form.choices)) {
+    const select = Object.assign(document.createElement("select"), { id: `caption-${slot}`, title: slot });
+    words.forEach((w) => select.add(new Option(w, w)));
+    select.addEventListener("change", () => { $("sample-text").value = composeCaption(form); newSamples(false); });
+    box.append(select);
+  }
+  const said = $("sample-text").value.split(" ");  // keep the caption shown, where its words fit the choices
+  for (const [slot, words] of Object.entries(form.choices)) {
+    const word = words.find((w) => said.includes(w));
+    if (word) $(`caption-${slot}`).value = word;
+  }
+  $("sample-text").value = composeCaption(form);
+}
+
+const composeCaption = (form) => form.template.replace(/\{(\w+)\}/g, (_, slot) => $(`caption-${slot}`).value);
 
 // ------------------------------------------------------------------ signature grids
 
