@@ -410,6 +410,10 @@ def test_the_zoo_opens_with_each_models_view_working_at_once(browser, zoo_url, s
                 assert page.locator("#sample-text").is_visible()
             if caps.get("iterative"):
                 page.wait_for_function("document.querySelectorAll('#denoise-strip img').length > 0", timeout=60_000)
+            page.click("#tab-grids")  # its signature grid (class x seed, style mixing, or a traversal)
+            page.wait_for_function("document.getElementById('grid-image').getAttribute('src')", timeout=60_000)
+            page.screenshot(path=shots / f"zoo-{run['name']}-grid.png")
+            page.click("#tab-samples")
         assert not page.locator("#status.error").count(), page.text_content("#status")
         # its shipped eval card, with the command that made it (or the command that would)
         page.wait_for_function("(name) => document.querySelector('#run-summary').textContent.includes(name)",
