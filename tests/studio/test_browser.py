@@ -105,6 +105,17 @@ def assert_slider_changes_image(page, dim: int, value: float) -> None:
     assert np.abs(image_of(page, "#latent-image") - before).mean() > 0.5
 
 
+def stroke(page, points, steps: int = 6) -> None:
+    """Drag the mouse on the drawing canvas through ``points`` (pixels from its top-left corner)."""
+    box = page.locator("#canvas").bounding_box()
+    (x0, y0), *rest = points
+    page.mouse.move(box["x"] + x0, box["y"] + y0)
+    page.mouse.down()
+    for x, y in rest:
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=steps)
+    page.mouse.up()
+
+
 def choose_run(page, name: str) -> None:
     page.select_option("#run-select", str(INDEX[name]))
 
@@ -203,12 +214,7 @@ def test_uploaded_image_is_encoded_then_edited(page, shots, tmp_path):
 def test_drawing_on_the_canvas_gives_a_translation(page, shots):
     choose_run(page, "edges")
     page.wait_for_selector("#tab-translate[aria-selected=true]")
-    box = page.locator("#canvas").bounding_box()
-    page.mouse.move(box["x"] + 50, box["y"] + 60)
-    page.mouse.down()
-    page.mouse.move(box["x"] + 200, box["y"] + 70, steps=8)
-    page.mouse.move(box["x"] + 110, box["y"] + 210, steps=8)
-    page.mouse.up()
+    stroke(page, [(50, 60), (200, 70), (110, 210)], steps=8)
     wait_for_new_src(page, "#translation", None)
     assert image_of(page, "#translation").shape == (32, 32, 3)
     page.screenshot(path=shots / "translate-edges.png")
@@ -219,11 +225,7 @@ def test_label_map_canvas_offers_the_classes_as_pens(page, shots):
     page.wait_for_selector("#tab-translate[aria-selected=true]")
     assert page.locator("#pens button").all_text_contents() == ["background", "square", "ellipse", "heart"]
     page.locator("#pens button").nth(3).click()
-    box = page.locator("#canvas").bounding_box()
-    page.mouse.move(box["x"] + 90, box["y"] + 90)
-    page.mouse.down()
-    page.mouse.move(box["x"] + 160, box["y"] + 160, steps=6)
-    page.mouse.up()
+    stroke(page, [(90, 90), (160, 160)])
     wait_for_new_src(page, "#translation", None)
     drawn = page.get_attribute("#translation", "src")
     page.click("#example-source")  # a real label map from the test split, drawn over
@@ -237,11 +239,7 @@ def test_a_label_map_and_a_style_image_give_a_spade_synthesis(page, shots, tmp_p
     page.wait_for_selector("#tab-translate[aria-selected=true]")
     assert page.locator("#style-input").is_visible()
     page.locator("#pens button").nth(1).click()
-    box = page.locator("#canvas").bounding_box()
-    page.mouse.move(box["x"] + 60, box["y"] + 60)
-    page.mouse.down()
-    page.mouse.move(box["x"] + 180, box["y"] + 170, steps=6)
-    page.mouse.up()
+    stroke(page, [(60, 60), (180, 170)])
     wait_for_new_src(page, "#translation", None)
     seeded = page.get_attribute("#translation", "src")
     Image.fromarray(np.full((32, 32, 3), (40, 80, 220), dtype=np.uint8)).save(tmp_path / "blue.png")
@@ -387,11 +385,7 @@ def test_the_zoo_opens_with_each_models_view_working_at_once(browser, zoo_url, s
         if caps["translator"]:
             page.click("#tab-translate")  # the page keeps the view it was on when the new run has it
             old = page.get_attribute("#translation", "src")
-            box = page.locator("#canvas").bounding_box()
-            page.mouse.move(box["x"] + 60, box["y"] + 60)
-            page.mouse.down()
-            page.mouse.move(box["x"] + 180, box["y"] + 170, steps=6)
-            page.mouse.up()
+            stroke(page, [(60, 60), (180, 170)])
             wait_for_new_src(page, "#translation", old)
             if caps["reverse"]:  # CycleGAN: the same drawing through the reverse G
                 assert page.locator("#translate-direction").is_visible()

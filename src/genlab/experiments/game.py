@@ -193,14 +193,20 @@ class ToyGame:
     def view(self) -> dict[str, Any]:
         """Where the game stands, JSON-ready; also appends this step's numbers to ``history``."""
         with torch.no_grad():
-            view = self._view_1d() if self.dim == 1 else self._view_2d()
+            shown = self.G(self._shown_z)  # G's points from fixed latents: they move only when G does
+            view = self._view_1d() if self.dim == 1 else self._view_2d(shown)
+        # Each G loss's push on the shown points, both side by side whichever the game plays (the saturating
+        # one's vanishes where D is sure the points are fake); in 2-D the played loss's are drawn as arrows.
+        pulls = {loss: self._pull(shown, loss) for loss in G_LOSSES}
+        if self.dim == 2:
+            view["arrows"] = torch.cat([shown[:ARROWS], pulls[self.cfg.g_loss][:ARROWS]], dim=1).tolist()
         row = {
             "step": self.steps,
             "value": view["value"],
             "theorem_value": view["theorem_value"],
             "jsd": view["jsd"],
             "g_grad_norm": self.g_grad_norm,
-            "push": self._push(),
+            "push": {loss: float(pull.norm(dim=1).mean()) for loss, pull in pulls.items()},
         }
         if not self.history or self.history[-1]["step"] != self.steps:
             self.history.append(row)
@@ -240,12 +246,6 @@ class ToyGame:
             (grad,) = torch.autograd.grad(G_LOSSES[loss](self.D(x)) * len(x), x)
         return -grad
 
-    def _push(self) -> dict[str, float]:
-        """The mean length of each G loss's push on the shown points: both losses side by side, whichever
-        the game plays (the saturating one's vanishes where D is sure the points are fake)."""
-        fake = self.G(self._shown_z)
-        return {loss: float(self._pull(fake, loss).norm(dim=1).mean()) for loss in G_LOSSES}
-
     def _lock_extent(self) -> None:
         """The 2-D view's square, fixed for the whole game so that frames can be compared."""
         lo = float((self.mixture.centers - 4 * self.mixture.stds[:, None]).min()) - 0.5
@@ -269,7 +269,7 @@ class ToyGame:
             "jsd": jsd,
         }
 
-    def _view_2d(self) -> dict[str, Any]:
+    def _view_2d(self, shown: torch.Tensor) -> dict[str, Any]:
         lo, hi = self.extent
         ticks = np.linspace(lo, hi, GRID_2D)
         gx, gy = np.meshgrid(ticks, ticks, indexing="xy")  # row r is y = ticks[r], column c is x = ticks[c]
@@ -277,7 +277,6 @@ class ToyGame:
         p_data = self.mixture.density(cells).reshape(GRID_2D, GRID_2D)
         p_g = _kde(self._fake(KDE_SAMPLES).double().numpy(), cells, hi - lo).reshape(GRID_2D, GRID_2D)
         d = expit(self.D(torch.from_numpy(cells).float()).double().numpy()).reshape(GRID_2D, GRID_2D)
-        fake = self.G(self._shown_z)
         value = minimax_value(self.D(self._real(MC_SAMPLES)).double(), self.D(self._fake(MC_SAMPLES)).double()).item()
         jsd = _jsd_on_grid(ticks, p_data, p_g)
         return {
@@ -286,8 +285,7 @@ class ToyGame:
             "d": d.tolist(),
             "d_star": expit(th.optimal_logit(p_data, p_g)).tolist(),
             "real": self._real(SHOWN_POINTS).tolist(),
-            "fake": fake.tolist(),
-            "arrows": torch.cat([fake[:ARROWS], self._pull(fake[:ARROWS], self.cfg.g_loss)], dim=1).tolist(),
+            "fake": shown.tolist(),
             "value": value,
             "theorem_value": th.theorem_value(jsd),
             "jsd": jsd,

@@ -40,17 +40,17 @@ def classifier_dir() -> Path:
 ZOO_DIGITS, ZOO_ATTRIBUTES = "mnist-classifier", "sprites-attributes"
 
 
-def find_classifier_run(run: str | Path | None = None, zoo_entry: str = ZOO_DIGITS) -> Path:
-    """The classifier run folder: ``run`` (a path or ``zoo:NAME``), else the zoo's ``zoo_entry``, so that a
+def find_classifier_run(run: str | Path | None = None) -> Path:
+    """The classifier run folder: ``run`` (a path or ``zoo:NAME``), else the zoo's digit classifier, so that the
     feature space is one network for everyone; without that entry, the newest trained in :func:`classifier_dir`."""
     if run is not None:
         return resolve(run)
-    if zoo_entry in zoo_names():
-        return resolve(ZOO_PREFIX + zoo_entry)
+    if ZOO_DIGITS in zoo_names():
+        return resolve(ZOO_PREFIX + ZOO_DIGITS)
     candidates = sorted(p for p in classifier_dir().glob("*") if list_checkpoints(p / "checkpoints"))
     if not candidates:
         raise DataError(
-            f"no MNIST classifier: the zoo has no {zoo_entry!r} and {classifier_dir()} holds none. "
+            f"no MNIST classifier: the zoo has no {ZOO_DIGITS!r} and {classifier_dir()} holds none. "
             f"Train one with `genlab train-classifier` (a few minutes on 2 CPU cores) or pass --classifier RUN."
         )
     return candidates[-1]

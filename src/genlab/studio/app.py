@@ -37,7 +37,6 @@ from genlab.latent.conditional import sweep_grid
 from genlab.latent.edit import image_latents
 from genlab.latent.sample import class_labels, decode, require_iterative, require_sampler, sample_shape, sampling
 from genlab.latent.traverse import traversal
-from genlab.models import build_model
 from genlab.models.protocols import (
     REVERSE_ROLE,
     Encoder,
@@ -49,7 +48,7 @@ from genlab.models.protocols import (
     eval_mode,
     is_conditional,
 )
-from genlab.studio.codec import MAX_UPLOAD_BYTES, BadUpload, png_data_urls, read_upload
+from genlab.studio.codec import MAX_UPLOAD_BYTES, BadUpload, png_data_url, png_data_urls, read_upload
 from genlab.studio.runs import ServedRun
 
 STATIC = Path(__file__).parent / "static"
@@ -308,7 +307,7 @@ def create_app(run_dirs: Sequence[str | Path], allowed_hosts: Sequence[str] | No
                     z = sampler.latents(1, generator, req.truncation)
                     shown = traversal(sampler, z, dims, steps=req.columns, span=req.span)
         return {
-            "image": png_data_urls(make_grid(shown.images, nrow=shown.nrow)[None].float() / 127.5 - 1)[0],
+            "image": png_data_url(make_grid(shown.images, nrow=shown.nrow)),
             "nrow": shown.nrow,
             "count": len(shown.images),
         }
@@ -356,7 +355,7 @@ def create_app(run_dirs: Sequence[str | Path], allowed_hosts: Sequence[str] | No
         data = image.file.read(MAX_UPLOAD_BYTES + 1)  # one past the limit tells "over" from "at"
         style_data = None if style is None else style.file.read(MAX_UPLOAD_BYTES + 1)
         served = run_at(index)
-        if direction == "BtoA" and REVERSE_ROLE not in build_model(served.config.model, served.spec):
+        if direction == "BtoA" and not served.reversible:
             raise HTTPException(409, f"run {index} translates one way only; a CycleGAN run translates B to A too")
         with served.model(REVERSE_ROLE if direction == "BtoA" else None) as model:
             if not isinstance(model, Translator):

@@ -49,11 +49,13 @@ def read_upload(data: bytes, shape: tuple[int, int, int], name: str = "the uploa
 
 def png_data_urls(images: Tensor) -> list[str]:
     """Float images ``[N, C, H, W]`` in [-1, 1] -> one ``data:image/png;base64,...`` URL each."""
-    urls = []
-    for pixels in to_uint8(images):
-        array = pixels.permute(1, 2, 0).numpy()
-        image = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", compress_level=1)  # speed over size: these are tiny
-        urls.append("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"))
-    return urls
+    return [png_data_url(pixels) for pixels in to_uint8(images)]
+
+
+def png_data_url(pixels: Tensor) -> str:
+    """One uint8 image ``[C, H, W]`` (e.g. a grid from ``images.make_grid``) -> a PNG data URL."""
+    array = pixels.permute(1, 2, 0).numpy()
+    image = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)  # speed over size: these are tiny
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

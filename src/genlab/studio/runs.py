@@ -79,6 +79,11 @@ class ServedRun:
         self.eval_job: EvalJob | None = None
         self._eval_thread: threading.Thread | None = None
 
+    @property
+    def reversible(self) -> bool:
+        """Whether the run translates B to A too, by a module of REVERSE_ROLE (a CycleGAN's G_BA)."""
+        return REVERSE_ROLE in build_model(self.config.model, self.spec)
+
     @contextmanager
     def model(self, role: str | None = None) -> Iterator[nn.Module]:
         """The run's exported model (or its module of ``role``), held under the run's lock for the request."""
@@ -98,9 +103,7 @@ class ServedRun:
 
     def start_eval(self, metrics: list[str] | None, n: int) -> EvalJob:
         """Start ``genlab eval`` of this run in a thread (the default metrics when ``metrics`` is None), writing
-        its card where the command would; ConfigError for bad settings or while one is running."""
-        if self.eval_job is not None and self.eval_job.state == "running":
-            raise ConfigError(f"run {self.index} is being evaluated already; wait for its card")
+        its card where the command would; ConfigError for bad settings. The app starts one at a time."""
         model = load(self.run_dir)  # its own copy: the served model stays free for the page's other requests
         chosen = tuple(metrics) if metrics else default_metrics(model)
         settings = EvalSettings(metrics=chosen, n=n, features=default_features(self.config.data.name))
@@ -223,7 +226,7 @@ class ServedRun:
             caps["source_shape"], caps["target_shape"] = list(model.source_shape), list(model.target_shape)
             caps["canvas"] = self._canvas(model)
             caps["examples"] = {"source", "target"} <= set(self.spec) or self._label_map_key(model) is not None
-            caps["reverse"] = REVERSE_ROLE in build_model(self.config.model, self.spec)  # CycleGAN: B to A too
+            caps["reverse"] = self.reversible
         caps["style_image"] = isinstance(model, LayoutSynthesiser)
         caps["default_metrics"] = list(default_metrics(model))  # what the page's "compute the card" proposes
         return caps
