@@ -32,6 +32,18 @@ def test_growth_schedule(images, expected):
     assert stage == expected[0] and alpha == pytest.approx(expected[1])
 
 
+def test_without_growing_the_nets_work_at_full_size_from_the_first_image():
+    torch.manual_seed(0)
+    modules = build_modules(model_config_from_dict({**TINY, "grow": False}, "test"), {"image": Image(3, 32, 32)})
+    G = modules["G"].eval()
+    for net in (G, modules["D"]):
+        net.set_progress(0)
+        assert net.stage == (3, 1.0)
+    with torch.no_grad():
+        image = G(torch.randn(2, 8))
+    assert not torch.equal(image, F.interpolate(image[:, :, ::2, ::2], scale_factor=2, mode="nearest"))
+
+
 def test_a_new_block_fades_in_from_exactly_what_the_previous_stage_gave():
     G, D = tiny()
     assert isinstance(G, Staged) and isinstance(D, Staged)

@@ -41,7 +41,10 @@ SIZES = (8, 16, 32, 64, 128, 256)
 
 def growth(images_seen: int, stage_images: int, stages: int) -> tuple[int, float]:
     """(active stage, fade-in alpha): stage 0 (4x4) trains alone for ``stage_images``; every later
-    stage fades in over ``stage_images`` (alpha 0 -> 1), then trains alone as long; the last one stays."""
+    stage fades in over ``stage_images`` (alpha 0 -> 1), then trains alone as long; the last one stays.
+    ``stage_images`` 0 means no growing: the last stage from the start (the paper's control)."""
+    if stage_images == 0:
+        return stages - 1, 1.0
     t = images_seen / stage_images
     if t < 1:
         return 0, 1.0
@@ -155,9 +158,11 @@ class ProGANConfig(ModelConfig):
     d_channels: int = 32
     max_channels: int = 256
     stage_kimg: float = 20.0  # images (thousands) of each fade-in, and of each stage alone after it (600 in the paper)
+    grow: bool = True  # false: the same nets at the full resolution from the start (the control for growing's claim)
     example_spec: ClassVar[Spec] = {"image": Image(3, 32, 32)}
     example_variants: ClassVar[tuple[dict, ...]] = (
         {"g_channels": 4, "d_channels": 4, "max_channels": 16, "latent_dim": 8, "stage_kimg": 0.001},
+        {"g_channels": 4, "d_channels": 4, "max_channels": 16, "latent_dim": 8, "grow": False},
     )
     bounds: ClassVar[dict[str, Range]] = {
         "latent_dim": at_least(1),
@@ -171,7 +176,7 @@ class ProGANConfig(ModelConfig):
 @register_model("progan", ProGANConfig)
 def build_progan(cfg: ProGANConfig, spec: Spec) -> dict:
     shape = image_field(spec, "progan", list(SIZES)).shape
-    stage_images = max(1, round(cfg.stage_kimg * 1000))
+    stage_images = max(1, round(cfg.stage_kimg * 1000)) if cfg.grow else 0
     return {
         "G": lambda: ProGANGenerator(shape, cfg.latent_dim, cfg.g_channels, cfg.max_channels, stage_images),
         "D": lambda: ProGANDiscriminator(shape, cfg.d_channels, cfg.max_channels, stage_images),
