@@ -183,8 +183,20 @@ def test_attribute_accuracy_counts_each_attribute_and_all_of_them():
     assert scores["colour"] == 0.5 and scores["shape"] == 1.0 and scores["all"] == 0.5
 
 
+def test_inheritance_reads_which_parent_each_attribute_of_a_mix_came_from():
+    from genlab.metrics.captions import inheritance
+
+    a = torch.tensor([[0, 0, 0, 0, 0, 0]] * 4)
+    b = torch.tensor([[1, 1, 1, 1, 1, 0]] * 4)  # rotation never differs
+    mixed = torch.tensor([[0, 1, 1, 0, 2, 0], [0, 1, 1, 1, 2, 1], [0, 1, 0, 0, 2, 0], [1, 1, 1, 1, 2, 0]])
+    got = inheritance(a, b, mixed)
+    assert got["shape"] == (0.75, 0.25, 4) and got["size"] == (0.0, 1.0, 4) and got["colour"] == (0.25, 0.75, 4)
+    assert got["horizontal"] == (0.0, 0.0, 4)  # a third value: from neither parent
+    assert got["rotation"][2] == 0 and math.isnan(got["rotation"][0])
+
+
 def test_a_classifier_with_a_head_per_attribute_trains_and_judges(tmp_path):
-    from genlab.metrics.captions import caption_accuracy, predicted_attributes
+    from genlab.metrics.captions import attribute_probabilities, caption_accuracy, predicted_attributes
 
     data = {"name": "captioned", "base": {"name": "sprites", "color": True, "n_train": 128, "n_test": 16}}
     run = genlab.train(config_from_dict({
@@ -197,6 +209,9 @@ def test_a_classifier_with_a_head_per_attribute_trains_and_judges(tmp_path):
     assert all(f'"classifier/accuracy/{name}"' in logged for name in ATTRIBUTES)
     judge = genlab.load(run)
     assert predicted_attributes(judge, torch.zeros(3, 3, 32, 32)).shape == (3, len(ATTRIBUTES))
+    probabilities = attribute_probabilities(judge, torch.zeros(3, 3, 32, 32))
+    assert [p.shape[1] for p in probabilities] == list(judge.head_sizes)
+    assert all(torch.allclose(p.sum(1), torch.ones(3)) for p in probabilities)
     scores, images = caption_accuracy(tiny()["G"], judge, n=8)
     assert images.shape == (8, 3, 32, 32) and set(scores) == {*ATTRIBUTES, "all"}
     with pytest.raises(ConfigError, match="not conditioned on text"):

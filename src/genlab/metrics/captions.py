@@ -15,19 +15,40 @@ from genlab.models.protocols import LatentSampler, TextConditional, eval_mode
 
 
 @torch.no_grad()
-def predicted_attributes(classifier: DigitClassifier, images: Tensor, batch_size: int = 500) -> Tensor:
-    """Images [N, C, H, W] in [-1, 1] -> the classifier's attribute indices [N, len(ATTRIBUTES)]."""
+def attribute_probabilities(classifier: DigitClassifier, images: Tensor, batch_size: int = 500) -> list[Tensor]:
+    """Images [N, C, H, W] in [-1, 1] -> for each of ATTRIBUTES, the classifier's probabilities of its
+    values [N, values]: how sure it is, e.g. of a sample's shape."""
     if tuple(classifier.targets) != tuple(ATTRIBUTES):
         raise ConfigError(
             f"the attribute classifier must predict {list(ATTRIBUTES)}, this one predicts "
             f"{list(classifier.targets)}; train it with configs/attribute_classifier.yaml"
         )
     with eval_mode(classifier):
-        chunks = []
-        for i in range(0, len(images), batch_size):
-            heads = classifier(images[i : i + batch_size]).split(list(classifier.head_sizes), dim=1)
-            chunks.append(torch.stack([h.argmax(1) for h in heads], dim=1))
-    return torch.cat(chunks)
+        chunks = [
+            classifier(images[i : i + batch_size]).split(list(classifier.head_sizes), dim=1)
+            for i in range(0, len(images), batch_size)
+        ]
+    return [torch.cat([chunk[k] for chunk in chunks]).softmax(1) for k in range(len(ATTRIBUTES))]
+
+
+def predicted_attributes(classifier: DigitClassifier, images: Tensor, batch_size: int = 500) -> Tensor:
+    """Images [N, C, H, W] in [-1, 1] -> the classifier's attribute indices [N, len(ATTRIBUTES)]."""
+    return torch.stack([p.argmax(1) for p in attribute_probabilities(classifier, images, batch_size)], dim=1)
+
+
+def inheritance(a: Tensor, b: Tensor, mixed: Tensor) -> dict[str, tuple[float, float, int]]:
+    """Which parent each attribute of a style-mixed image comes from. ``a``, ``b`` and ``mixed`` are
+    attribute indices [N, len(ATTRIBUTES)] of parent A, parent B and their mix (same row, same pair).
+    Per attribute, among the pairs whose parents differ in it: (fraction of mixes read with A's value,
+    fraction with B's, number of such pairs); NaN fractions when no pair differs."""
+    result = {}
+    for k, name in enumerate(ATTRIBUTES):
+        differ = a[:, k] != b[:, k]
+        n = int(differ.sum())
+        from_a = float((mixed[differ, k] == a[differ, k]).float().mean()) if n else float("nan")
+        from_b = float((mixed[differ, k] == b[differ, k]).float().mean()) if n else float("nan")
+        result[name] = (from_a, from_b, n)
+    return result
 
 
 @torch.no_grad()

@@ -1,0 +1,137 @@
+"""StyleGAN's style mixing, measured (issue 25, claim 1): which attributes of a mixed image come from
+which parent, read by the sprites' attribute classifier; how surely it reads the samples' shapes; and
+truncation in W against precision and recall.
+
+    PYTHONPATH=src python benchmarks/style_mixing.py [--run zoo:stylegan-sprites]
+        [--classifier zoo:sprites-attributes] [--pairs 2000] [--n 2000] [--psi 1 0.8 0.6 0.4 0.2]
+        [--threads 2] [--out runs/bench-style-mixing]
+
+1. Inheritance: for --pairs pairs of latents (A, B) and every crossover c, the mix takes A's w for
+   layers before c (coarse: the low resolutions) and B's from c on. Per attribute, among the pairs
+   whose parents the classifier reads differently, the fraction of mixes read with A's value and
+   with B's. Karras et al. (2019, section 3.1) find coarse styles carry pose and shape, fine ones
+   colour: at a crossover after the coarse layers, shape, size and position should follow A and
+   colour B. The control row puts an independent third sample in the mix's place: what agreement
+   with a parent looks like by chance.
+2. Confidence: the fraction of samples whose shape the classifier reads with probability >= 0.9,
+   beside the same fraction on real test sprites.
+3. Truncation in W (psi): FID, precision and recall in the classifier's features against --n real
+   test sprites; truncation should raise precision and lower recall.
+
+Writes OUT/style-mixing.png (a mixing grid at the first crossover whose fine layers start at 16 px),
+OUT/style-mixing-inheritance.png (fraction from A against crossover, per attribute) and
+OUT/style-truncation.png, and prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+import genlab
+from genlab.config import load_config
+from genlab.data import load_dataset
+from genlab.data.captions import ATTRIBUTES
+from genlab.images import save_grid
+from genlab.latent.style import mixing_grid, require_style_based, sample_w
+from genlab.metrics import fid
+from genlab.metrics.captions import attribute_probabilities, classifier_features, inheritance, predicted_attributes
+from genlab.metrics.precision_recall import precision_recall
+from genlab.models.protocols import as_module, eval_mode
+from genlab.plotting import draw_lines
+
+ROOT = Path(__file__).resolve().parents[1]
+# The judge's data: captioned colour sprites, the generators' images with their attributes.
+JUDGE_DATA = ["data.base={name: color_sprites, image_size: 32, n_train: 20000, n_test: 2000}"]
+SURE = 0.9  # a shape read with at least this probability counts as read with confidence
+BATCH = 500
+
+
+def layer_resolution(G, layer: int) -> int:
+    """The resolution at which w number ``layer`` acts (the last one feeds the final toRGB)."""
+    return int(G.convs[min(layer, len(G.convs) - 1)].noise_const.shape[-1])
+
+
+@torch.no_grad()
+def batched(fn, *zs: torch.Tensor) -> torch.Tensor:
+    return torch.cat([fn(*(z[i : i + BATCH] for z in zs)) for i in range(0, len(zs[0]), BATCH)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", default="zoo:stylegan-sprites", help="a StyleGAN run on colour sprites")
+    parser.add_argument("--classifier", default="zoo:sprites-attributes", help="an attribute classifier run")
+    parser.add_argument("--pairs", type=int, default=2000)
+    parser.add_argument("--n", type=int, default=2000, help="samples per truncation, and real test sprites")
+    parser.add_argument("--psi", type=float, nargs="+", default=[1.0, 0.8, 0.6, 0.4, 0.2])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="runs/bench-style-mixing")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    G = require_style_based(genlab.load(args.run))
+    judge = genlab.load(args.classifier)
+    data = load_config(ROOT / "configs" / "attribute_classifier.yaml", JUDGE_DATA).data
+    real = load_dataset(data, "test").batch(slice(None))["image"][: args.n]
+    generator = torch.Generator().manual_seed(args.seed)
+    z_a, z_b, z_c = (torch.randn(args.pairs, G.latent_dim, generator=generator) for _ in range(3))
+
+    with eval_mode(as_module(G)):
+        parents = [predicted_attributes(judge, batched(lambda x: sample_w(G, x), z)) for z in (z_a, z_b)]
+        third = predicted_attributes(judge, batched(lambda x: sample_w(G, x), z_c))
+        print(f"{args.run}: {G.num_ws} style inputs; {args.pairs} pairs; cells: % of mixes read with A's value / "
+              "with B's, among pairs whose parents differ in that attribute\n")
+        print("| crossover: A's layers / B's | " + " | ".join(ATTRIBUTES) + " |\n|---|" + "---|" * len(ATTRIBUTES))
+        curves: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in ATTRIBUTES}
+        for crossover in range(1, G.num_ws):
+            mixed = predicted_attributes(judge, batched(lambda a, b: G.mix(a, b, crossover), z_a, z_b))
+            cells = inheritance(*parents, mixed)
+            coarse = f"{layer_resolution(G, 0)}-{layer_resolution(G, crossover - 1)} px"
+            fine = f"{layer_resolution(G, crossover)}-{layer_resolution(G, G.num_ws - 1)} px"
+            print(f"| {crossover}: {coarse} / {fine} | "
+                  + " | ".join(f"{100 * a:.0f} / {100 * b:.0f}" for a, b, _ in cells.values()) + " |")
+            for name, (from_a, _, _) in cells.items():
+                curves[name][0].append(crossover)
+                curves[name][1].append(from_a)
+        control = inheritance(*parents, third)
+        print("| control: an independent sample in the mix's place | "
+              + " | ".join(f"{100 * a:.0f} / {100 * b:.0f}" for a, b, _ in control.values()) + " |")
+        print("| pairs whose parents differ | " + " | ".join(str(n) for _, _, n in control.values()) + " |")
+        draw_lines({"mixes read with A's value (fraction)": curves}, "crossover: first layer taking B's style",
+                   out / "style-mixing-inheritance.png", ylims={"mixes read with A's value (fraction)": (0.0, 1.0)},
+                   legend="right")
+
+        crossover = next(c for c in range(1, G.num_ws) if layer_resolution(G, c) >= 16)
+        grid = mixing_grid(G, z_a[:6], z_b[:6], crossover)
+        save_grid(grid.images, out / "style-mixing.png", nrow=grid.nrow)
+
+        shape = list(ATTRIBUTES).index("shape")
+        sure = [float((attribute_probabilities(judge, x)[shape].max(1).values >= SURE).float().mean())
+                for x in (batched(lambda x: sample_w(G, x), z_a), real)]
+        print(f"\nshape read with probability >= {SURE}: samples {sure[0]:.3f}, real test sprites {sure[1]:.3f}")
+
+        real_features = classifier_features(judge, real)
+        z = torch.randn(args.n, G.latent_dim, generator=generator)
+        print("\n| psi | FID | precision | recall |\n|---|---|---|---|")
+        scores: dict[str, tuple[list[float], list[float]]] = {"precision": ([], []), "recall": ([], [])}
+        for psi in args.psi:
+            features = classifier_features(judge, batched(lambda x: sample_w(G, x, psi), z))
+            pr = precision_recall(features, real_features)
+            print(f"| {psi:g} | {fid.fid(features, real_features)['fid']:.1f} | {pr['precision']:.3f} | "
+                  f"{pr['recall']:.3f} |")
+            for key in scores:
+                scores[key][0].append(psi)
+                scores[key][1].append(pr[key])
+        draw_lines({"precision and recall (fraction)": scores}, "psi (truncation in W; 1: none)",
+                   out / "style-truncation.png", ylims={"precision and recall (fraction)": (0.0, 1.0)}, legend="right")
+    print(f"\nfigures: {out / 'style-mixing.png'}, {out / 'style-mixing-inheritance.png'}, "
+          f"{out / 'style-truncation.png'}")
+
+
+if __name__ == "__main__":
+    main()
