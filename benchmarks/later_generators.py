@@ -43,20 +43,13 @@ from genlab.metrics import fid
 from genlab.metrics.captions import attribute_accuracy, classifier_features, predicted_attributes
 from genlab.plotting import draw_lines
 from genlab.runs.checkpoint import list_checkpoints
-from genlab.runs.folder import read_stats
+from genlab.runs.folder import loop_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["configs/stylegan_sprites.yaml", "configs/progan_sprites.yaml"]
 QUIET = ["train.progress_bar=false", "train.tensorboard=false", "train.snapshot_every_kimg=0"]
 # The judge reads the generators' data: captioned colour sprites instead of plain ones.
 JUDGE_DATA = ["data.base={name: color_sprites, image_size: 32, n_train: 20000, n_test: 2000}"]
-
-
-def loop_seconds(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(kimg, seconds of the training loop so far) at each logged row, from its logged images/s."""
-    rows = [row for row in read_stats(run_dir) if "images_per_sec" in row]
-    kimg = np.array([0.0] + [row["kimg"] for row in rows])
-    return kimg, np.concatenate([[0.0], np.cumsum(np.diff(kimg) * 1000 / [row["images_per_sec"] for row in rows])])
 
 
 def label(recipe: str) -> str:
@@ -111,7 +104,6 @@ def main() -> None:
             start = time.perf_counter()
             run_dir = Path(genlab.train(load_config(ROOT / path, overrides)))
             train_s = time.perf_counter() - start
-            logged_kimg, logged_s = loop_seconds(run_dir)
             points = []
             for checkpoint in list_checkpoints(run_dir / "checkpoints"):
                 kimg = int(checkpoint.name.split("-")[1]) / 1000
@@ -120,7 +112,7 @@ def main() -> None:
                     samples = torch.cat([G.sample(len(chunk), generator=torch.Generator().manual_seed(1 + i))
                                          for i, chunk in enumerate(torch.arange(args.n).split(500))])
                 score = fid.fid(classifier_features(judge, samples), real_test)["fid"]
-                seconds = float(np.interp(kimg, logged_kimg, logged_s))
+                seconds = loop_seconds(run_dir, kimg)
                 points.append((kimg, seconds, score))
                 print(json.dumps({"config": recipe, "seed": seed, "run": str(run_dir), "kimg": kimg, "fid": score,
                                   "loop_s": seconds, "floor": floor, "train_s": train_s}), flush=True)

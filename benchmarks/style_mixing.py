@@ -16,7 +16,7 @@ truncation in W against precision and recall.
 2. Confidence: the fraction of samples whose shape the classifier reads with probability >= 0.9,
    beside the same fraction on real test sprites.
 3. Truncation in W (psi): FID, precision and recall in the classifier's features against --n real
-   test sprites; truncation should raise precision and lower recall.
+   test sprites (the run's own data); truncation should raise precision and lower recall.
 
 Writes OUT/style-mixing.png (a mixing grid at the first crossover whose fine layers start at 16 px),
 OUT/style-mixing-inheritance.png (fraction from A against crossover, per attribute) and
@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 
 import genlab
-from genlab.config import load_config
 from genlab.data import load_dataset
 from genlab.data.captions import ATTRIBUTES
 from genlab.images import save_grid
@@ -41,10 +40,8 @@ from genlab.metrics.captions import attribute_probabilities, classifier_features
 from genlab.metrics.precision_recall import precision_recall
 from genlab.models.protocols import as_module, eval_mode
 from genlab.plotting import draw_lines
+from genlab.runs.folder import read_run
 
-ROOT = Path(__file__).resolve().parents[1]
-# The judge's data: captioned colour sprites, the generators' images with their attributes.
-JUDGE_DATA = ["data.base={name: color_sprites, image_size: 32, n_train: 20000, n_test: 2000}"]
 SURE = 0.9  # a shape read with at least this probability counts as read with confidence
 BATCH = 500
 
@@ -62,7 +59,8 @@ def batched(fn, *zs: torch.Tensor) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="zoo:stylegan-sprites", help="a StyleGAN run on colour sprites")
-    parser.add_argument("--classifier", default="zoo:sprites-attributes", help="an attribute classifier run")
+    parser.add_argument("--classifier", default="zoo:sprites-attributes",
+                        help="an attribute classifier run trained on the run's data (captioned)")
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--n", type=int, default=2000, help="samples per truncation, and real test sprites")
     parser.add_argument("--psi", type=float, nargs="+", default=[1.0, 0.8, 0.6, 0.4, 0.2])
@@ -76,8 +74,7 @@ def main() -> None:
 
     G = require_style_based(genlab.load(args.run))
     judge = genlab.load(args.classifier)
-    data = load_config(ROOT / "configs" / "attribute_classifier.yaml", JUDGE_DATA).data
-    real = load_dataset(data, "test").batch(slice(None))["image"][: args.n]
+    real = load_dataset(read_run(args.run)[1].data, "test").batch(slice(None))["image"][: args.n]
     generator = torch.Generator().manual_seed(args.seed)
     z_a, z_b, z_c = (torch.randn(args.pairs, G.latent_dim, generator=generator) for _ in range(3))
 

@@ -20,13 +20,14 @@
    (penultimate layer), beside the FID of one half of the real test set against the other.
 6. A diffusion or flow model is scored at each classifier-free guidance scale of --guidance
    (its config's own without it): one row per scale, accuracies and FID.
+7. Writes OUT/captions[-gSCALE].png: caption | 8 samples, for captions that differ only in shape and
+   rotation (the attributes the GAN does not follow), at each scale.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,15 +37,31 @@ import genlab
 from genlab.config import load_config
 from genlab.data import load_dataset
 from genlab.data.base import TensorDataset
-from genlab.data.captions import ATTRIBUTES, random_attributes
+from genlab.data.captions import ATTRIBUTES, caption, random_attributes
+from genlab.images import make_grid
 from genlab.losses.contrastive import identical_rows
 from genlab.metrics import fid
 from genlab.metrics.captions import attribute_accuracy, caption_accuracy, classifier_features, predicted_attributes
-from genlab.models.protocols import IterativeSampler
+from genlab.models.protocols import IterativeSampler, eval_mode
+from genlab.plotting import draw_labelled_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["train.progress_bar=false", "train.tensorboard=false"]
 RETRIEVAL_BATCH = 64  # the training batch: the logged top-1 and this one have the same chance level
+
+
+@torch.no_grad()
+def caption_figure(model: torch.nn.Module, path: Path, per_caption: int = 8) -> Path:
+    """caption | samples for a big red sprite in the upper left, each shape upright and rotated."""
+    attributes = torch.tensor([[shape, 1, 0, 0, 0, rotation] for shape in range(3) for rotation in range(2)])
+    texts = [caption(a, 0) for a in attributes]
+    tokens = model.tokens([text for text in texts for _ in range(per_caption)])
+    with eval_mode(model):
+        images = model.sample(len(tokens), generator=torch.Generator().manual_seed(3), labels=tokens)
+    rows = [make_grid(chunk, nrow=per_caption).permute(1, 2, 0).numpy() for chunk in images.split(per_caption)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draw_labelled_rows(texts, rows).save(path)
+    return path
 
 
 @torch.no_grad()
@@ -75,9 +92,10 @@ def main() -> None:
     encoder.add_argument("--text-encoder", help="a trained text_embedding run whose text encoder the GAN reads, frozen")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a key of --config (repeatable)")
+    parser.add_argument("--out", default="runs/bench-t2i", help="where the runs and the figures go")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    out = Path(tempfile.mkdtemp(prefix="genlab-t2i-"))
+    out = Path(args.out)
     threads = [f"train.threads={args.threads}", f"train.out_dir={out}"]
 
     start = time.perf_counter()
@@ -129,6 +147,9 @@ def main() -> None:
         for name in (*ATTRIBUTES, "all"):
             print(f"| {name} | {accuracy[name]:.3f} | {ignoring[name]:.3f} | {chance.get(name, float('nan')):.3f} |")
         print(f"FID in the attribute classifier's features: samples vs {len(test)} real test sprites {score:.2f}")
+        with model.sampling(guidance=scale) if scale is not None else contextlib.nullcontext():
+            figure = caption_figure(model, out / ("captions.png" if scale is None else f"captions-g{scale:g}.png"))
+        print(f"caption | samples: {figure}")
         rows.append((scale, accuracy, score))
     print(f"\nreal half vs half: FID {fid.fid(real_features[:half], real_features[half:])['fid']:.2f}")
     if len(rows) > 1:

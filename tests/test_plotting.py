@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from genlab.plotting import BLUE, PALETTE, RED, draw_lines
+from genlab.plotting import BLUE, PALETTE, RED, draw_labelled_rows, draw_lines
 
 
 def _has(image: np.ndarray, colour: tuple[int, int, int]) -> bool:
@@ -24,3 +24,13 @@ def test_draw_lines_gives_each_label_one_colour_in_every_panel(tmp_path):
     assert _has(left, BLUE) and _has(left, RED)  # PALETTE's first two, in order of first appearance
     assert _has(right, BLUE) and not _has(right, RED)
     assert PALETTE[:2] == (BLUE, RED)
+
+
+def test_labelled_rows_put_each_row_of_images_right_of_its_label_at_the_scale():
+    rows = [np.full((4, 6, 3), (10 * i, 200, 30), dtype=np.uint8) for i in range(3)]
+    image = np.asarray(draw_labelled_rows(["a big red square", "b", "c"], rows, scale=2))
+    assert image.shape[0] == 3 * 8 and image.shape[1] > 12
+    left = image.shape[1] - 12  # the rows are right-aligned after the widest label
+    for i in range(3):
+        assert (image[8 * i : 8 * (i + 1), left:] == (10 * i, 200, 30)).all()
+    assert (image[:, :left] != 255).any()  # some label ink

@@ -216,3 +216,19 @@ def draw_scenes(
             panel.line(observed[s, a, :, 0], observed[s, a, :, 1], BLACK, width=2)
             panel.points(observed[s, a, -1:, 0], observed[s, a, -1:, 1], BLACK, radius=2.5)
     return image
+
+
+def draw_labelled_rows(labels: Sequence[str], rows: Sequence[np.ndarray], scale: int = 2) -> Image.Image:
+    """One row of images per label, the label written left of it: e.g. caption | samples. ``rows`` are
+    uint8 image grids [H, W, 3] (one per label, e.g. ``make_grid`` of a row), shown ``scale`` times larger."""
+    text = font(14)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    left = 12 + int(max(probe.textlength(label, font=text) for label in labels))
+    height = max(row.shape[0] for row in rows) * scale
+    image = Image.new("RGB", (left + max(row.shape[1] for row in rows) * scale, height * len(rows)), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    for i, (label, row) in enumerate(zip(labels, rows, strict=True)):
+        tile = Image.fromarray(row).resize((row.shape[1] * scale, row.shape[0] * scale), Image.Resampling.NEAREST)
+        image.paste(tile, (left, i * height))
+        draw.text((6, i * height + height / 2), label, fill=BLACK, font=text, anchor="lm")
+    return image
