@@ -1,10 +1,15 @@
 """StyleGAN's style mixing, measured (issue 25, claim 1): which attributes of a mixed image come from
-which parent, read by the sprites' attribute classifier; how surely it reads the samples' shapes; and
-truncation in W against precision and recall.
+which parent, read by a judge; how surely it reads the samples' shapes; and truncation in W against
+precision and recall.
 
     PYTHONPATH=src python benchmarks/style_mixing.py [--run zoo:stylegan-sprites]
         [--classifier zoo:sprites-attributes] [--pairs 2000] [--n 2000] [--psi 1 0.8 0.6 0.4 0.2]
         [--threads 2] [--out runs/bench-style-mixing]
+
+The judge: on sprites, the attribute classifier (shape, size, colour, position, rotation); on
+digits (a run on MNIST, with ``--classifier zoo:mnist-classifier``), the digit classifier's digit
+and the stroke: whether an image has more ink (pixels above mid-grey) than the median real test
+digit, a fine style.
 
 1. Inheritance: for --pairs pairs of latents (A, B) and every crossover c, the mix takes A's w for
    layers before c (coarse: the low resolutions) and B's from c on. Per attribute, among the pairs
@@ -13,8 +18,8 @@ truncation in W against precision and recall.
    colour: at a crossover after the coarse layers, shape, size and position should follow A and
    colour B. The control row puts an independent third sample in the mix's place: what agreement
    with a parent looks like by chance.
-2. Confidence: the fraction of samples whose shape the classifier reads with probability >= 0.9,
-   beside the same fraction on real test sprites.
+2. Confidence: the fraction of samples whose shape (digit) the classifier reads with probability
+   >= 0.9, beside the same fraction on real test images.
 3. Truncation in W (psi): FID, precision and recall in the classifier's features against --n real
    test sprites (the run's own data); truncation should raise precision and lower recall.
 
@@ -26,6 +31,8 @@ OUT/style-truncation.png, and prints Markdown tables.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,7 +43,8 @@ from genlab.data.captions import ATTRIBUTES
 from genlab.images import save_grid
 from genlab.latent.style import mixing_grid, require_style_based, sample_w
 from genlab.metrics import fid
-from genlab.metrics.captions import attribute_probabilities, classifier_features, inheritance, predicted_attributes
+from genlab.metrics.captions import attribute_probabilities, classifier_features
+from genlab.metrics.mixing import inheritance
 from genlab.metrics.precision_recall import precision_recall
 from genlab.models.protocols import as_module, eval_mode
 from genlab.plotting import draw_lines
@@ -44,6 +52,41 @@ from genlab.runs.folder import read_run
 
 SURE = 0.9  # a shape read with at least this probability counts as read with confidence
 BATCH = 500
+
+
+@dataclass
+class Judge:
+    """What a mix is read by: attribute ``names``, ``read`` (images -> values [N, len(names)]) and ``sure``
+    (images -> whether the first attribute is read with probability >= SURE)."""
+
+    names: list[str]
+    read: Callable[[torch.Tensor], torch.Tensor]
+    sure: Callable[[torch.Tensor], torch.Tensor]
+
+
+def sprite_judge(classifier) -> Judge:
+    names = list(ATTRIBUTES)
+
+    def read(x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([p.argmax(1) for p in attribute_probabilities(classifier, x)], dim=1)
+
+    return Judge(names, read, lambda x: attribute_probabilities(classifier, x)[0].max(1).values >= SURE)
+
+
+def digit_judge(classifier, real: torch.Tensor) -> Judge:
+    def ink(x: torch.Tensor) -> torch.Tensor:
+        return (x > 0).float().mean(dim=(1, 2, 3))
+
+    median = ink(real).median()
+
+    @torch.no_grad()
+    def probabilities(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([classifier(x[i : i + BATCH]) for i in range(0, len(x), BATCH)]).softmax(1)
+
+    def read(x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([probabilities(x).argmax(1), (ink(x) > median).long()], dim=1)
+
+    return Judge(["digit", "stroke (more ink than the median)"], read, lambda x: probabilities(x).max(1).values >= SURE)
 
 
 def layer_resolution(G, layer: int) -> int:
@@ -73,21 +116,22 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     G = require_style_based(genlab.load(args.run))
-    judge = genlab.load(args.classifier)
+    classifier = genlab.load(args.classifier)
     real = load_dataset(read_run(args.run)[1].data, "test").batch(slice(None))["image"][: args.n]
+    judge = sprite_judge(classifier) if tuple(classifier.targets) == tuple(ATTRIBUTES) else digit_judge(classifier, real)
     generator = torch.Generator().manual_seed(args.seed)
     z_a, z_b, z_c = (torch.randn(args.pairs, G.latent_dim, generator=generator) for _ in range(3))
 
     with eval_mode(as_module(G)):
-        parents = [predicted_attributes(judge, batched(lambda x: sample_w(G, x), z)) for z in (z_a, z_b)]
-        third = predicted_attributes(judge, batched(lambda x: sample_w(G, x), z_c))
+        parents = [judge.read(batched(lambda x: sample_w(G, x), z)) for z in (z_a, z_b)]
+        third = judge.read(batched(lambda x: sample_w(G, x), z_c))
         print(f"{args.run}: {G.num_ws} style inputs; {args.pairs} pairs; cells: % of mixes read with A's value / "
               "with B's, among pairs whose parents differ in that attribute\n")
-        print("| crossover: A's layers / B's | " + " | ".join(ATTRIBUTES) + " |\n|---|" + "---|" * len(ATTRIBUTES))
-        curves: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in ATTRIBUTES}
+        print("| crossover: A's layers / B's | " + " | ".join(judge.names) + " |\n|---|" + "---|" * len(judge.names))
+        curves: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in judge.names}
         for crossover in range(1, G.num_ws):
-            mixed = predicted_attributes(judge, batched(lambda a, b: G.mix(a, b, crossover), z_a, z_b))
-            cells = inheritance(*parents, mixed)
+            mixed = judge.read(batched(lambda a, b: G.mix(a, b, crossover), z_a, z_b))
+            cells = inheritance(*parents, mixed, judge.names)
             coarse = f"{layer_resolution(G, 0)}-{layer_resolution(G, crossover - 1)} px"
             fine = f"{layer_resolution(G, crossover)}-{layer_resolution(G, G.num_ws - 1)} px"
             print(f"| {crossover}: {coarse} / {fine} | "
@@ -95,7 +139,7 @@ def main() -> None:
             for name, (from_a, _, _) in cells.items():
                 curves[name][0].append(crossover)
                 curves[name][1].append(from_a)
-        control = inheritance(*parents, third)
+        control = inheritance(*parents, third, judge.names)
         print("| control: an independent sample in the mix's place | "
               + " | ".join(f"{100 * a:.0f} / {100 * b:.0f}" for a, b, _ in control.values()) + " |")
         print("| pairs whose parents differ | " + " | ".join(str(n) for _, _, n in control.values()) + " |")
@@ -107,17 +151,15 @@ def main() -> None:
         grid = mixing_grid(G, z_a[:6], z_b[:6], crossover)
         save_grid(grid.images, out / "style-mixing.png", nrow=grid.nrow)
 
-        shape = list(ATTRIBUTES).index("shape")
-        sure = [float((attribute_probabilities(judge, x)[shape].max(1).values >= SURE).float().mean())
-                for x in (batched(lambda x: sample_w(G, x), z_a), real)]
-        print(f"\nshape read with probability >= {SURE}: samples {sure[0]:.3f}, real test sprites {sure[1]:.3f}")
+        sure = [float(judge.sure(x).float().mean()) for x in (batched(lambda x: sample_w(G, x), z_a), real)]
+        print(f"\n{judge.names[0]} read with probability >= {SURE}: samples {sure[0]:.3f}, real test images {sure[1]:.3f}")
 
-        real_features = classifier_features(judge, real)
+        real_features = classifier_features(classifier, real)
         z = torch.randn(args.n, G.latent_dim, generator=generator)
         print("\n| psi | FID | precision | recall |\n|---|---|---|---|")
         scores: dict[str, tuple[list[float], list[float]]] = {"precision": ([], []), "recall": ([], [])}
         for psi in args.psi:
-            features = classifier_features(judge, batched(lambda x: sample_w(G, x, psi), z))
+            features = classifier_features(classifier, batched(lambda x: sample_w(G, x, psi), z))
             pr = precision_recall(features, real_features)
             print(f"| {psi:g} | {fid.fid(features, real_features)['fid']:.1f} | {pr['precision']:.3f} | "
                   f"{pr['recall']:.3f} |")

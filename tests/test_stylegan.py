@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,9 @@ import torch.nn.functional as F
 
 from genlab.config import model_config_from_dict
 from genlab.data.base import Image
+from genlab.data.captions import ATTRIBUTES
 from genlab.errors import ConfigError
+from genlab.metrics.mixing import inheritance
 from genlab.models import build_modules
 from genlab.models.protocols import StyleBased
 from genlab.models.layers import EqualLinear
@@ -191,3 +195,13 @@ def test_latent_tools_work_in_w_through_the_wspace_view(style_run, tmp_path, cap
     assert interpolate.default_method(W) == "lerp" and torch.allclose(path[0], decode(W, w[:1]), atol=1e-4)
     assert main(["latent", "interpolate", str(style_run), "--seeds", "1,2", "--space", "w", "-o", str(tmp_path / "w.png")]) == 0
     assert "lerp interpolation" in capsys.readouterr().out
+
+
+def test_inheritance_reads_which_parent_each_attribute_of_a_mix_came_from():
+    a = torch.tensor([[0, 0, 0, 0, 0, 0]] * 4)
+    b = torch.tensor([[1, 1, 1, 1, 1, 0]] * 4)  # rotation never differs
+    mixed = torch.tensor([[0, 1, 1, 0, 2, 0], [0, 1, 1, 1, 2, 1], [0, 1, 0, 0, 2, 0], [1, 1, 1, 1, 2, 0]])
+    got = inheritance(a, b, mixed, list(ATTRIBUTES))
+    assert got["shape"] == (0.75, 0.25, 4) and got["size"] == (0.0, 1.0, 4) and got["colour"] == (0.25, 0.75, 4)
+    assert got["horizontal"] == (0.0, 0.0, 4)  # a third value: from neither parent
+    assert got["rotation"][2] == 0 and math.isnan(got["rotation"][0])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -181,18 +179,6 @@ def test_attribute_accuracy_counts_each_attribute_and_all_of_them():
     predicted[1, 2] = 5  # one wrong colour
     scores = attribute_accuracy(predicted, expected)
     assert scores["colour"] == 0.5 and scores["shape"] == 1.0 and scores["all"] == 0.5
-
-
-def test_inheritance_reads_which_parent_each_attribute_of_a_mix_came_from():
-    from genlab.metrics.captions import inheritance
-
-    a = torch.tensor([[0, 0, 0, 0, 0, 0]] * 4)
-    b = torch.tensor([[1, 1, 1, 1, 1, 0]] * 4)  # rotation never differs
-    mixed = torch.tensor([[0, 1, 1, 0, 2, 0], [0, 1, 1, 1, 2, 1], [0, 1, 0, 0, 2, 0], [1, 1, 1, 1, 2, 0]])
-    got = inheritance(a, b, mixed)
-    assert got["shape"] == (0.75, 0.25, 4) and got["size"] == (0.0, 1.0, 4) and got["colour"] == (0.25, 0.75, 4)
-    assert got["horizontal"] == (0.0, 0.0, 4)  # a third value: from neither parent
-    assert got["rotation"][2] == 0 and math.isnan(got["rotation"][0])
 
 
 def test_a_classifier_with_a_head_per_attribute_trains_and_judges(tmp_path):

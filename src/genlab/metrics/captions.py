@@ -36,21 +36,6 @@ def predicted_attributes(classifier: DigitClassifier, images: Tensor, batch_size
     return torch.stack([p.argmax(1) for p in attribute_probabilities(classifier, images, batch_size)], dim=1)
 
 
-def inheritance(a: Tensor, b: Tensor, mixed: Tensor) -> dict[str, tuple[float, float, int]]:
-    """Which parent each attribute of a style-mixed image comes from. ``a``, ``b`` and ``mixed`` are
-    attribute indices [N, len(ATTRIBUTES)] of parent A, parent B and their mix (same row, same pair).
-    Per attribute, among the pairs whose parents differ in it: (fraction of mixes read with A's value,
-    fraction with B's, number of such pairs); NaN fractions when no pair differs."""
-    result = {}
-    for k, name in enumerate(ATTRIBUTES):
-        differ = a[:, k] != b[:, k]
-        n = int(differ.sum())
-        from_a = float((mixed[differ, k] == a[differ, k]).float().mean()) if n else float("nan")
-        from_b = float((mixed[differ, k] == b[differ, k]).float().mean()) if n else float("nan")
-        result[name] = (from_a, from_b, n)
-    return result
-
-
 @torch.no_grad()
 def classifier_features(classifier: DigitClassifier, images: Tensor, batch_size: int = 500) -> Tensor:
     """Images [N, C, H, W] in [-1, 1] -> the classifier's penultimate features, float64 [N, feature_dim]:
