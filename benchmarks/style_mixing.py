@@ -145,7 +145,7 @@ def main() -> None:
         print("| pairs whose parents differ | " + " | ".join(str(n) for _, _, n in control.values()) + " |")
         draw_lines({"mixes read with A's value (fraction)": curves}, "crossover: first layer taking B's style",
                    out / "style-mixing-inheritance.png", ylims={"mixes read with A's value (fraction)": (0.0, 1.0)},
-                   legend="right")
+                   legend="bottom-right")
 
         crossover = next(c for c in range(1, G.num_ws) if layer_resolution(G, c) >= 16)
         grid = mixing_grid(G, z_a[:6], z_b[:6], crossover)
