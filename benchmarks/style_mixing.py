@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 import genlab
 from genlab.data import load_dataset
@@ -117,20 +118,26 @@ def main() -> None:
 
     G = require_style_based(genlab.load(args.run))
     classifier = genlab.load(args.classifier)
-    real = load_dataset(read_run(args.run)[1].data, "test").batch(slice(None))["image"][: args.n]
+    size = tuple(classifier.image_shape[1:])
+
+    def fit(x: torch.Tensor) -> torch.Tensor:
+        """Images at the judge's size (a 32-px G read by the 28-px digit classifier)."""
+        return x if tuple(x.shape[-2:]) == size else F.interpolate(x, size=size, mode="bilinear", antialias=True)
+
+    real = fit(load_dataset(read_run(args.run)[1].data, "test").batch(slice(None))["image"][: args.n])
     judge = sprite_judge(classifier) if tuple(classifier.targets) == tuple(ATTRIBUTES) else digit_judge(classifier, real)
     generator = torch.Generator().manual_seed(args.seed)
     z_a, z_b, z_c = (torch.randn(args.pairs, G.latent_dim, generator=generator) for _ in range(3))
 
     with eval_mode(as_module(G)):
-        parents = [judge.read(batched(lambda x: sample_w(G, x), z)) for z in (z_a, z_b)]
-        third = judge.read(batched(lambda x: sample_w(G, x), z_c))
+        parents = [judge.read(batched(lambda x: fit(sample_w(G, x)), z)) for z in (z_a, z_b)]
+        third = judge.read(batched(lambda x: fit(sample_w(G, x)), z_c))
         print(f"{args.run}: {G.num_ws} style inputs; {args.pairs} pairs; cells: % of mixes read with A's value / "
               "with B's, among pairs whose parents differ in that attribute\n")
         print("| crossover: A's layers / B's | " + " | ".join(judge.names) + " |\n|---|" + "---|" * len(judge.names))
         curves: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in judge.names}
         for crossover in range(1, G.num_ws):
-            mixed = judge.read(batched(lambda a, b: G.mix(a, b, crossover), z_a, z_b))
+            mixed = judge.read(batched(lambda a, b: fit(G.mix(a, b, crossover)), z_a, z_b))
             cells = inheritance(*parents, mixed, judge.names)
             coarse = f"{layer_resolution(G, 0)}-{layer_resolution(G, crossover - 1)} px"
             fine = f"{layer_resolution(G, crossover)}-{layer_resolution(G, G.num_ws - 1)} px"
@@ -151,7 +158,7 @@ def main() -> None:
         grid = mixing_grid(G, z_a[:6], z_b[:6], crossover)
         save_grid(grid.images, out / "style-mixing.png", nrow=grid.nrow)
 
-        sure = [float(judge.sure(x).float().mean()) for x in (batched(lambda x: sample_w(G, x), z_a), real)]
+        sure = [float(judge.sure(x).float().mean()) for x in (batched(lambda x: fit(sample_w(G, x)), z_a), real)]
         print(f"\n{judge.names[0]} read with probability >= {SURE}: samples {sure[0]:.3f}, real test images {sure[1]:.3f}")
 
         real_features = classifier_features(classifier, real)
@@ -159,7 +166,7 @@ def main() -> None:
         print("\n| psi | FID | precision | recall |\n|---|---|---|---|")
         scores: dict[str, tuple[list[float], list[float]]] = {"precision": ([], []), "recall": ([], [])}
         for psi in args.psi:
-            features = classifier_features(classifier, batched(lambda x: sample_w(G, x, psi), z))
+            features = classifier_features(classifier, batched(lambda x: fit(sample_w(G, x, psi)), z))
             pr = precision_recall(features, real_features)
             print(f"| {psi:g} | {fid.fid(features, real_features)['fid']:.1f} | {pr['precision']:.3f} | "
                   f"{pr['recall']:.3f} |")
