@@ -121,7 +121,8 @@ def main() -> None:
 
     print(f"\n{args.threads} thread(s), {args.n} samples and {args.n} real test sprites per row; floor: real train "
           f"vs real test sprites")
-    print("| recipe | seed | kimg | loop s | FID (attribute classifier features) | floor |", "|---|---|---|---|---|---|",
+    print("| recipe | seed | kimg | loop s | FID (attribute classifier features) | floor |",
+          "|---|---|---|---|---|---|",
           *rows, sep="\n")
     series = {f"{label(r)} seed {seed}": points for (r, seed), points in curves.items()}
     title = "FID (attribute classifier features)"

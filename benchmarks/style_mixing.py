@@ -125,7 +125,8 @@ def main() -> None:
         return x if tuple(x.shape[-2:]) == size else F.interpolate(x, size=size, mode="bilinear", antialias=True)
 
     real = fit(load_dataset(read_run(args.run)[1].data, "test").batch(slice(None))["image"][: args.n])
-    judge = sprite_judge(classifier) if tuple(classifier.targets) == tuple(ATTRIBUTES) else digit_judge(classifier, real)
+    sprites = tuple(classifier.targets) == tuple(ATTRIBUTES)
+    judge = sprite_judge(classifier) if sprites else digit_judge(classifier, real)
     generator = torch.Generator().manual_seed(args.seed)
     z_a, z_b, z_c = (torch.randn(args.pairs, G.latent_dim, generator=generator) for _ in range(3))
 
@@ -137,7 +138,7 @@ def main() -> None:
         print("| crossover: A's layers / B's | " + " | ".join(judge.names) + " |\n|---|" + "---|" * len(judge.names))
         curves: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in judge.names}
         for crossover in range(1, G.num_ws):
-            mixed = judge.read(batched(lambda a, b: fit(G.mix(a, b, crossover)), z_a, z_b))
+            mixed = judge.read(batched(lambda a, b, c=crossover: fit(G.mix(a, b, c)), z_a, z_b))
             cells = inheritance(*parents, mixed, judge.names)
             coarse = f"{layer_resolution(G, 0)}-{layer_resolution(G, crossover - 1)} px"
             fine = f"{layer_resolution(G, crossover)}-{layer_resolution(G, G.num_ws - 1)} px"
@@ -159,14 +160,15 @@ def main() -> None:
         save_grid(grid.images, out / "style-mixing.png", nrow=grid.nrow)
 
         sure = [float(judge.sure(x).float().mean()) for x in (batched(lambda x: fit(sample_w(G, x)), z_a), real)]
-        print(f"\n{judge.names[0]} read with probability >= {SURE}: samples {sure[0]:.3f}, real test images {sure[1]:.3f}")
+        print(f"\n{judge.names[0]} read with probability >= {SURE}: samples {sure[0]:.3f}, "
+              f"real test images {sure[1]:.3f}")
 
         real_features = classifier_features(classifier, real)
         z = torch.randn(args.n, G.latent_dim, generator=generator)
         print("\n| psi | FID | precision | recall |\n|---|---|---|---|")
         scores: dict[str, tuple[list[float], list[float]]] = {"precision": ([], []), "recall": ([], [])}
         for psi in args.psi:
-            features = classifier_features(classifier, batched(lambda x: fit(sample_w(G, x, psi)), z))
+            features = classifier_features(classifier, batched(lambda x, p=psi: fit(sample_w(G, x, p)), z))
             pr = precision_recall(features, real_features)
             print(f"| {psi:g} | {fid.fid(features, real_features)['fid']:.1f} | {pr['precision']:.3f} | "
                   f"{pr['recall']:.3f} |")
