@@ -44,7 +44,7 @@ from genlab.data.captions import ATTRIBUTES
 from genlab.images import save_grid
 from genlab.latent.style import mixing_grid, require_style_based, sample_w
 from genlab.metrics import fid
-from genlab.metrics.captions import attribute_probabilities, classifier_features
+from genlab.metrics.captions import attribute_probabilities, classifier_features, predicted_attributes
 from genlab.metrics.mixing import inheritance
 from genlab.metrics.precision_recall import precision_recall
 from genlab.models.protocols import as_module, eval_mode
@@ -66,12 +66,8 @@ class Judge:
 
 
 def sprite_judge(classifier) -> Judge:
-    names = list(ATTRIBUTES)
-
-    def read(x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([p.argmax(1) for p in attribute_probabilities(classifier, x)], dim=1)
-
-    return Judge(names, read, lambda x: attribute_probabilities(classifier, x)[0].max(1).values >= SURE)
+    return Judge(list(ATTRIBUTES), lambda x: predicted_attributes(classifier, x),
+                 lambda x: attribute_probabilities(classifier, x)[0].max(1).values >= SURE)
 
 
 def digit_judge(classifier, real: torch.Tensor) -> Judge:
@@ -80,9 +76,8 @@ def digit_judge(classifier, real: torch.Tensor) -> Judge:
 
     median = ink(real).median()
 
-    @torch.no_grad()
     def probabilities(x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([classifier(x[i : i + BATCH]) for i in range(0, len(x), BATCH)]).softmax(1)
+        return batched(classifier, x).softmax(1)
 
     def read(x: torch.Tensor) -> torch.Tensor:
         return torch.stack([probabilities(x).argmax(1), (ink(x) > median).long()], dim=1)
@@ -130,9 +125,14 @@ def main() -> None:
     generator = torch.Generator().manual_seed(args.seed)
     z_a, z_b, z_c = (torch.randn(args.pairs, G.latent_dim, generator=generator) for _ in range(3))
 
+    def draw(z: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
+        """Images of latents ``z`` truncated in W by ``psi``, at the judge's size."""
+        return batched(lambda x: fit(sample_w(G, x, psi)), z)
+
     with eval_mode(as_module(G)):
-        parents = [judge.read(batched(lambda x: fit(sample_w(G, x)), z)) for z in (z_a, z_b)]
-        third = judge.read(batched(lambda x: fit(sample_w(G, x)), z_c))
+        images_a, images_b, images_c = (draw(z) for z in (z_a, z_b, z_c))
+        parents = [judge.read(images_a), judge.read(images_b)]
+        third = judge.read(images_c)
         print(f"{args.run}: {G.num_ws} style inputs; {args.pairs} pairs; cells: % of mixes read with A's value / "
               "with B's, among pairs whose parents differ in that attribute\n")
         print("| crossover: A's layers / B's | " + " | ".join(judge.names) + " |\n|---|" + "---|" * len(judge.names))
@@ -159,7 +159,7 @@ def main() -> None:
         grid = mixing_grid(G, z_a[:6], z_b[:6], crossover)
         save_grid(grid.images, out / "style-mixing.png", nrow=grid.nrow)
 
-        sure = [float(judge.sure(x).float().mean()) for x in (batched(lambda x: fit(sample_w(G, x)), z_a), real)]
+        sure = [float(judge.sure(x).float().mean()) for x in (images_a, real)]
         print(f"\n{judge.names[0]} read with probability >= {SURE}: samples {sure[0]:.3f}, "
               f"real test images {sure[1]:.3f}")
 
@@ -168,7 +168,7 @@ def main() -> None:
         print("\n| psi | FID | precision | recall |\n|---|---|---|---|")
         scores: dict[str, tuple[list[float], list[float]]] = {"precision": ([], []), "recall": ([], [])}
         for psi in args.psi:
-            features = classifier_features(classifier, batched(lambda x, p=psi: fit(sample_w(G, x, p)), z))
+            features = classifier_features(classifier, draw(z, psi))
             pr = precision_recall(features, real_features)
             print(f"| {psi:g} | {fid.fid(features, real_features)['fid']:.1f} | {pr['precision']:.3f} | "
                   f"{pr['recall']:.3f} |")
