@@ -13,7 +13,8 @@ from torch import nn
 
 import genlab
 from genlab.config import TrainConfig, load_config
-from genlab.data.base import Classes, Image, TensorDataset
+from genlab.data.base import Classes, Image, TensorDataset, Tokens
+from genlab.data.captions import MAX_WORDS, VOCABULARY
 from genlab.errors import ConfigError
 from genlab.losses import gan as L
 from genlab.models import build_modules
@@ -266,7 +267,7 @@ def test_health_monitor_flags_an_overpowered_discriminator_with_its_values():
 def test_health_advice_names_only_changes_the_run_does_not_have():
     from genlab.training.health import RunSettings, run_advice
 
-    plain = RunSettings("minimax", 2e-4, 2e-4, 1, False, spectral_norm=False, batch_norm_in_d=True)
+    plain = RunSettings("minimax", 2e-4, 2e-4, 1, False, False, True, spectral_norm_setting="model.spectral_norm=true")
     advice = run_advice(plain)
     order = ["loss=nonsaturating", "spectral normalisation", "loss=hinge", "lr_d (now 0.0002)"]
     assert [advice.index(t) for t in order] == sorted(advice.index(t) for t in order)  # most helpful first
@@ -275,6 +276,9 @@ def test_health_advice_names_only_changes_the_run_does_not_have():
     projection = run_advice(RunSettings("hinge", 2e-4, 2e-4, 2, False, spectral_norm=True, batch_norm_in_d=False))
     assert "spectral" not in projection and "hinge" not in projection and "nonsaturating" not in projection
     assert "name: r1" in projection and "n_critic, now 2" in projection
+    # StyleGAN2's D has no spectral-norm switch: the advice named one "where the model has it".
+    switchless = run_advice(RunSettings("nonsaturating", 2e-3, 2e-3, 1, True, False, False))
+    assert "spectral" not in switchless and "loss=hinge" in switchless
 
 
 def test_a_gan_steps_monitor_reads_its_run_settings_from_the_config_and_d():
@@ -285,7 +289,18 @@ def test_a_gan_steps_monitor_reads_its_run_settings_from_the_config_and_d():
     assert "D wins outright" in warning and "spectral" not in warning and "loss=hinge" not in warning
     dcgan = build_modules(MODELS.get("dcgan").config_cls(), {"image": Image(1, 28, 28)})
     step = OBJECTIVES.get("gan").builder(GANObjectiveConfig(), dcgan, {"image": Image(1, 28, 28)}, TrainConfig())
-    assert "spectral normalisation" in step.health.advice and "loss=hinge" in step.health.advice
+    assert "model.spectral_norm=true" in step.health.advice and "loss=hinge" in step.health.advice
+    # Only a D with a switch gets it named: StyleGAN2's has none, the text GAN's has its own name.
+    for model, spec, named in (
+        ({"name": "stylegan", "latent_dim": 8, "w_dim": 8, "mapping_layers": 2, "g_channels": 4, "d_channels": 4,
+          "max_channels": 16}, {"image": Image(3, 32, 32)}, None),
+        ({"name": "text_gan", "noise_dim": 8, "c_dim": 4, "text_dim": 8, "g_channels": 4, "d_channels": 4,
+          "d_spectral_norm": False}, {"image": Image(3, 32, 32), "caption": Tokens(VOCABULARY, MAX_WORDS)},
+         "model.d_spectral_norm=true"),
+    ):
+        modules = build_modules(MODELS.get(model["name"]).config_cls(**model), spec)
+        advice = OBJECTIVES.get("gan").builder(GANObjectiveConfig(), modules, spec, TrainConfig()).health.advice
+        assert ("spectral" in advice) == (named is not None) and (named is None or named in advice), advice
 
 
 def test_health_monitor_flags_divergence():

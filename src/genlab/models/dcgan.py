@@ -79,6 +79,8 @@ class DCGANGenerator(Generator):
 class DCGANDiscriminator(nn.Module):
     """x: [N, C, S, S] in [-1, 1] -> logits [N]."""
 
+    spectral_norm_setting = "model.spectral_norm=true"  # SpectralNormOption: the health advice may name it
+
     def __init__(self, image_shape: tuple[int, int, int], channels: int, sn: bool, batch_norm: bool) -> None:
         super().__init__()
         size = image_shape[-1]

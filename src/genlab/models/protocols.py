@@ -16,7 +16,8 @@ After torch-fidelity's ``GenerativeModelBase`` (``z_size``, ``z_type``, ``num_cl
 - :class:`DataInitialised`: a module that sets some weights from the training data
   (the 2014 GAN's output bias) or from another run (a text_gan's pre-trained text encoder),
   called once before a new run trains;
-- :class:`FittedToData`: parts refitted to the training data at every export (a VAE's ex-post prior).
+- :class:`FittedToData`: parts refitted to the training data at every export (a VAE's ex-post prior);
+- :class:`SpectralNormOption`: a discriminator whose config can put spectral normalisation on it.
 
 ``labels`` are int64 ``[N]`` class indices; images are ``[N, C, H, W]`` in [-1, 1].
 """
@@ -193,6 +194,14 @@ class FittedToData(Protocol):
     loop refits them before every snapshot and export, and training never reads them."""
 
     def fit_to_data(self, data: TensorDataset) -> None: ...
+
+
+@runtime_checkable
+class SpectralNormOption(Protocol):
+    """A D that its model's config can spectrally normalise: ``spectral_norm_setting`` is the override that does
+    it (``model.spectral_norm=true``), so advice to a run can name it, and name nothing for a D without one."""
+
+    spectral_norm_setting: str
 
 
 @runtime_checkable

@@ -117,6 +117,8 @@ class TextGenerator(Generator):
 class MatchingDiscriminator(nn.Module):
     """(images [N, C, S, S], captions [N, L]) -> logits [N]: is this a real image of this caption?"""
 
+    spectral_norm_setting = "model.d_spectral_norm=true"  # SpectralNormOption: the health advice may name it
+
     def __init__(
         self,
         image_shape: tuple[int, int, int],

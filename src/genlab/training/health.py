@@ -46,6 +46,7 @@ class RunSettings:
     r1: bool  # an R1 term
     spectral_norm: bool  # D's weights are spectrally normalised already
     batch_norm_in_d: bool  # R1 and gradient penalties are refused under it
+    spectral_norm_setting: str | None = None  # the override that normalises D, where its model has one
 
 
 def run_advice(run: RunSettings) -> str:
@@ -56,8 +57,8 @@ def run_advice(run: RunSettings) -> str:
     tries = []
     if run.loss == "minimax":
         tries.append("objective.loss=nonsaturating (the saturating G loss vanishes when D wins)")
-    if not run.spectral_norm:
-        tries.append("spectral normalisation in D (model.spectral_norm=true where the model has it)")
+    if not run.spectral_norm and run.spectral_norm_setting:
+        tries.append(f"spectral normalisation in D ({run.spectral_norm_setting})")
     if not run.r1 and not run.batch_norm_in_d and run.loss not in ("wgan", "wgan_gp"):
         tries.append("an R1 penalty on real data (objective.regularisers: [{name: r1, weight: 1}])")
     if run.loss in ("minimax", "nonsaturating", "lsgan"):

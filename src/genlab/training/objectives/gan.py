@@ -41,7 +41,7 @@ from genlab.errors import ConfigError
 from genlab.images import Grid
 from genlab.losses import gan as L
 from genlab.models.layers import Generator
-from genlab.models.protocols import LatentSampler, eval_mode, is_conditional
+from genlab.models.protocols import LatentSampler, SpectralNormOption, eval_mode, is_conditional
 from genlab.registry import register_objective
 from genlab.training.ema import ema_update, make_ema
 from genlab.training.health import GANHealth, RunSettings, run_advice
@@ -412,6 +412,7 @@ def _run_settings(cfg: GANObjectiveConfig, D: nn.Module, terms: list[Term]) -> R
         r1=any(t.needs_real_grad for t in terms),
         spectral_norm=_spectrally_normalised(D),
         batch_norm_in_d=has_batch_norm(D),
+        spectral_norm_setting=D.spectral_norm_setting if isinstance(D, SpectralNormOption) else None,
     )
 
 
