@@ -5,8 +5,8 @@
                                     [--config configs/flow_text_sprites.yaml] [--guidance 1 2 3 5]
 
 1. Trains the attribute classifier (configs/attribute_classifier.yaml: one head per caption
-   attribute) unless --classifier names a run, and prints its accuracy on real test sprites:
-   the ceiling of the judge.
+   attribute) unless --classifier names a run (zoo:sprites-attributes-plain is that recipe's run,
+   shipped), and prints its accuracy on real test sprites: the ceiling of the judge.
 2. With --pretrain-kimg K, trains the joint text-image embedding (configs/text_embedding_sprites.yaml)
    for K kimg, or takes the text_embedding run --text-encoder names, and prints its text->image
    top-1 retrieval accuracy within batches of 64 real test sprites; the GAN then reads its text

@@ -342,10 +342,11 @@ def test_a_text_flow_samples_captions_and_is_scored_in_the_sprites_feature_space
     assert card["feature_extractor"]["name"] == "genlab-sprites"
     assert main(["eval", str(run), "--features", "sprites", "--classifier", str(judge), "--metrics", "is"]) == 2
     assert "one per attribute" in capsys.readouterr().err
-    # Without --classifier, the zoo's attribute classifier is the judge (one feature space for everyone).
+    # Without --classifier, the zoo's judge of these sprites (plain backgrounds) scores them: one feature space for
+    # everyone, and one that reads their shapes (the textured-sprites judge reads them at chance).
     assert main(["eval", str(run), "--features", "sprites", "--metrics", "fid", "--n", "64"]) == 0
     card = json.loads(next((run / "eval").glob("sprites-n64-seed0*/card.json")).read_text())
-    assert card["feature_extractor"]["classifier_run"] == "zoo:sprites-attributes"
+    assert card["feature_extractor"]["classifier_run"] == "zoo:sprites-attributes-plain"
 
 
 def test_coordinate_channels_reach_the_unet():

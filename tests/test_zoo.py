@@ -15,7 +15,12 @@ from safetensors import safe_open
 
 import genlab
 from genlab.cli.main import main
+from genlab.data.captions import CaptionedConfig
+from genlab.data.color_sprites import ColorSpritesConfig
+from genlab.data.pairs import PairsConfig
+from genlab.data.sprites import SpritesConfig
 from genlab.errors import RunError
+from genlab.metrics.classifier_features import ZOO_ATTRIBUTES, ZOO_DIGITS, sprite_judge
 from genlab.runs import checkpoint as ckpt
 from genlab.runs.locations import ZOO_DIR, resolve, zoo_names
 from genlab.runs.zoo import MAX_STATS_ROWS, entries, pack
@@ -25,10 +30,18 @@ ZOO_LIMIT_MB = 40  # issue 30: the whole zoo, in the repository
 
 
 def test_the_zoo_ships_the_judges_and_a_model_of_each_family_within_its_size():
-    assert {"mnist-classifier", "sprites-attributes"} <= set(NAMES)  # genlab eval --features mnist works at once
+    judges = {ZOO_DIGITS, *ZOO_ATTRIBUTES.values()}
+    assert judges <= set(NAMES)  # genlab eval --features mnist or sprites works at once
     families = {entry.info["family"] for entry in entries()}
     assert {"gan", "vae", "diffusion", "cyclegan", "spade", "vqvae", "flow"} <= families
     assert sum(entry.size_bytes for entry in entries()) < ZOO_LIMIT_MB * 1e6
+
+
+def test_sprites_are_judged_by_the_attribute_classifier_of_their_own_backgrounds():
+    plain, textured = SpritesConfig(name="sprites", color=True), ColorSpritesConfig(name="color_sprites")
+    assert sprite_judge(textured) == sprite_judge(PairsConfig(name="pairs", base=textured)) == "sprites-attributes"
+    assert sprite_judge(CaptionedConfig(name="captioned", base=plain)) == "sprites-attributes-plain"
+    assert sprite_judge(CaptionedConfig(name="captioned", base=textured)) == "sprites-attributes"
 
 
 def roots(section) -> list:

@@ -65,7 +65,7 @@ def add_parser(subparsers) -> None:
         "--classifier",
         metavar="RUN",
         help="the feature space's classifier (a run folder or zoo:NAME); default: the zoo's mnist-classifier "
-        "for mnist, its sprites-attributes for sprites",
+        "for mnist, for sprites its sprites-attributes (textured backgrounds) or sprites-attributes-plain (plain)",
     )
     p.add_argument("--k", type=int, default=1000, help="importance samples for the IW log-likelihood (nll)")
     add_sampling(p)

@@ -19,6 +19,7 @@ from torch import Tensor
 from torch_fidelity import FeatureExtractorBase, register_feature_extractor
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from genlab.config import DataConfig
 from genlab.errors import DataError
 from genlab.images import to_model
 from genlab.metrics.features import Extractor, extract_features
@@ -37,7 +38,18 @@ def classifier_dir() -> Path:
 
 
 # The zoo's judges: every FID-MNIST and sprites figure is in their features unless --classifier names another.
-ZOO_DIGITS, ZOO_ATTRIBUTES = "mnist-classifier", "sprites-attributes"
+ZOO_DIGITS = "mnist-classifier"
+# Sprites have one attribute judge per background it learnt on: textured (color_sprites, the sprite GANs' data) and
+# plain (sprites, under the text models' captions). Neither reads the other's shapes: the textured judge reads
+# plain sprites' shape at chance (0.369, chance 0.33; docs/zoo.md).
+ZOO_ATTRIBUTES = {"color_sprites": "sprites-attributes", "sprites": "sprites-attributes-plain"}
+
+
+def sprite_judge(data: DataConfig) -> str:
+    """The zoo's attribute classifier for runs on ``data``: the one trained on the same sprites (those under a
+    captioned or paired set), the textured-sprites judge for any other data."""
+    source = getattr(data, "base", data).name
+    return ZOO_ATTRIBUTES.get(source, ZOO_ATTRIBUTES["color_sprites"])
 
 
 def find_classifier_run(run: str | Path | None = None) -> Path:
@@ -123,16 +135,16 @@ def mnist_extractor(run: str | Path | None = None) -> Extractor:
     return _extractor(MNIST, run)
 
 
-def sprites_extractor(run: str | Path | None) -> Extractor:
+def sprites_extractor(run: str | Path | None, judge: str = ZOO_ATTRIBUTES["color_sprites"]) -> Extractor:
     """The sprites' attribute classifier of ``run`` (a run of configs/attribute_classifier.yaml; default: the
-    zoo's): the feature space of FID, KID and precision/recall on sprites. Its logits are one head per
-    attribute, not one distribution, so it offers no Inception Score."""
-    if run is None and ZOO_ATTRIBUTES not in zoo_names():
+    zoo's ``judge``, see :func:`sprite_judge`): the feature space of FID, KID and precision/recall on sprites.
+    Its logits are one head per attribute, not one distribution, so it offers no Inception Score."""
+    if run is None and judge not in zoo_names():
         raise DataError(
-            "the 'sprites' feature space needs an attribute classifier: train one with "
-            "`genlab train configs/attribute_classifier.yaml` and pass its run folder as --classifier"
+            f"the 'sprites' feature space needs an attribute classifier and the zoo has no {judge!r}: train one "
+            "with `genlab train configs/attribute_classifier.yaml` and pass its run folder as --classifier"
         )
-    return _extractor(SPRITES, run if run is not None else ZOO_PREFIX + ZOO_ATTRIBUTES)
+    return _extractor(SPRITES, run if run is not None else ZOO_PREFIX + judge)
 
 
 def _extractor(name: str, run: str | Path | None) -> Extractor:

@@ -22,7 +22,7 @@ from genlab.errors import ConfigError
 from genlab.images import to_model, to_uint8
 from genlab.metrics import card as card_mod
 from genlab.metrics import coverage, fid, inception_score, kid, nearest_neighbours, parzen, precision_recall
-from genlab.metrics.classifier_features import mnist_extractor, sprites_extractor
+from genlab.metrics.classifier_features import mnist_extractor, sprite_judge, sprites_extractor
 from genlab.metrics.features import Extractor, extract_features
 from genlab.metrics.inception import inception_extractor
 from genlab.metrics.likelihood import bound_likelihood, evaluate_likelihood, exact_likelihood
@@ -123,7 +123,7 @@ class EvalContext:
         if self.settings.features == "inception":
             return inception_extractor(self.settings.inception_weights)
         if self.settings.features == "sprites":
-            return sprites_extractor(self.settings.classifier)
+            return sprites_extractor(self.settings.classifier, sprite_judge(self.config.data))
         return self.classifier
 
     @cached_property
