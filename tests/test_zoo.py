@@ -131,7 +131,11 @@ def small_run(tmp_path_factory, mnist_root) -> Path:
 
 def test_pack_makes_an_entry_that_samples_as_the_run_did_and_refuses_to_resume(small_run, tmp_path):
     info = {"family": "gan", "data": "mnist", "command": "genlab train ...", "hardware": "cpu", "description": "d"}
+    record = {"run": str(small_run), "fid": 1.0, "card": str(small_run / "eval" / "card.json")}
+    (small_run / "metrics.jsonl").write_text(json.dumps(record) + "\n")
     entry = pack(small_run, "tiny-gan", info, zoo_dir=tmp_path)
+    # Its figures ship, not the trainer's folders: the run is the entry, the card's path is gone.
+    assert json.loads((entry / "metrics.jsonl").read_text()) == {"run": "zoo:tiny-gan", "fid": 1.0}
     assert entry == tmp_path / "tiny-gan" and not list(tmp_path.glob(".tmp-*"))
     assert yaml.safe_load((entry / "entry.yaml").read_text())["kimg"] == 0.512
     assert len((entry / "stats.jsonl").read_text().splitlines()) <= MAX_STATS_ROWS + 1  # thinned when longer

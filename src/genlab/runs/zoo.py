@@ -33,7 +33,7 @@ from torch import Tensor
 from genlab.errors import ConfigError, RunError
 from genlab.runs import checkpoint as ckpt
 from genlab.runs.folder import loop_seconds
-from genlab.runs.locations import ZOO_DIR, zoo_names
+from genlab.runs.locations import ZOO_DIR, ZOO_PREFIX, zoo_names
 
 ENTRY_FILE = "entry.yaml"
 MAX_STATS_ROWS = 400  # of stats.jsonl: enough for any curve, and a few tens of kB
@@ -106,9 +106,9 @@ def pack(run_dir: Path, name: str, info: dict[str, Any], roles: tuple[str, ...] 
     target = tmp / "checkpoints" / source.name
     target.mkdir(parents=True)
     try:
-        for file in ("data.json", "metrics.jsonl"):
-            if (run_dir / file).is_file():
-                shutil.copy(run_dir / file, tmp / file)
+        if (run_dir / "data.json").is_file():
+            shutil.copy(run_dir / "data.json", tmp / "data.json")
+        _relocate_records(run_dir / "metrics.jsonl", tmp / "metrics.jsonl", name)
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
         config["data"] = _without_roots(config["data"])
         (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -138,6 +138,16 @@ def _without_roots(section: Any) -> Any:
     if isinstance(section, dict):
         return {k: None if k == "root" else _without_roots(v) for k, v in section.items()}
     return section
+
+
+def _relocate_records(source: Path, target: Path, name: str) -> None:
+    """Copy metrics.jsonl with each record's run as the entry (``zoo:NAME``) and without its card's path: both
+    named folders of the trainer's machine (an absolute path in its home, for a classifier)."""
+    if not source.is_file():
+        return
+    records = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+    moved = [{**{k: v for k, v in r.items() if k != "card"}, "run": ZOO_PREFIX + name} for r in records]
+    target.write_text("".join(json.dumps(r) + "\n" for r in moved))
 
 
 def _half(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
