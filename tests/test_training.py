@@ -19,6 +19,7 @@ from genlab.cli.main import main
 from genlab.config import config_from_dict
 from genlab.errors import TrainingDiverged
 from genlab.runs import checkpoint as ckpt
+from genlab.runs.folder import read_records
 from genlab.training.objectives.vae import VAEStep
 from genlab.training.step import LossOutput
 
@@ -93,6 +94,15 @@ def test_run_folder_describes_itself(tmp_path):
         assert (run_dir / "samples" / f"{name}.png").is_file(), name
     assert len(ckpt.list_checkpoints(run_dir / "checkpoints")) == 1
     assert genlab.train(sprites_config(tmp_path, kimg=0.064)).name == "00001-tiny"
+
+
+def test_a_record_still_being_written_is_not_read(tmp_path):
+    """Every reader of stats.jsonl and metrics.jsonl (info, the studio's monitor, the zoo's headline and pack,
+    a classifier's recorded accuracy) goes through read_records, which skips a last line without its newline."""
+    path = tmp_path / "metrics.jsonl"
+    assert read_records(path) == []
+    path.write_text('{"kimg": 1.0}\n{"kimg": 2.0}\n{"kimg": 3')
+    assert read_records(path) == [{"kimg": 1.0}, {"kimg": 2.0}]
 
 
 def test_keeps_only_the_newest_checkpoints(tmp_path):

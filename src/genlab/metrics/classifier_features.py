@@ -10,7 +10,6 @@ feature_extractor_weights_path=RUN, ...)`` works too.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ from genlab.metrics.features import Extractor, extract_features
 from genlab.models import load
 from genlab.models.classifier import DigitClassifier
 from genlab.runs.checkpoint import EXPORT_WEIGHTS, file_sha256, latest_checkpoint, list_checkpoints
+from genlab.runs.folder import read_records
 from genlab.runs.locations import ZOO_PREFIX, cache_dir, reference, resolve, zoo_names
 
 MNIST = "genlab-mnist"
@@ -165,11 +165,7 @@ def _extractor(name: str, run: str | Path | None) -> Extractor:
 
 def recorded_accuracy(run_dir: Path) -> float | None:
     """The test accuracy ``genlab train-classifier`` recorded for this run, if any."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    found = [r["accuracy"] for r in records if "accuracy" in r]
+    found = [r["accuracy"] for r in read_records(run_dir / "metrics.jsonl") if "accuracy" in r]
     return found[-1] if found else None
 
 

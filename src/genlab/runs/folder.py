@@ -53,13 +53,18 @@ def read_run(run_dir: str | Path) -> tuple[Path, Config, Spec]:
     return run_dir, config, spec_from_json(raw["spec"])
 
 
-def read_stats(run_dir: str | Path) -> list[dict]:
-    """The rows of a run's ``stats.jsonl``, oldest first: one per logging window (kimg, losses,
-    images_per_sec, ...); a last row still being written is left out, and a run without one has none."""
-    path = resolve(run_dir) / "stats.jsonl"
+def read_records(path: Path) -> list[dict]:
+    """The records of a JSON-lines file a run appends to (``stats.jsonl``, ``metrics.jsonl``), oldest first;
+    a last line still being written (no newline yet) is left out, and a missing file has none."""
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines(keepends=True) if line.endswith("\n")]
+
+
+def read_stats(run_dir: str | Path) -> list[dict]:
+    """The rows of a run's ``stats.jsonl``, oldest first: one per logging window (kimg, losses,
+    images_per_sec, ...)."""
+    return read_records(resolve(run_dir) / "stats.jsonl")
 
 
 def loop_seconds(run_dir: str | Path, kimg: float = float("inf")) -> float:

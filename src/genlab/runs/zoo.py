@@ -32,7 +32,7 @@ from torch import Tensor
 
 from genlab.errors import ConfigError, RunError
 from genlab.runs import checkpoint as ckpt
-from genlab.runs.folder import loop_seconds
+from genlab.runs.folder import loop_seconds, read_records
 from genlab.runs.locations import ZOO_DIR, ZOO_PREFIX, zoo_names
 
 ENTRY_FILE = "entry.yaml"
@@ -66,11 +66,11 @@ class ZooEntry:
         """The scalar figures of its newest eval card that :data:`HEADLINE` names, in that order (a classifier:
         the test accuracy its training recorded in metrics.jsonl)."""
         cards = sorted(self.path.glob("eval/*/card.json"))
-        records = self.path / "metrics.jsonl"
+        records = read_records(self.path / "metrics.jsonl")
         if cards:
             results = json.loads(cards[-1].read_text())["results"]
-        elif records.is_file():
-            results = json.loads(records.read_text().splitlines()[-1])
+        elif records:
+            results = records[-1]
         else:
             return {}
         return {key: float(results[key]) for key in HEADLINE if isinstance(results.get(key), (int, float))}
@@ -145,8 +145,7 @@ def _relocate_records(source: Path, target: Path, name: str) -> None:
     named folders of the trainer's machine (an absolute path in its home, for a classifier)."""
     if not source.is_file():
         return
-    records = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
-    moved = [{**{k: v for k, v in r.items() if k != "card"}, "run": ZOO_PREFIX + name} for r in records]
+    moved = [{**{k: v for k, v in r.items() if k != "card"}, "run": ZOO_PREFIX + name} for r in read_records(source)]
     target.write_text("".join(json.dumps(r) + "\n" for r in moved))
 
 

@@ -44,7 +44,7 @@ from genlab.models.protocols import (
     is_conditional,
 )
 from genlab.runs.checkpoint import list_checkpoints
-from genlab.runs.folder import read_run
+from genlab.runs.folder import read_records, read_run
 from genlab.runs.locations import output_dir, reference
 
 MAX_STATS_ROWS = 2000  # rows of stats.jsonl one monitor request returns
@@ -177,14 +177,8 @@ class ServedRun:
 
     def stats(self, since: int = 0) -> dict[str, Any]:
         """Rows ``since`` .. of stats.jsonl (at most MAX_STATS_ROWS) and the warnings in log.txt."""
-        rows: list[dict[str, float]] = []
-        total = 0
-        stats_file = self.run_dir / "stats.jsonl"
-        if stats_file.is_file():
-            with open(stats_file) as f:
-                for total, line in enumerate(f, start=1):
-                    if total > since and len(rows) < MAX_STATS_ROWS and line.endswith("\n"):  # not a half-written row
-                        rows.append(json.loads(line))
+        every = read_records(self.run_dir / "stats.jsonl")
+        rows, total = every[since : since + MAX_STATS_ROWS], len(every)
         log = self.run_dir / "log.txt"
         warnings = [line.strip() for line in log.read_text().splitlines() if "WARNING" in line] if log.is_file() else []
         return {
