@@ -26,6 +26,7 @@ runs land under --out.
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -82,6 +83,27 @@ def batched(fn, x: torch.Tensor) -> torch.Tensor:
 def accuracy(classifier, images: torch.Tensor, labels: torch.Tensor | int) -> float:
     """Top-1 accuracy of ``classifier`` on uint8 ``images`` against ``labels`` (one int: all of that class)."""
     return (batched(classifier, images).argmax(1) == labels).float().mean().item()
+
+
+# Bins of a source's stroke contrast: mean luma on the digit's strokes minus on its background.
+CONTRAST_BINS = (-1.0, -0.3, -0.1, 0.1, 0.3, 1.0)
+
+
+def stroke_contrast(images: torch.Tensor, digits: torch.Tensor) -> torch.Tensor:
+    """Per image, the mean luma (0-1) where ``digits`` (uint8 [N, 1, S, S], MNIST) has strokes (> 0.5)
+    minus where it is blank (< 0.05): negative where an MNIST-M digit is darker than its photo."""
+    luma, ink = images.float().mean(1, keepdim=True) / 255, digits.float() / 255
+    stroke, blank = (ink > 0.5).float(), (ink < 0.05).float()
+    return (luma * stroke).sum((1, 2, 3)) / stroke.sum((1, 2, 3)) - (luma * blank).sum((1, 2, 3)) / blank.sum((1, 2, 3))
+
+
+def content_by_contrast(kept: torch.Tensor, contrast: torch.Tensor) -> None:
+    """A table of content kept (bool per source) in each bin of the sources' stroke contrast."""
+    print("\n| source's stroke contrast (luma, stroke minus background) | images | content kept B→A |\n|---|---|---|")
+    for low, high in itertools.pairwise(CONTRAST_BINS):
+        inside = (contrast >= low) & (contrast < high)
+        if inside.any():
+            print(f"| [{low:+.1f}, {high:+.1f}) | {int(inside.sum())} | {kept[inside].float().mean().item():.3f} |")
 
 
 def content_curve(run_dir: Path, test_a: tuple, test_b: tuple, digit_classifiers: tuple, out: Path) -> None:
@@ -161,6 +183,11 @@ def main() -> None:
         print(f"| CycleGAN translations | {accuracy(digits_b, fake_b, test_labels_a):.3f} / "
               f"{accuracy(digits_a, fake_a, test_labels_b):.3f} | {accuracy(domain_clf, fake_b, 1):.3f} / "
               f"{accuracy(domain_clf, fake_a, 0):.3f} |")
+        if config.data.a.name == "mnist" and config.data.b.name == "mnist_m":
+            # MNIST-M's test images are MNIST's test digits over photos, in the same order: a's strokes
+            # are b's. Where does G_BA lose the digit?
+            kept = batched(digits_a, fake_a).argmax(1) == test_labels_b
+            content_by_contrast(kept, stroke_contrast(b, a[:, :1]))
         if args.every:
             content_curve(run_dir, (a, test_labels_a), (b, test_labels_b), (digits_a, digits_b), out)
     rows = [a[:8], fake_b[:8], rec_a[:8], b[:8], fake_a[:8], rec_b[:8]]
