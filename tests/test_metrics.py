@@ -453,6 +453,38 @@ def test_eval_cli_writes_every_metric_and_a_card(tiny_runs, tmp_path, monkeypatc
     assert "pt_inception-2015-12-05-6726825d.pth" in capsys.readouterr().err
 
 
+def test_eval_scores_the_checkpoint_asked_for_and_names_it(tmp_path, monkeypatch, capsys, mnist_root):
+    import json
+
+    from genlab.api import train
+    from genlab.cli.main import main
+    from genlab.config import config_from_dict
+
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    run = train(config_from_dict({
+        "name": "vae", "model": {"name": "vae_mlp", "hidden": 32, "latent_dim": 2}, "objective": {"name": "vae"},
+        "data": {"name": "mnist", "root": str(mnist_root), "limit": 256},
+        "train": {"kimg": 0.512, "batch_size": 128, "checkpoint_every_kimg": 0.256, "out_dir": str(tmp_path / "runs"),
+                  "progress_bar": False, "tensorboard": False}}))
+    older, newest = (p.name for p in sorted((run / "checkpoints").iterdir()))
+    nll = ["--metrics", "nll", "--n", "64", "--k", "2"]
+    assert main(["eval", str(run), *nll]) == 0
+    assert main(["eval", str(run), "--checkpoint", older, *nll]) == 0
+    default, asked = (json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines())
+    assert (default["checkpoint"], default["kimg"]) == (newest, 0.512)
+    assert (asked["checkpoint"], asked["kimg"]) == (older, 0.256) and asked["elbo_nats"] != default["elbo_nats"]
+    card = json.loads((run / "eval" / "mnist-n64-seed0-kimg0.256" / "card.json").read_text())
+    assert (card["checkpoint"], card["kimg"]) == (older, 0.256)
+    assert json.loads((run / "eval" / "mnist-n64-seed0" / "card.json").read_text())["kimg"] == 0.512
+    assert "after 0.256 kimg" in (run / "eval" / "mnist-n64-seed0-kimg0.256" / "card.md").read_text()
+    capsys.readouterr()
+    # Another run's checkpoint, or one that is not there: one error naming the fix.
+    assert main(["eval", str(run), "--checkpoint", str(tmp_path / older), *nll]) == 2
+    assert "is not one of" in capsys.readouterr().err
+    assert main(["eval", str(run), "--checkpoint", "ckpt-000000000999", *nll]) == 2
+    assert older in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- the classifier's training
 
 

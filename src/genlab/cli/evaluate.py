@@ -5,7 +5,9 @@ ELBO and importance-weighted NLL with its k); other runs to fid,kid,is,pr. Featu
 use the MNIST classifier for MNIST runs and Inception-v3 otherwise (--features sprites with
 an attribute classifier run for sprites). Appends one line to
 the run's metrics.jsonl, writes an eval card (card.json, card.md) and PNGs into
-RUN/eval/<features>-n<N>-seed<S>/, and prints the results as JSON.
+RUN/eval/<features>-n<N>-seed<S>/, and prints the results as JSON. Both name the checkpoint
+scored and its kimg: the newest good one, or --checkpoint RUN/checkpoints/ckpt-... (its card
+then goes to a folder of its own, ...-kimg<K>/).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from genlab.api import load
 from genlab.cli.common import add_data_root, add_sampling, device_name, seed, set_sampling, with_data_root, write_json
+from genlab.errors import RunError
 from genlab.metrics.evaluate import card_folder, evaluate
 from genlab.metrics.registry import metric_names
 from genlab.metrics.settings import (
@@ -27,6 +31,7 @@ from genlab.metrics.settings import (
     default_features,
     default_metrics,
 )
+from genlab.runs.checkpoint import checkpoint_to_read, kimg_of, list_checkpoints
 from genlab.runs.folder import read_run
 from genlab.runs.locations import output_dir, reference
 
@@ -36,6 +41,12 @@ def add_parser(subparsers) -> None:
         "eval", help="evaluate a trained run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("run", help="run folder or zoo:NAME")
+    p.add_argument(
+        "--checkpoint",
+        metavar="CKPT",
+        help="score this checkpoint of the run (its folder RUN/checkpoints/ckpt-<images seen>, or that name) "
+        "instead of the newest",
+    )
     p.add_argument(
         "--metrics",
         help=f"comma-separated, from {','.join(metric_names())} (default: "
@@ -76,10 +87,25 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def run_checkpoint(run_dir: Path, asked: str) -> Path:
+    """The checkpoint ``asked`` (a folder or a folder's name) among ``run_dir``'s own: the run's config
+    describes only its own weights."""
+    folder = run_dir / "checkpoints"
+    path = folder / Path(asked).name
+    if Path(asked).name != asked and Path(asked).resolve() != path.resolve():
+        raise RunError(f"--checkpoint {asked} is not one of {folder}'s checkpoints; pick one of them")
+    if not path.is_dir():
+        found = ", ".join(p.name for p in list_checkpoints(folder)) or "none"
+        raise RunError(f"--checkpoint: {path} does not exist; the run's checkpoints: {found}")
+    kimg_of(path)  # RunError unless it is named as a checkpoint
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     run_dir, config, _ = read_run(args.run)
     config = with_data_root(config, args)
-    model = load(run_dir, device=args.device)
+    checkpoint = checkpoint_to_read(run_dir, args.checkpoint and run_checkpoint(run_dir, args.checkpoint))
+    model = load(run_dir, device=args.device, checkpoint=checkpoint)
     set_sampling(model, args)
     metrics = args.metrics.split(",") if args.metrics else default_metrics(model)
     settings = EvalSettings(
@@ -94,11 +120,16 @@ def run(args: argparse.Namespace) -> int:
         iw_k=args.k,
     )
     written = output_dir(run_dir)  # a zoo entry's eval goes to the cache
-    out_dir = written / "eval" / card_folder(settings, model)
+    folder = card_folder(settings, model) + (f"-kimg{kimg_of(checkpoint):g}" if args.checkpoint else "")
+    out_dir = written / "eval" / folder
     start = time.perf_counter()
-    results, card = evaluate(model, config, settings, out_dir, run=reference(run_dir), command=args.command_line)
+    results, card = evaluate(
+        model, config, settings, out_dir, run=reference(run_dir), command=args.command_line, checkpoint=checkpoint
+    )
     record = {
         "run": reference(run_dir),
+        "checkpoint": checkpoint.name,
+        "kimg": kimg_of(checkpoint),
         "metrics": list(settings.metrics),
         "features": settings.features,
         "n": settings.n,

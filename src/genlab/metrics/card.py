@@ -20,6 +20,7 @@ from genlab.metrics.features import Extractor
 from genlab.metrics.fid import fid_small_sample_warning
 from genlab.metrics.registry import get_metric
 from genlab.metrics.settings import EvalSettings
+from genlab.runs.checkpoint import kimg_of
 
 CARD_VERSION = 1
 _LIBRARIES = ("genlab", "torch", "torchvision", "torch-fidelity", "numpy", "scipy")
@@ -93,14 +94,18 @@ def build_card(
     n_reference: int | None,
     notes: list[str],
     command: str = "",
+    checkpoint: Path | None = None,
 ) -> dict[str, Any]:
     """The card as a JSON-ready dict. ``None`` marks what the chosen metrics did not use; ``command`` is what
-    made it (``genlab eval ...``), empty when it was made from Python."""
+    made it (``genlab eval ...``), empty when it was made from Python; ``checkpoint`` the weights it scored
+    (named with its kimg, so that a card of a run still training says when it was made)."""
     extractor_info = describe_extractor(extractor, image_shape) if extractor and image_shape else None
     return {
         "card_version": CARD_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "run": run,
+        "checkpoint": checkpoint.name if checkpoint else None,
+        "kimg": kimg_of(checkpoint) if checkpoint else None,
         "command": command,
         "dataset": dataset,
         "settings": asdict(settings),
@@ -125,6 +130,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         + (f", by `{card['command']}`." if card.get("command") else "."),
         "",
     ]
+    if card.get("checkpoint"):
+        lines += [f"Weights: `{card['checkpoint']}`, after {card['kimg']:g} kimg of training.", ""]
     lines += ["## Results", "", "| metric | value |", "|---|---|"]
     for key, value in card["results"].items():
         shown = f"{value:.6g}" if isinstance(value, float) else json.dumps(value)

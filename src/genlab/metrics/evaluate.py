@@ -184,9 +184,11 @@ def evaluate(
     run: str = "",
     command: str = "",
     progress: Callable[[int, int, str], None] | None = None,
+    checkpoint: Path | None = None,
 ) -> tuple[dict, dict]:
     """Run ``settings.metrics`` on ``model`` (trained with ``config``; ``run`` names it in the card, ``command``
-    the command line that asked for it). ``progress(done, total, metric)`` is told before each metric starts.
+    the command line that asked for it, ``checkpoint`` the weights loaded). ``progress(done, total, metric)`` is
+    told before each metric starts.
 
     Writes PNGs and the eval card (card.json, card.md) into ``out_dir``.
     Returns (flat results under constant keys, the card).
@@ -215,6 +217,7 @@ def evaluate(
         n_reference=len(ctx.reference) if ctx.computed("reference_features") else None,
         notes=ctx.notes,
         command=command,
+        checkpoint=checkpoint,
     )
     card_mod.write_card(card, out_dir)
     return results, card

@@ -121,6 +121,14 @@ def list_checkpoints(checkpoint_dir: Path) -> list[Path]:
     )
 
 
+def kimg_of(checkpoint: Path) -> float:
+    """The training images a checkpoint had seen, in thousands, from its folder's name (``ckpt-<images seen>``)."""
+    digits = checkpoint.name.removeprefix(PREFIX)
+    if not (checkpoint.name.startswith(PREFIX) and digits.isdigit()):
+        raise RunError(f"{checkpoint} is not a checkpoint folder (ckpt-<images seen>); pick one under RUN/checkpoints/")
+    return int(digits) / 1000
+
+
 def verify_checkpoint(checkpoint: Path) -> None:
     """RunError naming the first file of ``checkpoint`` that is missing, unlisted or not its recorded SHA-256."""
     sums_path = checkpoint / CHECKSUMS_FILE

@@ -43,7 +43,7 @@ from genlab.models.protocols import (
     Translator,
     is_conditional,
 )
-from genlab.runs.checkpoint import list_checkpoints
+from genlab.runs.checkpoint import checkpoint_to_read, list_checkpoints
 from genlab.runs.folder import read_records, read_run
 from genlab.runs.locations import output_dir, reference
 
@@ -104,11 +104,14 @@ class ServedRun:
     def start_eval(self, metrics: list[str] | None, n: int) -> EvalJob:
         """Start ``genlab eval`` of this run in a thread (the default metrics when ``metrics`` is None), writing
         its card where the command would; ConfigError for bad settings. The app starts one at a time."""
-        model = load(self.run_dir)  # its own copy: the served model stays free for the page's other requests
+        checkpoint = checkpoint_to_read(self.run_dir)
+        model = load(self.run_dir, checkpoint=checkpoint)  # its own copy: the served one stays free for the page
         chosen = tuple(metrics) if metrics else default_metrics(model)
         settings = EvalSettings(metrics=chosen, n=n, features=default_features(self.config.data.name))
         job = self.eval_job = EvalJob(chosen, n)
-        self._eval_thread = threading.Thread(target=self._evaluate, args=(job, model, settings), daemon=True)
+        self._eval_thread = threading.Thread(
+            target=self._evaluate, args=(job, model, settings, checkpoint), daemon=True
+        )
         self._eval_thread.start()
         return job
 
@@ -117,12 +120,14 @@ class ServedRun:
         if self._eval_thread is not None:
             self._eval_thread.join(timeout)
 
-    def _evaluate(self, job: EvalJob, model: nn.Module, settings: EvalSettings) -> None:
+    def _evaluate(self, job: EvalJob, model: nn.Module, settings: EvalSettings, checkpoint: Path) -> None:
         ref = reference(self.run_dir)
         command = f"genlab eval {ref} --metrics {','.join(settings.metrics)} --n {settings.n}"
         out = output_dir(self.run_dir) / "eval" / card_folder(settings, model)
         try:
-            evaluate(model, self.config, settings, out, run=ref, command=command, progress=job.report)
+            evaluate(
+                model, self.config, settings, out, run=ref, command=command, progress=job.report, checkpoint=checkpoint
+            )
             job.state, job.done, job.metric = "done", len(job.metrics), ""
         except Exception as err:  # a thread has no caller to raise to: the page shows the reason
             job.state, job.error = "failed", f"{type(err).__name__}: {err}"
