@@ -1,5 +1,5 @@
 # `make demo` trains the quickstart model; `make test` runs the fast test tier (a few minutes),
-# `make test-slow` the process-heavy tier (torchrun, kill -9, the browser, API fuzzing) and
+# `make test-slow` the process-heavy tier (torchrun, kill -9, the browser, API fuzzing; it lists its 12 slowest) and
 # `make test-avx2` the whole suite on the kernels of an AVX2-only CPU (what CI runs after both);
 # `make lint` checks src/ with ruff (lint and format) and mypy (settings in pyproject.toml), what CI runs first.
 # Each creates .venv (with genlab and its dependencies) the first time.
@@ -29,7 +29,7 @@ test: $(BIN)/genlab
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-slow: $(BIN)/genlab
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow --durations=12
 
 test-avx2: $(BIN)/genlab
 	$(AVX2_ONLY) $(BIN)/python -m pytest -q
