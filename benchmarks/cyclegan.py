@@ -15,7 +15,9 @@ whether translations look like the other domain and keep their content.
   long) reads the translations into its domain, scored against
   the source's labels. The control row "no translation" feeds each source image unchanged: it
   keeps the content trivially and fails the domain test, so a translation must beat it on the
-  domain while keeping the content.
+  domain while keeping the content. For MNIST <-> MNIST-M, B→A's content is also split by the
+  source's stroke contrast (strokes darker or brighter than the photo behind them), beside how
+  often B's own classifier reads those sources.
 
 Writes OUT/cyclegan-translations.png: for 8 test images of each side, the source, its
 translation and its reconstruction, one row each (A rows first). With ``--every K`` every K-kimg
@@ -97,13 +99,16 @@ def stroke_contrast(images: torch.Tensor, digits: torch.Tensor) -> torch.Tensor:
     return (luma * stroke).sum((1, 2, 3)) / stroke.sum((1, 2, 3)) - (luma * blank).sum((1, 2, 3)) / blank.sum((1, 2, 3))
 
 
-def content_by_contrast(kept: torch.Tensor, contrast: torch.Tensor) -> None:
-    """A table of content kept (bool per source) in each bin of the sources' stroke contrast."""
-    print("\n| source's stroke contrast (luma, stroke minus background) | images | content kept B→A |\n|---|---|---|")
+def content_by_contrast(kept: torch.Tensor, readable: torch.Tensor, contrast: torch.Tensor) -> None:
+    """A table, in each bin of the sources' stroke contrast, of the content kept by B→A and of the sources that
+    B's own digit classifier reads right (bools per source): whether a bin is hard to translate or to read."""
+    print("\n| source's stroke contrast (luma, stroke minus background) | images | B's classifier reads the source "
+          "| content kept B→A |\n|---|---|---|---|")
     for low, high in itertools.pairwise(CONTRAST_BINS):
         inside = (contrast >= low) & (contrast < high)
         if inside.any():
-            print(f"| [{low:+.1f}, {high:+.1f}) | {int(inside.sum())} | {kept[inside].float().mean().item():.3f} |")
+            print(f"| [{low:+.1f}, {high:+.1f}) | {int(inside.sum())} | {readable[inside].float().mean().item():.3f} | "
+                  f"{kept[inside].float().mean().item():.3f} |")
 
 
 def content_curve(run_dir: Path, test_a: tuple, test_b: tuple, digit_classifiers: tuple, out: Path) -> None:
@@ -187,7 +192,8 @@ def main() -> None:
             # MNIST-M's test images are MNIST's test digits over photos, in the same order: a's strokes
             # are b's. Where does G_BA lose the digit?
             kept = batched(digits_a, fake_a).argmax(1) == test_labels_b
-            content_by_contrast(kept, stroke_contrast(b, a[:, :1]))
+            readable = batched(digits_b, b).argmax(1) == test_labels_b
+            content_by_contrast(kept, readable, stroke_contrast(b, a[:, :1]))
         if args.every:
             content_curve(run_dir, (a, test_labels_a), (b, test_labels_b), (digits_a, digits_b), out)
     rows = [a[:8], fake_b[:8], rec_a[:8], b[:8], fake_a[:8], rec_b[:8]]
