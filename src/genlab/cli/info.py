@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import yaml
@@ -11,7 +12,7 @@ from genlab.config import config_to_dict
 from genlab.data.base import describe
 from genlab.errors import RunError
 from genlab.runs.checkpoint import good_checkpoint, list_checkpoints
-from genlab.runs.folder import read_run, read_stats
+from genlab.runs.folder import read_records, read_run, read_stats
 
 
 def add_parser(subparsers) -> None:
@@ -37,10 +38,8 @@ def run(args: argparse.Namespace) -> int:
         last = rows[-1]
         print(f"progress:    {last['kimg']:g} of {config.train.kimg:g} kimg")
         print("latest stats: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("kimg", "iteration")))
-    metrics_file = Path(run_dir) / "metrics.jsonl"
-    if metrics_file.is_file():
-        for line in metrics_file.read_text().splitlines():
-            print(f"metrics:     {line}")
+    for record in read_records(Path(run_dir) / "metrics.jsonl"):
+        print(f"metrics:     {json.dumps(record)}")
     print("config:")
     print("  " + yaml.safe_dump(config_to_dict(config), sort_keys=False).replace("\n", "\n  ").rstrip())
     return 0
