@@ -43,7 +43,7 @@ from genlab.metrics.evaluate import evaluate, sample_images, sample_labels
 from genlab.metrics.settings import EvalSettings
 from genlab.models.protocols import is_conditional
 from genlab.plotting import draw_lines
-from genlab.runs.checkpoint import list_checkpoints, load_training_state
+from genlab.runs.checkpoint import kimg_of, list_checkpoints
 from genlab.runs.folder import read_run
 from recipes import loop_speed  # benchmarks/recipes.py: this script's folder is on sys.path
 
@@ -57,7 +57,7 @@ def accuracy_curve(run_dir: Path, n: int, extractor) -> list[tuple[float, float]
     for checkpoint in list_checkpoints(run_dir / "checkpoints"):
         model = genlab.load(run_dir, checkpoint=checkpoint)
         images = sample_images(model, n, seed=0)
-        kimg = load_training_state(checkpoint)["images_seen"] / 1000
+        kimg = kimg_of(checkpoint)
         curve.append((float(kimg), classifier_accuracy(extractor, images, sample_labels(model, n))))
     return curve
 

@@ -42,7 +42,7 @@ from genlab.metrics.evaluate import evaluate
 from genlab.metrics.settings import EvalSettings
 from genlab.models.protocols import IterativeSampler
 from genlab.plotting import draw_lines
-from genlab.runs.checkpoint import list_checkpoints, load_training_state
+from genlab.runs.checkpoint import kimg_of, list_checkpoints
 from genlab.runs.folder import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def main() -> None:
         kimg, speed = loop_speed(run_dir)
         curve = []
         for ckpt in list_checkpoints(run_dir / "checkpoints"):
-            at = load_training_state(ckpt)["images_seen"] / 1000
+            at = kimg_of(ckpt)
             r = score(run_dir, config, args, ("fid",), args.curve_n, f"curve-{at:g}kimg", checkpoint=ckpt)
             curve.append((at, seconds_at(run_dir, at), r["fid"]))
             print(json.dumps({"config": name, "kimg": at, "seconds": curve[-1][1], "fid": r["fid"]}), flush=True)

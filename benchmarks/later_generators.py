@@ -42,7 +42,7 @@ from genlab.data.captions import ATTRIBUTES
 from genlab.metrics import fid
 from genlab.metrics.captions import attribute_accuracy, classifier_features, predicted_attributes
 from genlab.plotting import draw_lines
-from genlab.runs.checkpoint import list_checkpoints
+from genlab.runs.checkpoint import kimg_of, list_checkpoints
 from genlab.runs.folder import loop_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ def main() -> None:
             train_s = time.perf_counter() - start
             points = []
             for checkpoint in list_checkpoints(run_dir / "checkpoints"):
-                kimg = int(checkpoint.name.split("-")[1]) / 1000
+                kimg = kimg_of(checkpoint)
                 G = genlab.load(run_dir, checkpoint=checkpoint)
                 with torch.no_grad():
                     samples = torch.cat([G.sample(len(chunk), generator=torch.Generator().manual_seed(1 + i))
