@@ -334,6 +334,8 @@ def test_a_text_flow_samples_captions_and_is_scored_in_the_sprites_feature_space
     assert out.exists() and caption in capsys.readouterr().out
     assert main(["sample", str(run), "-n", "4", "--text", "a purple square", "-o", str(out)]) == 2
     assert "unknown words ['purple']" in capsys.readouterr().err
+    model = genlab.load(run)
+    assert model.embed_text(model.tokens([caption, "a small blue heart in the lower right"])).shape == (2, 8)
     assert main(["eval", str(run), "--features", "sprites", "--classifier", str(judge), "--metrics", "fid,pr",
                  "--n", "64"]) == 0
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])

@@ -18,7 +18,7 @@ import torch
 from genlab.config import TrainConfig
 from genlab.data.base import Classes, Image, LabelMap, Points, TensorDataset, Tokens, field_shape
 from genlab.models import build_modules, examples
-from genlab.models.protocols import Encoder, LatentSampler, Translator, is_conditional
+from genlab.models.protocols import Encoder, LatentSampler, TextConditional, Translator, is_conditional
 from genlab.registry import MODELS, OBJECTIVES
 from genlab.runs import checkpoint as ckpt
 from genlab.training.batches import MEMORY_FORMATS, in_layout
@@ -118,6 +118,10 @@ def test_export_builds_alone_and_samples_have_the_data_shape_and_range(name, var
     if isinstance(alone, Encoder):
         mu, logvar = alone.encode(data.batch(slice(0, 4))["image"], labels)
         assert mu.shape == logvar.shape == (4, alone.latent_dim)
+    if isinstance(alone, TextConditional):  # what of a caption reaches it: one embedding per caption
+        tokens = alone.tokens(["a big red square in the upper left , upright", "a small blue heart in the lower right"])
+        embedded = alone.embed_text(tokens)
+        assert embedded.shape[0] == 2 and embedded.ndim == 2 and not torch.equal(embedded[0], embedded[1])
 
 
 @pytest.mark.parametrize("name, variant", CASES)

@@ -204,3 +204,33 @@ def test_a_classifier_with_a_head_per_attribute_trains_and_judges(tmp_path):
     assert images.shape == (8, 3, 32, 32) and set(scores) == {*ATTRIBUTES, "all"}
     with pytest.raises(ConfigError, match="not conditioned on text"):
         caption_accuracy(torch.nn.Linear(1, 1), judge, n=2)
+
+
+def test_attribute_shares_measure_how_much_of_an_embedding_each_attribute_moves():
+    from genlab.metrics.captions import attribute_shares
+
+    attributes = random_attributes(4000, torch.Generator().manual_seed(0))
+    noise = torch.randn(4000, 8, generator=torch.Generator().manual_seed(1))
+    colour_only = torch.nn.functional.one_hot(attributes[:, 2], 6).float() * 10
+    shares = attribute_shares(torch.cat([colour_only, 0.1 * noise], dim=1), attributes)
+    assert shares["colour"] > 0.99 and max(v for k, v in shares.items() if k != "colour") < 0.01
+    unrelated = attribute_shares(noise, attributes)
+    assert max(unrelated.values()) < 0.01  # about (values - 1) / n each
+    half = attribute_shares(torch.cat([attributes[:, 3:4].float(), attributes[:, 4:5].float()], dim=1), attributes)
+    assert half["vertical"] == pytest.approx(0.5, abs=0.02) and half["horizontal"] == pytest.approx(0.5, abs=0.02)
+
+
+def test_caption_embedding_shares_follow_the_words_an_encoder_reads():
+    from genlab.metrics.captions import caption_embedding_shares
+
+    colour_words = [VOCABULARY.index(word) for word in ATTRIBUTES["colour"]]
+
+    def reads_colour(tokens):  # counts of the colour words alone
+        return torch.nn.functional.one_hot(tokens, len(VOCABULARY)).sum(1)[:, colour_words].float()
+
+    shares = caption_embedding_shares(reads_colour, n=2000)
+    assert shares["colour"] == pytest.approx(1.0) and shares["shape"] < 0.01
+    G = tiny()["G"]
+    assert isinstance(G, TextConditional)
+    shares = caption_embedding_shares(G.embed_text, n=500)
+    assert set(shares) == set(ATTRIBUTES) and all(0 <= v <= 1 for v in shares.values())

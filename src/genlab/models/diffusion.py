@@ -330,6 +330,10 @@ class TextConditioned:
         assert isinstance(condition, TextCondition), "a text model's net reads captions"
         return condition
 
+    def embed_text(self, tokens: Tensor) -> Tensor:
+        """The sentence embeddings [N, text_dim] that the U-Net reads (projected, beside the time embedding)."""
+        return self.text_condition().text(tokens)
+
     def tokens(self, texts: list[str]) -> Tensor:
         """Texts in genlab's sprite-caption vocabulary -> word indices [N, L] on the model's device."""
         return tokenize(texts, self.max_words).to(self.net.stem.weight.device)

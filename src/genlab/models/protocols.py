@@ -214,6 +214,11 @@ class TextConditional(Protocol):
 
     def tokens(self, texts: list[str]) -> Tensor: ...
 
+    def embed_text(self, tokens: Tensor) -> Tensor:
+        """Word indices [N, L] -> the sentence embeddings [N, D] that the images are conditioned on: what of a
+        caption reaches the generator (``metrics.captions.attribute_shares`` measures it per attribute)."""
+        ...
+
 
 @runtime_checkable
 class StyleBased(Protocol):

@@ -81,8 +81,12 @@ class TextGenerator(Generator):
         """Before a new run trains (not on resume or ``genlab.load``, which read the run's own weights)."""
         load_pretrained(self.text, self.pretrained_text, self.vocabulary)
 
+    def embed_text(self, tokens: Tensor) -> Tensor:
+        """The sentence embeddings [N, text_dim] that conditioning augmentation draws its condition around."""
+        return self.text(tokens)
+
     def _condition(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        mu, logvar = self.augment(self.text(tokens)).chunk(2, dim=1)
+        mu, logvar = self.augment(self.embed_text(tokens)).chunk(2, dim=1)
         return mu, logvar.clamp(-10, 10)
 
     def forward(self, z: Tensor, tokens: Tensor, with_kl: bool = False) -> Tensor | tuple[Tensor, Tensor]:
