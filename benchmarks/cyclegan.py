@@ -2,7 +2,7 @@
 whether translations look like the other domain and keep their content.
 
     PYTHONPATH=src python benchmarks/cyclegan.py --data-root ../shared/data \\
-        [--config configs/cyclegan_mnist2mnistm.yaml] [--kimg K] [--threads 2]
+        [--config configs/cyclegan_mnist2mnistm.yaml] [--kimg K] [--threads 2] [--run RUN] [--judges DIR]
 
 - cycle error: mean |G_BA(G_AB(a)) - a| and |G_AB(G_BA(b)) - b| on [-1, 1] test images; identity
   error: mean |G_AB(b) - b| and |G_BA(a) - a| (what the identity loss asks to be small);
@@ -139,6 +139,8 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench-cyclegan")
     parser.add_argument("--run", help="score this trained run of --config instead of training one")
     parser.add_argument("--every", type=float, default=0, help="checkpoint every K kimg and score each; 0: the end only")
+    parser.add_argument("--judges", help="the --out folder of an earlier run of this script on the same --config: score "
+                        "with the classifiers it trained instead of training them again")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -159,7 +161,17 @@ def main() -> None:
     (a, test_labels_a), (b, test_labels_b) = domains(config, "test")
     n = min(len(train_a), len(train_b))
     both = torch.cat([train_a[:n], train_b[:n]]), torch.cat([torch.zeros(n), torch.ones(n)])
-    domain_clf = load(train_classifier(*both, ("A", "B"), DOMAIN_CLASSIFIER, out / "domain-classifier", 8.0, args.threads))
+    def judge(name: str, kimg: float, images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...],
+              model: dict) -> torch.nn.Module:
+        """The classifier run ``name``: trained here for ``kimg``, or the newest under --judges."""
+        if not args.judges:
+            return load(train_classifier(images, labels, classes, model, out / name, kimg, args.threads))
+        runs = sorted((Path(args.judges) / name).glob("[0-9][0-9][0-9][0-9][0-9]-*"))
+        if not runs:
+            raise SystemExit(f"--judges {args.judges} holds no {name} run; leave out --judges to train one")
+        return load(runs[-1])
+
+    domain_clf = judge("domain-classifier", 8.0, *both, ("A", "B"), DOMAIN_CLASSIFIER)
     G_AB, G_BA = load(run_dir), load(run_dir, role="G_BA")
     fake_b, fake_a = (to_uint8(batched(G.translate, x)) for G, x in ((G_AB, a), (G_BA, b)))
     rec_a, rec_b = to_uint8(batched(G_BA.translate, fake_b)), to_uint8(batched(G_AB.translate, fake_a))
@@ -176,8 +188,8 @@ def main() -> None:
           f"{accuracy(domain_clf, fake_b, 1):.3f} | {accuracy(domain_clf, fake_a, 0):.3f} |")
     if labels_a is not None and labels_b is not None:
         classes = tuple(str(k) for k in range(int(max(labels_a.max(), labels_b.max())) + 1))
-        digits_a = load(train_classifier(train_a, labels_a, classes, DIGIT_CLASSIFIER, out / "digits-A", args.classifier_kimg, args.threads))
-        digits_b = load(train_classifier(train_b, labels_b, classes, DIGIT_CLASSIFIER, out / "digits-B", args.classifier_kimg, args.threads))
+        digits_a = judge("digits-A", args.classifier_kimg, train_a, labels_a, classes, DIGIT_CLASSIFIER)
+        digits_b = judge("digits-B", args.classifier_kimg, train_b, labels_b, classes, DIGIT_CLASSIFIER)
         # Per B source: read right in its own domain, and its digit kept by G_BA (the table's B columns, and
         # the stroke-contrast split below).
         readable = batched(digits_b, b).argmax(1) == test_labels_b
