@@ -144,6 +144,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)  # the figures' folder, even when --run and --judges train nothing
 
     plain = load_config(args.config)
     roots = [f"data.{s}.root={args.data_root}" for s in ("a", "b") if hasattr(getattr(plain.data, s), "root")]
