@@ -88,10 +88,11 @@ def retrieval_accuracy(embedding: torch.nn.Module, data: TensorDataset) -> float
 def reinitialised(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``model`` with every layer's parameters drawn afresh, as before training."""
     fresh = copy.deepcopy(model)
-    torch.manual_seed(0)
-    for module in fresh.modules():
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+    with torch.random.fork_rng():  # seeded, and leaves the sampling that follows as it was
+        torch.manual_seed(0)
+        for module in fresh.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
     return fresh
 
 
