@@ -218,6 +218,7 @@ def test_attribute_shares_measure_how_much_of_an_embedding_each_attribute_moves(
     assert max(unrelated.values()) < 0.01  # about (values - 1) / n each
     half = attribute_shares(torch.cat([attributes[:, 3:4].float(), attributes[:, 4:5].float()], dim=1), attributes)
     assert half["vertical"] == pytest.approx(0.5, abs=0.02) and half["horizontal"] == pytest.approx(0.5, abs=0.02)
+    assert attribute_shares(torch.ones(4000, 3), attributes) == dict.fromkeys(ATTRIBUTES, 0.0)
 
 
 def test_caption_embedding_shares_follow_the_words_an_encoder_reads():

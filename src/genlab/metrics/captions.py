@@ -81,6 +81,8 @@ def attribute_shares(embeddings: Tensor, attributes: Tensor) -> dict[str, float]
     linear probe could still decode it: what a generator reading the embedding is shown of each attribute."""
     centred = embeddings.double() - embeddings.double().mean(dim=0)
     total = centred.square().sum(dim=1).mean()
+    if total == 0:  # one embedding for every caption: no attribute moves it
+        return dict.fromkeys(ATTRIBUTES, 0.0)
     shares = {}
     for k, name in enumerate(ATTRIBUTES):
         values = attributes[:, k]

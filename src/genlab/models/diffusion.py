@@ -331,7 +331,7 @@ class TextConditioned:
         return condition
 
     def embed_text(self, tokens: Tensor) -> Tensor:
-        """The sentence embeddings [N, text_dim] that the U-Net reads (projected, beside the time embedding)."""
+        """The sentence embeddings [N, text_dim] that the U-Net reads, through a linear map, beside the time's."""
         return self.text_condition().text(tokens)
 
     def tokens(self, texts: list[str]) -> Tensor:
