@@ -55,6 +55,7 @@ from genlab.plotting import draw_labelled_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["train.progress_bar=false", "train.tensorboard=false"]
+SHARE_CAPTIONS = 8000  # random captions behind each attribute-share row (step 8)
 RETRIEVAL_BATCH = 64  # the training batch: the logged top-1 and this one have the same chance level
 
 
@@ -98,9 +99,9 @@ def reinitialised(model: torch.nn.Module) -> torch.nn.Module:
 
 def print_shares(rows: dict[str, Callable[[torch.Tensor], torch.Tensor]]) -> None:
     """A table: per attribute, the share of each caption embedding (word indices -> embeddings) it explains."""
-    shares = {name: caption_embedding_shares(embed) for name, embed in rows.items()}
-    print("\nshare of the caption embedding's variance explained by each attribute (8,000 random captions; "
-          "rotation is missing from one template in four):")
+    shares = {name: caption_embedding_shares(embed, n=SHARE_CAPTIONS) for name, embed in rows.items()}
+    print(f"\nshare of the caption embedding's variance explained by each attribute ({SHARE_CAPTIONS:,} random "
+          "captions; rotation is missing from one template in four):")
     print("| embedding | " + " | ".join(ATTRIBUTES) + " |\n" + "|---" * (len(ATTRIBUTES) + 1) + "|")
     for name, values in shares.items():
         print(f"| {name} | " + " | ".join(f"{values[k]:.3f}" for k in ATTRIBUTES) + " |")
