@@ -42,6 +42,7 @@ from genlab.images import save_grid, to_model, to_uint8
 from genlab.plotting import draw_lines
 from genlab.registry import DATASETS
 from genlab.runs.checkpoint import kimg_of, latest_checkpoint, list_checkpoints
+from genlab.runs.folder import newest_run_dir
 
 CONFIG = "configs/cyclegan_mnist2mnistm.yaml"
 DOMAIN_CLASSIFIER = {"name": "mnist_classifier", "channels": 8, "feature_dim": 32, "dropout": 0.2}
@@ -167,10 +168,10 @@ def main() -> None:
         """The classifier run ``name``: trained here for ``kimg``, or the newest under --judges."""
         if not args.judges:
             return load(train_classifier(images, labels, classes, model, out / name, kimg, args.threads))
-        runs = sorted((Path(args.judges) / name).glob("[0-9][0-9][0-9][0-9][0-9]-*"))
-        if not runs:
+        newest = newest_run_dir(Path(args.judges) / name)
+        if newest is None:
             raise SystemExit(f"--judges {args.judges} holds no {name} run; leave out --judges to train one")
-        return load(runs[-1])
+        return load(newest)
 
     domain_clf = judge("domain-classifier", 8.0, *both, ("A", "B"), DOMAIN_CLASSIFIER)
     G_AB, G_BA = load(run_dir), load(run_dir, role="G_BA")

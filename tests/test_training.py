@@ -19,7 +19,7 @@ from genlab.cli.main import main
 from genlab.config import config_from_dict
 from genlab.errors import TrainingDiverged
 from genlab.runs import checkpoint as ckpt
-from genlab.runs.folder import read_records
+from genlab.runs.folder import create_run_dir, newest_run_dir, read_records
 from genlab.training.objectives.vae import VAEStep
 from genlab.training.step import LossOutput
 
@@ -233,3 +233,12 @@ def test_torchrun_trains_one_run_across_two_processes(family, tmp_path):
     assert len(state["data"]) == len(state["rng"]) == 2  # every rank's position, for exact resume
     model = genlab.load(run_dir)
     assert model.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 1, 28, 28)
+
+
+def test_run_folders_are_numbered_and_the_newest_is_the_highest_number(tmp_path):
+    assert newest_run_dir(tmp_path / "absent") is None and newest_run_dir(tmp_path) is None
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "00007-old").mkdir()
+    (tmp_path / "1234-short").mkdir()  # not five digits: not a run folder
+    made = create_run_dir(tmp_path, "a b/c")
+    assert made.name == "00008-a-b-c" and newest_run_dir(tmp_path) == made

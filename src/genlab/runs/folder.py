@@ -20,17 +20,28 @@ from genlab.runs.locations import resolve
 
 CONFIG_FILE = "config.yaml"
 DATA_FILE = "data.json"
+RUN_NUMBER = re.compile(r"(\d{5})-")  # the numbered prefix of a run folder's name
+
+
+def _numbered(out_dir: Path) -> dict[int, Path]:
+    return {int(m.group(1)): p for p in out_dir.iterdir() if (m := RUN_NUMBER.match(p.name))}
 
 
 def create_run_dir(out_dir: str | Path, name: str) -> Path:
     """The next numbered folder under ``out_dir``: 00000-name, 00001-name, ..."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    numbers = [int(m.group(1)) for p in out_dir.iterdir() if (m := re.match(r"(\d{5})-", p.name))]
     safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
-    run_dir = out_dir / f"{max(numbers, default=-1) + 1:05d}-{safe_name}"
+    run_dir = out_dir / f"{max(_numbered(out_dir), default=-1) + 1:05d}-{safe_name}"
     run_dir.mkdir()
     return run_dir
+
+
+def newest_run_dir(out_dir: str | Path) -> Path | None:
+    """The highest-numbered run folder :func:`create_run_dir` made under ``out_dir``; None if there is none."""
+    out_dir = Path(out_dir)
+    runs = _numbered(out_dir) if out_dir.is_dir() else {}
+    return runs[max(runs)] if runs else None
 
 
 def write_run_files(run_dir: Path, config: Config, data: TensorDataset) -> None:
