@@ -149,6 +149,17 @@ def test_each_phase_trains_only_its_modules(channels, run_phase):
             assert set(out.stats) == {"D_A(a)", "D_A(G_BA(b))", "D_B(b)", "D_B(G_AB(a))"}
 
 
+@pytest.mark.parametrize("ratio", [1.0, 0.25, 0.0])
+def test_g_loss_weighs_the_b_to_a_to_b_cycle_by_its_ratio(ratio):
+    step, data = tiny_step(3, 3, cycle_weight=10.0, bab_cycle_ratio=ratio, identity_weight=5.0)
+    with torch.no_grad():
+        out = step.g_loss(data.batch(slice(0, 8)))
+    s = {name: float(value) for name, value in out.stats.items()}
+    expected = (s["gan_AB"] + s["gan_BA"] + 10.0 * (s["cycle_ABA"] + ratio * s["cycle_BAB"])
+                + 5.0 * (s["identity_A"] + s["identity_B"]))
+    assert s["cycle_BAB"] > 0.01 and float(out.loss) == pytest.approx(expected, rel=1e-5)
+
+
 def test_d_sees_the_fakes_g_made_before_its_update():
     step, data = tiny_step(pool_size=50)
     batch = data.batch(slice(0, 8))

@@ -3,8 +3,8 @@ domains ``{"a": Image, "b": Image}``.
 
 Phases per iteration: ``G`` on a fresh batch (both generators, one Adam): fool D_B with
 G_AB(a) and D_A with G_BA(b) (least squares, E[(D(G(x)) - 1)^2]), plus ``cycle_weight`` *
-(|G_BA(G_AB(a)) - a|_1 + |G_AB(G_BA(b)) - b|_1), plus ``identity_weight`` * (|G_BA(a) - a|_1 +
-|G_AB(b) - b|_1). Then ``D`` on the same batch (``reuse_batch``; both discriminators, one
+(|G_BA(G_AB(a)) - a|_1 + ``bab_cycle_ratio`` * |G_AB(G_BA(b)) - b|_1), plus ``identity_weight`` *
+(|G_BA(a) - a|_1 + |G_AB(b) - b|_1). Then ``D`` on the same batch (``reuse_batch``; both discriminators, one
 Adam): real images against fakes drawn from a history of 50 earlier fakes per domain
 (Shrivastava et al. 2017), each D's loss 1/2 (E[(D(x) - 1)^2] + E[D(fake)^2]).
 Adam lr 2e-4, betas (0.5, 0.999). The paper's learning-rate decay (constant for the first
@@ -54,6 +54,9 @@ class CycleGANObjectiveConfig(ObjectiveConfig):
     name: str = "cyclegan"
     family: ClassVar[str] = "cyclegan"
     cycle_weight: float = 10.0  # lambda of both cycle-consistency terms (the paper's 10)
+    # The B->A->B term's weight over cycle_weight (the authors' code: lambda_B / lambda_A; the paper's 1).
+    # Below 1 it asks less of G_BA to hide B's content that A cannot show (the photo under an MNIST-M digit).
+    bab_cycle_ratio: float = 1.0
     identity_weight: float = 5.0  # 0.5 * cycle_weight (the code's default); same channel counts only; 0 disables
     pool_size: int = 50  # fakes kept per domain for D; 0 disables (D sees the current fakes)
     lr_g: float = 2e-4
@@ -61,6 +64,7 @@ class CycleGANObjectiveConfig(ObjectiveConfig):
     betas: tuple[float, float] = (0.5, 0.999)  # Adam's
     bounds: ClassVar[dict[str, Range]] = {
         "cycle_weight": NON_NEGATIVE,
+        "bab_cycle_ratio": NON_NEGATIVE,
         "identity_weight": NON_NEGATIVE,
         "pool_size": at_least(0, "0 disables the pool"),
         "lr_g": POSITIVE,
@@ -154,7 +158,7 @@ class CycleGANStep(Step):
         fake_b, fake_a = G_AB(a), G_BA(b)
         cycle_a, cycle_b = F.l1_loss(G_BA(fake_b).float(), a), F.l1_loss(G_AB(fake_a).float(), b)
         gan_ab, gan_ba = g_lsgan(self.nets["D_B"](fake_b).float()), g_lsgan(self.nets["D_A"](fake_a).float())
-        loss = gan_ab + gan_ba + self.cfg.cycle_weight * (cycle_a + cycle_b)
+        loss = gan_ab + gan_ba + self.cfg.cycle_weight * (cycle_a + self.cfg.bab_cycle_ratio * cycle_b)
         stats: dict[str, Tensor | float] = {
             "gan_AB": gan_ab.detach(),
             "gan_BA": gan_ba.detach(),
