@@ -53,7 +53,7 @@ POOL_STREAMS = {"a": 1, "b": 2}  # per-domain offsets of the pools' seeds
 class CycleGANObjectiveConfig(ObjectiveConfig):
     name: str = "cyclegan"
     family: ClassVar[str] = "cyclegan"
-    cycle_weight: float = 10.0  # lambda of both cycle-consistency terms (the paper's 10)
+    cycle_weight: float = 10.0  # lambda of the cycle-consistency terms (the paper's 10; B->A->B: times the ratio below)
     # The B->A->B term's weight over cycle_weight (the authors' code: lambda_B / lambda_A; the paper's 1).
     # Below 1 it asks less of G_BA to hide B's content that A cannot show (the photo under an MNIST-M digit).
     bab_cycle_ratio: float = 1.0
