@@ -14,7 +14,6 @@ import copy
 import dataclasses
 import io
 import math
-import re
 import shutil
 import typing
 from pathlib import Path
@@ -28,6 +27,7 @@ from hypothesis import strategies as st
 from genlab.cli.main import main
 from genlab.config import TrainConfig
 from genlab.registry import DATASETS, MODELS, OBJECTIVES
+from genlab.runs.folder import RUN_NUMBER
 
 from .conftest import fuzz_examples
 from .test_images import user_files
@@ -36,9 +36,6 @@ from .test_kill import RECIPES as KILL_RECIPES
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 EXAMPLES = {"config": 100, "overrides": 100, "start": 40, "cli": 160}  # per test, times GENLAB_FUZZ_SCALE
-RUN_FOLDER = re.compile(r"\d{5}-")
-
-
 def examples(test: str) -> settings:
     return fuzz_examples(EXAMPLES[test])
 
@@ -64,7 +61,7 @@ def genlab(argv: list[str]) -> int:
 
 
 def run_folders(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_dir() and RUN_FOLDER.match(p.name) and "checkpoints" not in p.parts]
+    return [p for p in root.rglob("*") if p.is_dir() and RUN_NUMBER.match(p.name) and "checkpoints" not in p.parts]
 
 
 def assert_no_half_made_run_folder(cwd: Path, trained: bool) -> None:
