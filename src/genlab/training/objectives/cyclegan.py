@@ -54,7 +54,8 @@ class CycleGANObjectiveConfig(ObjectiveConfig):
     name: str = "cyclegan"
     family: ClassVar[str] = "cyclegan"
     cycle_weight: float = 10.0  # lambda of the cycle-consistency terms (the paper's 10; B->A->B: times the ratio below)
-    # The B->A->B term's weight over cycle_weight (the authors' code: lambda_B / lambda_A; the paper's 1).
+    # The B->A->B term's weight over cycle_weight (the paper's 1). The authors' code weighs each cycle by its
+    # own lambda, and its lambda_B also scales G_AB's identity term; this ratio scales the cycle alone.
     # Below 1 it asks less of G_BA to hide B's content that A cannot show (the photo under an MNIST-M digit).
     bab_cycle_ratio: float = 1.0
     identity_weight: float = 5.0  # 0.5 * cycle_weight (the code's default); same channel counts only; 0 disables
