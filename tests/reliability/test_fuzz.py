@@ -36,6 +36,8 @@ from .test_kill import RECIPES as KILL_RECIPES
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 EXAMPLES = {"config": 100, "overrides": 100, "start": 40, "cli": 160}  # per test, times GENLAB_FUZZ_SCALE
+
+
 def examples(test: str) -> settings:
     return fuzz_examples(EXAMPLES[test])
 
