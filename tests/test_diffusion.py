@@ -364,3 +364,42 @@ def test_coordinate_channels_reach_the_unet():
         seen = net(x, t)
         net.coordinates.zero_()
         assert net.stem.in_channels == 3 and not torch.allclose(net(x, t), seen)
+
+
+def test_cross_attention_reads_each_word_and_ignores_padding():
+    """model.cross_attention: with the pooled caption path cut, one changed word still changes the prediction
+    (and does not without cross-attention); more padding changes nothing; the empty caption is defined."""
+    from genlab.data.captions import tokenize
+    from genlab.models.unet import UNet
+
+    def net(cross: bool) -> UNet:
+        torch.manual_seed(0)
+        unet = UNet((3, 8, 8), 8, (1, 2), 1, (4,), 0, 0.0, vocabulary_size=len(VOCABULARY), text_dim=8,
+                    cross_attention=cross)
+        with torch.no_grad():
+            for p in unet.parameters():
+                p.normal_(0, 0.3)
+            unet.condition.project.weight.zero_()  # the sentence embedding no longer reaches the net
+            unet.condition.project.bias.zero_()
+        return unet.eval()
+
+    upright, rotated = tokenize(["a big red square in the upper left , upright",
+                                 "a big red square in the upper left , rotated"], MAX_WORDS)
+    x, t = torch.randn(1, 3, 8, 8), torch.tensor([0.4])
+    with torch.no_grad():
+        for cross in (True, False):
+            unet = net(cross)
+            changed = not torch.allclose(unet(x, t, upright[None]), unet(x, t, rotated[None]), atol=1e-6)
+            assert changed == cross
+        unet = net(True)
+        padded = torch.cat([upright, torch.zeros(5, dtype=torch.int64)])
+        torch.testing.assert_close(unet(x, t, padded[None]), unet(x, t, upright[None]), rtol=1e-4, atol=1e-5)
+        empty = unet(x, t, torch.zeros(1, MAX_WORDS, dtype=torch.int64))
+        assert torch.isfinite(empty).all() and not torch.allclose(empty, unet(x, t, upright[None]), atol=1e-6)
+
+
+def test_cross_attention_needs_captions():
+    from genlab.models.diffusion import FlowMatchingConfig
+
+    with pytest.raises(ConfigError, match="model.text=true"):
+        FlowMatchingConfig(cross_attention=True)

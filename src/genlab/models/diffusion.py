@@ -388,6 +388,9 @@ class DiffusionConfig(ModelConfig):
     # empty: the encoder is learned with the U-Net. Read when a run starts only: the export holds the weights.
     text_encoder: str = ""
     coordinates: bool = False  # x and y as two more input channels (CoordConv): lets a condition say where
+    # A text model also reads its caption word by word: cross-attention to the words' states after each
+    # self-attention (LDM, Imagen), beside the pooled embedding added to the time's
+    cross_attention: bool = False
     steps: int = 32  # sampling steps
     guidance: float = 1.0  # classifier-free guidance scale; 1 is the plain conditional model
     example_variants: ClassVar[tuple[dict, ...]] = (
@@ -408,6 +411,8 @@ class DiffusionConfig(ModelConfig):
             "text": True,
             "text_dim": 8,
             "coordinates": True,
+            "cross_attention": True,
+            "attention_resolutions": (16,),
         },
     )
     example_spec: ClassVar[Callable[[DiffusionConfig], Spec | None]] = staticmethod(
@@ -424,6 +429,8 @@ class DiffusionConfig(ModelConfig):
             )
         if self.text_encoder and not self.text:
             raise ConfigError("model.text_encoder is the caption encoder of a text model: set model.text=true")
+        if self.cross_attention and not self.text:
+            raise ConfigError("model.cross_attention reads a caption's words: set model.text=true")
 
     def net(self, spec: Spec, model: str) -> tuple[tuple[int, int, int], Callable[[], UNet]]:
         shape = image_field(spec, model).shape
@@ -454,6 +461,7 @@ class DiffusionConfig(ModelConfig):
             words,
             self.text_dim,
             self.coordinates,
+            self.cross_attention,
         )
 
     def text_settings(self, spec: Spec) -> dict:

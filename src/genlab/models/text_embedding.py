@@ -37,15 +37,19 @@ MAX_LOGIT_SCALE = 100.0  # CLIP's clamp: a larger scale makes the softmax unstab
 
 
 class TextEncoder(nn.Module):
-    """Word indices [N, L] (0 = padding, at the end) -> sentence embeddings [N, dim]."""
+    """Word indices [N, L] (0 = padding, at the end) -> sentence embeddings [N, dim] (or each word's state)."""
 
     def __init__(self, vocabulary_size: int, dim: int) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocabulary_size, dim, padding_idx=0)
         self.gru = nn.GRU(dim, dim, batch_first=True)
 
+    def states(self, tokens: Tensor) -> Tensor:
+        """Each word's GRU state [N, L, dim] (padding's too: mask it)."""
+        return self.gru(self.embed(tokens))[0]
+
     def forward(self, tokens: Tensor) -> Tensor:
-        states, _ = self.gru(self.embed(tokens))  # [N, L, dim]
+        states = self.states(tokens)
         words = (tokens != 0).unsqueeze(2).float()
         # The mean of the states over the words, not the last state alone: a GRU learned from scratch
         # keeps mostly the last words (in the first runs G followed the position words, which end most

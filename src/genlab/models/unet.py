@@ -10,7 +10,10 @@ groups per norm instead of 32 (widths start at 32 here), and the time is a conti
 A conditional net adds an embedding of its condition to the time's (as ADM, Dhariwal & Nichol 2021,
 for classes; GLIDE, Nichol et al. 2022, and Imagen, Saharia et al. 2022, for a caption's pooled
 embedding), with a "no condition" of its own, the unconditional model that classifier-free
-guidance needs (Ho & Salimans 2022): an extra class row, or the empty caption.
+guidance needs (Ho & Salimans 2022): an extra class row, or the empty caption. A caption can also be
+read word by word: cross-attention from the image's positions to the words' states after each
+self-attention (LDM, Rombach et al. 2022; Imagen), so that one word ("rotated") is not averaged away
+into the sentence's one vector.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.models.text_embedding import TextEncoder
+
+Words = tuple[Tensor, Tensor]  # a caption's word states [N, L, D] and which of them may be read [N, L] bool
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -65,17 +70,34 @@ class ClassCondition(nn.Module):
 class TextCondition(nn.Module):
     """Captions [N, L] (word indices, 0 = padding) -> embeddings [N, dim]: the sentence embedding of a
     :class:`TextEncoder` through a linear map. The empty caption (all padding) is "no caption", whose
-    embedding is learned apart (a sentence embedding of no words would be the zero vector for any net)."""
+    embedding is learned apart (a sentence embedding of no words would be the zero vector for any net).
+    With ``words``, :meth:`words` also gives each word's state, for cross-attention."""
 
-    def __init__(self, vocabulary_size: int, text_dim: int, dim: int) -> None:
+    def __init__(self, vocabulary_size: int, text_dim: int, dim: int, words: bool = False) -> None:
         super().__init__()
         self.text = TextEncoder(vocabulary_size, text_dim)
         self.project = nn.Linear(text_dim, dim)
         self.empty = nn.Parameter(torch.zeros(dim))
+        self.null_word: nn.Parameter | None = None
+        if words:
+            # A learned null word that every caption has, as imagen-pytorch's null key and value: the empty
+            # caption (all padding) still has a word to attend to, and attention may look at none of the
+            # caption's. The states are layer-normed, as Imagen norms T5's before its cross-attention.
+            self.null_word = nn.Parameter(torch.randn(1, 1, text_dim))
+            self.words_norm = nn.LayerNorm(text_dim)
 
     def forward(self, tokens: Tensor) -> Tensor:
         empty = (tokens == 0).all(dim=1, keepdim=True)
         return torch.where(empty, self.empty.to(tokens.device), self.project(self.text(tokens)))
+
+    def words(self, tokens: Tensor) -> Words:
+        """Captions [N, L] -> the null word then each word's encoder state [N, 1 + L, text_dim], normed, and
+        which of them cross-attention may read [N, 1 + L] bool (padding may not)."""
+        assert self.null_word is not None, "built without words=True"
+        states = self.text.states(tokens)
+        null = self.null_word.to(states.dtype).expand(states.shape[0], -1, -1)
+        mask = torch.cat([torch.ones_like(tokens[:, :1], dtype=torch.bool), tokens != 0], dim=1)
+        return self.words_norm(torch.cat([null, states], dim=1)), mask
 
     def dropped(self, tokens: Tensor, drop: Tensor | None = None) -> Tensor:
         """``tokens`` with the rows ``drop`` [N] bool (all without it) replaced by the empty caption."""
@@ -116,19 +138,46 @@ class Attention(nn.Module):
         return x + self.out(attended.transpose(-1, -2).reshape(n, c, h, w))
 
 
+class CrossAttention(nn.Module):
+    """Multi-head attention from positions [N, C, H, W] to words [N, L, D] (those the mask [N, L] allows),
+    added to its input: the image asks the caption what to draw where."""
+
+    def __init__(self, channels: int, text_dim: int, heads: int = 4) -> None:
+        super().__init__()
+        self.heads = math.gcd(heads, channels)
+        self.norm = group_norm(channels)
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.kv = nn.Linear(text_dim, 2 * channels)
+        self.out = zero_init(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: Tensor, words: Words) -> Tensor:
+        n, c, h, w = x.shape
+        states, mask = words
+        q = self.q(self.norm(x)).reshape(n, self.heads, c // self.heads, h * w).transpose(-1, -2)
+        kv = self.kv(states.to(x.dtype)).reshape(n, -1, 2, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask[:, None, None, :])
+        return x + self.out(attended.transpose(-1, -2).reshape(n, c, h, w))
+
+
 class Level(nn.Module):
     """The blocks of one resolution, each optionally followed by attention. Going down (``up=False``)
     each block's output is pushed on ``skips``; going up each block first takes the last one off it."""
 
-    def __init__(self, widths: list[tuple[int, int]], emb_dim: int, attention: bool, dropout: float, up: bool) -> None:
+    def __init__(
+        self, widths: list[tuple[int, int]], emb_dim: int, attention: bool, dropout: float, up: bool, text_dim: int = 0
+    ) -> None:
+        """``text_dim`` > 0: cross-attention to the caption's words after each self-attention."""
         super().__init__()
         self.up = up
         self.blocks = nn.ModuleList(ResBlock(a, b, emb_dim, dropout) for a, b in widths)
         self.attention = nn.ModuleList(Attention(b) if attention else nn.Identity() for _, b in widths)
+        self.cross = nn.ModuleList(CrossAttention(b, text_dim) for _, b in widths) if attention and text_dim else None
 
-    def forward(self, h: Tensor, emb: Tensor, skips: list[Tensor]) -> Tensor:
-        for block, attention in zip(self.blocks, self.attention, strict=True):
+    def forward(self, h: Tensor, emb: Tensor, skips: list[Tensor], words: Words | None = None) -> Tensor:
+        for i, (block, attention) in enumerate(zip(self.blocks, self.attention, strict=True)):
             h = attention(block(torch.cat([h, skips.pop()], dim=1) if self.up else h, emb))
+            if self.cross is not None and words is not None:
+                h = self.cross[i](h, words)
             if not self.up:
                 skips.append(h)
         return h
@@ -137,7 +186,8 @@ class Level(nn.Module):
 class UNet(nn.Module):
     """(x_t: [N, C, S, S], t: [N] in [0, 1], condition or None) -> [N, C, S, S], the prediction (noise or
     velocity) of the model that owns it. The condition is class labels [N] (``num_classes`` > 0) or
-    captions [N, L] (``vocabulary_size`` > 0); None, or ``condition.dropped(...)``, means none."""
+    captions [N, L] (``vocabulary_size`` > 0); None, or ``condition.dropped(...)``, means none. With
+    ``cross_attention`` a caption is also read word by word where the net has self-attention."""
 
     def __init__(
         self,
@@ -151,6 +201,7 @@ class UNet(nn.Module):
         vocabulary_size: int = 0,
         text_dim: int = 64,
         coordinates: bool = False,
+        cross_attention: bool = False,
     ) -> None:
         super().__init__()
         c_img, side = image_shape[0], image_shape[-1]
@@ -168,10 +219,13 @@ class UNet(nn.Module):
         self.condition: ClassCondition | TextCondition | None = None
         if num_classes and vocabulary_size:
             raise ValueError("a U-Net is conditioned on classes or on captions, not both")
+        if cross_attention and not vocabulary_size:
+            raise ValueError("cross-attention reads a caption's words: it needs vocabulary_size > 0")
+        cross_dim = text_dim if cross_attention else 0
         if num_classes:
             self.condition = ClassCondition(num_classes, emb_dim)
         elif vocabulary_size:
-            self.condition = TextCondition(vocabulary_size, text_dim, emb_dim)
+            self.condition = TextCondition(vocabulary_size, text_dim, emb_dim, words=cross_attention)
         widths = [channels * m for m in channel_mult]
         sides = [side >> i for i in range(len(widths))]
         self.stem = nn.Conv2d(c_img + (2 if coordinates else 0), channels, 3, padding=1)
@@ -183,19 +237,20 @@ class UNet(nn.Module):
                 pairs.append((c, width))
                 c = width
                 skips.append(c)
-            self.down.append(Level(pairs, emb_dim, sides[i] in attention_resolutions, dropout, up=False))
+            self.down.append(Level(pairs, emb_dim, sides[i] in attention_resolutions, dropout, False, cross_dim))
             last = i == len(widths) - 1
             self.downsample.append(nn.Identity() if last else nn.Conv2d(c, c, 3, stride=2, padding=1))
             if not last:
                 skips.append(c)
         self.middle = nn.ModuleList([ResBlock(c, c, emb_dim, dropout), Attention(c), ResBlock(c, c, emb_dim, dropout)])
+        self.middle_cross = CrossAttention(c, cross_dim) if cross_dim else None
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for i, width in reversed(list(enumerate(widths))):
             pairs = []
             for _ in range(blocks_per_level + 1):
                 pairs.append((c + skips.pop(), width))
                 c = width
-            self.up.append(Level(pairs, emb_dim, sides[i] in attention_resolutions, dropout, up=True))
+            self.up.append(Level(pairs, emb_dim, sides[i] in attention_resolutions, dropout, True, cross_dim))
             self.upsample.append(nn.Conv2d(c, c, 3, padding=1) if i else nn.Identity())
         # zero at first: the first prediction is 0 everywhere
         self.head = nn.Sequential(group_norm(c), nn.SiLU(), zero_init(nn.Conv2d(c, c_img, 3, padding=1)))
@@ -207,18 +262,25 @@ class UNet(nn.Module):
                 empty = torch.zeros(x.shape[0], 1, dtype=torch.int64, device=x.device)
                 condition = self.condition.dropped(empty if isinstance(self.condition, TextCondition) else empty[:, 0])
             emb = emb + self.condition(condition).to(emb.dtype)
+        words = None
+        if self.middle_cross is not None:
+            assert isinstance(self.condition, TextCondition) and condition is not None
+            words = self.condition.words(condition)
         if self.coordinates is not None:
             x = torch.cat([x, self.coordinates.to(x.dtype).expand(x.shape[0], -1, -1, -1)], dim=1)
         h = self.stem(x)
         skips = [h]
         for level, down in zip(self.down, self.downsample, strict=True):
-            h = level(h, emb, skips)
+            h = level(h, emb, skips, words)
             if not isinstance(down, nn.Identity):
                 h = down(h)
                 skips.append(h)
-        h = self.middle[2](self.middle[1](self.middle[0](h, emb)), emb)
+        h = self.middle[1](self.middle[0](h, emb))
+        if self.middle_cross is not None and words is not None:
+            h = self.middle_cross(h, words)
+        h = self.middle[2](h, emb)
         for level, up in zip(self.up, self.upsample, strict=True):
-            h = level(h, emb, skips)
+            h = level(h, emb, skips, words)
             if not isinstance(up, nn.Identity):
                 h = up(F.interpolate(h, size=skips[-1].shape[-2:], mode="nearest"))
         return self.head(h)
