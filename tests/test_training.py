@@ -141,6 +141,21 @@ def test_resume_refuses_a_config_that_would_break_exactness(tmp_path):
     assert final_state(longer)[1]["images_seen"] == 256
 
 
+def test_a_dry_run_of_a_resume_with_a_config_file_checks_it_as_the_resume_would(tmp_path, capsys):
+    """`genlab train FILE --resume RUN --dry-run` prints what the resumed run will use, or refuses as it would."""
+    import yaml
+
+    from genlab.config import config_to_dict
+
+    run_dir = genlab.train(sprites_config(tmp_path, kimg=0.128))
+    file = tmp_path / "c.yaml"
+    file.write_text(yaml.safe_dump(config_to_dict(sprites_config(tmp_path, kimg=0.256, batch_size=16))))
+    assert main(["train", str(file), "--resume", str(run_dir), "--dry-run"]) == 2
+    assert "cannot resume" in capsys.readouterr().err
+    assert main(["train", str(file), "--resume", str(run_dir), "--dry-run", "--set", "train.batch_size=32"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["train"]["kimg"] == 0.256
+
+
 @pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
     config = tmp_path / "c.yaml"

@@ -24,6 +24,7 @@ from genlab.models.protocols import (
     is_conditional,
 )
 from genlab.runs.folder import read_run
+from genlab.training.loop import resume_config
 
 
 def add_parser(subparsers) -> None:
@@ -48,6 +49,8 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.config:
         config = load_cli_config(args.config, args)
+        if args.resume:  # what the resumed run will use (a dry run printed the file's keys, not the run's)
+            config = resume_config(Path(args.resume), config)
     elif args.resume:
         _, saved, spec = read_run(args.resume)
         config = with_data_root(override_config(saved, list(args.set or [])), args)

@@ -99,7 +99,7 @@ def train(config: Config | None = None, resume: str | Path | None = None, stop_a
     if stop_after_kimg is not None and not stop_after_kimg > 0:
         raise ConfigError(f"stop_after_kimg must be > 0, got {stop_after_kimg}")
     if resume is not None:
-        config = _resume_config(Path(resume), config)
+        config = resume_config(Path(resume), config)
     elif config is None:
         raise ConfigError("train() needs a config or a run folder to resume")
     tc = config.train
@@ -620,7 +620,9 @@ def _training_only(step: Step, phase: Phase, wrapped: dict[str, nn.Module]):
         step.nets = step.modules
 
 
-def _resume_config(run_dir: Path, given: Config | None) -> Config:
+def resume_config(run_dir: Path, given: Config | None) -> Config:
+    """The config that resuming ``run_dir`` trains with: the run's own, or ``given`` where only keys that
+    an exact resume allows to change differ (a ConfigError naming the others)."""
     _, saved, _ = read_run(run_dir)
     if given is None:
         return saved
