@@ -95,6 +95,21 @@ def test_every_phase_gives_the_same_loss_and_gradients_in_channels_last(name, va
 
 
 @pytest.mark.parametrize("name, variant", CASES)
+def test_every_phase_runs_under_bf16_autocast(name, variant, run_phase):
+    """train.precision=bf16 (or auto's pick) wraps each phase's loss in bf16 autocast, as the loop
+    does: no model may mix an autocast output into its fp32 state (StyleGAN's w average did)."""
+    step, data = build(name, variant)
+    for phase in step.phases():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, _ = run_phase(step, phase, data.batch(slice(0, 8)))
+        assert torch.isfinite(out.loss), phase.name
+        step.optimizers[phase.optimizer].step()
+    for module in step.modules.values():
+        for key, value in module.state_dict().items():
+            assert value.dtype != torch.bfloat16, f"{key} became bf16"
+
+
+@pytest.mark.parametrize("name, variant", CASES)
 def test_export_builds_alone_and_samples_have_the_data_shape_and_range(name, variant, tmp_path):
     step, data = build(name, variant)
     cfg, spec = examples(name)[variant]

@@ -197,8 +197,8 @@ class StyleGenerator(Generator):
         """
         w = self.mapping(z)
         if self.training:
-            with torch.no_grad():
-                self.w_avg.lerp_(w.detach().mean(0), 1 - self.w_avg_beta)
+            with torch.no_grad():  # w is bf16 under autocast; the running mean stays fp32
+                self.w_avg.lerp_(w.detach().mean(0).to(self.w_avg.dtype), 1 - self.w_avg_beta)
         ws = self.broadcast(w)
         if self.training and self.mixing_prob > 0:  # mixing regularisation: decorrelates the layers' styles
             mixed = torch.rand(z.shape[0], device=z.device) < self.mixing_prob
