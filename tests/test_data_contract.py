@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from genlab.config import DataConfig, _build
+from genlab.errors import ConfigError
 from genlab.data import example_configs, load_dataset
-from genlab.data.base import (Classes, Factors, Image, LabelMap, Points, Spec, TensorDataset, Tokens, Trajectories,
+from genlab.data.base import (Classes, Clusters, Factors, Image, LabelMap, Points, Spec, TensorDataset, Tokens, Trajectories,
                               field_shape, spec_from_json, spec_to_json)
 from genlab.registry import DATASETS, Entry
 
@@ -25,7 +26,7 @@ EXAMPLES = example_configs()
 NAMES = list(EXAMPLES)
 # Each kind's storage type as genlab.data.base states it, written out so that the contract
 # does not trust the code it checks.
-DTYPES = {Image: torch.uint8, Classes: torch.int64, Factors: torch.float32, Points: torch.float32,
+DTYPES = {Image: torch.uint8, Classes: torch.int64, Clusters: torch.int64, Factors: torch.float32, Points: torch.float32,
           LabelMap: torch.uint8, Tokens: torch.int64, Trajectories: torch.float32}
 
 
@@ -48,6 +49,10 @@ def violations(data: TensorDataset) -> list[str]:
             continue
         if isinstance(field, (Classes, LabelMap)) and len(t) and not 0 <= t.min() <= t.max() < field.num_classes:
             found.append(f"{name}: class indices {t.min()}..{t.max()} outside the {field.num_classes} classes")
+        if isinstance(field, Clusters) and len(t) and not 0 <= t.min() <= t.max() < field.num_clusters:
+            found.append(f"{name}: cluster indices {t.min()}..{t.max()} outside the {field.num_clusters} clusters")
+        if isinstance(field, Clusters) and abs(sum(field.shares) - 1) > 1e-6:
+            found.append(f"{name}: cluster shares sum to {sum(field.shares)}, not 1")
         if isinstance(field, Tokens) and len(t) and not 0 <= t.min() <= t.max() < len(field.vocabulary):
             found.append(f"{name}: word indices {t.min()}..{t.max()} outside the {len(field.vocabulary)} words")
         if isinstance(field, (Factors, Points, Trajectories)) and not torch.isfinite(t).all():
@@ -110,6 +115,21 @@ def test_both_splits_build_as_the_spec_promises(name, example_files):
         data = load_dataset(cfg, split)
         assert isinstance(data, TensorDataset) and len(data) > 0, split
         assert violations(data) == [], split
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_image_set_takes_clusters_and_others_refuse_them_by_name(name, example_files):
+    plain = load_dataset(example(name, example_files))
+    cfg = example(name, example_files, clusters=3)
+    if not isinstance(plain.spec.get("image"), Image):
+        with pytest.raises(ConfigError, match="data.clusters=0"):
+            load_dataset(cfg)
+        return
+    for split in ("train", "test"):
+        data = load_dataset(cfg, split)
+        assert violations(data) == [], split
+        assert data.spec["cluster"] == Clusters(data.spec["cluster"].shares) and data.spec["cluster"].num_clusters == 3
+        assert all(torch.equal(data[key], value) for key, value in load_dataset(example(name, example_files), split).fields.items())
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from genlab.config import TrainConfig
-from genlab.data.base import Classes, Image, LabelMap, Points, TensorDataset, Tokens, field_shape
+from genlab.data.base import Classes, Clusters, Image, LabelMap, Points, TensorDataset, Tokens, field_shape
 from genlab.models import build_modules, examples
 from genlab.models.protocols import Encoder, LatentSampler, TextConditional, Translator, is_conditional
 from genlab.registry import MODELS, OBJECTIVES
@@ -36,6 +36,8 @@ def example_data(spec, n: int = 16) -> TensorDataset:
             fields[key] = torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
         elif isinstance(field, Classes):
             fields[key] = torch.randint(0, field.num_classes, shape, generator=generator)
+        elif isinstance(field, Clusters):
+            fields[key] = torch.randint(0, field.num_clusters, shape, generator=generator)
         elif isinstance(field, LabelMap):
             fields[key] = torch.randint(0, field.num_classes, shape, generator=generator, dtype=torch.uint8)
         elif isinstance(field, Tokens):  # words, then padding (0) at the end, as captions are

@@ -181,9 +181,13 @@ class DataConfig(Bounded):
     """
 
     name: str
+    # k of k-means on the training images' pixels, whose clusters become a "cluster" field (genlab.data.clusters)
+    # for GANs conditioned on them; 0 adds none. After every set's own keys, so positional arguments keep their order.
+    clusters: int = field(default=0, kw_only=True)
     registry: ClassVar[Registry] = DATASETS
     num_modes: ClassVar[int | None] = None
     example: ClassVar[dict[str, Any] | None] = None
+    bounds: ClassVar[dict[str, Range]] = {"clusters": at_least(0, "0 adds no clusters")}
 
 
 @dataclass

@@ -12,6 +12,7 @@ from genlab.config import DataConfig
 from genlab.data.base import (
     Batch,
     Classes,
+    Clusters,
     Factors,
     Image,
     LabelMap,
@@ -21,6 +22,7 @@ from genlab.data.base import (
     Tokens,
     Trajectories,
 )
+from genlab.data.clusters import with_clusters
 from genlab.registry import DATASETS, BuilderRegistry
 
 
@@ -28,7 +30,9 @@ def load_dataset(cfg: DataConfig, split: str = "train") -> TensorDataset:
     """Build the ``split`` ("train" or "test") of the dataset ``cfg`` describes."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    return DATASETS.get(cfg.name).builder(cfg, split)
+    build = DATASETS.get(cfg.name).builder
+    data = build(cfg, split)
+    return with_clusters(data, cfg, build) if cfg.clusters else data
 
 
 def example_configs(registry: BuilderRegistry = DATASETS) -> dict[str, dict[str, Any] | None]:
@@ -43,6 +47,7 @@ def example_configs(registry: BuilderRegistry = DATASETS) -> dict[str, dict[str,
 __all__ = [
     "Batch",
     "Classes",
+    "Clusters",
     "Factors",
     "Image",
     "LabelMap",

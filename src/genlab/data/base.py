@@ -8,7 +8,7 @@ A *spec* names the fields of one example and says what each one is, e.g.
 the spec alone (never from the data), and run folders store it in ``data.json``, so a
 saved run is rebuilt without loading or faking any data.
 
-Storage types are fixed per kind: Image uint8 ``[N, C, H, W]`` in 0..255, Classes int64
+Storage types are fixed per kind: Image uint8 ``[N, C, H, W]`` in 0..255, Classes and Clusters int64
 ``[N]``, Factors float32 ``[N, K]``, Points float32 ``[N, D]``, LabelMap uint8 ``[N, 1, H, W]``
 of class indices, Trajectories float32 ``[N, A, T, 2]`` in metres. :meth:`TensorDataset.batch` is
 the one place where image fields become float in [-1, 1] (and label maps int64 ``[N, H, W]``, never
@@ -50,6 +50,19 @@ class Classes:
     @property
     def num_classes(self) -> int:
         return len(self.names)
+
+
+@dataclass(frozen=True)
+class Clusters:
+    """Pseudo-labels found by clustering the training images, not given with them: int64 ``[N]`` in
+    ``0 .. len(shares) - 1``. ``shares`` is each cluster's fraction of the training split, the
+    distribution a model conditioned on them draws its clusters from when it samples."""
+
+    shares: tuple[float, ...]
+
+    @property
+    def num_clusters(self) -> int:
+        return len(self.shares)
 
 
 @dataclass(frozen=True)
@@ -110,11 +123,12 @@ class Trajectories:
         return self.steps - self.observed
 
 
-Field = Image | Classes | Factors | Points | LabelMap | Tokens | Trajectories
+Field = Image | Classes | Clusters | Factors | Points | LabelMap | Tokens | Trajectories
 Spec = dict[str, Field]
 _KINDS: dict[str, type] = {
     "image": Image,
     "classes": Classes,
+    "clusters": Clusters,
     "factors": Factors,
     "points": Points,
     "label_map": LabelMap,
@@ -124,6 +138,7 @@ _KINDS: dict[str, type] = {
 _DTYPES: dict[type, torch.dtype] = {
     Image: torch.uint8,
     Classes: torch.int64,
+    Clusters: torch.int64,
     Factors: torch.float32,
     Points: torch.float32,
     LabelMap: torch.uint8,
@@ -171,6 +186,8 @@ def describe(spec: Spec) -> str:
     for name, f in spec.items():
         if isinstance(f, Classes):
             parts.append(f"{name}: {f.num_classes} classes")
+        elif isinstance(f, Clusters):
+            parts.append(f"{name}: {f.num_clusters} clusters")
         elif isinstance(f, LabelMap):
             parts.append(f"{name}: LabelMap({f.num_classes} classes, {f.height}x{f.width})")
         elif isinstance(f, Tokens):
@@ -216,6 +233,19 @@ def num_classes_for(spec: Spec, model: str, conditional: bool) -> int:
             f"false or train {model} on labelled data (mnist, image_folder with class folders)"
         )
     return classes.num_classes
+
+
+def cluster_shares_for(spec: Spec, model: str, clusters: bool) -> tuple[float, ...]:
+    """The shares of the data's clusters a model conditions on (``model.clusters=true``), or () when it does not."""
+    if not clusters:
+        return ()
+    field = spec.get("cluster")
+    if not isinstance(field, Clusters):
+        raise ConfigError(
+            f"model.clusters=true conditions {model} on k-means clusters of the images, but the data has "
+            f"{describe(spec)}; set data.clusters (e.g. 50), or model.clusters=false"
+        )
+    return field.shares
 
 
 def trajectory_field(spec: Spec, model: str) -> tuple[str, Trajectories]:

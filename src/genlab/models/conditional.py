@@ -19,6 +19,9 @@ al., ICML 2019) and BigGAN's generator options (Brock et al., ICLR 2019) as swit
   per block, each block's CBNs conditioned on [its chunk, the shared embedding].
   BigGAN's truncation trick is ``G.sample(n, truncation=t)`` (:class:`~genlab.models.layers.Generator`).
 - ``conditional=false``: plain BN in G and no projection in D (SNGAN), for unlabelled data.
+- ``clusters``: conditioned as above, but on the data's k-means clusters (``data.clusters``)
+  instead of its classes; G draws each cluster as often as the training data holds it, from the
+  first coordinate of z, so it stays a function of z alone and unconditional to every tool.
 - ``taper``: widths halve each time the side doubles (DCGAN's and BigGAN's layout), from
   ``g_channels``/``d_channels`` at the smallest side, instead of one width everywhere: the
   full-size maps, where most of the work is, get the fewest channels (about 2.4x the images/s of
@@ -46,10 +49,12 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from genlab.config import ModelConfig, Range, at_least
-from genlab.data.base import Spec, image_field, num_classes_for
+from genlab.data.base import Clusters, Image, Spec, cluster_shares_for, image_field, num_classes_for
 from genlab.errors import ConfigError
 from genlab.models.layers import DownBlock, Generator, SelfAttention
 from genlab.registry import register_model
+
+CLUSTERED_EXAMPLE_SPEC: Spec = {"image": Image(1, 32, 32), "cluster": Clusters((0.5, 0.3, 0.2))}
 
 # Side of G's first feature map per supported image size; each block doubles it.
 _BASE_SIDE = {28: 7, 32: 4, 64: 4}
@@ -84,6 +89,7 @@ class SNGANProjectionConfig(ModelConfig):
     g_channels: int = 64  # width of G's blocks (SNGAN on CIFAR-10: 256)
     d_channels: int = 64  # width of D's blocks (SNGAN on CIFAR-10: 128)
     conditional: bool = True  # CBN in G and the projection in D; false for unlabelled data
+    clusters: bool = False  # condition on the data's k-means clusters instead (data.clusters)
     attention_resolution: int = 0  # feature-map side of a self-attention block in G and D; 0: none
     shared_embedding: bool = False  # BigGAN: one class embedding shared by every CBN of G
     embedding_dim: int = 128  # size of the shared embedding
@@ -94,7 +100,11 @@ class SNGANProjectionConfig(ModelConfig):
         {"attention_resolution": 16},
         {"shared_embedding": True, "hierarchical_latent": True},
         {"conditional": False},
+        {"conditional": False, "clusters": True},
         {"taper": True},
+    )
+    example_spec: ClassVar[Callable[[SNGANProjectionConfig], Spec | None]] = staticmethod(
+        lambda cfg: CLUSTERED_EXAMPLE_SPEC if cfg.clusters else None
     )
 
     bounds: ClassVar[dict[str, Range]] = {
@@ -111,7 +121,11 @@ class SNGANProjectionConfig(ModelConfig):
                 "self-attention uses channels/8 queries and keys: set model.g_channels and "
                 "model.d_channels to at least 8, or model.attention_resolution=0"
             )
-        if self.shared_embedding and not self.conditional:
+        if self.clusters and self.conditional:
+            raise ConfigError(
+                "model.clusters=true conditions on clusters instead of classes: set model.conditional=false with it"
+            )
+        if self.shared_embedding and not (self.conditional or self.clusters):
             raise ConfigError(
                 "model.shared_embedding is a class embedding; with model.conditional=false "
                 "there are no classes: set shared_embedding=false"
@@ -174,8 +188,13 @@ class ProjectionGenerator(Generator):
     """z: [N, latent_dim] (and labels [N] when ``num_classes``) -> images [N, C, S, S] in [-1, 1].
 
     ``embedding_dim`` > 0 shares one class embedding among the CBNs; ``hierarchical`` then
-    feeds z in equal chunks to the stem and each block.
+    feeds z in equal chunks to the stem and each block. With ``cluster_shares`` (one per cluster)
+    G is conditioned on clusters: training passes them as labels, and without labels the cluster
+    is :meth:`clusters_of` z, so that samples hold each cluster in its share.
     """
+
+    condition_key: str | None = None  # "cluster" when conditioned on clusters: the batch field G and D get
+    cluster_shares: Tensor  # [K] float32, a buffer, when conditioned on clusters
 
     def __init__(
         self,
@@ -187,13 +206,19 @@ class ProjectionGenerator(Generator):
         embedding_dim: int = 0,
         hierarchical: bool = False,
         taper: bool = False,
+        cluster_shares: tuple[float, ...] = (),
     ) -> None:
         super().__init__()
         self.image_shape, self.latent_dim, self.num_classes = tuple(image_shape), latent_dim, num_classes
+        if cluster_shares:
+            self.condition_key = "cluster"
+            self.register_buffer("cluster_shares", torch.tensor(cluster_shares, dtype=torch.float32))
+        tables = num_classes or len(cluster_shares)  # rows of the class (or cluster) tables
+        self.conditioned = tables > 0
         sides = generator_sides(image_shape[-1])
         self.base, self.hierarchical = sides[0], hierarchical
         self.chunk = latent_dim // len(sides) if hierarchical else latent_dim  # the part of z the stem reads
-        self.shared = nn.Embedding(num_classes, embedding_dim) if num_classes and embedding_dim else None
+        self.shared = nn.Embedding(tables, embedding_dim) if tables and embedding_dim else None
         norm: Callable[[int], nn.Module] = nn.BatchNorm2d
         if self.shared is not None:
             # BigGAN's orthogonal init: distinct classes of unit norm. nn.Embedding's N(0, 1)
@@ -201,8 +226,8 @@ class ProjectionGenerator(Generator):
             # of 10 digits came out as blank images at 60 and 100 kimg; none did with this.
             nn.init.orthogonal_(self.shared.weight)
             norm = partial(ConditionalBatchNorm2d, cond_dim=embedding_dim + (self.chunk if hierarchical else 0))
-        elif num_classes:
-            norm = partial(ConditionalBatchNorm2d, num_classes=num_classes)
+        elif tables:
+            norm = partial(ConditionalBatchNorm2d, num_classes=tables)
         widths = stage_widths(sides, channels, taper)
         self.stem = nn.Linear(self.chunk, widths[0] * self.base**2)
         self.blocks = nn.ModuleList(CondUpBlock(c_in, c_out, norm) for c_in, c_out in pairwise(widths))
@@ -217,8 +242,10 @@ class ProjectionGenerator(Generator):
         """The stem's latent [N, chunk] and each block's condition: None (unconditional), the labels
         [N] (per-class tables) or a vector [N, cond_dim] ([chunk of z,] shared embedding)."""
         n_blocks = len(self.blocks)
-        if not self.num_classes:
+        if not self.conditioned:
             return z, [None] * n_blocks
+        if labels is None and self.condition_key == "cluster":
+            labels = self.clusters_of(z)
         if labels is None:
             raise ConfigError("this generator is class-conditional: call it with labels [N]")
         if self.shared is None:
@@ -228,6 +255,13 @@ class ProjectionGenerator(Generator):
             return z, [embedding] * n_blocks
         stem, *chunks = z.split(self.chunk, dim=1)
         return stem, [torch.cat([chunk, embedding], dim=1) for chunk in chunks]
+
+    def clusters_of(self, z: Tensor) -> Tensor:
+        """The cluster [N] of each latent: Phi(z[:, 0]), uniform in (0, 1) under the prior, cut at the
+        shares' cumulative sums (inverse transform sampling). A truncated z narrows it to the middle clusters."""
+        shares = self.cluster_shares.double()
+        u = torch.special.ndtr(z[:, 0].double()) * shares.sum()
+        return torch.searchsorted(shares.cumsum(0), u, right=True).clamp(max=len(shares) - 1)
 
     def _attend(self, h: Tensor, stage: int) -> Tensor:
         # attention_stage is -1, no stage, without an attention block
@@ -242,7 +276,7 @@ class ProjectionGenerator(Generator):
 
 
 class ProjectionDiscriminator(nn.Module):
-    """x: [N, C, S, S] in [-1, 1] (and labels [N] when ``num_classes``) -> logits [N]."""
+    """x: [N, C, S, S] in [-1, 1] (and labels [N] when ``num_classes``: classes or clusters) -> logits [N]."""
 
     def __init__(
         self,
@@ -299,6 +333,7 @@ def _check_for_size(cfg: SNGANProjectionConfig, size: int) -> None:
 def build_sngan_projection(cfg: SNGANProjectionConfig, spec: Spec) -> dict:
     shape = image_field(spec, "sngan_projection", sorted(_BASE_SIDE)).shape
     k = num_classes_for(spec, "sngan_projection", cfg.conditional)
+    shares = cluster_shares_for(spec, "sngan_projection", cfg.clusters)
     _check_for_size(cfg, shape[-1])
     embedding_dim = cfg.embedding_dim if cfg.shared_embedding else 0
     return {
@@ -311,6 +346,9 @@ def build_sngan_projection(cfg: SNGANProjectionConfig, spec: Spec) -> dict:
             embedding_dim,
             cfg.hierarchical_latent,
             cfg.taper,
+            shares,
         ),
-        "D": lambda: ProjectionDiscriminator(shape, cfg.d_channels, k, cfg.attention_resolution, cfg.taper),
+        "D": lambda: ProjectionDiscriminator(
+            shape, cfg.d_channels, k or len(shares), cfg.attention_resolution, cfg.taper
+        ),
     }

@@ -135,6 +135,14 @@ class GANObjectiveConfig(ObjectiveConfig):
             {"name": "gan", "loss": "hinge", "n_critic": 2, "regularisers": [{"name": "ortho", "weight": 1e-4}]},
             slow=True,
         ),
+        # Conditioned on k-means clusters (fitted again on resume) that G draws from z when it samples.
+        ExampleRun(
+            "clusters",
+            {"name": "mnist", "root": EXAMPLE_FILES, "limit": 512, "clusters": 5},
+            {"name": "sngan_projection", "conditional": False, "clusters": True, "g_channels": 8, "d_channels": 8},
+            {"name": "gan", "loss": "hinge", "ema_decay": 0.99},
+            slow=True,
+        ),
         # Per-layer noise, mixing regularisation, lazy R1 and path-length counters, the path-length target.
         ExampleRun(
             "stylegan",

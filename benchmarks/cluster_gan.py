@@ -1,0 +1,158 @@
+"""An unconditional GAN conditioned on k-means clusters against the same networks without them (issue 30:
+the zoo GAN's FID-MNIST <= 10).
+
+Each recipe trains once per seed with a checkpoint every ``--every`` kimg; every checkpoint's export
+is scored on ``--n`` samples in the digit classifier's features: FID, precision, recall and the KL
+of the classes it reads to uniform (how unevenly the digits are drawn). Prints one table row per
+checkpoint and writes OUT/cluster_gan.png (FID and class KL against kimg; the curves are kept in
+OUT/curves.json, so runs of several calls share the figure).
+
+    PYTHONPATH=src python benchmarks/cluster_gan.py --data-root ../shared/data \\
+        [--configs RECIPE ...] [--kimg 1000] [--every 100] [--seeds 0] [--threads 2]
+
+The default recipes are configs/cluster_gan_mnist.yaml and its control without clusters,
+"configs/cluster_gan_mnist.yaml@data.clusters=0,model.clusters=false" (a recipe's own overrides follow an @).
+
+``--imbalance`` instead measures what an uneven class mix alone costs: real test images drawn
+(with replacement) in class shares whose KL to uniform is 0, 0.004, 0.01, 0.03 and 0.1, scored
+against the training split like a model's samples. For the ranking check on a second data set of
+MNIST's shape, train a judge on it and pass it: `genlab train-classifier --out runs/judge-mnistm-grey
+--set data.name=mnist_m --set data.channels=1`, then `--classifier RUN --set data.name=mnist_m
+data.channels=1`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import genlab
+from genlab.config import Config, load_config
+from genlab.data import load_dataset
+from genlab.data.standard import StandardConfig
+from genlab.metrics.classifier_features import mnist_extractor
+from genlab.metrics.evaluate import evaluate
+from genlab.metrics.features import extract_features
+from genlab.metrics.fid import fid
+from genlab.metrics.settings import EvalSettings
+from genlab.plotting import draw_lines
+from genlab.runs.checkpoint import kimg_of, list_checkpoints
+from genlab.runs.folder import read_run
+from recipes import loop_speed  # benchmarks/recipes.py: this script's folder is on sys.path
+
+CONFIGS = ("configs/cluster_gan_mnist.yaml", "configs/cluster_gan_mnist.yaml@data.clusters=0,model.clusters=false")
+METRICS = ("fid", "pr", "modes")
+KLS = (0.0, 0.004, 0.01, 0.03, 0.1)
+
+
+def shares_with_kl(kl: float, rng: np.random.Generator, classes: int = 10) -> np.ndarray:
+    """Random class shares whose KL to uniform is ``kl`` (bisection on the temperature of random logits)."""
+    logits, low, high = rng.normal(size=classes), 0.0, 20.0
+    for _ in range(60):
+        t = (low + high) / 2
+        p = np.exp(t * logits) / np.exp(t * logits).sum()
+        low, high = (t, high) if (p * np.log(p * classes)).sum() < kl else (low, t)
+    return p
+
+
+def imbalance(args: argparse.Namespace, draws: int = 3) -> None:
+    """FID of real test images drawn in uneven class shares, against the training split."""
+    root = StandardConfig("mnist", args.data_root, download=False)
+    train, test = load_dataset(root, "train"), load_dataset(root, "test")
+    extractor = mnist_extractor(args.classifier)
+    reference = extract_features(extractor, train["image"])["features"]
+    features = extract_features(extractor, test["image"])["features"]
+    labels, rng = test["label"].numpy(), np.random.default_rng(0)
+    print(f"the test split itself: FID {fid(features, reference)['fid']:.1f}")
+    print("| class KL to uniform | FID of 10,000 real test images drawn in those shares (one per draw) |")
+    print("|---|---|")
+    for kl in KLS:
+        values = []
+        for _ in range(draws):
+            counts = rng.multinomial(len(labels), shares_with_kl(kl, rng) if kl else np.full(10, 0.1))
+            index = np.concatenate([rng.choice(np.flatnonzero(labels == c), n) for c, n in enumerate(counts)])
+            values.append(fid(features[torch.from_numpy(index)], reference)["fid"])
+        print(f"| {kl:g} | {' / '.join(f'{v:.1f}' for v in values)} |", flush=True)
+
+
+def run_recipe(recipe: str, seed: int, args: argparse.Namespace) -> Config:
+    """The config of ``recipe`` (``PATH[@key=value,...]``) for one seed, checkpointed every ``--every`` kimg."""
+    path, _, own = recipe.partition("@")
+    overrides = [f"data.root={args.data_root}", f"train.out_dir={args.out}", "train.progress_bar=false",
+                 f"train.threads={args.threads}", f"train.seed={seed}", f"train.checkpoint_every_kimg={args.every}",
+                 "train.keep_checkpoints=1000", *args.set, *filter(None, own.split(","))]
+    return load_config(path, overrides + ([f"train.kimg={args.kimg}"] if args.kimg else []))
+
+
+def label(recipe: str) -> str:
+    path, _, own = recipe.partition("@")
+    return Path(path).stem + (f" ({own})" if own else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", required=True)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--kimg", type=float, help="override each recipe's training length")
+    parser.add_argument("--every", type=float, default=100, help="kimg between the curve's points")
+    parser.add_argument("--n", type=int, default=10_000, help="samples per point")
+    parser.add_argument("--set", nargs="*", default=[], help="overrides for every recipe")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--classifier", metavar="RUN", help="the judge: a digit classifier run (default: the zoo's)")
+    parser.add_argument("--out", default="runs/bench-cluster-gan")
+    parser.add_argument("--imbalance", action="store_true", help="only measure what class imbalance costs real images")
+    parser.add_argument("--runs", nargs="+", default=[], metavar="RUN", help="score these runs, train none")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.imbalance:
+        imbalance(args)
+        return
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "curves.json"
+    curves: dict[str, dict[str, tuple[list[float], list[float]]]] = (
+        json.loads(saved.read_text()) if saved.is_file() else {"FID (digit classifier)": {}, "class KL to uniform": {}}
+    )
+    print("| recipe | seed | kimg | FID | precision | recall | class KL | images/s | train s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    if args.runs:
+        for run in map(Path, args.runs):
+            config = read_run(run)[1]
+            name = f"{run.name}: {'clusters' if config.data.clusters else 'no clusters'}"
+            score(run, config, name, config.train.seed, "", args, curves, out)
+        return
+    for recipe in args.configs:
+        for seed in args.seeds:
+            config = run_recipe(recipe, seed, args)
+            start = time.perf_counter()
+            run_dir = genlab.train(config)
+            score(run_dir, config, label(recipe), seed, f"{time.perf_counter() - start:.0f}", args, curves, out)
+
+
+def score(run_dir: Path, config: Config, name: str, seed: int, train_s: str, args: argparse.Namespace,
+          curves: dict, out: Path) -> None:
+    """Score every checkpoint of ``run_dir``: a table row each, then its curves into OUT's figure."""
+    settings = EvalSettings(metrics=METRICS, n=args.n, features="mnist", classifier=args.classifier)
+    speed, points = loop_speed(run_dir)[1], []
+    for checkpoint in list_checkpoints(run_dir / "checkpoints"):
+        kimg = float(kimg_of(checkpoint))
+        r, _ = evaluate(genlab.load(run_dir, checkpoint=checkpoint), config, settings,
+                        run_dir / "eval" / f"cluster-gan-{kimg:g}", run=str(run_dir), checkpoint=checkpoint)
+        points.append((kimg, r["fid"], r["kl_to_uniform"]))
+        print(f"| {name} | {seed} | {kimg:g} | {r['fid']:.1f} | {r['precision']:.3f} | "
+              f"{r['recall']:.3f} | {r['kl_to_uniform']:.4f} | {speed:.0f} | {train_s} |", flush=True)
+    key = f"{name} s{seed}"
+    curves["FID (digit classifier)"][key] = ([k for k, _, _ in points], [f for _, f, _ in points])
+    curves["class KL to uniform"][key] = ([k for k, _, _ in points], [q for _, _, q in points])
+    (out / "curves.json").write_text(json.dumps(curves, indent=1))
+    draw_lines(curves, "training kimg", out / "cluster_gan.png", legend="right")
+
+
+if __name__ == "__main__":
+    main()
