@@ -9,6 +9,7 @@ from genlab.config import TrainConfig
 from genlab.data import load_dataset
 from genlab.data.base import Classes, Clusters, Image, Spec, TensorDataset
 from genlab.data.clusters import nearest_centres
+from genlab.data.pairs import PairsConfig
 from genlab.data.standard import StandardConfig
 from genlab.errors import ConfigError
 from genlab.models import build_modules
@@ -82,3 +83,9 @@ def test_cluster_conditioning_needs_clustered_data_and_no_classes():
         build_modules(SNGANProjectionConfig(conditional=False, clusters=True), {"image": Image(1, 28, 28)})
     with pytest.raises(ConfigError, match=r"model\.conditional=false"):
         SNGANProjectionConfig(conditional=True, clusters=True)
+
+
+def test_clusters_inside_another_data_set_are_refused_by_their_key(mnist_root):
+    base = StandardConfig("mnist", str(mnist_root), download=False, limit=64, clusters=3)
+    with pytest.raises(ConfigError, match=r"data\.base\.clusters=3: clusters are added to the data set a model"):
+        load_dataset(PairsConfig("pairs", base=base, kind="edges"))

@@ -241,7 +241,7 @@ def test_facades_config_resolves_and_names_the_missing_folder(tmp_path, capsys):
 
 def test_data_root_reaches_the_nested_base(capsys):
     assert main(["train", str(CONFIGS / "pix2pix_edges2digits.yaml"), "--data-root", "/data/here", "--dry-run"]) == 0
-    assert "  base:\n    name: mnist\n    root: /data/here\n" in capsys.readouterr().out
+    assert "  base:\n    name: mnist\n    clusters: 0\n    root: /data/here\n" in capsys.readouterr().out
 
 
 def test_translate_rollout_plays_a_next_frame_model_forward(tmp_path, capsys):

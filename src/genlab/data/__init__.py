@@ -22,7 +22,7 @@ from genlab.data.base import (
     Tokens,
     Trajectories,
 )
-from genlab.data.clusters import with_clusters
+from genlab.data.clusters import check_nested, with_clusters
 from genlab.registry import DATASETS, BuilderRegistry
 
 
@@ -30,6 +30,7 @@ def load_dataset(cfg: DataConfig, split: str = "train") -> TensorDataset:
     """Build the ``split`` ("train" or "test") of the dataset ``cfg`` describes."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    check_nested(cfg)
     build = DATASETS.get(cfg.name).builder
     data = build(cfg, split)
     return with_clusters(data, cfg, build) if cfg.clusters else data

@@ -18,6 +18,7 @@ machine; another CPU's float rounding may move a few borderline images.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -65,6 +66,21 @@ def _fit(cfg: DataConfig, build: Builder) -> tuple[Tensor, tuple[float, ...]]:
         counts = torch.bincount(nearest_centres(images, centres), minlength=cfg.clusters)
         _FITS[key] = centres, tuple((counts.double() / counts.sum()).tolist())
     return _FITS[key]
+
+
+def check_nested(cfg: DataConfig, where: str = "data.") -> None:
+    """ConfigError for ``clusters`` set on a data set inside another (a ``pairs`` or ``captioned`` base, an
+    ``unpaired`` domain): the sets built from it keep only the fields they need, so it would be lost."""
+    for field in dataclasses.fields(cfg):
+        inner = getattr(cfg, field.name)
+        if isinstance(inner, DataConfig):
+            at = f"{where}{field.name}."
+            if inner.clusters:
+                raise ConfigError(
+                    f"{at}clusters={inner.clusters}: clusters are added to the data set a model trains on, "
+                    f"not to one inside it; set {at}clusters=0 (and {where}clusters for the outer set)"
+                )
+            check_nested(inner, at)
 
 
 def with_clusters(data: TensorDataset, cfg: DataConfig, build: Builder) -> TensorDataset:
