@@ -102,19 +102,26 @@ def label(recipe: str) -> str:
     return Path(path).stem + (f" ({own})" if own else "")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_recipe_arguments(parser: argparse.ArgumentParser, configs: tuple[str, ...], every: float, n: int,
+                         out: str) -> None:
+    """The options of a benchmark that trains recipes over seeds (what :func:`run_recipe` reads) and scores
+    their checkpoints on ``--n`` samples in a digit classifier's features."""
     parser.add_argument("--data-root", required=True)
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", default=list(configs))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--kimg", type=float, help="override each recipe's training length")
-    parser.add_argument("--every", type=float, default=20, help="kimg between the curve's points")
-    parser.add_argument("--n", type=int, default=2000, help="samples per point of the curve")
-    parser.add_argument("--final-n", type=int, default=10_000, help="samples for the last checkpoint's card; 0: none")
+    parser.add_argument("--every", type=float, default=every, help="kimg between the curve's points")
+    parser.add_argument("--n", type=int, default=n, help="samples per point of the curve")
     parser.add_argument("--set", nargs="*", default=[], help="overrides for every recipe")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--classifier", metavar="RUN", help="the judge: a digit classifier run (default: genlab's newest)")
-    parser.add_argument("--out", default="runs/bench-class-control")
+    parser.add_argument("--classifier", metavar="RUN", help="the judge: a digit classifier run (default: the zoo's)")
+    parser.add_argument("--out", default=out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_recipe_arguments(parser, CONFIGS, every=20, n=2000, out="runs/bench-class-control")
+    parser.add_argument("--final-n", type=int, default=10_000, help="samples for the last checkpoint's card; 0: none")
     parser.add_argument("--ema-statistics", metavar="RUN", help="only compare RUN's EMA batch-norm statistics")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 import genlab
-from genlab.config import Config, load_config
+from genlab.config import Config
 from genlab.data import load_dataset
 from genlab.data.standard import StandardConfig
 from genlab.metrics.classifier_features import mnist_extractor
@@ -43,7 +43,8 @@ from genlab.metrics.settings import EvalSettings
 from genlab.plotting import draw_lines
 from genlab.runs.checkpoint import kimg_of, list_checkpoints
 from genlab.runs.folder import read_run
-from recipes import loop_speed  # benchmarks/recipes.py: this script's folder is on sys.path
+from class_control import add_recipe_arguments, run_recipe  # benchmarks/: this script's folder is on sys.path
+from recipes import loop_speed
 
 CONFIGS = ("configs/cluster_gan_mnist.yaml", "configs/cluster_gan_mnist.yaml@data.clusters=0,model.clusters=false")
 METRICS = ("fid", "pr", "modes")
@@ -80,32 +81,9 @@ def imbalance(args: argparse.Namespace, draws: int = 3) -> None:
         print(f"| {kl:g} | {' / '.join(f'{v:.1f}' for v in values)} |", flush=True)
 
 
-def run_recipe(recipe: str, seed: int, args: argparse.Namespace) -> Config:
-    """The config of ``recipe`` (``PATH[@key=value,...]``) for one seed, checkpointed every ``--every`` kimg."""
-    path, _, own = recipe.partition("@")
-    overrides = [f"data.root={args.data_root}", f"train.out_dir={args.out}", "train.progress_bar=false",
-                 f"train.threads={args.threads}", f"train.seed={seed}", f"train.checkpoint_every_kimg={args.every}",
-                 "train.keep_checkpoints=1000", *args.set, *filter(None, own.split(","))]
-    return load_config(path, overrides + ([f"train.kimg={args.kimg}"] if args.kimg else []))
-
-
-def label(recipe: str) -> str:
-    path, _, own = recipe.partition("@")
-    return Path(path).stem + (f" ({own})" if own else "")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", required=True)
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--kimg", type=float, help="override each recipe's training length")
-    parser.add_argument("--every", type=float, default=100, help="kimg between the curve's points")
-    parser.add_argument("--n", type=int, default=10_000, help="samples per point")
-    parser.add_argument("--set", nargs="*", default=[], help="overrides for every recipe")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--classifier", metavar="RUN", help="the judge: a digit classifier run (default: the zoo's)")
-    parser.add_argument("--out", default="runs/bench-cluster-gan")
+    add_recipe_arguments(parser, CONFIGS, every=100, n=10_000, out="runs/bench-cluster-gan")
     parser.add_argument("--imbalance", action="store_true", help="only measure what class imbalance costs real images")
     parser.add_argument("--runs", nargs="+", default=[], metavar="RUN", help="score these runs, train none")
     args = parser.parse_args()
@@ -116,28 +94,26 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "curves.json"
-    curves: dict[str, dict[str, tuple[list[float], list[float]]]] = (
-        json.loads(saved.read_text()) if saved.is_file() else {"FID (digit classifier)": {}, "class KL to uniform": {}}
-    )
-    print("| recipe | seed | kimg | FID | precision | recall | class KL | images/s | train s |")
+    curves: dict[str, dict[str, list]] = json.loads(saved.read_text()) if saved.is_file() else {}
+    print("| run | seed | kimg | FID | precision | recall | class KL | images/s | train s |")
     print("|---|---|---|---|---|---|---|---|---|")
     if args.runs:
         for run in map(Path, args.runs):
             config = read_run(run)[1]
-            name = f"{run.name}: {'clusters' if config.data.clusters else 'no clusters'}"
-            score(run, config, name, config.train.seed, "", args, curves, out)
+            score(run, config, config.train.seed, "", args, curves, out)
         return
     for recipe in args.configs:
         for seed in args.seeds:
             config = run_recipe(recipe, seed, args)
             start = time.perf_counter()
             run_dir = genlab.train(config)
-            score(run_dir, config, label(recipe), seed, f"{time.perf_counter() - start:.0f}", args, curves, out)
+            score(run_dir, config, seed, f"{time.perf_counter() - start:.0f}", args, curves, out)
 
 
-def score(run_dir: Path, config: Config, name: str, seed: int, train_s: str, args: argparse.Namespace,
-          curves: dict, out: Path) -> None:
+def score(run_dir: Path, config: Config, seed: int, train_s: str, args: argparse.Namespace, curves: dict,
+          out: Path) -> None:
     """Score every checkpoint of ``run_dir``: a table row each, then its curves into OUT's figure."""
+    name = "clusters" if config.data.clusters else "no clusters (control)"
     settings = EvalSettings(metrics=METRICS, n=args.n, features="mnist", classifier=args.classifier)
     speed, points = loop_speed(run_dir)[1], []
     for checkpoint in list_checkpoints(run_dir / "checkpoints"):
@@ -147,9 +123,11 @@ def score(run_dir: Path, config: Config, name: str, seed: int, train_s: str, arg
         points.append((kimg, r["fid"], r["kl_to_uniform"]))
         print(f"| {name} | {seed} | {kimg:g} | {r['fid']:.1f} | {r['precision']:.3f} | "
               f"{r['recall']:.3f} | {r['kl_to_uniform']:.4f} | {speed:.0f} | {train_s} |", flush=True)
-    key = f"{name} s{seed}"
-    curves["FID (digit classifier)"][key] = ([k for k, _, _ in points], [f for _, f, _ in points])
-    curves["class KL to uniform"][key] = ([k for k, _, _ in points], [q for _, _, q in points])
+    key = f"{name}, seed {seed}"
+    data = config.data.name + (" (grey)" if getattr(config.data, "channels", 0) == 1 else "")
+    kimgs = [k for k, _, _ in points]
+    curves.setdefault(f"FID in the judge's features, {data}", {})[key] = (kimgs, [f for _, f, _ in points])
+    curves.setdefault(f"class KL to uniform, {data}", {})[key] = (kimgs, [q for _, _, q in points])
     (out / "curves.json").write_text(json.dumps(curves, indent=1))
     draw_lines(curves, "training kimg", out / "cluster_gan.png", legend="right")
 
