@@ -81,6 +81,16 @@ def imbalance(args: argparse.Namespace, draws: int = 3) -> None:
         print(f"| {kl:g} | {' / '.join(f'{v:.1f}' for v in values)} |", flush=True)
 
 
+def purity(config: Config) -> float:
+    """The share of training images whose cluster's commonest class is theirs (random clusters: about 0.1)."""
+    data = load_dataset(config.data)
+    clusters, labels = data["cluster"], data["label"]
+    counts = torch.zeros(config.data.clusters, int(labels.max()) + 1).index_put_(
+        (clusters, labels), torch.ones(len(labels)), accumulate=True
+    )
+    return float(counts.max(dim=1).values.sum() / len(labels))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_recipe_arguments(parser, CONFIGS, every=100, n=10_000, out="runs/bench-cluster-gan")
@@ -105,6 +115,9 @@ def main() -> None:
     for recipe in args.configs:
         for seed in args.seeds:
             config = run_recipe(recipe, seed, args)
+            if config.data.clusters:
+                print(f"{config.data.name}: {purity(config):.3f} of the training images share their cluster's "
+                      "commonest class", flush=True)
             start = time.perf_counter()
             run_dir = genlab.train(config)
             score(run_dir, config, seed, f"{time.perf_counter() - start:.0f}", args, curves, out)
