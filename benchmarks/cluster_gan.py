@@ -36,6 +36,7 @@ from genlab.config import Config
 from genlab.data import load_dataset
 from genlab.data.standard import StandardConfig
 from genlab.metrics.classifier_features import mnist_extractor
+from genlab.metrics.coverage import KEY_KL_UNIFORM, mode_coverage
 from genlab.metrics.evaluate import evaluate
 from genlab.metrics.features import extract_features
 from genlab.metrics.fid import fid
@@ -57,7 +58,8 @@ def shares_with_kl(kl: float, rng: np.random.Generator, classes: int = 10) -> np
     for _ in range(60):
         t = (low + high) / 2
         p = np.exp(t * logits) / np.exp(t * logits).sum()
-        low, high = (t, high) if (p * np.log(p * classes)).sum() < kl else (low, t)
+        # the modes metric's own KL, so that the shares match what it reports for a model's samples
+        low, high = (t, high) if mode_coverage(torch.from_numpy(p))[KEY_KL_UNIFORM] < kl else (low, t)
     return p
 
 

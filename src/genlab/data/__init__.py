@@ -33,7 +33,7 @@ def load_dataset(cfg: DataConfig, split: str = "train") -> TensorDataset:
     check_nested(cfg)
     build = DATASETS.get(cfg.name).builder
     data = build(cfg, split)
-    return with_clusters(data, cfg, build) if cfg.clusters else data
+    return with_clusters(data, cfg, split, build) if cfg.clusters else data
 
 
 def example_configs(registry: BuilderRegistry = DATASETS) -> dict[str, dict[str, Any] | None]:

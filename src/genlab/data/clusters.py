@@ -57,11 +57,12 @@ def kmeans_centres(images: Tensor, k: int) -> Tensor:
 _FITS: dict[str, tuple[Tensor, tuple[float, ...]]] = {}  # by config: both splits and every evaluation share a fit
 
 
-def _fit(cfg: DataConfig, build: Builder) -> tuple[Tensor, tuple[float, ...]]:
-    """The centres of ``cfg``'s training images and each cluster's share of them."""
+def _fit(cfg: DataConfig, train_images: Callable[[], Tensor]) -> tuple[Tensor, tuple[float, ...]]:
+    """The centres of ``cfg``'s training images (``train_images()``, called only when there is no fit yet)
+    and each cluster's share of them."""
     key = repr(cfg)
     if key not in _FITS:
-        images = build(cfg, "train")["image"]
+        images = train_images()
         centres = kmeans_centres(images, cfg.clusters)
         counts = torch.bincount(nearest_centres(images, centres), minlength=cfg.clusters)
         _FITS[key] = centres, tuple((counts.double() / counts.sum()).tolist())
@@ -83,14 +84,15 @@ def check_nested(cfg: DataConfig, where: str = "data.") -> None:
             check_nested(inner, at)
 
 
-def with_clusters(data: TensorDataset, cfg: DataConfig, build: Builder) -> TensorDataset:
-    """``data`` (a split of ``cfg``, which ``build`` makes) with a ``cluster`` field: int64 [N], each image's
-    cluster of the ``cfg.clusters`` found in the training split."""
+def with_clusters(data: TensorDataset, cfg: DataConfig, split: str, build: Builder) -> TensorDataset:
+    """``data`` (the ``split`` of ``cfg``, which ``build`` makes) with a ``cluster`` field: int64 [N], each
+    image's cluster of the ``cfg.clusters`` found in the training split (``data`` itself when it is that split,
+    so that it is not built twice)."""
     if not isinstance(data.spec.get("image"), Image) or "cluster" in data.spec:
         raise ConfigError(
             f"data.clusters adds a 'cluster' field to a set of images; {cfg.name} has {describe(data.spec)}: "
             "set data.clusters=0"
         )
-    centres, shares = _fit(cfg, build)
+    centres, shares = _fit(cfg, lambda: (data if split == "train" else build(cfg, "train"))["image"])
     spec = {**data.spec, "cluster": Clusters(shares)}
     return TensorDataset(data.name, spec, {**data.fields, "cluster": nearest_centres(data["image"], centres)})
