@@ -22,10 +22,18 @@ digit, a fine style.
    >= 0.9, beside the same fraction on real test images.
 3. Truncation in W (psi): FID, precision and recall in the classifier's features against --n real
    test sprites (the run's own data); truncation should raise precision and lower recall.
+4. Resolution shares (Karras et al. 2020, Figure 8): how much of the images' spread each resolution's
+   toRGB output holds, for the run and, with ``--shares-over CKPT ...``, for each of its checkpoints.
+   Fine styles can only change what the fine resolutions draw: where 4-8 px hold most of the image,
+   colour cannot come from B's 16-32 px styles.
+5. D's overfitting (Karras et al. 2020b, "ADA"): D's mean logit and r_t = E[sign D(x)] on --n training
+   and --n held-out images. Where they agree, D has not memorised its training set, and augmenting
+   D's inputs (ADA, DiffAugment), the cure for that, is not what the run lacks.
 
 Writes OUT/style-mixing.png (a mixing grid at the first crossover whose fine layers start at 16 px),
 OUT/style-mixing-inheritance.png (fraction from A against crossover, per attribute) and
-OUT/style-truncation.png, and prints Markdown tables.
+OUT/style-truncation.png (and OUT/style-resolution-shares.png with --shares-over), and prints
+Markdown tables.
 """
 
 from __future__ import annotations
@@ -45,10 +53,11 @@ from genlab.images import save_grid
 from genlab.latent.style import mixing_grid, require_style_based, sample_w
 from genlab.metrics import fid
 from genlab.metrics.captions import attribute_probabilities, classifier_features, predicted_attributes
-from genlab.metrics.mixing import inheritance
+from genlab.metrics.mixing import inheritance, resolution_shares
 from genlab.metrics.precision_recall import precision_recall
 from genlab.models.protocols import as_module, eval_mode
 from genlab.plotting import draw_lines
+from genlab.runs.checkpoint import kimg_of
 from genlab.runs.folder import read_run
 
 SURE = 0.9  # a shape read with at least this probability counts as read with confidence
@@ -95,6 +104,38 @@ def batched(fn, *zs: torch.Tensor) -> torch.Tensor:
     return torch.cat([fn(*(z[i : i + BATCH] for z in zs)) for i in range(0, len(zs[0]), BATCH)])
 
 
+@torch.no_grad()
+def print_resolution_shares(run: str, checkpoints: list[str], z: torch.Tensor, out: Path) -> None:
+    """The share of the images' spread each resolution draws, for the run's G and each checkpoint's."""
+    rows = [(f"{kimg_of(Path(c)):g} kimg", genlab.load(run, checkpoint=c)) for c in checkpoints]
+    rows.append(("the run", genlab.load(run)))
+    curves: dict[str, tuple[list[float], list[float]]] = {}
+    for n, (name, G) in enumerate(rows):
+        G = require_style_based(G)
+        shares = resolution_shares(G.resolution_parts(G.broadcast(G.mapping(z[:BATCH]))))
+        if n == 0:
+            print("\n| G | " + " | ".join(f"{r} px" for r in shares) + " |\n|---|" + "---|" * len(shares))
+        print(f"| {name} | " + " | ".join(f"{share:.3f}" for share in shares.values()) + " |")
+        if n < len(checkpoints):
+            for r, share in shares.items():
+                curves.setdefault(f"{r} px", ([], []))[0].append(kimg_of(Path(checkpoints[n])))
+                curves[f"{r} px"][1].append(share)
+    if curves:
+        draw_lines({"share of the images' spread": curves}, "kimg", out / "style-resolution-shares.png",
+                   ylims={"share of the images' spread": (0.0, 1.0)}, legend="right")
+
+
+@torch.no_grad()
+def print_overfitting(run: str, n: int) -> None:
+    """D's logits on training images against held-out ones: the gap ADA reads as overfitting."""
+    D = genlab.load(run, role="D")
+    data = read_run(run)[1].data
+    print("\n| D on | mean logit | r_t = E[sign D(x)] |\n|---|---|---|")
+    for split, name in (("train", "training images"), ("test", "held-out images")):
+        logits = batched(D, load_dataset(data, split).batch(slice(0, n))["image"])
+        print(f"| {n} {name} | {float(logits.mean()):.3f} | {float(logits.sign().mean()):.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="zoo:stylegan-sprites", help="a StyleGAN run on colour sprites")
@@ -105,6 +146,8 @@ def main() -> None:
     parser.add_argument("--psi", type=float, nargs="+", default=[1.0, 0.8, 0.6, 0.4, 0.2])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--shares-over", nargs="*", default=[], metavar="CKPT",
+                        help="checkpoints of --run (e.g. RUN/checkpoints/ckpt-*) whose resolution shares to print")
     parser.add_argument("--out", default="runs/bench-style-mixing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -177,6 +220,8 @@ def main() -> None:
                 scores[key][1].append(pr[key])
         draw_lines({"precision and recall (fraction)": scores}, "psi (truncation in W; 1: none)",
                    out / "style-truncation.png", ylims={"precision and recall (fraction)": (0.0, 1.0)}, legend="right")
+    print_resolution_shares(args.run, args.shares_over, z_a, out)
+    print_overfitting(args.run, args.n)
     print(f"\nfigures: {out / 'style-mixing.png'}, {out / 'style-mixing-inheritance.png'}, "
           f"{out / 'style-truncation.png'}")
 

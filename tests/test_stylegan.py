@@ -13,7 +13,7 @@ from genlab.config import model_config_from_dict
 from genlab.data.base import Image
 from genlab.data.captions import ATTRIBUTES
 from genlab.errors import ConfigError
-from genlab.metrics.mixing import inheritance
+from genlab.metrics.mixing import inheritance, resolution_shares
 from genlab.models import build_modules
 from genlab.models.protocols import StyleBased
 from genlab.models.layers import EqualLinear
@@ -205,3 +205,21 @@ def test_inheritance_reads_which_parent_each_attribute_of_a_mix_came_from():
     assert got["shape"] == (0.75, 0.25, 4) and got["size"] == (0.0, 1.0, 4) and got["colour"] == (0.25, 0.75, 4)
     assert got["horizontal"] == (0.0, 0.0, 4)  # a third value: from neither parent
     assert got["rotation"][2] == 0 and math.isnan(got["rotation"][0])
+
+
+def test_resolution_parts_sum_to_the_image_and_their_shares_to_one():
+    G = tiny()["G"]
+    ws = G.broadcast(G.mapping(G.latents(3, generator=torch.Generator().manual_seed(3))))
+    with torch.no_grad():
+        parts = G.resolution_parts(ws)
+        image = G.synthesis(ws)  # training mode: unclamped, the sum itself
+    assert list(parts) == [4, 8, 16, 32] and all(p.shape == image.shape for p in parts.values())
+    # the same upsamplings in another order: float32 sums may round differently per CPU
+    assert torch.allclose(sum(parts.values()), image, atol=1e-5)
+    shares = resolution_shares(parts)
+    assert math.isclose(sum(shares.values()), 1.0, rel_tol=1e-6) and all(0 < s < 1 for s in shares.values())
+    with torch.no_grad():  # silence the 32-px toRGB: its share goes to zero, the others grow
+        G.to_rgb[-1].weight.zero_()
+        G.to_rgb[-1].bias.zero_()
+        silenced = resolution_shares(G.resolution_parts(ws))
+    assert silenced[32] < 1e-6 and all(silenced[r] > shares[r] for r in (4, 8, 16))

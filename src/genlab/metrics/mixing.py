@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
 
@@ -23,3 +24,13 @@ def inheritance(a: Tensor, b: Tensor, mixed: Tensor, names: Sequence[str]) -> di
         from_b = float((mixed[differ, k] == b[differ, k]).float().mean()) if n else float("nan")
         result[name] = (from_a, from_b, n)
     return result
+
+
+def resolution_shares(parts: dict[int, Tensor]) -> dict[int, float]:
+    """``parts``: resolution -> what that resolution adds to each image [N, C, S, S] (they sum to the
+    images). Each resolution's share of the images' spread: its pixels' standard deviation per image,
+    averaged over images, as a fraction of the sum over resolutions (Karras et al. 2020, Figure 8).
+    Where the low resolutions hold most of it, the fine styles have little of the image left to change."""
+    spread = {r: float(torch.std(part.flatten(1).float(), dim=1).mean()) for r, part in parts.items()}
+    total = sum(spread.values())
+    return {r: s / total for r, s in spread.items()}

@@ -242,6 +242,10 @@ class StyleBased(Protocol):
         """ws [N, num_ws, w_dim] -> images."""
         ...
 
+    def resolution_parts(self, ws: Tensor) -> dict[int, Tensor]:
+        """ws -> {resolution: its share of the image, at the output size}; the parts sum to the image."""
+        ...
+
     def broadcast(self, w: Tensor) -> Tensor:
         """w [N, w_dim] -> the same w for every layer, [N, num_ws, w_dim]."""
         ...

@@ -65,6 +65,11 @@ def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool
 # ----------------------------------------------------------------------------- generator
 
 
+def upsample(x: Tensor) -> Tensor:
+    """2x bilinear upsampling: the paper's code uses its FIR filter [1, 3, 3, 1] instead."""
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+
 def path_lengths(images: Tensor, ws: Tensor, noise: Tensor) -> Tensor:
     """StyleGAN2's path lengths: per example, ||J_w^T y|| for the synthesis Jacobian J_w at ``ws``
     [N, L, W] (which must require grad) and ``noise`` y ~ N(0, I) / sqrt(H W) shaped like ``images``;
@@ -92,7 +97,7 @@ class StyleLayer(nn.Module):
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
         if self.up:
-            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            x = upsample(x)
         x = modulated_conv2d(x, self.weight * self.scale, self.affine(w))
         noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device) if self.training else self.noise_const
         x = x + self.noise_strength * noise
@@ -161,19 +166,36 @@ class StyleGenerator(Generator):
         """Truncation in W: w_avg + psi (w - w_avg); psi = 1 leaves w as it is, 0 gives the mean image."""
         return self.w_avg.lerp(w, psi)
 
-    def synthesis(self, ws: Tensor) -> Tensor:
-        """ws [N, num_ws, w_dim] -> images [N, C, S, S]."""
+    def skip_outputs(self, ws: Tensor) -> list[Tensor]:
+        """ws [N, num_ws, w_dim] -> each resolution's toRGB output, 4x4 first: [N, C, 4, 4], ..., [N, C, S, S]."""
         x = self.const.expand(ws.shape[0], -1, -1, -1)
         x = self.convs[0](x, ws[:, 0])
-        image = self.to_rgb[0](x, ws[:, 1])
+        outputs = [self.to_rgb[0](x, ws[:, 1])]
         for block, to_rgb in enumerate(self.to_rgb[1:], start=1):
             first = 2 * block - 1
             x = self.convs[first](x, ws[:, first])
             x = self.convs[first + 1](x, ws[:, first + 1])
-            image = F.interpolate(image, scale_factor=2, mode="bilinear", align_corners=False) + to_rgb(
-                x, ws[:, first + 2]
-            )
+            outputs.append(to_rgb(x, ws[:, first + 2]))
+        return outputs
+
+    def synthesis(self, ws: Tensor) -> Tensor:
+        """ws [N, num_ws, w_dim] -> images [N, C, S, S]: the skip outputs, each upsampled and added to the next."""
+        outputs = self.skip_outputs(ws)
+        image = outputs[0]
+        for output in outputs[1:]:
+            image = upsample(image) + output
         return image if self.training else image.clamp(-1, 1)  # D trains on the raw output; samples are images
+
+    def resolution_parts(self, ws: Tensor) -> dict[int, Tensor]:
+        """ws -> resolution: what its toRGB adds to the image, upsampled to the output size as ``synthesis``
+        does; the parts sum to the unclamped image. StyleGAN2's Figure 8 reads their spread over training."""
+        outputs = self.skip_outputs(ws)
+        parts = {}
+        for k, output in enumerate(outputs):
+            for _ in range(len(outputs) - 1 - k):
+                output = upsample(output)
+            parts[int(outputs[k].shape[-1])] = output
+        return parts
 
     def broadcast(self, w: Tensor) -> Tensor:
         """One w per example [N, w_dim] -> the same w for every layer [N, num_ws, w_dim]."""
