@@ -2,7 +2,7 @@
 which parent, read by a judge; how surely it reads the samples' shapes; and truncation in W against
 precision and recall.
 
-    PYTHONPATH=src python benchmarks/style_mixing.py [--run zoo:stylegan-sprites]
+    PYTHONPATH=src python benchmarks/style_mixing.py [--run zoo:stylegan-sprites] [--checkpoint CKPT]
         [--classifier zoo:sprites-attributes] [--pairs 2000] [--n 2000] [--psi 1 0.8 0.6 0.4 0.2]
         [--threads 2] [--out runs/bench-style-mixing]
 
@@ -17,7 +17,8 @@ digit, a fine style.
    with B's. Karras et al. (2019, section 3.1) find coarse styles carry pose and shape, fine ones
    colour: at a crossover after the coarse layers, shape, size and position should follow A and
    colour B. The control row puts an independent third sample in the mix's place: what agreement
-   with a parent looks like by chance.
+   with a parent looks like by chance. "Image change": the mixes' mean pixel distance from A as a
+   fraction of B's (0: B's layers change nothing; 1: as far as B).
 2. Confidence: the fraction of samples whose shape (digit) the classifier reads with probability
    >= 0.9, beside the same fraction on real test images.
 3. Truncation in W (psi): FID, precision and recall in the classifier's features against --n real
@@ -59,9 +60,11 @@ from genlab.models.protocols import as_module, eval_mode
 from genlab.plotting import draw_lines
 from genlab.runs.checkpoint import kimg_of
 from genlab.runs.folder import read_run
+from genlab.runs.locations import resolve, zoo_name
 
 SURE = 0.9  # a shape read with at least this probability counts as read with confidence
 BATCH = 500
+CHANGE = "image change (fraction of B's distance)"
 
 
 @dataclass
@@ -105,10 +108,12 @@ def batched(fn, *zs: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def print_resolution_shares(run: str, checkpoints: list[str], z: torch.Tensor, out: Path) -> None:
-    """The share of the images' spread each resolution draws, for the run's G and each checkpoint's."""
+def print_resolution_shares(
+    run: str, checkpoint: str | None, checkpoints: list[str], z: torch.Tensor, out: Path
+) -> None:
+    """The share of the images' spread each resolution draws, for the G read above and each checkpoint's."""
     rows = [(f"{kimg_of(Path(c)):g} kimg", genlab.load(run, checkpoint=c)) for c in checkpoints]
-    rows.append(("the run", genlab.load(run)))
+    rows.append(("the G read above", genlab.load(run, checkpoint=checkpoint)))
     curves: dict[str, tuple[list[float], list[float]]] = {}
     for n, (name, G) in enumerate(rows):
         G = require_style_based(G)
@@ -126,9 +131,12 @@ def print_resolution_shares(run: str, checkpoints: list[str], z: torch.Tensor, o
 
 
 @torch.no_grad()
-def print_overfitting(run: str, n: int) -> None:
+def print_overfitting(run: str, checkpoint: str | None, n: int) -> None:
     """D's logits on training images against held-out ones: the gap ADA reads as overfitting."""
-    D = genlab.load(run, role="D")
+    if zoo_name(resolve(run)):
+        print(f"\n{run} ships G only: give --run its training run to read D's overfitting")
+        return
+    D = genlab.load(run, checkpoint=checkpoint, role="D")
     data = read_run(run)[1].data
     print("\n| D on | mean logit | r_t = E[sign D(x)] |\n|---|---|---|")
     for split, name in (("train", "training images"), ("test", "held-out images")):
@@ -139,6 +147,7 @@ def print_overfitting(run: str, n: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="zoo:stylegan-sprites", help="a StyleGAN run on colour sprites")
+    parser.add_argument("--checkpoint", help="a checkpoint of --run to read instead of its newest")
     parser.add_argument("--classifier", default="zoo:sprites-attributes",
                         help="an attribute classifier run trained on the run's data (captioned)")
     parser.add_argument("--pairs", type=int, default=2000)
@@ -154,7 +163,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    G = require_style_based(genlab.load(args.run))
+    G = require_style_based(genlab.load(args.run, checkpoint=args.checkpoint))
     classifier = genlab.load(args.classifier)
     size = tuple(classifier.image_shape[1:])
 
@@ -178,24 +187,31 @@ def main() -> None:
         third = judge.read(images_c)
         print(f"{args.run}: {G.num_ws} style inputs; {args.pairs} pairs; cells: % of mixes read with A's value / "
               "with B's, among pairs whose parents differ in that attribute\n")
-        print("| crossover: A's layers / B's | " + " | ".join(judge.names) + " |\n|---|" + "---|" * len(judge.names))
+        print("| crossover: A's layers / B's | " + " | ".join(judge.names) + " | image change |\n|---|"
+              + "---|" * (len(judge.names) + 1))
+        distance = float((images_b - images_a).abs().mean())
         curves: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in judge.names}
         for crossover in range(1, G.num_ws):
-            mixed = judge.read(batched(lambda a, b, c=crossover: fit(G.mix(a, b, c)), z_a, z_b))
+            mixes = batched(lambda a, b, c=crossover: fit(G.mix(a, b, c)), z_a, z_b)
+            mixed = judge.read(mixes)
+            change = float((mixes - images_a).abs().mean()) / distance
             cells = inheritance(*parents, mixed, judge.names)
             coarse = f"{layer_resolution(G, 0)}-{layer_resolution(G, crossover - 1)} px"
             fine = f"{layer_resolution(G, crossover)}-{layer_resolution(G, G.num_ws - 1)} px"
             print(f"| {crossover}: {coarse} / {fine} | "
-                  + " | ".join(f"{100 * a:.0f} / {100 * b:.0f}" for a, b, _ in cells.values()) + " |")
-            for name, (from_a, _, _) in cells.items():
-                curves[name][0].append(crossover)
-                curves[name][1].append(from_a)
+                  + " | ".join(f"{100 * a:.0f} / {100 * b:.0f}" for a, b, _ in cells.values()) + f" | {change:.3f} |")
+            for name, value in [(name, from_a) for name, (from_a, _, _) in cells.items()] + [(CHANGE, change)]:
+                curves.setdefault(name, ([], []))[0].append(crossover)
+                curves[name][1].append(value)
         control = inheritance(*parents, third, judge.names)
         print("| control: an independent sample in the mix's place | "
-              + " | ".join(f"{100 * a:.0f} / {100 * b:.0f}" for a, b, _ in control.values()) + " |")
-        print("| pairs whose parents differ | " + " | ".join(str(n) for _, _, n in control.values()) + " |")
-        draw_lines({"mixes read with A's value (fraction)": curves}, "crossover: first layer taking B's style",
-                   out / "style-mixing-inheritance.png", ylims={"mixes read with A's value (fraction)": (0.0, 1.0)},
+              + " | ".join(f"{100 * a:.0f} / {100 * b:.0f}" for a, b, _ in control.values())
+              + f" | {float((images_c - images_a).abs().mean()) / distance:.3f} |")
+        print("| pairs whose parents differ | " + " | ".join(str(n) for _, _, n in control.values()) + " | |")
+        draw_lines({"mixes read with A's value; image change (fraction)": curves},
+                   "crossover: first layer taking B's style",
+                   out / "style-mixing-inheritance.png",
+                   ylims={"mixes read with A's value; image change (fraction)": (0.0, 1.0)},
                    legend="bottom-right")
 
         crossover = next(c for c in range(1, G.num_ws) if layer_resolution(G, c) >= 16)
@@ -220,8 +236,8 @@ def main() -> None:
                 scores[key][1].append(pr[key])
         draw_lines({"precision and recall (fraction)": scores}, "psi (truncation in W; 1: none)",
                    out / "style-truncation.png", ylims={"precision and recall (fraction)": (0.0, 1.0)}, legend="right")
-    print_resolution_shares(args.run, args.shares_over, z_a, out)
-    print_overfitting(args.run, args.n)
+    print_resolution_shares(args.run, args.checkpoint, args.shares_over, z_a, out)
+    print_overfitting(args.run, args.checkpoint, args.n)
     print(f"\nfigures: {out / 'style-mixing.png'}, {out / 'style-mixing-inheritance.png'}, "
           f"{out / 'style-truncation.png'}")
 
