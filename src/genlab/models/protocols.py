@@ -243,7 +243,7 @@ class StyleBased(Protocol):
         ...
 
     def resolution_parts(self, ws: Tensor) -> dict[int, Tensor]:
-        """ws -> {resolution: its share of the image, at the output size}; the parts sum to the image."""
+        """ws -> {resolution: what it adds to the image, at the output size}; the parts sum to the image."""
         ...
 
     def broadcast(self, w: Tensor) -> Tensor:
