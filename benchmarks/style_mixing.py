@@ -108,39 +108,37 @@ def batched(fn, *zs: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def print_resolution_shares(
-    run: str, checkpoint: str | None, checkpoints: list[str], z: torch.Tensor, out: Path
-) -> None:
-    """The share of the images' spread each resolution draws, for the G read above and each checkpoint's."""
-    rows = [(f"{kimg_of(Path(c)):g} kimg", genlab.load(run, checkpoint=c)) for c in checkpoints]
-    rows.append(("the G read above", genlab.load(run, checkpoint=checkpoint)))
-    curves: dict[str, tuple[list[float], list[float]]] = {}
-    for n, (name, G) in enumerate(rows):
-        G = require_style_based(G)
-        shares = resolution_shares(G.resolution_parts(G.broadcast(G.mapping(z[:BATCH]))))
-        if n == 0:
-            print("\n| G | " + " | ".join(f"{r} px" for r in shares) + " |\n|---|" + "---|" * len(shares))
+def print_resolution_shares(G, run: str, checkpoints: list[str], z: torch.Tensor, out: Path) -> None:
+    """The share of the images' spread each resolution draws, for each of ``run``'s ``checkpoints`` and ``G``."""
+    kimgs = [kimg_of(Path(c)) for c in checkpoints]
+    models = [genlab.load(run, checkpoint=c) for c in checkpoints] + [G]
+    names = [f"{k:g} kimg" for k in kimgs] + ["the G read above"]
+    table = []
+    for model in models:
+        model = require_style_based(model)
+        table.append(resolution_shares(model.resolution_parts(model.broadcast(model.mapping(z[:BATCH])))))
+    print("\n| G | " + " | ".join(f"{r} px" for r in table[0]) + " |\n|---|" + "---|" * len(table[0]))
+    for name, shares in zip(names, table, strict=True):
         print(f"| {name} | " + " | ".join(f"{share:.3f}" for share in shares.values()) + " |")
-        if n < len(checkpoints):
-            for r, share in shares.items():
-                curves.setdefault(f"{r} px", ([], []))[0].append(kimg_of(Path(checkpoints[n])))
-                curves[f"{r} px"][1].append(share)
-    if curves:
+    if checkpoints:
+        curves = {f"{r} px": (kimgs, [shares[r] for shares in table[:-1]]) for r in table[0]}
         draw_lines({"share of the images' spread": curves}, "kimg", out / "style-resolution-shares.png",
                    ylims={"share of the images' spread": (0.0, 1.0)}, legend="right")
 
 
 @torch.no_grad()
-def print_overfitting(run: str, checkpoint: str | None, n: int) -> None:
-    """D's logits on training images against held-out ones: the gap ADA reads as overfitting."""
+def print_overfitting(run: str, checkpoint: str | None, data, held_out: torch.Tensor) -> None:
+    """D's logits on as many training images (of data config ``data``) as ``held_out`` test images: the gap
+    ADA reads as overfitting."""
     if zoo_name(resolve(run)):
         print(f"\n{run} ships G only: give --run its training run to read D's overfitting")
         return
     D = genlab.load(run, checkpoint=checkpoint, role="D")
-    data = read_run(run)[1].data
+    n = len(held_out)
     print("\n| D on | mean logit | r_t = E[sign D(x)] |\n|---|---|---|")
-    for split, name in (("train", "training images"), ("test", "held-out images")):
-        logits = batched(D, load_dataset(data, split).batch(slice(0, n))["image"])
+    for images, name in ((load_dataset(data, "train").batch(slice(0, n))["image"], "training images"),
+                         (held_out, "held-out images")):
+        logits = batched(D, images)
         print(f"| {n} {name} | {float(logits.mean()):.3f} | {float(logits.sign().mean()):.3f} |")
 
 
@@ -171,7 +169,9 @@ def main() -> None:
         """Images at the judge's size (a 32-px G read by the 28-px digit classifier)."""
         return x if tuple(x.shape[-2:]) == size else F.interpolate(x, size=size, mode="bilinear", antialias=True)
 
-    real = fit(load_dataset(read_run(args.run)[1].data, "test").batch(slice(None))["image"][: args.n])
+    data = read_run(args.run)[1].data
+    test_images = load_dataset(data, "test").batch(slice(0, args.n))["image"]
+    real = fit(test_images)
     sprites = tuple(classifier.targets) == tuple(ATTRIBUTES)
     judge = sprite_judge(classifier) if sprites else digit_judge(classifier, real)
     generator = torch.Generator().manual_seed(args.seed)
@@ -190,7 +190,7 @@ def main() -> None:
         print("| crossover: A's layers / B's | " + " | ".join(judge.names) + " | image change |\n|---|"
               + "---|" * (len(judge.names) + 1))
         distance = float((images_b - images_a).abs().mean())
-        curves: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in judge.names}
+        curves: dict[str, tuple[list[float], list[float]]] = {}
         for crossover in range(1, G.num_ws):
             mixes = batched(lambda a, b, c=crossover: fit(G.mix(a, b, c)), z_a, z_b)
             mixed = judge.read(mixes)
@@ -236,8 +236,8 @@ def main() -> None:
                 scores[key][1].append(pr[key])
         draw_lines({"precision and recall (fraction)": scores}, "psi (truncation in W; 1: none)",
                    out / "style-truncation.png", ylims={"precision and recall (fraction)": (0.0, 1.0)}, legend="right")
-    print_resolution_shares(args.run, args.checkpoint, args.shares_over, z_a, out)
-    print_overfitting(args.run, args.checkpoint, args.n)
+    print_resolution_shares(G, args.run, args.shares_over, z_a, out)
+    print_overfitting(args.run, args.checkpoint, data, test_images)
     print(f"\nfigures: {out / 'style-mixing.png'}, {out / 'style-mixing-inheritance.png'}, "
           f"{out / 'style-truncation.png'}")
 
